@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use and reuse it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test test-all bench compare clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# A stamp per extra, so that a change to pyproject.toml reinstalls and nothing else does.
+$(VENV)/.installed-%: pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+$(VENV)/.installed-core: pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+demo: $(VENV)/.installed-core
+	$(PY) examples/prune_digits.py --out out
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m ""
+
+bench: $(VENV)/.installed-compare
+	$(PY) tools/bench_fit_overhead.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

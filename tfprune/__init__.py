@@ -1,0 +1,75 @@
+"""tfprune: structured pruning for Keras 3, from `model.fit` to a faster LiteRT file.
+
+The data path, one module per step:
+
+    prune (wrappers) -> fit (PruningCallback) -> strip -> export_tflite / verify / benchmark
+
+Example:
+
+>>> import keras, tfprune
+>>> pruned = tfprune.prune(model, granularity="filter", criterion="l1",
+...     schedule=tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=300, frequency=25))
+>>> pruned.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+>>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback()])
+>>> plain = tfprune.strip(pruned)
+>>> tfprune.export_tflite(plain, "model.tflite")
+>>> print(tfprune.summary(plain))
+"""
+
+from tfprune.callbacks import PruningCallback
+from tfprune.criteria import l1, l2
+from tfprune.export import (
+    Latency,
+    TFLiteFileError,
+    TFLiteNotFoundError,
+    benchmark_tflite,
+    export_tflite,
+    inspect_tflite,
+    load_interpreter,
+    run_tflite,
+    verify_tflite,
+)
+from tfprune.flops import count_flops
+from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
+from tfprune.metrics import Summary, summary
+from tfprune.prune import prune
+from tfprune.registry import LayerSpec, register_layer
+from tfprune.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay, PruningSchedule
+from tfprune.strip import strip
+from tfprune.wrappers import PruneWrapper, wrappers_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Block",
+    "ConstantSparsity",
+    "Filter",
+    "Granularity",
+    "Iterative",
+    "LayerSpec",
+    "Latency",
+    "NM",
+    "OneShot",
+    "PolynomialDecay",
+    "PruneWrapper",
+    "PruningCallback",
+    "PruningSchedule",
+    "Summary",
+    "TFLiteFileError",
+    "TFLiteNotFoundError",
+    "Unstructured",
+    "benchmark_tflite",
+    "count_flops",
+    "export_tflite",
+    "inspect_tflite",
+    "l1",
+    "l2",
+    "load_interpreter",
+    "prune",
+    "register_layer",
+    "run_tflite",
+    "strip",
+    "summary",
+    "verify_tflite",
+    "wrappers_of",
+]

@@ -1,0 +1,97 @@
+"""`PruningCallback`: updates masks on schedule during `model.fit` and logs sparsity."""
+
+from __future__ import annotations
+
+import keras
+
+from tfprune import flops
+from tfprune.ranking import apply_target
+from tfprune.wrappers import wrappers_of
+
+
+def model_sparsity(wrappers) -> float:
+    """Fraction of all prunable weights (across `wrappers`) that the masks zero."""
+    total = sum(w.mask_array().size for w in wrappers)
+    zeros = sum(w.mask_array().size - w.mask_array().sum() for w in wrappers)
+    return float(zeros / total) if total else 0.0
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Updates the masks of a `tfprune.prune`d model as its schedule says, while it trains.
+
+    The schedule's step is the optimizer's iteration count, which Keras saves in `.keras`
+    files and `BackupAndRestore` checkpoints: a resumed run updates the same masks at the
+    same steps. Masks never regrow, so recompiling with a fresh optimizer for a fine-tune
+    cannot undo pruning.
+
+    At the end of every epoch it writes `sparsity` (over all pruned layers) and, with
+    `log_layers`, `sparsity/<layer>` into `logs`; with a FLOPs target also
+    `flops_removed`. Keras' progress bar, `CSVLogger` and `TensorBoard` show them when they
+    come after this callback in the `callbacks` list.
+
+    Args:
+        log_layers: also log each layer's sparsity.
+
+    Raises:
+        ValueError: at the start of training, if the model has no `PruneWrapper` (it was
+            never passed through `tfprune.prune`) or its wrappers disagree on the policy.
+
+    Example:
+
+    >>> pruned = tfprune.prune(model, schedule=tfprune.PolynomialDecay(0.0, 0.5, 0, 300, frequency=25))
+    >>> pruned.compile("adam", "sparse_categorical_crossentropy")
+    >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
+    """
+
+    def __init__(self, log_layers: bool = True):
+        super().__init__()
+        self.log_layers = log_layers
+        #: One entry per mask update: step, epoch, target and sparsity reached.
+        self.events = []
+        self._wrappers = []
+        self._total_flops = None
+        self._epoch = 0
+        self._epoch_start = False
+
+    def on_train_begin(self, logs=None):
+        self._wrappers = wrappers_of(self.model)
+        if not self._wrappers:
+            raise ValueError(
+                f"PruningCallback: model '{self.model.name}' has no PruneWrapper layers. "
+                "Pass it through tfprune.prune(model, ...) and train the returned model."
+            )
+        first = self._wrappers[0]
+        for wrapper in self._wrappers[1:]:
+            if (wrapper.schedule, wrapper.ranking, wrapper.target) != (first.schedule, first.ranking, first.target):
+                raise ValueError(
+                    f"PruningCallback: layer '{wrapper.layer.name}' has a different schedule, ranking or target "
+                    f"than '{first.layer.name}'. Prune a model with one tfprune.prune call."
+                )
+        self._total_flops = flops.count_flops(self.model) if first.target == "flops" else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Reading the optimizer's counter (not counting batches here) keeps the step right
+        # under steps_per_execution and after BackupAndRestore or a .keras reload.
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        target = self._wrappers[0].schedule(step, self._epoch, self._epoch_start)
+        self._epoch_start = False
+        if target is None:
+            return
+        apply_target(self._wrappers, target, self._total_flops)
+        self.events.append(
+            {"step": step, "epoch": self._epoch, "target": target, "sparsity": model_sparsity(self._wrappers)}
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["sparsity"] = model_sparsity(self._wrappers)
+        if self.log_layers:
+            for wrapper in self._wrappers:
+                logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
+        if self._total_flops:
+            logs["flops_removed"] = 1.0 - flops.count_flops(self.model, effective=True) / self._total_flops
