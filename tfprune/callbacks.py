@@ -52,6 +52,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._total_flops = None
         self._epoch = 0
         self._epoch_start = False
+        self._last_step = None
 
     def on_train_begin(self, logs=None):
         self._wrappers = wrappers_of(self.model)
@@ -68,6 +69,7 @@ class PruningCallback(keras.callbacks.Callback):
                     f"than '{first.layer.name}'. Prune a model with one tfprune.prune call."
                 )
         self._total_flops = flops.count_flops(self.model) if first.target == "flops" else None
+        self._last_step = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -77,8 +79,14 @@ class PruningCallback(keras.callbacks.Callback):
         # Reading the optimizer's counter (not counting batches here) keeps the step right
         # under steps_per_execution and after BackupAndRestore or a .keras reload.
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        target = self._wrappers[0].schedule(step, self._epoch, self._epoch_start)
+        schedule = self._wrappers[0].schedule
+        # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
+        # the steps in between, so an update planned there is applied now, not skipped.
+        first = step if self._last_step is None else min(self._last_step + 1, step)
+        targets = [schedule(s, self._epoch, self._epoch_start and s == step) for s in range(first, step + 1)]
+        self._last_step = step
         self._epoch_start = False
+        target = next((t for t in reversed(targets) if t is not None), None)
         if target is None:
             return
         apply_target(self._wrappers, target, self._total_flops)

@@ -72,14 +72,18 @@ def _removed(layers, sparsity: float) -> float:
 
 
 def _local_sparsity_for(layers, goal: float) -> float:
-    """The uniform per-layer sparsity whose removed cost first reaches `goal` (bisection)."""
+    """The uniform per-layer sparsity whose removed cost comes closest to `goal`.
+
+    Removed cost is a step function of the sparsity; bisection finds the step that first
+    reaches the goal, and the step just below it may be closer.
+    """
     low, high = 0.0, 1.0 - 1e-9
     if _removed(layers, high) < goal:
         return high
     for _ in range(60):
         mid = (low + high) / 2
         low, high = (mid, high) if _removed(layers, mid) < goal else (low, mid)
-    return high
+    return low if goal - _removed(layers, low) < _removed(layers, high) - goal else high
 
 
 def _global_prune_counts(layers, goal: float) -> list[int]:
@@ -96,7 +100,8 @@ def _global_prune_counts(layers, goal: float) -> list[int]:
     removed = 0.0
     for score, index in entries:
         layer = layers[index]
-        if removed >= goal and score != -np.inf:
+        # Units pruned before always go; others only while they bring us closer to the goal.
+        if score != -np.inf and removed + layer.unit_cost - goal > goal - removed:
             break
         if layer.n_units - counts[index] <= floors[index]:
             continue

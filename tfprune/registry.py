@@ -135,7 +135,6 @@ def variable(layer, name: str):
     return None
 
 
-_DEPTHWISE = (("depthwise_kernel", "output"),)
 _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 
 register_layer(keras.layers.Dense, LayerSpec("kernel", filter_axes=(-1,), input_axis=0))
@@ -147,14 +146,10 @@ _TRANSPOSED = LayerSpec("kernel", filter_axes=(-2,), input_axis=-1, flops_weight
 register_layer(keras.layers.Conv1DTranspose, _TRANSPOSED)
 register_layer(keras.layers.Conv2DTranspose, _TRANSPOSED)
 register_layer(keras.layers.Conv3DTranspose, _TRANSPOSED)
-register_layer(
-    keras.layers.DepthwiseConv2D,
-    LayerSpec("depthwise_kernel", filter_axes=(-2, -1), input_axis=None, flops_weights=_DEPTHWISE),
-)
-register_layer(
-    keras.layers.DepthwiseConv1D,
-    LayerSpec("depthwise_kernel", filter_axes=(-2, -1), input_axis=None, flops_weights=_DEPTHWISE),
-)
+# Depthwise kernels are (..., in, multiplier); output channel c * multiplier + m.
+_DEPTHWISE = LayerSpec("kernel", filter_axes=(-2, -1), input_axis=None)
+register_layer(keras.layers.DepthwiseConv2D, _DEPTHWISE)
+register_layer(keras.layers.DepthwiseConv1D, _DEPTHWISE)
 # Separable convolutions prune their pointwise part; the depthwise part follows its inputs.
 register_layer(
     keras.layers.SeparableConv1D,
