@@ -52,6 +52,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._total_flops = None
         self._epoch = 0
         self._epoch_start = False
+        self._epoch_base = None
         self._last_step = None
 
     def on_train_begin(self, logs=None):
@@ -74,11 +75,15 @@ class PruningCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_start = True
+        self._epoch_base = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Reading the optimizer's counter (not counting batches here) keeps the step right
-        # under steps_per_execution and after BackupAndRestore or a .keras reload.
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        # The step is the optimizer's counter, read once per epoch (after BackupAndRestore
+        # or a reload has restored it); reading it every batch would stall Keras' pipeline.
+        # `batch` counts steps within the epoch, also under steps_per_execution.
+        if self._epoch_base is None:
+            self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
+        step = self._epoch_base + batch
         schedule = self._wrappers[0].schedule
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
         # the steps in between, so an update planned there is applied now, not skipped.

@@ -1,0 +1,152 @@
+"""End-to-end tfprune demo on scikit-learn's bundled handwritten digits (no download).
+
+Trains a small CNN, prunes half of its filters during `fit` with a cubic schedule, strips the
+masks, exports dense and pruned models to LiteRT, verifies both against Keras, and compares
+accuracy, size, FLOPs and latency. Writes `results.json` and `pruning.png` to `--out`.
+
+    python examples/prune_digits.py --out out
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tfprune  # noqa: E402
+from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
+
+
+def accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+
+
+def tflite_accuracy(path, x, y):
+    (probabilities,) = tfprune.run_tflite(path, x)
+    return float(np.mean(np.argmax(probabilities, axis=1) == y))
+
+
+def measure(name, model, path, x_test, y_test):
+    """One row of the comparison table."""
+    summary = tfprune.summary(model).total
+    latency = tfprune.benchmark_tflite(path, runs=300, warmup=30)
+    return {
+        "model": name,
+        "keras_accuracy": accuracy(model, x_test, y_test),
+        "tflite_accuracy": tflite_accuracy(path, x_test, y_test),
+        "max_abs_diff_vs_keras": tfprune.verify_tflite(path, model, x_test[:256]),
+        "params": summary["params"],
+        "nonzero_params": summary["nonzero_params"],
+        "flops": summary["flops"],
+        "effective_flops": summary["effective_flops"],
+        "file_bytes": path.stat().st_size,
+        "latency_us": latency.median * 1e6,
+    }
+
+
+def print_table(rows):
+    columns = [
+        ("model", "model", "{}"),
+        ("test acc", "keras_accuracy", "{:.1%}"),
+        ("LiteRT acc", "tflite_accuracy", "{:.1%}"),
+        ("max|diff|", "max_abs_diff_vs_keras", "{:.1e}"),
+        ("params", "params", "{:,}"),
+        ("nonzero", "nonzero_params", "{:,}"),
+        ("MFLOPs", "flops", "{:.2f}"),
+        ("eff. MFLOPs", "effective_flops", "{:.2f}"),
+        ("file KiB", "file_bytes", "{:.1f}"),
+        ("latency us", "latency_us", "{:.1f}"),
+    ]
+    scale = {"flops": 1e-6, "effective_flops": 1e-6, "file_bytes": 1 / 1024}
+    cells = [[fmt.format(row[key] * scale.get(key, 1)) for _, key, fmt in columns] for row in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(columns)]
+    print("  ".join(t.rjust(w) for (t, _, _), w in zip(columns, widths)))
+    for c in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
+
+
+def plot(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["sparsity"]) + 1)
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(epochs, history["sparsity"], "o-", color="tab:red", label="filter sparsity")
+    left.set_xlabel("pruning epoch")
+    left.set_ylabel("sparsity of pruned layers", color="tab:red")
+    left.set_ylim(0, 1)
+    right = left.twinx()
+    right.plot(epochs, history["val_accuracy"], "s-", color="tab:blue", label="validation accuracy")
+    right.set_ylabel("validation accuracy", color="tab:blue")
+    right.set_ylim(0, 1)
+    fig.legend(loc="lower center", ncol=2)
+    left.set_title("Filter pruning during fit (digits CNN)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="out", help="output directory (default: out)")
+    parser.add_argument("--epochs", type=int, default=15, help="dense training epochs (default: 15)")
+    parser.add_argument("--prune-epochs", type=int, default=12, help="pruning + fine-tuning epochs (default: 12)")
+    parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of filters to prune (default: 0.5)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    keras.utils.set_random_seed(args.seed)
+
+    (x_train, y_train), (x_test, y_test) = load_digits()
+    print(f"digits: {len(x_train)} train / {len(x_test)} test images, 16x16")
+
+    print(f"\n== 1. train the dense CNN ({args.epochs} epochs)")
+    dense = digits_cnn()
+    dense.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    dense.fit(x_train, y_train, batch_size=32, epochs=args.epochs, validation_split=0.1, verbose=2)
+
+    print(f"\n== 2. prune {args.sparsity:.0%} of the filters during fit ({args.prune_epochs} epochs)")
+    steps_per_epoch = int(np.ceil(len(x_train) * 0.9 / 32))
+    end_step = steps_per_epoch * max(1, args.prune_epochs * 2 // 3)  # last third only fine-tunes
+    schedule = tfprune.PolynomialDecay(0.0, args.sparsity, begin_step=0, end_step=end_step, frequency=steps_per_epoch // 2)
+    pruned = tfprune.prune(dense, granularity="filter", criterion="l1", schedule=schedule)
+    pruned.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = pruned.fit(
+        x_train,
+        y_train,
+        batch_size=32,
+        epochs=args.prune_epochs,
+        validation_split=0.1,
+        verbose=2,
+        callbacks=[tfprune.PruningCallback(log_layers=False), keras.callbacks.CSVLogger(str(out / "pruning_log.csv"))],
+    ).history
+    plain = tfprune.strip(pruned)
+    print("\n" + str(tfprune.summary(plain)))
+
+    print("\n== 3. export to LiteRT, verify and time (1 thread)")
+    dense_path = tfprune.export_tflite(dense, out / "dense.tflite")
+    pruned_path = tfprune.export_tflite(plain, out / "pruned.tflite")
+    rows = [measure("dense", dense, dense_path, x_test, y_test), measure("pruned (masked)", plain, pruned_path, x_test, y_test)]
+    print()
+    print_table(rows)
+    for row in rows:
+        if row["max_abs_diff_vs_keras"] > 1e-4:
+            raise SystemExit(f"LiteRT output of {row['model']} differs from Keras by {row['max_abs_diff_vs_keras']:.2e}")
+
+    results = {"rows": rows, "history": {k: [float(v) for v in vals] for k, vals in history.items()}, "seconds": time.time() - started}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(history, out / "pruning.png")
+    print(f"\nwrote {out / 'results.json'}, {out / 'pruning.png'}, {out / 'pruning_log.csv'} in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Training-time overhead of pruning: `fit` with tfprune vs plain `fit`, and tfmot's ratio.
+
+Same model (the digits CNN), same data, same epochs, in one run. tfprune and plain Keras 3
+alternate in this process; tfmot (which needs tf_keras and TF_USE_LEGACY_KERAS=1) runs the
+same comparison on the tf_keras twin of the model in a subprocess. Reports median seconds per
+epoch (first epoch, which traces the graph, left out) and the ratios.
+
+    python tools/bench_fit_overhead.py [--rounds 3] [--epochs 6] [--json out/bench_fit_overhead.json]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+BATCH = 32
+
+
+class EpochTimer:
+    """Keras callback recording wall time per epoch (defined lazily to import the right Keras)."""
+
+    @staticmethod
+    def make(keras):
+        class Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.times.append(time.perf_counter() - self._start)
+
+        return Timer()
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.kron(d.images.astype(np.float32) / 16.0, np.ones((2, 2), np.float32))[..., None]
+    return x, d.target.astype(np.int64)
+
+
+def build(keras):
+    """The digits CNN, written against the given Keras module so tf_keras can build its twin."""
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 1))
+    x = inputs
+    for i, filters in enumerate((16, 32, 64)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        if i < 2:
+            x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+
+def time_fit(keras, model, x, y, epochs, callbacks=()):
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer.make(keras)
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[*callbacks, timer])
+    return float(np.median(timer.times[1:]))
+
+
+def schedule_steps(n, epochs):
+    steps = int(np.ceil(n / BATCH))
+    return steps * epochs, max(1, steps // 2)
+
+
+def run_tfprune(rounds, epochs):
+    import keras
+
+    import tfprune
+
+    x, y = digits()
+    end_step, frequency = schedule_steps(len(x), epochs)
+    plain_times, pruned_times = [], []
+    for r in range(rounds):
+        keras.utils.set_random_seed(r)
+        plain_times.append(time_fit(keras, build(keras), x, y, epochs))
+        keras.utils.set_random_seed(r)
+        schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
+        pruned = tfprune.prune(build(keras), schedule=schedule)
+        pruned_times.append(time_fit(keras, pruned, x, y, epochs, [tfprune.PruningCallback()]))
+        print(f"  round {r + 1}/{rounds}: plain {plain_times[-1]:.3f} s/epoch, tfprune {pruned_times[-1]:.3f} s/epoch", flush=True)
+    return plain_times, pruned_times
+
+
+def run_tfmot(rounds, epochs):
+    """Runs in the subprocess: tf_keras plain vs tfmot prune_low_magnitude."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    x, y = digits()
+    end_step, frequency = schedule_steps(len(x), epochs)
+    plain_times, pruned_times = [], []
+    for r in range(rounds):
+        keras.utils.set_random_seed(r)
+        plain_times.append(time_fit(keras, build(keras), x, y, epochs))
+        keras.utils.set_random_seed(r)
+        schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(build(keras), pruning_schedule=schedule)
+        pruned_times.append(time_fit(keras, pruned, x, y, epochs, [tfmot.sparsity.keras.UpdatePruningStep()]))
+        print(f"  round {r + 1}/{rounds}: tf_keras plain {plain_times[-1]:.3f} s/epoch, tfmot {pruned_times[-1]:.3f} s/epoch", flush=True)
+    return plain_times, pruned_times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/pruned repetitions")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per fit (the first is not timed)")
+    parser.add_argument("--json", default="out/bench_fit_overhead.json", help="where to write the numbers")
+    parser.add_argument("--tfmot-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.tfmot_child:
+        print(json.dumps(run_tfmot(args.rounds, args.epochs)), flush=True)
+        return
+
+    print(f"tfprune vs plain Keras 3 ({args.rounds} rounds x {args.epochs} epochs):")
+    plain, pruned = run_tfprune(args.rounds, args.epochs)
+    print("tfmot vs plain tf_keras, in a subprocess with TF_USE_LEGACY_KERAS=1:")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    child = subprocess.run(
+        [sys.executable, __file__, "--tfmot-child", "--rounds", str(args.rounds), "--epochs", str(args.epochs)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if child.returncode:
+        sys.stderr.write(child.stderr[-3000:])
+        raise SystemExit("tfmot subprocess failed; install the extra: pip install -e '.[compare]'")
+    lines = child.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]))
+    tf_plain, tf_pruned = json.loads(lines[-1])
+
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "command": " ".join(["python", "tools/bench_fit_overhead.py", *sys.argv[1:]]),
+        "plain_s_per_epoch": float(np.median(plain)),
+        "tfprune_s_per_epoch": float(np.median(pruned)),
+        # The median of per-round ratios: each round's pair ran back to back, so a slow
+        # spell of this shared machine hits both sides of one ratio.
+        "tfprune_ratio": float(np.median(np.array(pruned) / np.array(plain))),
+        "tf_keras_plain_s_per_epoch": float(np.median(tf_plain)),
+        "tfmot_s_per_epoch": float(np.median(tf_pruned)),
+        "tfmot_ratio": float(np.median(np.array(tf_pruned) / np.array(tf_plain))),
+    }
+    print(f"\ntfprune / plain Keras 3: {result['tfprune_ratio']:.3f}x   tfmot / plain tf_keras: {result['tfmot_ratio']:.3f}x")
+    path = pathlib.Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
