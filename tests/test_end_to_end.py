@@ -67,7 +67,7 @@ def random_network(draw):
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_networks_strip_and_export_equal(tmp_path_factory, model, granularity, target, ranking):
     pruned = tfprune.prune(model, granularity=granularity, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
-    apply_target(tfprune.wrappers_of(pruned), target)
+    apply_target(pruned, target)
     x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
     plain = tfprune.strip(pruned)
     assert np.abs(plain(x) - pruned(x)).max() <= 1e-5

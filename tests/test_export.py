@@ -12,7 +12,7 @@ from tfprune.ranking import apply_target
 def pruned_cnn(target=0.5, **kwargs):
     keras.utils.set_random_seed(0)
     pruned = tfprune.prune(small_cnn(), schedule=tfprune.OneShot(target), **kwargs)
-    apply_target(tfprune.wrappers_of(pruned), target)
+    apply_target(pruned, target)
     return pruned
 
 
@@ -40,7 +40,7 @@ def test_sparse_export_stores_block_sparse_dense_weights(tmp_path):
     outputs = keras.layers.Dense(8, name="fc2")(x)
     model = keras.Model(inputs, outputs)
     pruned = tfprune.prune(model, granularity="block", schedule=tfprune.OneShot(0.8), layers=["fc1"])
-    apply_target(tfprune.wrappers_of(pruned), 0.8)
+    apply_target(pruned, 0.8)
     dense_path = tfprune.export_tflite(pruned, tmp_path / "dense.tflite")
     sparse_path = tfprune.export_tflite(pruned, tmp_path / "sparse.tflite", sparse=True)
     sparse_tensors = [t for t in tfprune.inspect_tflite(sparse_path)["tensors"] if t["sparse"]]

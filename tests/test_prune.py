@@ -38,6 +38,7 @@ def test_pruned_model_computes_the_same_function_before_any_mask(cnn, data):
     "kwargs,expected",
     [
         ({"layers": ["conv1", "head"]}, ["conv1", "head"]),
+        ({"layers": ["conv1", "conv3"]}, ["conv1", "conv3"]),
         ({"layers": keras.layers.Conv2D, "protect": None}, ["conv1", "conv2", "conv3"]),
         ({"layers": lambda layer: layer.name.endswith("3")}, ["conv3"]),
         ({"exclude": ["conv3"]}, ["conv2"]),
@@ -47,7 +48,16 @@ def test_pruned_model_computes_the_same_function_before_any_mask(cnn, data):
     ],
 )
 def test_layer_selection(cnn, kwargs, expected):
-    assert wrapped_names(tfprune.prune(cnn, **kwargs)) == expected
+    assert wrapped_names(tfprune.prune(cnn, granularity="unstructured", **kwargs)) == expected
+
+
+def test_filter_pruning_skips_layers_whose_channels_are_the_models_outputs(cnn):
+    pruned = tfprune.prune(cnn, protect=None)
+    assert wrapped_names(pruned) == ["conv1", "conv2", "conv3"]  # not the head: its filters are the outputs
+    followers = [layer for layer in pruned.layers if isinstance(layer, tfprune.ChannelMaskWrapper)]
+    assert [f.layer.name for f in followers] == ["bn"]  # BN after conv2 follows its masks
+    with pytest.raises(ValueError, match="'head' cannot be pruned: a model output"):
+        tfprune.prune(cnn, layers=["conv2", "head"])
 
 
 def test_sequential_model_is_supported(data):
@@ -108,22 +118,22 @@ def test_global_ranking_prunes_unevenly_to_the_overall_target(cnn):
     from tfprune.callbacks import model_sparsity
     from tfprune.ranking import apply_target
 
-    apply_target(wrappers, 0.5)
+    apply_target(pruned, 0.5)
     per_layer = {w.layer.name: w.sparsity() for w in wrappers}
     assert model_sparsity(wrappers) == pytest.approx(0.5, abs=0.06)
     assert per_layer["conv2"] == 0.75
     assert per_layer["conv2"] > max(v for k, v in per_layer.items() if k != "conv2")
 
 
-@pytest.mark.parametrize("ranking", ["local", "global"])
-def test_flops_target_removes_that_fraction_of_model_flops(cnn, ranking):
+@pytest.mark.parametrize("ranking,tolerance", [("local", 0.05), ("global", 0.02)])
+def test_flops_target_removes_that_fraction_of_model_flops_after_shrink(cnn, ranking, tolerance):
     pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.4), target="flops", ranking=ranking)
     from tfprune.ranking import apply_target
 
-    total = tfprune.count_flops(pruned)
-    apply_target(tfprune.wrappers_of(pruned), 0.4, total)
-    removed = 1 - tfprune.count_flops(pruned, effective=True) / total
-    assert removed == pytest.approx(0.4, abs=0.05)
+    plan = apply_target(pruned, 0.4)
+    removed = 1 - tfprune.count_flops(tfprune.shrink(pruned)) / tfprune.count_flops(cnn)
+    assert removed == pytest.approx(0.4, abs=tolerance)
+    assert plan.removed() == pytest.approx(removed, abs=1e-9)  # the plan counts as shrink builds
 
 
 def test_every_supported_layer_type_can_be_wrapped():
@@ -138,11 +148,11 @@ def test_every_supported_layer_type_can_be_wrapped():
     x = keras.layers.Dense(8, name="fc")(x)
     outputs = keras.layers.Dense(2, name="head")(x)
     model = keras.Model(inputs, outputs)
-    pruned = tfprune.prune(model, protect=None, schedule=tfprune.OneShot(0.5))
-    assert wrapped_names(pruned) == ["conv", "dw", "sep", "tconv", "conv1d", "fc", "head"]
+    pruned = tfprune.prune(model, protect=None, exclude=["head"], schedule=tfprune.OneShot(0.5))
+    assert wrapped_names(pruned) == ["conv", "dw", "sep", "tconv", "conv1d", "fc"]
     from tfprune.ranking import apply_target
 
-    apply_target(tfprune.wrappers_of(pruned), 0.5)
+    apply_target(pruned, 0.5)
     for wrapper in tfprune.wrappers_of(pruned):
         assert wrapper.sparsity() == pytest.approx(0.5)
         spec = wrapper.spec

@@ -9,7 +9,7 @@ from tfprune.ranking import apply_target
 
 def test_strip_gives_plain_layers_with_masks_baked_in(cnn, data):
     pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.5))
-    apply_target(tfprune.wrappers_of(pruned), 0.5)
+    apply_target(pruned, 0.5)
     before = weights_of(pruned)
     plain = tfprune.strip(pruned)
     assert not tfprune.wrappers_of(plain)
@@ -23,7 +23,7 @@ def test_strip_gives_plain_layers_with_masks_baked_in(cnn, data):
 
 def test_strip_bakes_masks_even_over_hand_edited_weights(cnn):
     pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.5))
-    apply_target(tfprune.wrappers_of(pruned), 0.5)
+    apply_target(pruned, 0.5)
     conv2 = pruned.get_layer("prune_conv2").layer
     conv2.kernel.assign(np.ones(conv2.kernel.shape, np.float32))  # bypasses the constraint
     plain = tfprune.strip(pruned)

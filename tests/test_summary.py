@@ -28,7 +28,7 @@ def test_summary_rows_and_totals_follow_the_masks():
     model = conv_model()
     model.get_layer("conv").bias.assign(np.ones(4, np.float32))
     pruned = tfprune.prune(model, layers=["conv"], schedule=tfprune.OneShot(0.5))
-    apply_target(tfprune.wrappers_of(pruned), 0.5)
+    apply_target(pruned, 0.5)
     s = tfprune.summary(pruned)
     row = {r.name: r for r in s.rows}["conv"]
     assert (row.filters_kept, row.filters_total) == (2, 4)

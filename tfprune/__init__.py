@@ -2,7 +2,7 @@
 
 The data path, one module per step:
 
-    prune (wrappers) -> fit (PruningCallback) -> strip -> export_tflite / verify / benchmark
+    prune (wrappers) -> fit (PruningCallback) -> strip -> shrink -> export_tflite / verify / benchmark
 
 Example:
 
@@ -30,18 +30,23 @@ from tfprune.export import (
     verify_tflite,
 )
 from tfprune.flops import count_flops
+from tfprune.graph import explain
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.metrics import Summary, summary
 from tfprune.prune import prune
-from tfprune.registry import LayerSpec, register_layer
+from tfprune.ranking import PruningPlan, apply_target
+from tfprune.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
 from tfprune.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay, PruningSchedule
+from tfprune.shrink import shrink
 from tfprune.strip import strip
-from tfprune.wrappers import PruneWrapper, wrappers_of
+from tfprune.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Block",
+    "ChannelMaskWrapper",
+    "ChannelRule",
     "ConstantSparsity",
     "Filter",
     "Granularity",
@@ -52,22 +57,27 @@ __all__ = [
     "OneShot",
     "PolynomialDecay",
     "PruneWrapper",
+    "PruningPlan",
     "PruningCallback",
     "PruningSchedule",
     "Summary",
     "TFLiteFileError",
     "TFLiteNotFoundError",
     "Unstructured",
+    "apply_target",
     "benchmark_tflite",
     "count_flops",
+    "explain",
     "export_tflite",
     "inspect_tflite",
     "l1",
     "l2",
     "load_interpreter",
     "prune",
+    "register_channel_rule",
     "register_layer",
     "run_tflite",
+    "shrink",
     "strip",
     "summary",
     "verify_tflite",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tfprune import flops
-from tfprune.ranking import apply_target
-from tfprune.wrappers import wrappers_of
+from tfprune.ranking import PruningPlan
 
 
 def model_sparsity(wrappers) -> float:
@@ -32,6 +30,9 @@ class PruningCallback(keras.callbacks.Callback):
     Args:
         log_layers: also log each layer's sparsity.
 
+    With filter granularity the units are channel groups (see `tfprune.grouping`), and
+    `flops_removed` counts FLOPs as `tfprune.shrink` will leave them.
+
     Raises:
         ValueError: at the start of training, if the model has no `PruneWrapper` (it was
             never passed through `tfprune.prune`) or its wrappers disagree on the policy.
@@ -49,27 +50,18 @@ class PruningCallback(keras.callbacks.Callback):
         #: One entry per mask update: step, epoch, target and sparsity reached.
         self.events = []
         self._wrappers = []
-        self._total_flops = None
+        self._plan = None
         self._epoch = 0
         self._epoch_start = False
         self._epoch_base = None
         self._last_step = None
 
     def on_train_begin(self, logs=None):
-        self._wrappers = wrappers_of(self.model)
-        if not self._wrappers:
-            raise ValueError(
-                f"PruningCallback: model '{self.model.name}' has no PruneWrapper layers. "
-                "Pass it through tfprune.prune(model, ...) and train the returned model."
-            )
-        first = self._wrappers[0]
-        for wrapper in self._wrappers[1:]:
-            if (wrapper.schedule, wrapper.ranking, wrapper.target) != (first.schedule, first.ranking, first.target):
-                raise ValueError(
-                    f"PruningCallback: layer '{wrapper.layer.name}' has a different schedule, ranking or target "
-                    f"than '{first.layer.name}'. Prune a model with one tfprune.prune call."
-                )
-        self._total_flops = flops.count_flops(self.model) if first.target == "flops" else None
+        try:
+            self._plan = PruningPlan(self.model)
+        except ValueError as error:
+            raise ValueError(f"PruningCallback: {error}") from None
+        self._wrappers = self._plan.wrappers
         self._last_step = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -84,7 +76,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self._epoch_base is None:
             self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
         step = self._epoch_base + batch
-        schedule = self._wrappers[0].schedule
+        schedule = self._plan.schedule
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
         # the steps in between, so an update planned there is applied now, not skipped.
         first = step if self._last_step is None else min(self._last_step + 1, step)
@@ -94,7 +86,7 @@ class PruningCallback(keras.callbacks.Callback):
         target = next((t for t in reversed(targets) if t is not None), None)
         if target is None:
             return
-        apply_target(self._wrappers, target, self._total_flops)
+        self._plan.apply(target)
         self.events.append(
             {"step": step, "epoch": self._epoch, "target": target, "sparsity": model_sparsity(self._wrappers)}
         )
@@ -106,5 +98,5 @@ class PruningCallback(keras.callbacks.Callback):
         if self.log_layers:
             for wrapper in self._wrappers:
                 logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
-        if self._total_flops:
-            logs["flops_removed"] = 1.0 - flops.count_flops(self.model, effective=True) / self._total_flops
+        if self._plan.by_flops:
+            logs["flops_removed"] = self._plan.removed()

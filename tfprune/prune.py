@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import keras
 
-from tfprune import checks, criteria, flops, modelwalk, registry, schedules
+from tfprune import checks, criteria, modelwalk, registry, schedules
 from tfprune import granularity as granularities
-from tfprune.ranking import max_removable
-from tfprune.wrappers import PruneWrapper, wrappers_of
+from tfprune.graph import ChannelGraph
+from tfprune.ranking import PruningPlan
+from tfprune.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 
 def _matches(layer, selector) -> bool:
@@ -102,7 +103,45 @@ def _select(model, layers, exclude, protect):
     return selected
 
 
-def _check_policy(granularity, ranking_mode, target, min_filters, round_to, schedule):
+def _without_pinned(graph, selected, chosen):
+    """Filter pruning cannot touch a layer whose every channel is pinned (it writes a model
+    output, or feeds a barrier): drop it, or fail if the user named it."""
+    kept = []
+    for layer in selected:
+        calls = [c for c in graph.calls() if c.layer is layer]
+        roots = [graph.root(c.outputs[0], i) for c in calls for i in range(c.outputs[0].shape[-1])]
+        if roots and all(graph.is_pinned(r) for r in roots):
+            if any(isinstance(s, str) and s == layer.name for s in chosen):
+                raise ValueError(
+                    f"layers: the filters of '{layer.name}' cannot be pruned: {graph.pinned[roots[0]]}. "
+                    "Leave it out, or use granularity='unstructured'."
+                )
+            continue
+        kept.append(layer)
+    return kept
+
+
+def _followers(graph, selected):
+    """Layers with maskable per-channel weights (BN) fed by a selected layer's filters."""
+    selected_ids = {id(layer) for layer in selected}
+    roots = set()
+    for call in graph.calls():
+        if id(call.layer) in selected_ids:
+            out = call.outputs[0]
+            roots.update(graph.root(out, c) for c in range(out.shape[-1]))
+    followers = set()
+    for call in graph.calls():
+        rule = call.rule
+        if isinstance(rule, registry.ChannelRule) and rule.masked:
+            tensor = call.inputs[0]
+            if any(graph.root(tensor, c) in roots for c in range(tensor.shape[-1])):
+                followers.add(id(call.layer))
+    return followers
+
+
+def _check_policy(granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction):
+    if group_reduction not in ("sum", "mean", "max", "first"):
+        raise ValueError(f"group_reduction must be 'sum', 'mean', 'max' or 'first', got {group_reduction!r}.")
     if ranking_mode not in ("local", "global"):
         raise ValueError(f"ranking must be 'local' or 'global', got {ranking_mode!r}.")
     if target not in ("sparsity", "flops"):
@@ -136,6 +175,7 @@ def prune(
     protect="auto",
     min_filters=1,
     round_to=1,
+    group_reduction="sum",
 ):
     """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
 
@@ -163,6 +203,12 @@ def prune(
             list in the forms above; or `None`. Layers named in `layers=` override it.
         min_filters: the fewest filters a filter mask keeps (at least 1).
         round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD).
+        group_reduction: filter pruning ranks channel groups (filters that write the same
+            channel, e.g. the convolutions meeting at a residual Add); their scores combine
+            by `"sum"`, `"mean"`, `"max"` or `"first"`.
+
+    Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
+    pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
 
     Returns:
         A new Keras model with `PruneWrapper` layers.
@@ -186,8 +232,11 @@ def prune(
     granularity = granularities.get(granularity)
     criterion = criteria.get(criterion)
     schedule = schedules.get(0.5 if schedule is None else schedule)
-    _check_policy(granularity, ranking, target, min_filters, round_to, schedule)
+    _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction)
     selected = _select(model, layers, exclude, protect)
+    graph = ChannelGraph(model) if granularity.structured else None
+    if graph is not None:
+        selected = _without_pinned(graph, selected, _as_list(layers))
     if not selected:
         raise ValueError(
             "prune: no layer to prune. The model's prunable layers are all excluded or protected; "
@@ -205,16 +254,19 @@ def prune(
         target=target,
         min_filters=min_filters,
         round_to=round_to,
+        group_reduction=group_reduction,
     )
+    followers = _followers(graph, selected) if graph is not None else set()
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
-        return PruneWrapper(fresh, **policy) if id(layer) in selected_ids else fresh
+        if id(layer) in selected_ids:
+            return PruneWrapper(fresh, **policy)
+        return ChannelMaskWrapper(fresh) if id(layer) in followers else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     modelwalk.copy_weights(model, pruned)
-    total = flops.count_flops(pruned) if target == "flops" else None
-    reachable = max_removable(wrappers_of(pruned), total)
+    reachable = PruningPlan(pruned).max_removable()
     if schedule.final_target > reachable + 1e-9:
         raise ValueError(
             f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: with "

@@ -1,167 +1,307 @@
 """From scores to masks across a model: local or global ranking, toward a sparsity or FLOPs target.
 
-Every wrapper of one model shares a policy (set by `prune`). A *target* is either the
-fraction of the prunable weights to zero (`"sparsity"`), or the fraction of the whole
-model's FLOPs to remove (`"flops"`, counted from nonzero weights, see `tfprune.flops`).
+Every wrapper of one model shares a policy (set by `prune`). Units are ranked in
+*families*:
+
+- for filter pruning of a model whose channel graph can be read, a unit is a channel group
+  (every filter and BN channel that writes the same channel, see `tfprune.grouping`), its
+  score the members' filter scores combined by `group_reduction`, and a family the
+  wrappers that share groups (one residual stage, or one plain layer);
+- otherwise a unit is one wrapper's filter, weight or block, and a family is one wrapper.
+
+`"local"` ranking prunes every family to the target; `"global"` ranks all units together,
+each score divided by its family's mean. A `"sparsity"` target is the fraction of the
+wrapped weights to zero; a `"flops"` target the fraction of the model's FLOPs to remove,
+counted as `shrink` would leave them for groups, and from nonzero weights otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from tfprune import flops
+from tfprune.graph import ChannelGraph, UnionFind
+from tfprune.grouping import StructuralFlops, channel_groups
+from tfprune.wrappers import wrappers_of
+
+_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "first": lambda values: values[0]}
 
 
 @dataclasses.dataclass
-class _Layer:
-    """One wrapper's numbers for a mask update."""
+class _Family:
+    """Units ranked together, and how to install a choice of pruned units."""
 
-    wrapper: object
-    scores: np.ndarray  # element scores
-    unit_scores: np.ndarray
-    already: np.ndarray  # units pruned before
-    unit_cost: float  # what pruning one unit removes: weights, or FLOPs
+    granularity: object
+    min_filters: int
+    round_to: int
+    unit_costs: np.ndarray
+    score: object  # () -> unit scores now
+    already: object  # () -> bool array of units pruned before
+    install: object  # (bool array of pruned units) -> None
+    group_ids: list = dataclasses.field(default_factory=list)  # for group families: indices into the plan's groups
 
     @property
     def n_units(self):
-        return self.unit_scores.size
+        return self.unit_costs.size
+
+    def lowest(self, n_prune: int, scores, already) -> np.ndarray:
+        """Boolean vector of the units pruned when `n_prune` are asked to go."""
+        keep = self.granularity.kept_units(self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to)
+        order = np.argsort(np.where(already, -np.inf, scores), kind="stable")
+        pruned = np.zeros(self.n_units, bool)
+        pruned[order[: self.n_units - keep]] = True
+        return pruned
 
 
-def _unit_cost(wrapper, by_flops: bool) -> float:
-    size = wrapper.granularity.unit_size(tuple(wrapper.pruned_variable.shape), wrapper.spec)
-    if not by_flops:
-        return float(size)
-    return 2.0 * size * (flops.weight_positions(wrapper.layer, wrapper, wrapper.spec.weight) or 0)
-
-
-def _gather(wrappers, by_flops: bool) -> list[_Layer]:
-    layers = []
-    for wrapper in wrappers:
-        weight = wrapper.weight_array()
-        scores = np.asarray(wrapper.criterion(weight, wrapper.layer), np.float64)
-        if scores.shape != weight.shape:
-            raise ValueError(
-                f"Criterion {wrapper.criterion!r} returned scores of shape {scores.shape} for layer "
-                f"'{wrapper.layer.name}', whose weight has shape {weight.shape}; return one score per weight."
-            )
-        g = wrapper.granularity
-        layers.append(
-            _Layer(
-                wrapper,
-                scores,
-                g.unit_scores(scores, wrapper.spec),
-                g.pruned_units(wrapper.mask_array(), wrapper.spec),
-                _unit_cost(wrapper, by_flops),
-            )
+def _element_scores(wrapper):
+    weight = wrapper.weight_array()
+    scores = np.asarray(wrapper.criterion(weight, wrapper.layer), np.float64)
+    if scores.shape != weight.shape:
+        raise ValueError(
+            f"Criterion {wrapper.criterion!r} returned scores of shape {scores.shape} for layer "
+            f"'{wrapper.layer.name}', whose weight has shape {weight.shape}; return one score per weight."
         )
-    return layers
+    return scores
 
 
-def _removed(layers, sparsity: float) -> float:
-    """Cost removed if every layer were pruned to `sparsity` (local ranking)."""
-    total = 0.0
-    for layer in layers:
-        w = layer.wrapper
-        fraction = w.granularity.pruned_fraction(
-            layer.n_units, sparsity, int(layer.already.sum()), w.min_filters, w.round_to
-        )
-        total += fraction * layer.n_units * layer.unit_cost
-    return total
+def _wrapper_family(wrapper, by_flops: bool) -> _Family:
+    g, spec = wrapper.granularity, wrapper.spec
+    shape = tuple(wrapper.pruned_variable.shape)
+    n_units = g.unit_scores(np.zeros(shape), spec).size
+    cost = float(g.unit_size(shape, spec))
+    if by_flops:
+        cost *= 2.0 * (flops.weight_positions(wrapper.layer, wrapper, spec.weight) or 0)
+
+    def install(pruned):
+        canonical_shape = spec.to_canonical(np.zeros(shape)).shape
+        keep = spec.from_canonical(g.expand(~pruned, canonical_shape), shape)
+        wrapper.assign_mask(keep * wrapper.mask_array())
+
+    return _Family(
+        g,
+        wrapper.min_filters,
+        wrapper.round_to,
+        np.full(n_units, cost),
+        score=lambda: g.unit_scores(_element_scores(wrapper), spec),
+        already=lambda: g.pruned_units(wrapper.mask_array(), spec),
+        install=install,
+    )
 
 
-def _local_sparsity_for(layers, goal: float) -> float:
-    """The uniform per-layer sparsity whose removed cost comes closest to `goal`.
+def _group_families(groups, structural, by_flops: bool, reduction: str) -> list[_Family]:
+    """Families of channel groups: wrappers linked by shared groups are ranked together."""
+    links = UnionFind()
+    for g in groups:
+        for wrapper, _ in g.members[1:]:
+            links.union(id(g.members[0][0]), id(wrapper))
+    by_family = {}
+    for index, g in enumerate(groups):
+        by_family.setdefault(links.find(id(g.members[0][0])), []).append(index)
 
-    Removed cost is a step function of the sparsity; bisection finds the step that first
-    reaches the goal, and the step just below it may be closer.
-    """
-    low, high = 0.0, 1.0 - 1e-9
-    if _removed(layers, high) < goal:
-        return high
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if _removed(layers, mid) < goal else (low, mid)
-    return low if goal - _removed(layers, low) < _removed(layers, high) - goal else high
-
-
-def _global_prune_counts(layers, goal: float) -> list[int]:
-    """Rank units of all layers together; return how many to prune in each layer."""
-    entries = []
-    for index, layer in enumerate(layers):
-        alive = layer.unit_scores[~layer.already]
-        scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-        normalised = np.where(layer.already, -np.inf, layer.unit_scores / scale)
-        entries.extend((score, index) for score in normalised)
-    entries.sort(key=lambda entry: entry[0])
-    counts = [0] * len(layers)
-    floors = [max(1, layer.wrapper.min_filters if layer.wrapper.granularity.structured else 1) for layer in layers]
-    removed = 0.0
-    for score, index in entries:
-        layer = layers[index]
-        # Units pruned before always go; others only while they bring us closer to the goal.
-        if score != -np.inf and removed + layer.unit_cost - goal > goal - removed:
-            break
-        if layer.n_units - counts[index] <= floors[index]:
-            continue
-        counts[index] += 1
-        removed += layer.unit_cost
-    return counts
+    families = []
+    for indices in by_family.values():
+        members = [groups[i] for i in indices]
+        wrappers = {id(w): w for g in members for w, _ in g.members}
+        first = next(iter(wrappers.values()))
+        sizes = {
+            id(w): w.granularity.unit_size(tuple(w.pruned_variable.shape), w.spec) for w in wrappers.values()
+        }
+        if by_flops:
+            costs = structural.group_costs()[indices]
+        else:
+            costs = np.array([sum(sizes[id(w)] for w, _ in g.members) for g in members], float)
+        families.append(_group_family(members, wrappers, first, costs, reduction, indices))
+    return families
 
 
-def apply_target(wrappers, target: float, total_flops: float | None = None) -> None:
-    """Recompute and install the masks of `wrappers` for one target.
+def _group_family(members, wrappers, first, costs, reduction, indices) -> _Family:
+    combine = _REDUCTIONS[reduction]
+
+    def score():
+        per_wrapper = {
+            key: w.granularity.unit_scores(_element_scores(w), w.spec) for key, w in wrappers.items()
+        }
+        return np.array([combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members])
+
+    def already():
+        masks = {key: w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        return np.array([all(masks[id(w)][f] for w, f in g.members) for g in members])
+
+    def install(pruned):
+        keep = {key: ~w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        channel_keep = {}
+        for g, gone in zip(members, pruned):
+            if not gone:
+                continue
+            for w, f in g.members:
+                keep[id(w)][f] = False
+            for follower, c in g.followers:
+                channel_keep.setdefault(id(follower), [follower, follower.mask_array().copy()])[1][c] = 0
+        for key, w in wrappers.items():
+            shape = tuple(w.pruned_variable.shape)
+            canonical_shape = w.spec.to_canonical(np.zeros(shape)).shape
+            w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep[key], canonical_shape), shape))
+        for follower, mask in channel_keep.values():
+            follower.assign_channel_mask(mask)
+
+    return _Family(first.granularity, first.min_filters, first.round_to, costs, score, already, install, indices)
+
+
+class PruningPlan:
+    """Everything needed to turn schedule targets into masks for one pruned model.
+
+    Built once per training run (it reads the channel graph); `apply` recomputes scores
+    from the current weights each time.
 
     Args:
-        wrappers: the model's `PruneWrapper`s (sharing one policy).
-        target: the schedule's target, in [0, 1).
-        total_flops: the model's dense FLOPs; required when the policy's target is
-            `"flops"`.
+        model: a model returned by `tfprune.prune`.
 
     Raises:
-        ValueError: if a FLOPs target is asked without `total_flops`.
+        ValueError: if the model has no `PruneWrapper`s, or they disagree on the policy.
 
     Example:
 
-    >>> apply_target(wrappers_of(pruned), 0.5)
+    >>> plan = PruningPlan(pruned)
+    >>> plan.apply(0.5)
+    >>> plan.removed()
+    0.5
     """
-    if not wrappers:
-        return
-    policy = wrappers[0]
-    by_flops = policy.target == "flops"
-    if by_flops and not total_flops:
-        raise ValueError("A FLOPs target needs the model's total FLOPs (total_flops=).")
-    layers = _gather(wrappers, by_flops)
-    if by_flops:
-        goal = target * total_flops
-    else:
-        goal = target * sum(layer.n_units * layer.unit_cost for layer in layers)
 
-    if policy.ranking == "global":
-        for layer, count in zip(layers, _global_prune_counts(layers, goal)):
-            w = layer.wrapper
-            mask = w.granularity.mask_pruning(layer.scores, w.mask_array(), count, w.spec, w.min_filters, w.round_to)
-            w.assign_mask(mask)
-        return
-    sparsity = _local_sparsity_for(layers, goal) if by_flops else target
-    for layer in layers:
-        w = layer.wrapper
-        w.assign_mask(w.granularity.mask(layer.scores, w.mask_array(), sparsity, w.spec, w.min_filters, w.round_to))
+    def __init__(self, model):
+        self.wrappers = wrappers_of(model)
+        if not self.wrappers:
+            raise ValueError(
+                f"model '{model.name}' has no PruneWrapper layers. Pass it through tfprune.prune(model, ...) "
+                "and train the returned model."
+            )
+        policy = self.wrappers[0]
+        for wrapper in self.wrappers[1:]:
+            if (wrapper.schedule, wrapper.ranking, wrapper.target, str(wrapper.granularity)) != (
+                policy.schedule,
+                policy.ranking,
+                policy.target,
+                str(policy.granularity),
+            ):
+                raise ValueError(
+                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or granularity "
+                    f"than '{policy.layer.name}'. Prune a model with one tfprune.prune call."
+                )
+        self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
+        self.granularity = policy.granularity
+        self.by_flops = self.target == "flops"
+        self.total_flops = float(flops.count_flops(model)) if self.by_flops else None
+        self.structural = None
+        self.groups = []
+        if policy.granularity.structured:
+            graph = ChannelGraph(model)
+            self.groups = [g for g in channel_groups(model, graph) if g.prunable]
+            self.structural = StructuralFlops(graph, self.groups)
+            self.families = _group_families(self.groups, self.structural, self.by_flops, policy.group_reduction)
+        else:
+            self.families = [_wrapper_family(w, self.by_flops) for w in self.wrappers]
+        if self.by_flops:
+            self.denominator = self.total_flops
+        else:
+            self.denominator = float(sum(w.mask_array().size for w in self.wrappers))
+
+    # --------------------------------------------------------------- selection
+    def _local(self, sparsity, scored):
+        return [f.lowest(int(math.floor(sparsity * f.n_units + 1e-9)), s, a) for f, (s, a) in zip(self.families, scored)]
+
+    def _global(self, goal, scored):
+        entries = []
+        for index, (family, (scores, already)) in enumerate(zip(self.families, scored)):
+            alive = scores[~already]
+            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+            for unit in range(family.n_units):
+                entries.append((-np.inf if already[unit] else scores[unit] / scale, index, unit))
+        entries.sort(key=lambda entry: entry[0])
+        counts = [0] * len(self.families)
+        removed = 0.0
+        for score, index, unit in entries:
+            family = self.families[index]
+            cost = family.unit_costs[unit]
+            # Units pruned before always go; others only while they bring us closer to the goal.
+            if score != -np.inf and removed + cost - goal > goal - removed:
+                break
+            floor = max(1, family.min_filters if family.granularity.structured else 1)
+            if family.n_units - counts[index] <= floor:
+                continue
+            counts[index] += 1
+            removed += cost
+        return [f.lowest(n, s, a) for f, n, (s, a) in zip(self.families, counts, scored)]
+
+    def _removed(self, selection) -> float:
+        """Fraction removed by a selection, in the target's unit."""
+        if self.by_flops and self.structural is not None:
+            chosen = np.zeros(len(self.groups), bool)
+            for family, pruned in zip(self.families, selection):
+                chosen[np.asarray(family.group_ids, dtype=np.int64)[pruned]] = True
+            return 1.0 - self.structural(chosen) / self.total_flops
+        return sum(float(f.unit_costs[p].sum()) for f, p in zip(self.families, selection)) / self.denominator
+
+    def _search(self, select, target):
+        """Bisect a monotone selection parameter for the removal closest to `target`."""
+        low, high = 0.0, 1.0 - 1e-9
+        if self._removed(select(high)) < target:
+            return select(high)
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if self._removed(select(mid)) < target else (low, mid)
+        below, above = select(low), select(high)
+        return below if target - self._removed(below) < self._removed(above) - target else above
+
+    def select(self, target: float):
+        """Which units each family prunes for `target` (nothing is installed)."""
+        scored = [(f.score(), f.already()) for f in self.families]
+        exact_additive = not (self.by_flops and self.structural is not None)
+        if self.ranking == "global":
+            if exact_additive:
+                return self._global(target * self.denominator, scored)
+            return self._search(lambda p: self._global(p * self.denominator * 2, scored), target)
+        if not self.by_flops:
+            return self._local(target, scored)
+        return self._search(lambda p: self._local(p, scored), target)
+
+    def apply(self, target: float) -> None:
+        """Recompute scores and install the masks for `target`."""
+        if self.granularity.supports_global is False:  # N:M: every group of every layer alike
+            for wrapper in self.wrappers:
+                wrapper.assign_mask(
+                    wrapper.granularity.mask(_element_scores(wrapper), wrapper.mask_array(), target, wrapper.spec)
+                )
+            return
+        for family, pruned in zip(self.families, self.select(target)):
+            family.install(pruned)
+
+    def removed(self) -> float:
+        """What the current masks remove, in the target's unit."""
+        return self._removed([f.already() for f in self.families])
+
+    def max_removable(self) -> float:
+        """The largest target the safeguards allow."""
+        scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in self.families]
+        return self._removed(self._local(1.0 - 1e-9, scored))
 
 
-def max_removable(wrappers, total_flops: float | None = None) -> float:
-    """The largest target reachable with these wrappers' safeguards (what `prune` checks).
+def apply_target(model, target: float) -> PruningPlan:
+    """Install the masks of a pruned model for one target, now (what the callback does).
 
     Args:
-        wrappers: the model's `PruneWrapper`s.
-        total_flops: the model's dense FLOPs, for a `"flops"` policy.
+        model: a model returned by `tfprune.prune`.
+        target: in [0, 1), in the unit of the model's policy (`"sparsity"` or `"flops"`).
 
     Returns:
-        A fraction in [0, 1].
+        The `PruningPlan` used, for further queries.
+
+    Example:
+
+    >>> apply_target(pruned, 0.5).removed()
+    0.5
     """
-    by_flops = wrappers[0].target == "flops"
-    layers = _gather(wrappers, by_flops)
-    removable = _removed(layers, 1.0 - 1e-9)
-    denominator = total_flops if by_flops else sum(layer.n_units * layer.unit_cost for layer in layers)
-    return removable / denominator if denominator else 0.0
+    plan = PruningPlan(model)
+    plan.apply(target)
+    return plan

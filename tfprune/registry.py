@@ -28,6 +28,16 @@ class LayerSpec:
         flops_weights: `(variable name, "output" | "input")` pairs; each weight element is
             one multiply-add per spatial position of the layer's output (or input, for
             transposed convolutions, which scatter every input position).
+        slices: `(variable name, axis, role)` triples telling `shrink` how to cut each
+            weight: role `"out"` (indexed by output channels), `"in"` (by input channels) or
+            `"in_expanded"` (by input channel x depth multiplier, channel-major).
+        config_key: the config entry holding the output channel count (`"filters"`,
+            `"units"`), or `None` when outputs follow inputs (depthwise).
+        coupled: outputs follow inputs (depthwise): input channel `c` owns outputs
+            `c * multiplier ... c * multiplier + multiplier - 1`.
+        fold: how a removed input channel that carries a constant can be folded into the
+            bias: `"always"` (dense), `"valid"` (convolutions without zero padding, or 1x1)
+            or `"zero"` (only channels that are exactly zero can go).
 
     Example:
 
@@ -41,6 +51,10 @@ class LayerSpec:
     input_axis: int | None
     bias: str | None = "bias"
     flops_weights: tuple = (("kernel", "output"),)
+    slices: tuple = ()
+    config_key: str | None = "filters"
+    coupled: bool = False
+    fold: str = "valid"
 
     def filter_count(self, shape) -> int:
         """Number of filters a weight of `shape` has."""
@@ -73,7 +87,77 @@ class LayerSpec:
         return np.transpose(moved, np.argsort(order))
 
 
+@dataclasses.dataclass(frozen=True)
+class ChannelRule:
+    """How a layer without a prunable weight moves channels, for the dependency graph.
+
+    Args:
+        kind: `"passthrough"` (channel `c` in is channel `c` out: BN, activations, pooling,
+            padding...), `"elementwise"` (Add, Multiply...: all same-width inputs share one
+            channel set; width-1 inputs broadcast), `"concat"` (channels of the inputs
+            follow each other), `"flatten"` (feature `i` belongs to channel `i % C`), or
+            `"reshape"` (a pass-through when the last axis keeps its size, else a barrier).
+        slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
+        config_key: a config entry to update with the new channel count, e.g. Reshape's
+            `target_shape`, whose last entry is the channel count.
+        applies: optional predicate `layer -> bool`; where it is False the layer is a
+            barrier (e.g. an `Activation` that is a softmax over channels).
+        masked: per-channel weights that filter pruning zeroes along with the filter that
+            feeds them (BN's gamma and beta), so that the channel leaves the layer exactly
+            zero and `shrink` can remove it whatever the padding after it.
+
+    Example:
+
+    >>> register_channel_rule(MyScale, ChannelRule("passthrough", slices=(("scale", -1, "in"),)))
+    """
+
+    kind: str
+    slices: tuple = ()
+    config_key: str | None = None
+    applies: object = None  # optional predicate `layer -> bool`; the rule is skipped if False
+    masked: tuple = ()
+
+
 _REGISTRY: dict[type, LayerSpec] = {}
+_CHANNEL_RULES: dict[type, ChannelRule] = {}
+
+
+def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
+    """Teach the dependency graph how a layer type (and its subclasses) moves channels.
+
+    Layers with neither a `LayerSpec` nor a `ChannelRule` are barriers: no channel is
+    removed across them.
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        rule: a `ChannelRule`.
+
+    Raises:
+        TypeError: for a non-layer class or a rule of the wrong type.
+        ValueError: for an unknown rule kind.
+
+    Example:
+
+    >>> register_channel_rule(MyActivation, ChannelRule("passthrough"))
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_channel_rule: expected a keras.layers.Layer subclass, got {layer_class!r}.")
+    if not isinstance(rule, ChannelRule):
+        raise TypeError(f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}.")
+    if rule.kind not in ("passthrough", "elementwise", "concat", "flatten", "reshape"):
+        raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
+    _CHANNEL_RULES[layer_class] = rule
+
+
+def channel_rule(layer):
+    """The `LayerSpec` or `ChannelRule` that describes `layer`'s channels, or `None` (a barrier)."""
+    for cls in type(layer).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+        if cls in _CHANNEL_RULES:
+            rule = _CHANNEL_RULES[cls]
+            return rule if rule.applies is None or rule.applies(layer) else None
+    return None
 
 
 def register_layer(layer_class: type, spec: LayerSpec) -> None:
@@ -137,25 +221,73 @@ def variable(layer, name: str):
 
 _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 
-register_layer(keras.layers.Dense, LayerSpec("kernel", filter_axes=(-1,), input_axis=0))
-register_layer(keras.layers.Conv1D, LayerSpec("kernel", filter_axes=(-1,), input_axis=-2))
-register_layer(keras.layers.Conv2D, LayerSpec("kernel", filter_axes=(-1,), input_axis=-2))
-register_layer(keras.layers.Conv3D, LayerSpec("kernel", filter_axes=(-1,), input_axis=-2))
-# Transposed kernels are (..., out, in): filters sit on the second-to-last axis.
-_TRANSPOSED = LayerSpec("kernel", filter_axes=(-2,), input_axis=-1, flops_weights=(("kernel", "input"),))
-register_layer(keras.layers.Conv1DTranspose, _TRANSPOSED)
-register_layer(keras.layers.Conv2DTranspose, _TRANSPOSED)
-register_layer(keras.layers.Conv3DTranspose, _TRANSPOSED)
+
+def _kernel_spec(filter_axis, input_axis, **extra):
+    """A spec for kernels with one filter axis and one input axis, plus a per-filter bias."""
+    slices = (("kernel", filter_axis, "out"), ("kernel", input_axis, "in"), ("bias", 0, "out"))
+    return LayerSpec("kernel", filter_axes=(filter_axis,), input_axis=input_axis, slices=slices, **extra)
+
+
+register_layer(keras.layers.Dense, _kernel_spec(-1, 0, config_key="units", fold="always"))
+for _conv in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
+    register_layer(_conv, _kernel_spec(-1, -2))
+# Transposed kernels are (..., out, in): filters sit on the second-to-last axis. A constant
+# input channel does not scatter to a constant output (borders overlap less), hence "zero".
+for _conv in (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose):
+    register_layer(_conv, _kernel_spec(-2, -1, flops_weights=(("kernel", "input"),), fold="zero"))
 # Depthwise kernels are (..., in, multiplier); output channel c * multiplier + m.
-_DEPTHWISE = LayerSpec("kernel", filter_axes=(-2, -1), input_axis=None)
+_DEPTHWISE = LayerSpec(
+    "kernel",
+    filter_axes=(-2, -1),
+    input_axis=None,
+    slices=(("kernel", -2, "in"), ("bias", 0, "in_expanded")),
+    config_key=None,
+    coupled=True,
+)
 register_layer(keras.layers.DepthwiseConv2D, _DEPTHWISE)
 register_layer(keras.layers.DepthwiseConv1D, _DEPTHWISE)
 # Separable convolutions prune their pointwise part; the depthwise part follows its inputs.
-register_layer(
-    keras.layers.SeparableConv1D,
-    LayerSpec("pointwise_kernel", filter_axes=(-1,), input_axis=-2, flops_weights=_SEPARABLE),
+_SEPARABLE_SPEC = LayerSpec(
+    "pointwise_kernel",
+    filter_axes=(-1,),
+    input_axis=-2,
+    flops_weights=_SEPARABLE,
+    slices=(
+        ("depthwise_kernel", -2, "in"),
+        ("pointwise_kernel", -2, "in_expanded"),
+        ("pointwise_kernel", -1, "out"),
+        ("bias", 0, "out"),
+    ),
+    fold="zero",
 )
-register_layer(
-    keras.layers.SeparableConv2D,
-    LayerSpec("pointwise_kernel", filter_axes=(-1,), input_axis=-2, flops_weights=_SEPARABLE),
+register_layer(keras.layers.SeparableConv1D, _SEPARABLE_SPEC)
+register_layer(keras.layers.SeparableConv2D, _SEPARABLE_SPEC)
+
+_BN = ChannelRule(
+    "passthrough",
+    slices=tuple((name, 0, "in") for name in ("gamma", "beta", "moving_mean", "moving_variance")),
+    masked=("gamma", "beta"),
 )
+register_channel_rule(keras.layers.BatchNormalization, _BN)
+register_channel_rule(keras.layers.PReLU, ChannelRule("passthrough", slices=(("alpha", -1, "in"),)))
+# Shape-preserving layers that act on each channel alone. Softmax and LayerNormalization
+# mix channels, so they stay barriers: removing a channel would change the others.
+_CHANNEL_MIXING = {"softmax", "log_softmax"}
+register_channel_rule(
+    keras.layers.Activation,
+    ChannelRule("passthrough", applies=lambda layer: getattr(layer.activation, "__name__", "") not in _CHANNEL_MIXING),
+)
+for _name in (
+    "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
+):  # fmt: skip
+    register_channel_rule(getattr(keras.layers, _name), ChannelRule("passthrough"))
+for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
+    register_channel_rule(getattr(keras.layers, _name), ChannelRule("elementwise"))
+register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
+register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
+register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfprune import checks, modelwalk
-from tfprune.wrappers import PruneWrapper, wrappers_of
+from tfprune.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 
 def strip(model):
@@ -40,7 +40,7 @@ def strip(model):
             "Pass the model returned by tfprune.prune."
         )
     def unwrap(layer):
-        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        inner = layer.layer if isinstance(layer, (PruneWrapper, ChannelMaskWrapper)) else layer
         return inner.__class__.from_config(inner.get_config())
 
     plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)

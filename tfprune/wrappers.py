@@ -47,6 +47,8 @@ class PruneWrapper(keras.layers.Wrapper):
             model's FLOPs to remove).
         min_filters: the fewest filters a filter mask keeps.
         round_to: filter masks keep a multiple of this many filters.
+        group_reduction: how the filter scores of one channel group combine: `"sum"`,
+            `"mean"`, `"max"` or `"first"`.
         **kwargs: base `Layer` arguments (e.g. `name`).
 
     Raises:
@@ -69,6 +71,7 @@ class PruneWrapper(keras.layers.Wrapper):
         target="sparsity",
         min_filters=1,
         round_to=1,
+        group_reduction="sum",
         **kwargs,
     ):
         self.spec = registry.spec_for(layer)
@@ -86,6 +89,7 @@ class PruneWrapper(keras.layers.Wrapper):
         self.target = target
         self.min_filters = min_filters
         self.round_to = round_to
+        self.group_reduction = group_reduction
         self.mask = None
         self.bias_mask = None
 
@@ -178,6 +182,7 @@ class PruneWrapper(keras.layers.Wrapper):
                 "target": self.target,
                 "min_filters": self.min_filters,
                 "round_to": self.round_to,
+                "group_reduction": self.group_reduction,
             }
         )
         return config
@@ -189,6 +194,79 @@ class PruneWrapper(keras.layers.Wrapper):
         config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return super().from_config(config)
 
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class ChannelMaskWrapper(keras.layers.Wrapper):
+    """Wraps a per-channel layer (BatchNormalization) whose channels follow pruned filters.
+
+    Filter pruning zeroes a filter's output, but BN then adds `beta - gamma * mean / std`,
+    a constant that zero padding downstream turns into a border pattern, so the channel
+    could not be removed exactly. Masking the channel's `gamma` and `beta` (the registry's
+    `ChannelRule.masked`) makes it exactly zero. Created by `tfprune.prune` for filter
+    pruning; its mask is set by the callback for the channel groups it prunes.
+
+    Args:
+        layer: a layer whose channel rule lists `masked` weights.
+        **kwargs: base `Layer` arguments.
+
+    Raises:
+        TypeError: if the layer type has no maskable per-channel weights.
+
+    Example:
+
+    >>> ChannelMaskWrapper(keras.layers.BatchNormalization())
+    """
+
+    def __init__(self, layer, **kwargs):
+        rule = registry.channel_rule(layer)
+        if rule is None or isinstance(rule, registry.LayerSpec) or not rule.masked:
+            raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) has no per-channel weights to mask.")
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.masked_names = rule.masked
+        self.channel_mask = None
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        first = registry.variable(self.layer, self.masked_names[0])
+        self.channel_mask = self.add_weight(
+            name="channel_mask", shape=first.shape, initializer="ones", trainable=False, dtype=first.dtype
+        )
+        for name in self.masked_names:
+            variable = registry.variable(self.layer, name)
+            if variable is not None:
+                variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)
+        self.built = True
+
+    def call(self, inputs, training=None, **kwargs):
+        # The graph may record extra call arguments of the inner layer (BN's `mask`).
+        return self.layer(inputs, training=training, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def assign_channel_mask(self, mask: np.ndarray) -> None:
+        """Install a per-channel mask (1 = kept) and zero the masked weights now."""
+        mask = np.asarray(mask, np.float32)
+        self.channel_mask.assign(mask)
+        for name in self.masked_names:
+            variable = registry.variable(self.layer, name)
+            if variable is not None:
+                variable.assign(keras.ops.convert_to_numpy(variable) * mask)
+
+    def mask_array(self) -> np.ndarray:
+        """The channel mask as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.channel_mask)
+
+    def masked_weights(self) -> list:
+        """The wrapped layer's weights with the channel mask applied (for `strip`)."""
+        mask = self.mask_array()
+        return [
+            keras.ops.convert_to_numpy(v) * (mask if v.name in self.masked_names else 1)
+            for v in self.layer.weights
+        ]
 
 
 def wrappers_of(model) -> list[PruneWrapper]:
@@ -211,4 +289,15 @@ def wrappers_of(model) -> list[PruneWrapper]:
             found[id(layer)] = layer
         elif isinstance(layer, keras.Model):
             found.update((id(w), w) for w in wrappers_of(layer))
+    return list(found.values())
+
+
+def followers_of(model) -> list[ChannelMaskWrapper]:
+    """All `ChannelMaskWrapper`s in `model`, nested models included."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, ChannelMaskWrapper):
+            found[id(layer)] = layer
+        elif isinstance(layer, keras.Model):
+            found.update((id(w), w) for w in followers_of(layer))
     return list(found.values())

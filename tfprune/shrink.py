@@ -1,0 +1,182 @@
+"""`tfprune.shrink`: physically remove zeroed filters, so the model gets smaller and faster.
+
+A channel group (see `tfprune.graph`) is removed when doing so cannot change the model's
+function:
+
+1. it is not pinned (no model input or output, no barrier layer in it);
+2. every layer that reads the group's channels as inputs (a convolution or dense layer)
+   sees a constant there, for every input: the group's producers have all-zero filters,
+   and what their biases become through BN, activations, pooling... is a constant;
+3. each such constant can be folded into the reader's bias exactly: always for dense
+   layers; for convolutions only without zero padding (or 1x1 kernels), because padding
+   makes the border see less of the constant. Transposed and separable convolutions only
+   take channels that are exactly zero.
+
+Anything else keeps its channel: `shrink` never returns a model that computes something
+different from the masked one. A layer that reads a folded constant and had no bias gets
+one (`use_bias=True`).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune import checks, registry
+from tfprune.graph import ChannelGraph, constant_channels, weights_owner
+from tfprune.strip import strip
+from tfprune.wrappers import wrappers_of
+
+
+def _fold_allowed(layer, spec, value: float) -> bool:
+    if value == 0:
+        return True
+    if spec.fold == "always":
+        return True
+    if spec.fold == "valid":
+        return getattr(layer, "padding", "valid") == "valid" or all(k == 1 for k in layer.kernel_size)
+    return False
+
+
+def _removable_groups(graph: ChannelGraph, values: dict) -> set:
+    """Roots of the groups that can go without changing the model's function."""
+    candidates = set()
+    for call, _ in graph.producers():
+        out = call.outputs[0]
+        candidates.update(graph.root(out, c) for c in range(out.shape[-1]))
+    candidates -= set(graph.pinned)
+    blocked = set()
+    for call, spec in graph.producers():
+        layer = weights_owner(call.layer)
+        for tensor in call.inputs[:1]:
+            value = values.get(id(tensor))
+            for c in range(tensor.shape[-1]):
+                root = graph.root(tensor, c)
+                if root not in candidates or root in blocked:
+                    continue
+                constant = np.nan if value is None else value[c]
+                if np.isnan(constant) or not _fold_allowed(layer, spec, float(constant)):
+                    blocked.add(root)
+    removable = candidates - blocked
+    # Never remove every channel of a tensor: keep the group of its first channel.
+    changed = True
+    while changed:
+        changed = False
+        for tensor in graph.tensors.values():
+            roots = {graph.root(tensor, c) for c in range(tensor.shape[-1])}
+            if roots and roots <= removable:
+                removable.discard(graph.root(tensor, 0))
+                changed = True
+    return removable
+
+
+def _index(role: str, kept_in, kept_out, multiplier: int):
+    if role == "out":
+        return kept_out
+    if role == "in":
+        return kept_in
+    return np.array([c * multiplier + m for c in kept_in for m in range(multiplier)], dtype=np.int64)
+
+
+def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
+    """What the removed constant input channels added to each output: the bias to add."""
+    constants = np.zeros(kernel.shape[spec.input_axis])
+    constants[removed_in] = np.nan_to_num(in_values[removed_in])
+    if not constants.any():
+        return None
+    # canonical (filters, spatial, inputs): each output sums kernel * constant over taps.
+    return spec.to_canonical(kernel).sum(axis=1) @ constants
+
+
+def _plan_layer(layer, call, spec_or_rule, kept, values):
+    """New config and weights (by variable name) of one layer after removal."""
+    config = layer.get_config()
+    weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
+    kept_in = kept[id(call.inputs[0])]
+    kept_out = kept[id(call.outputs[0])]
+    multiplier = getattr(layer, "depth_multiplier", 1)
+    for name, axis, role in spec_or_rule.slices:
+        if name in weights:
+            weights[name] = np.take(weights[name], _index(role, kept_in, kept_out, multiplier), axis=axis)
+    if isinstance(spec_or_rule, registry.LayerSpec):
+        if spec_or_rule.config_key:
+            config[spec_or_rule.config_key] = len(kept_out)
+        if not spec_or_rule.coupled:
+            width = call.inputs[0].shape[-1]
+            removed_in = np.setdiff1d(np.arange(width), kept_in)
+            in_values = values.get(id(call.inputs[0]), np.full(width, np.nan))
+            kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec_or_rule.weight))
+            extra = _fold(layer, spec_or_rule, kernel, in_values, removed_in)
+            if extra is not None:
+                bias = weights.get(spec_or_rule.bias)
+                weights[spec_or_rule.bias] = (0 if bias is None else bias) + extra[kept_out].astype(np.float32)
+                config["use_bias"] = True
+    elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
+        config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
+    return config, weights
+
+
+def shrink(model):
+    """Return a smaller model without the filters that pruning zeroed, computing the same function.
+
+    Works on pruned (wrapped) models, stripped models, or any model whose filters are zero.
+    Nested models stay nested. Layers keep their names; convolutions and dense layers get
+    smaller `filters` / `units`, and the layers after them read fewer channels. See the
+    module docstring for exactly which channels go and which stay.
+
+    Args:
+        model: a built Keras 3 functional or Sequential model.
+
+    Returns:
+        A new model; `model` is unchanged. Compile it before training further.
+
+    Raises:
+        TypeError: for tf_keras or subclassed models.
+        ValueError: for an unbuilt model.
+
+    Example:
+
+    >>> small = tfprune.shrink(tfprune.strip(pruned))
+    >>> small.count_params() < pruned.count_params()
+    True
+    """
+    checks.check_model(model, "shrink")
+    if wrappers_of(model):
+        model = strip(model)
+    graph = ChannelGraph(model)
+    values = constant_channels(graph)
+    removed = _removable_groups(graph, values)
+    kept = {
+        tensor_id: np.array([c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64)
+        for tensor_id, t in graph.tensors.items()
+    }
+    plans = {}
+    for call in graph.calls():
+        layer = weights_owner(call.layer)
+        if id(layer) in plans or call.rule is None:
+            continue
+        plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+
+    def rebuild(layer):
+        config = plans[id(layer)][0] if id(layer) in plans else layer.get_config()
+        return layer.__class__.from_config(config)
+
+    small = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    _set_weights(model, small, plans)
+    return small
+
+
+def _set_weights(source, target, plans):
+    by_name = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        twin = by_name[layer.name]
+        if isinstance(layer, keras.Model):
+            _set_weights(layer, twin, plans)
+            continue
+        if id(layer) in plans:
+            planned = plans[id(layer)][1]
+            twin.set_weights([planned[v.name] for v in twin.weights])
+        else:
+            twin.set_weights(layer.get_weights())
