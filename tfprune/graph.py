@@ -300,8 +300,9 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
 
     A channel is constant when its producer's filter is all zero (it then outputs its
     bias), and stays constant through layers that map constants to constants. Those are
-    found by running each layer on two random inputs that share the constant channels: a
-    channel is constant if it is uniform over positions and equal in both runs. That
+    found by running each layer on random inputs (around several offsets) that share the
+    constant channels: a channel is constant if it is uniform over positions and equal in
+    every run. That
     catches, without a rule per layer, that zero padding breaks a nonzero constant, and
     that a channel multiplied by zero is zero.
 
@@ -354,13 +355,19 @@ def _zero_filter_values(layer, spec) -> np.ndarray:
     return np.where(dead, bias, np.nan)
 
 
+# Live channels are filled with noise around these offsets, one run each: a channel that
+# depends on its input then differs between runs even after ReLU, ReLU6 or a sigmoid,
+# however small the tensor (a 2x2 map of pure noise could be all-negative in two runs).
+_PROBE_OFFSETS = (1.0, 2.5, -1.0)
+
+
 def _probe(layer, call, input_values, rng) -> list:
     runs = []
-    for _ in range(2):
+    for offset in _PROBE_OFFSETS:
         arrays = []
         for tensor, value in zip(call.inputs, input_values):
             shape = [1] + [d if d is not None else 8 for d in tensor.shape[1:]]
-            array = rng.normal(size=shape).astype(np.float32)
+            array = (offset + 0.5 * rng.normal(size=shape)).astype(np.float32)
             known = ~np.isnan(value)
             array[..., known] = value[known]
             arrays.append(array)
@@ -368,10 +375,12 @@ def _probe(layer, call, input_values, rng) -> list:
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         runs.append([keras.ops.convert_to_numpy(o).astype(np.float64) for o in outputs])
     results = []
-    for first, second in zip(*runs):
-        flat1 = first.reshape(-1, first.shape[-1])
-        flat2 = second.reshape(-1, second.shape[-1])
-        scale = 1e-6 * (1 + np.abs(flat1[0]))
-        uniform = (flat1.max(axis=0) - flat1.min(axis=0) <= scale) & (np.abs(flat1[0] - flat2[0]) <= scale)
-        results.append(np.where(uniform, flat1[0], np.nan))
+    for per_run in zip(*runs):
+        flat = [r.reshape(-1, r.shape[-1]) for r in per_run]
+        first = flat[0][0]
+        scale = 1e-6 * (1 + np.abs(first))
+        uniform = np.ones(first.shape, bool)
+        for f in flat:
+            uniform &= (f.max(axis=0) - f.min(axis=0) <= scale) & (np.abs(f[0] - first) <= scale)
+        results.append(np.where(uniform, first, np.nan))
     return results

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import keras
+from keras.src.saving.serialization_lib import SafeModeScope
+
+
+def clone_layer(layer, config=None):
+    """A fresh layer of `layer`'s class from `config` (default: its own config), unbuilt.
+
+    The user's own Lambda layers are trusted here: they come from the model in memory,
+    not from a file, so Keras' safe mode (which refuses to rebuild Python lambdas) is off.
+    """
+    with SafeModeScope(False):
+        return layer.__class__.from_config(layer.get_config() if config is None else config)
 
 
 def all_layers(model):

@@ -259,7 +259,7 @@ def prune(
     followers = _followers(graph, selected) if graph is not None else set()
 
     def clone(layer):
-        fresh = layer.__class__.from_config(layer.get_config())
+        fresh = modelwalk.clone_layer(layer)
         if id(layer) in selected_ids:
             return PruneWrapper(fresh, **policy)
         return ChannelMaskWrapper(fresh) if id(layer) in followers else fresh

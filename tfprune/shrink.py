@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune import checks, registry
+from tfprune import checks, modelwalk, registry
 from tfprune.graph import ChannelGraph, constant_channels, weights_owner
 from tfprune.strip import strip
 from tfprune.wrappers import wrappers_of
@@ -158,8 +158,7 @@ def shrink(model):
         plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
 
     def rebuild(layer):
-        config = plans[id(layer)][0] if id(layer) in plans else layer.get_config()
-        return layer.__class__.from_config(config)
+        return modelwalk.clone_layer(layer, plans[id(layer)][0] if id(layer) in plans else None)
 
     small = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
     _set_weights(model, small, plans)

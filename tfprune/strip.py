@@ -41,7 +41,7 @@ def strip(model):
         )
     def unwrap(layer):
         inner = layer.layer if isinstance(layer, (PruneWrapper, ChannelMaskWrapper)) else layer
-        return inner.__class__.from_config(inner.get_config())
+        return modelwalk.clone_layer(inner)
 
     plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
     modelwalk.copy_weights(model, plain)

@@ -1,0 +1,380 @@
+"""shrink: every coupling rule by hand, random networks by hypothesis, real applications."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tfprune
+from tfprune.ranking import apply_target
+
+
+def randomize_bn(model, seed=0):
+    """Trained-looking BN statistics, so constants after a pruned filter are not trivially zero."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_bn(layer, seed + 1)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.5, c), rng.normal(0, 0.5, c), rng.uniform(0.5, 2, c)]
+            )
+
+
+def prune_and_shrink(model, target=0.3, **kwargs):
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), **kwargs)
+    apply_target(pruned, target)
+    return pruned, tfprune.shrink(pruned)
+
+
+def max_diff(a, b, x):
+    return float(np.abs(np.asarray(a(x, training=False)) - np.asarray(b(x, training=False))).max())
+
+
+def inputs_for(model, n=4, seed=0):
+    return np.random.default_rng(seed).random((n, *model.input_shape[1:]), dtype=np.float32)
+
+
+def widths(model):
+    return {layer.name: layer.output.shape[-1] for layer in model.layers if hasattr(layer, "filters") or hasattr(layer, "units")}
+
+
+# ----------------------------------------------------------------------------- coupling rules
+
+
+def test_conv_to_conv_through_bn_relu_pool():
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="out")(x))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, protect=["out"])
+    assert small.get_layer("c1").filters == 4 and small.get_layer("c2").filters == 3
+    assert small.get_layer("bn").gamma.shape == (4,)
+    assert small.get_layer("c2").kernel.shape == (3, 3, 4, 3)
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_residual_add_prunes_the_whole_stage_consistently():
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(stem)
+    x = keras.layers.Add(name="add1")([stem, a])
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(x)
+    x = keras.layers.Add(name="add2")([x, b])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    pruned, small = prune_and_shrink(model, 0.5, protect=None)
+    masks = [w.mask_array()[..., :].reshape(-1, 8).any(axis=0) for w in tfprune.wrappers_of(pruned)]
+    for mask in masks[1:]:
+        np.testing.assert_array_equal(mask, masks[0])  # one channel set for stem, a and b
+    assert {small.get_layer(n).filters for n in ("stem", "a", "b")} == {4}
+    assert small.get_layer("head").kernel.shape == (4, 3)
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+@pytest.mark.parametrize("merge", [keras.layers.Subtract, keras.layers.Multiply, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum])
+def test_other_elementwise_merges_couple_their_inputs(merge):
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(8, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(8, 1, name="b")(inputs)
+    x = merge()([a, b])
+    x = keras.layers.Conv2D(4, 1, name="c")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    pruned, small = prune_and_shrink(model, 0.5, protect=None)
+    assert small.get_layer("a").filters == small.get_layer("b").filters == 4
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_concatenate_shifts_channel_indices_by_offsets():
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(6, 3, padding="same", name="b")(inputs)
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.Conv2D(5, 1, name="mix")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), protect=None)
+    a_w = pruned.get_layer("prune_a")
+    a_w.assign_mask(np.broadcast_to(np.array([1, 0, 1, 0], np.float32), a_w.mask.shape))
+    b_w = pruned.get_layer("prune_b")
+    b_w.assign_mask(np.broadcast_to(np.array([0, 1, 1, 1, 1, 0], np.float32), b_w.mask.shape))
+    small = tfprune.shrink(pruned)
+    kept_rows = [0, 2, 5, 6, 7, 8]  # a's 0, 2 and b's 1-4 shifted by a's 4 channels
+    mix = pruned.get_layer("mix").kernel.numpy()
+    np.testing.assert_array_equal(small.get_layer("mix").kernel.numpy(), mix[:, :, kept_rows, :])
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_follows_its_input_channels(multiplier):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 1, name="expand")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=multiplier, name="dw")(x)
+    x = keras.layers.SeparableConv2D(4, 3, padding="same", depth_multiplier=multiplier, name="sep")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, protect=["sep"])
+    assert small.get_layer("expand").filters == 3
+    assert small.get_layer("dw").kernel.shape == (3, 3, 3, multiplier)
+    assert small.get_layer("sep").depthwise_kernel.shape[2] == 3 * multiplier
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_flatten_to_dense_uses_channels_last_expansion():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5, name="fc")(x))
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), layers=["conv"])
+    conv = pruned.get_layer("prune_conv")
+    keep = np.array([1, 1, 0, 1, 0, 0], np.float32)
+    conv.assign_mask(np.broadcast_to(keep, conv.mask.shape))
+    small = tfprune.shrink(pruned)
+    rows = [i for i in range(96) if keep[i % 6]]
+    np.testing.assert_array_equal(small.get_layer("fc").kernel.numpy(), pruned.get_layer("fc").kernel.numpy()[rows])
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_squeeze_excite_broadcast_multiply_and_reshape():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("swish")(x)
+    se = keras.layers.GlobalAveragePooling2D()(x)
+    se = keras.layers.Reshape((1, 1, 8))(se)
+    se = keras.layers.Conv2D(2, 1, activation="swish", name="se_reduce")(se)
+    se = keras.layers.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    x = keras.layers.Multiply()([x, se])
+    x = keras.layers.Conv2D(4, 1, name="project")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, protect=["project", "se_reduce"])
+    assert small.get_layer("conv").filters == small.get_layer("se_expand").filters == 4
+    assert small.get_layer("se_reduce").kernel.shape[2] == 4
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_constants_fold_into_the_next_bias_only_where_exact():
+    """Zeroed filters with a nonzero bias leave a constant channel: a dense or valid-padding
+    reader absorbs it into its bias; a same-padding 3x3 reader must keep it."""
+    inputs = keras.Input((6, 6, 2))
+    a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    valid = keras.layers.Conv2D(3, 3, padding="valid", use_bias=False, name="valid_reader")(a)
+    b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    same = keras.layers.Conv2D(3, 3, padding="same", name="same_reader")(b)
+    c = keras.layers.Conv2D(4, 1, name="c")(inputs)
+    dense = keras.layers.Dense(3, name="dense_reader")(keras.layers.GlobalAveragePooling2D()(c))
+    model = keras.Model(inputs, [valid, same, dense])
+    for name in ("a", "b", "c"):
+        layer = model.get_layer(name)
+        kernel = layer.kernel.numpy()
+        kernel[..., :2] = 0
+        layer.set_weights([kernel, np.array([0.5, -1.0, 0.2, 0.3], np.float32)])
+    small = tfprune.shrink(model)
+    assert small.get_layer("a").filters == 2 and small.get_layer("valid_reader").use_bias
+    assert small.get_layer("b").filters == 4  # zero padding would see the constant differently
+    assert small.get_layer("c").filters == 2
+    x = inputs_for(model)
+    for got, want in zip(small(x), model(x)):
+        assert np.abs(np.asarray(got) - np.asarray(want)).max() <= 1e-5
+
+
+def test_barriers_pin_channels_and_explain_says_why():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="before_reshape")(inputs)
+    x = keras.layers.Reshape((36, 8))(x)  # keeps the channel axis: see-through
+    x = keras.layers.Conv1D(8, 3, padding="same", name="before_lambda")(x)
+    x = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    x = keras.layers.Conv1D(8, 1, name="after_lambda")(x)
+    x = keras.layers.Reshape((8, 36))(x)  # moves channels: a barrier
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    rows = {r["layer"]: r for r in tfprune.explain(model)}
+    assert rows["before_reshape"]["removable"] == 8
+    assert rows["before_lambda"]["removable"] == 0 and "Lambda" in rows["before_lambda"]["reasons"][0]
+    assert rows["after_lambda"]["removable"] == 0 and "changes the channel count" in rows["after_lambda"]["reasons"][0]
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.3), protect=None)
+    assert [w.layer.name for w in tfprune.wrappers_of(pruned)] == ["before_reshape"]
+    with pytest.raises(ValueError, match="'before_lambda' cannot be pruned: Lambda"):
+        tfprune.prune(model, layers=["before_lambda"])
+
+
+def test_nested_models_shrink_inside_and_stay_nested():
+    inner_in = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", name="inner_a")(inner_in)
+    h = keras.layers.BatchNormalization(name="inner_bn")(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="inner_b")(h)
+    backbone = keras.Model(inner_in, h, name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 1, name="outer")(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x)))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, protect=None)
+    assert isinstance(small.get_layer("backbone"), keras.Model)
+    assert small.get_layer("backbone").get_layer("inner_a").filters == 4
+    assert small.get_layer("backbone").get_layer("inner_b").filters == 4
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+# ----------------------------------------------------------------------------- random networks
+
+
+@st.composite
+def random_network(draw):
+    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks and BN."""
+    keras.utils.set_random_seed(draw(st.integers(0, 2**16)))
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool"]))
+        if kind == "residual":
+            h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
+            h = keras.layers.BatchNormalization()(h)
+            h = keras.layers.ReLU()(h)
+            x = keras.layers.Add()([x, h])
+        elif kind == "concat":
+            h = keras.layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(x)
+            x = keras.layers.Concatenate()([x, h])
+        elif kind == "depthwise":
+            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+        elif kind == "pool":
+            x = keras.layers.MaxPooling2D()(x) if x.shape[1] > 2 else x
+        else:
+            x = keras.layers.Conv2D(8, 3, padding=draw(st.sampled_from(["same", "valid"])) if x.shape[1] > 2 else "same")(x)
+            x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@given(
+    model=random_network(),
+    target=st.floats(0.1, 0.6),
+    ranking=st.sampled_from(["local", "global"]),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_networks_shrink_to_the_same_function(model, target, ranking, seed):
+    randomize_bn(model, seed)
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
+    # Random masks: random criterion scores instead of weight norms.
+    rng = np.random.default_rng(seed)
+    for wrapper in tfprune.wrappers_of(pruned):
+        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
+    apply_target(pruned, target)
+    small = tfprune.shrink(pruned)
+    assert small.count_params() <= pruned.count_params()
+    assert max_diff(small, pruned, inputs_for(model, seed=seed)) <= 1e-5
+
+
+# ----------------------------------------------------------------------------- real architectures
+
+
+def densenet_style():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    for block in range(3):
+        h = keras.layers.BatchNormalization()(x)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.Conv2D(8, 1, name=f"bottleneck{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.Conv2D(4, 3, padding="same", name=f"growth{block}")(h)
+        x = keras.layers.Concatenate()([x, h])
+    x = keras.layers.Conv2D(8, 1, name="transition")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="densenet_style")
+
+
+def efficientnet_style():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("swish")(x)
+    for block in range(2):
+        shortcut = x
+        h = keras.layers.Conv2D(32, 1, use_bias=False, name=f"expand{block}")(x)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.Activation("swish")(h)
+        h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.Activation("swish")(h)
+        se = keras.layers.GlobalAveragePooling2D()(h)
+        se = keras.layers.Reshape((1, 1, 32))(se)
+        se = keras.layers.Conv2D(4, 1, activation="swish", name=f"se_reduce{block}")(se)
+        se = keras.layers.Conv2D(32, 1, activation="sigmoid", name=f"se_expand{block}")(se)
+        h = keras.layers.Multiply()([h, se])
+        h = keras.layers.Conv2D(16, 1, use_bias=False, name=f"project{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        x = keras.layers.Add()([shortcut, h])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="efficientnet_style")
+
+
+def small_cnn():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", name="c2")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", name="c3")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="plain_cnn")
+
+
+ARCHITECTURES = {
+    "plain_cnn": small_cnn,
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=4),
+    "resnet50": lambda: keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=4),
+    "densenet_style": densenet_style,
+    "efficientnet_style": efficientnet_style,
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = ARCHITECTURES[name]()
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.3)
+    x = inputs_for(model)
+    assert max_diff(small, pruned, x) <= 1e-5
+    assert small.count_params() < 0.9 * pruned.count_params()
+    assert tfprune.count_flops(small) < 0.85 * tfprune.count_flops(model)
+    # exports and verifies in LiteRT
+    path = tfprune.export_tflite(small, tmp_path / f"{name}.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+    # saves and loads as .keras
+    small.save(tmp_path / f"{name}.keras")
+    loaded = keras.saving.load_model(tmp_path / f"{name}.keras")
+    assert max_diff(loaded, small, x) <= 1e-6
+    # trains further with a fresh compile: finite loss, and every shrunk layer learns
+    loss = "sparse_categorical_crossentropy" if name != "plain_cnn" else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loaded.compile(keras.optimizers.Adam(1e-3), loss)
+    before = {v.path: np.array(v) for v in loaded.trainable_variables}
+    losses = loaded.fit(x, np.arange(len(x)) % 4, epochs=2, verbose=0).history["loss"]
+    assert np.isfinite(losses).all()
+    changed = {v.path for v in loaded.trainable_variables if not np.array_equal(before[v.path], np.array(v))}
+    assert all(v.path in changed for v in loaded.trainable_variables if v.name == "kernel")
+
+
+def test_shrink_leaves_its_input_alone_and_rejects_bad_models(cnn):
+    pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.5))
+    apply_target(pruned, 0.5)
+    before = [w.copy() for w in pruned.get_weights()]
+    tfprune.shrink(pruned)
+    for a, b in zip(before, pruned.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="keras.Model"):
+        tfprune.shrink(42)
