@@ -30,6 +30,7 @@ test-all: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-compare
 	$(PY) tools/bench_fit_overhead.py
+	$(PY) tools/bench_shrink.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 
 def small_cnn(name="cnn", input_shape=(12, 12, 1), classes=4):
@@ -37,3 +38,33 @@ def data():
 
 def weights_of(model):
     return [np.array(w) for w in model.get_weights()]
+
+
+@st.composite
+def random_network(draw):
+    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks and BN."""
+    keras.utils.set_random_seed(draw(st.integers(0, 2**16)))
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool"]))
+        if kind == "residual":
+            h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
+            h = keras.layers.BatchNormalization()(h)
+            h = keras.layers.ReLU()(h)
+            x = keras.layers.Add()([x, h])
+        elif kind == "concat":
+            h = keras.layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(x)
+            x = keras.layers.Concatenate()([x, h])
+        elif kind == "depthwise":
+            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+        elif kind == "pool":
+            x = keras.layers.MaxPooling2D()(x) if x.shape[1] > 2 else x
+        else:
+            padding = draw(st.sampled_from(["same", "valid"])) if x.shape[1] > 2 else "same"
+            x = keras.layers.Conv2D(8, 3, padding=padding)(x)
+            x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))

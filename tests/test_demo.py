@@ -18,11 +18,14 @@ def test_demo_script_writes_table_json_and_plot(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "latency us" in result.stdout and "pruned (masked)" in result.stdout
+    assert "latency us" in result.stdout and "pruned + shrunk" in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
-    dense, pruned = results["rows"]
-    assert pruned["nonzero_params"] < dense["nonzero_params"]
-    assert pruned["effective_flops"] < dense["effective_flops"]
+    dense, masked, shrunk, half = results["rows"]
+    assert masked["nonzero_params"] < dense["nonzero_params"]
+    assert shrunk["params"] < dense["params"] / 2 and shrunk["flops"] < dense["flops"] / 2
+    assert shrunk["file_bytes"] < dense["file_bytes"]
+    assert shrunk["keras_accuracy"] == masked["keras_accuracy"]
+    assert results["shrink_max_abs_diff"] <= 1e-5
     assert all(row["max_abs_diff_vs_keras"] <= 1e-4 for row in results["rows"])
     assert results["history"]["sparsity"][-1] > 0.4
     assert (tmp_path / "pruning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

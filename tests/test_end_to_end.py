@@ -2,7 +2,7 @@
 
 import keras
 import numpy as np
-from conftest import small_cnn
+from conftest import random_network, small_cnn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,33 +29,6 @@ def test_quick_start_end_to_end(tmp_path, data):
     rows = {r.name: r for r in summary.rows}
     assert rows["conv2"].filters_kept == 8 and rows["conv3"].filters_kept == 8
     assert summary.total["effective_flops"] < summary.total["flops"]
-
-
-@st.composite
-def random_network(draw):
-    """A random functional CNN: residual Adds, Concatenates, depthwise blocks, BN."""
-    rng_seed = draw(st.integers(0, 2**16))
-    keras.utils.set_random_seed(rng_seed)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain"]))
-        width = x.shape[-1]
-        if kind == "residual":
-            h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-            h = keras.layers.BatchNormalization(momentum=0.9)(h)
-            x = keras.layers.Add()([x, h])
-        elif kind == "concat":
-            h = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 1)(x)
-            x = keras.layers.Concatenate()([x, h])
-        elif kind == "depthwise":
-            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
-            x = keras.layers.Conv2D(8, 1, activation="relu")(x)
-        else:
-            x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(3)(x)
-    return keras.Model(inputs, outputs)
 
 
 @given(

@@ -62,3 +62,38 @@ def test_register_layer_extends_pruning_to_a_new_type(cnn):
         tfprune.register_layer(int, registry.spec_for(MyDense(2)))
     with pytest.raises(TypeError, match="LayerSpec"):
         tfprune.register_layer(MyDense, {"weight": "kernel"})
+
+
+def test_register_channel_rule_lets_the_graph_see_through_a_custom_layer():
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = Doubler(name="doubler")(x)
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    assert {r["layer"]: r["removable"] for r in tfprune.explain(model)}["conv"] == 0  # a barrier
+    tfprune.register_channel_rule(Doubler, tfprune.ChannelRule("passthrough"))
+    assert {r["layer"]: r["removable"] for r in tfprune.explain(model)}["conv"] == 8
+    with pytest.raises(ValueError, match="kind"):
+        tfprune.register_channel_rule(Doubler, tfprune.ChannelRule("sideways"))
+    with pytest.raises(TypeError):
+        tfprune.register_channel_rule(Doubler, "passthrough")
+
+
+def test_softmax_activation_is_a_barrier_but_relu_is_not():
+    assert registry.channel_rule(keras.layers.Activation("softmax")) is None
+    assert registry.channel_rule(keras.layers.Activation("relu")).kind == "passthrough"
+
+
+def test_bundled_digits_and_reference_cnn():
+    from tfprune.zoo import digits_cnn, load_digits
+
+    (x, y), (x_test, y_test) = load_digits(size=16)
+    assert x.shape == (1437, 16, 16, 1) and x_test.shape == (360, 16, 16, 1)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and set(np.unique(y)) == set(range(10))
+    assert digits_cnn(width=0.5).count_params() < digits_cnn().count_params()
+    with pytest.raises(ValueError, match="multiple of 8"):
+        load_digits(size=12)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
+from conftest import random_network
 from tfprune.ranking import apply_target
 
 
@@ -224,35 +225,6 @@ def test_nested_models_shrink_inside_and_stay_nested():
 # ----------------------------------------------------------------------------- random networks
 
 
-@st.composite
-def random_network(draw):
-    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks and BN."""
-    keras.utils.set_random_seed(draw(st.integers(0, 2**16)))
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool"]))
-        if kind == "residual":
-            h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
-            h = keras.layers.BatchNormalization()(h)
-            h = keras.layers.ReLU()(h)
-            x = keras.layers.Add()([x, h])
-        elif kind == "concat":
-            h = keras.layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(x)
-            x = keras.layers.Concatenate()([x, h])
-        elif kind == "depthwise":
-            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
-            x = keras.layers.BatchNormalization()(x)
-            x = keras.layers.Conv2D(8, 1, activation="relu")(x)
-        elif kind == "pool":
-            x = keras.layers.MaxPooling2D()(x) if x.shape[1] > 2 else x
-        else:
-            x = keras.layers.Conv2D(8, 3, padding=draw(st.sampled_from(["same", "valid"])) if x.shape[1] > 2 else "same")(x)
-            x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(3)(x))
-
-
 @given(
     model=random_network(),
     target=st.floats(0.1, 0.6),
@@ -378,3 +350,26 @@ def test_shrink_leaves_its_input_alone_and_rejects_bad_models(cnn):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(TypeError, match="keras.Model"):
         tfprune.shrink(42)
+
+
+@pytest.mark.parametrize("reduction,expected", [("sum", [0.0, 1.0]), ("mean", [0.0, 1.0]), ("max", [1.0, 0.0])])
+def test_group_reduction_combines_member_scores(reduction, expected):
+    """Two convolutions meet at an Add. L1 scores per channel: a = (6, 4), b = (0, 5).
+    sum (6, 9) and mean (3, 4.5) keep channel 1; max (6, 5) keeps channel 0."""
+    inputs = keras.Input((4, 4, 2))
+    a = keras.layers.Conv2D(2, 1, use_bias=False, name="a")(inputs)
+    b = keras.layers.Conv2D(2, 1, use_bias=False, name="b")(inputs)
+    x = keras.layers.Add()([a, b])
+    x = keras.layers.Conv2D(2, 1, name="reader")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    model.get_layer("a").set_weights([np.array([[[[3.0, 2.0], [3.0, 2.0]]]], np.float32)])
+    model.get_layer("b").set_weights([np.array([[[[0.0, 2.5], [0.0, 2.5]]]], np.float32)])
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), layers=["a", "b"], group_reduction=reduction)
+    apply_target(pruned, 0.5)
+    kept = pruned.get_layer("prune_a").mask_array()[0, 0, 0]
+    np.testing.assert_array_equal(kept, pruned.get_layer("prune_b").mask_array()[0, 0, 0])
+    assert kept.tolist() == expected
+    small = tfprune.shrink(pruned)
+    assert small.get_layer("a").filters == small.get_layer("b").filters == 1
+    with pytest.raises(ValueError, match="group_reduction"):
+        tfprune.prune(model, group_reduction="median")

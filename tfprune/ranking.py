@@ -139,7 +139,9 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> _Famil
             for w, f in g.members:
                 keep[id(w)][f] = False
             for follower, c in g.followers:
-                channel_keep.setdefault(id(follower), [follower, follower.mask_array().copy()])[1][c] = 0
+                if id(follower) not in channel_keep:
+                    channel_keep[id(follower)] = (follower, follower.mask_array().copy())
+                channel_keep[id(follower)][1][c] = 0
         for key, w in wrappers.items():
             shape = tuple(w.pruned_variable.shape)
             canonical_shape = w.spec.to_canonical(np.zeros(shape)).shape

@@ -1,0 +1,159 @@
+"""Does removing filters pay in LiteRT? Latency ratio vs FLOPs ratio after `tfprune.shrink`.
+
+For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2 and ResNet50 at
+96x96, all built with weights=None)
+and each FLOPs target (25 % and 50 % removed, global group ranking), prunes with the L1
+criterion, shrinks, exports dense and shrunk models to LiteRT and times them side by side
+(alternating, 1 thread). Latency does not depend on the weights' values, so no training is
+needed. Also times `shrink` itself. Writes a JSON and a PNG (latency ratio against FLOPs
+ratio; the diagonal is "speed-up equals FLOPs saved").
+
+    python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5] [--round-to 8] [--ranking local]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tfprune  # noqa: E402
+from tfprune.zoo import digits_cnn  # noqa: E402
+
+def plain_cnn():
+    """A VGG-style CNN at a phone-camera-like 64x64x3, where convolutions dominate latency."""
+    inputs = keras.Input((64, 64, 3))
+    x = inputs
+    for index, filters in enumerate((32, 64, 128, 128)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="plain_cnn")
+
+
+MODELS = {
+    "digits_cnn": lambda: digits_cnn(),
+    "plain_cnn": plain_cnn,
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
+    "resnet50": lambda: keras.applications.ResNet50(input_shape=(96, 96, 3), weights=None, classes=10),
+}
+
+
+def interleaved_latency(paths, rounds, runs):
+    """Median latency per file, timing the files in turn `rounds` times (noise hits all)."""
+    samples = {p: [] for p in paths}
+    for _ in range(rounds):
+        for path in paths:
+            samples[path].append(tfprune.benchmark_tflite(path, threads=1, runs=runs, warmup=10).median)
+    return {p: float(np.median(v)) for p, v in samples.items()}
+
+
+def measure(name, target, rounds, runs, workdir, round_to, ranking):
+    keras.utils.set_random_seed(0)
+    model = MODELS[name]()
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), target="flops", ranking=ranking, round_to=round_to)
+    tfprune.apply_target(pruned, target)
+    plain = tfprune.strip(pruned)
+    start = time.perf_counter()
+    small = tfprune.shrink(plain)
+    shrink_seconds = time.perf_counter() - start
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    diff = float(np.abs(np.asarray(small(x)) - np.asarray(plain(x))).max())
+    dense_path = tfprune.export_tflite(model, workdir / f"{name}_dense.tflite")
+    small_path = tfprune.export_tflite(small, workdir / f"{name}_{int(target * 100)}.tflite")
+    verify = tfprune.verify_tflite(small_path, small, x)
+    latency = interleaved_latency([dense_path, small_path], rounds, runs)
+    flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
+    latency_ratio = latency[small_path] / latency[dense_path]
+    return {
+        "model": name,
+        "flops_target_removed": target,
+        "round_to": round_to,
+        "ranking": ranking,
+        "flops_ratio": flops_ratio,
+        "latency_ratio": latency_ratio,
+        "latency_over_flops": latency_ratio / flops_ratio,
+        "dense_latency_ms": latency[dense_path] * 1e3,
+        "shrunk_latency_ms": latency[small_path] * 1e3,
+        "params_ratio": small.count_params() / model.count_params(),
+        "file_ratio": small_path.stat().st_size / dense_path.stat().st_size,
+        "shrink_seconds": shrink_seconds,
+        "max_abs_diff_shrunk_vs_masked": diff,
+        "tflite_vs_keras": verify,
+    }
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="latency ratio = FLOPs ratio")
+    ax.plot([0, 1], [0, 1.1], ":", color="gray", lw=1, label="+10 %")
+    for name, marker in zip(MODELS, "osD^"):
+        points = [(r["flops_ratio"], r["latency_ratio"]) for r in rows if r["model"] == name]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, s=60, label=name)
+    ax.set_xlabel("FLOPs, shrunk / dense")
+    ax.set_ylabel("LiteRT latency, shrunk / dense (1 thread)")
+    ax.set_xlim(0.3, 1.0)
+    ax.set_ylim(0.3, 1.1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Filter removal: LiteRT latency vs FLOPs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--targets", nargs="+", type=float, default=[0.25, 0.5], help="fractions of FLOPs to remove")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
+    parser.add_argument("--runs", type=int, default=50, help="invokes per timing round")
+    parser.add_argument("--round-to", type=int, default=1, help="keep filter counts a multiple of this")
+    parser.add_argument("--ranking", default="global", choices=["global", "local"], help="group ranking")
+    parser.add_argument("--out", default="out", help="directory for bench_shrink.json and .png")
+    args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            for target in args.targets:
+                print(f"[{len(rows) + 1}/{len(args.models) * len(args.targets)}] {name}, {target:.0%} of FLOPs ...", flush=True)
+                row = measure(name, target, args.rounds, args.runs, pathlib.Path(tmp), args.round_to, args.ranking)
+                rows.append(row)
+                print(
+                    f"    FLOPs {row['flops_ratio']:.3f}x  latency {row['latency_ratio']:.3f}x "
+                    f"({row['dense_latency_ms']:.2f} -> {row['shrunk_latency_ms']:.2f} ms)  "
+                    f"latency/FLOPs {row['latency_over_flops']:.2f}  shrink {row['shrink_seconds']:.1f} s  "
+                    f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}",
+                    flush=True,
+                )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "command": " ".join(["python", "tools/bench_shrink.py", *sys.argv[1:]]),
+        "rows": rows,
+    }
+    stem = f"bench_shrink_{args.ranking}_round{args.round_to}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    plot(rows, out / f"{stem}.png")
+    print(f"wrote {out / stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
