@@ -373,3 +373,35 @@ def test_group_reduction_combines_member_scores(reduction, expected):
     assert small.get_layer("a").filters == small.get_layer("b").filters == 1
     with pytest.raises(ValueError, match="group_reduction"):
         tfprune.prune(model, group_reduction="median")
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: keras.layers.Dropout(0.3),
+        lambda: keras.layers.SpatialDropout2D(0.3),
+        lambda: keras.layers.GaussianNoise(0.1),
+        lambda: keras.layers.LeakyReLU(0.1),
+        lambda: keras.layers.ELU(),
+        lambda: keras.layers.PReLU(),
+        lambda: keras.layers.ZeroPadding2D(1),
+        lambda: keras.layers.Cropping2D(1),
+        lambda: keras.layers.UpSampling2D(2),
+        lambda: keras.layers.Resizing(5, 5),
+        lambda: keras.layers.AveragePooling2D(2, padding="same"),
+        lambda: keras.layers.MaxPooling2D(2),
+    ],
+    ids=lambda make: type(make()).__name__,
+)
+def test_pass_through_layers_carry_channels(make_layer):
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = make_layer()(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="reader")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, layers=["conv"])
+    assert small.get_layer("conv").filters == 4
+    assert small.get_layer("reader").kernel.shape[2] == 4
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
