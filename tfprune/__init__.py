@@ -16,7 +16,9 @@ Example:
 >>> print(tfprune.summary(plain))
 """
 
-from tfprune.callbacks import PruningCallback
+from tfprune.adversarial import FGSM, PGD, Attack, CutoffScale, DeepFool, cutoff_scale, robust_accuracy
+from tfprune.adversarial_training import AdversarialTraining
+from tfprune.callbacks import AdversarialAwarePruning, PruningCallback
 from tfprune.criteria import l1, l2
 from tfprune.export import (
     Latency,
@@ -44,6 +46,15 @@ from tfprune.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdversarialAwarePruning",
+    "AdversarialTraining",
+    "Attack",
+    "CutoffScale",
+    "DeepFool",
+    "FGSM",
+    "PGD",
+    "cutoff_scale",
+    "robust_accuracy",
     "Block",
     "ChannelMaskWrapper",
     "ChannelRule",

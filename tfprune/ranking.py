@@ -173,6 +173,8 @@ class PruningPlan:
     """
 
     def __init__(self, model):
+        # A training wrapper (AdversarialTraining) prunes the functional model it holds.
+        model = getattr(model, "inner_model", model)
         self.wrappers = wrappers_of(model)
         if not self.wrappers:
             raise ValueError(

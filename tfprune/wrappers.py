@@ -102,6 +102,11 @@ class PruneWrapper(keras.layers.Wrapper):
             name="mask", shape=kernel.shape, initializer="ones", trainable=False, dtype=kernel.dtype
         )
         kernel.constraint = _MaskConstraint(self.mask, kernel.constraint)
+        # Room for a schedule-controlling callback's state (AdversarialAwarePruning), so
+        # that checkpoints and .keras files carry it with the masks.
+        self.schedule_state = self.add_weight(
+            name="schedule_state", shape=(4,), initializer="zeros", trainable=False, dtype="float32"
+        )
         bias = self._bias_variable()
         if bias is not None:
             self.bias_mask = self.add_weight(
