@@ -30,7 +30,8 @@ test-all: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-compare
 	$(PY) tools/bench_fit_overhead.py
-	$(PY) tools/bench_shrink.py
+	$(PY) tools/bench_shrink.py --round-to 8
+	$(PY) tools/bench_adversarial.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

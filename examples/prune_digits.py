@@ -2,9 +2,11 @@
 
 Trains a small CNN, prunes half of its filters during `fit` with a cubic schedule, strips the
 masks, physically removes the pruned filters (`shrink`), exports every model to LiteRT,
-verifies each against Keras, and compares accuracy, size, FLOPs and latency with the dense
-model and with a half-width CNN trained from scratch for as many epochs. Writes
-`results.json`, `pruning_log.csv` and `pruning.png` to `--out`.
+verifies each against Keras, and compares accuracy, robust accuracy (PGD), size, FLOPs and
+latency with the dense model and with a half-width CNN trained from scratch for as many
+epochs. A second pruned model is trained adversarially (BAP's cut-off-scale examples) under
+the adversarial-aware schedule, whose decisions are plotted. Writes `results.json`,
+`pruning_log.csv`, `pruning.png`, `robust_trace.csv` and `robust_schedule.png` to `--out`.
 
     python examples/prune_digits.py --out out
 """
@@ -33,6 +35,9 @@ def tflite_accuracy(path, x, y):
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
+PGD = tfprune.PGD(eps=0.1, steps=10)
+
+
 def measure(name, model, path, x_test, y_test):
     """One row of the comparison table."""
     summary = tfprune.summary(model).total
@@ -40,6 +45,7 @@ def measure(name, model, path, x_test, y_test):
     return {
         "model": name,
         "keras_accuracy": accuracy(model, x_test, y_test),
+        "pgd_accuracy": tfprune.robust_accuracy(model, x_test, y_test, PGD),
         "tflite_accuracy": tflite_accuracy(path, x_test, y_test),
         "max_abs_diff_vs_keras": tfprune.verify_tflite(path, model, x_test[:256]),
         "params": summary["params"],
@@ -55,6 +61,7 @@ def print_table(rows):
     columns = [
         ("model", "model", "{}"),
         ("test acc", "keras_accuracy", "{:.1%}"),
+        ("PGD acc", "pgd_accuracy", "{:.1%}"),
         ("LiteRT acc", "tflite_accuracy", "{:.1%}"),
         ("max|diff|", "max_abs_diff_vs_keras", "{:.1e}"),
         ("params", "params", "{:,}"),
@@ -91,6 +98,35 @@ def plot(history, path):
     fig.legend(loc="lower center", ncol=2)
     left.set_title("Filter pruning during fit (digits CNN)")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_trace(events, path):
+    """The adversarial-aware schedule's decisions: targets, accuracies, holds and rollbacks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in events]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    top.step(steps, [e["planned_target"] for e in events], where="post", color="gray", ls="--", label="schedule")
+    top.step(steps, [e["accepted_target"] for e in events], where="post", color="tab:red", label="accepted")
+    top.set_ylabel("fraction of filters pruned")
+    top.legend(loc="lower right")
+    bottom.plot(steps, [e["clean_accuracy"] for e in events], "o-", label="clean (probe)")
+    bottom.plot(steps, [e["robust_accuracy"] for e in events], "s-", label="PGD eps 0.1 (probe)")
+    for e in events:
+        for word, color in (("hold", "orange"), ("rollback", "purple"), ("forced", "black")):
+            if word in e["decision"]:
+                bottom.axvline(e["step"], color=color, alpha=0.4, lw=2)
+    bottom.set_xlabel("training step  (orange: hold, purple: rollback, black: forced)")
+    bottom.set_ylabel("accuracy")
+    bottom.set_ylim(0, 1)
+    bottom.legend(loc="lower left")
+    top.set_title("Adversarial-aware pruning: what the schedule decided")
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -140,18 +176,36 @@ def main():
     print(f"shrunk model: {small.count_params():,} params (masked: {plain.count_params():,}); "
           f"max |shrunk - masked| on the test set: {shrink_diff:.1e}")
 
+    print(f"\n== 4. robust pruning: BAP adversarial training paced by the adversarial-aware schedule")
+    # 10 % of the training images are held out as the schedule's probe set; the test set
+    # stays unseen.
+    probe, rest = slice(0, len(x_train) // 10), slice(len(x_train) // 10, None)
+    robust = tfprune.prune(dense, schedule=schedule)
+    trainer = tfprune.AdversarialTraining(robust, tfprune.CutoffScale(rho=0.9), weight=0.5)
+    trainer.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    aware = tfprune.AdversarialAwarePruning(
+        (x_train[probe], y_train[probe]), tfprune.PGD(eps=0.1, steps=5), tolerance=0.03, hard_limit=0.08,
+        trace_path=out / "robust_trace.csv",
+    )
+    trainer.fit(x_train[rest], y_train[rest], batch_size=32, epochs=args.prune_epochs, verbose=2, callbacks=[aware])
+    decisions = [e["decision"] for e in aware.events]
+    print("schedule decisions: " + ", ".join(f"{decisions.count(d)} x {d}" for d in dict.fromkeys(decisions)))
+    robust_small = tfprune.shrink(robust)
+    plot_trace(aware.events, out / "robust_schedule.png")
+
     total_epochs = args.epochs + args.prune_epochs
-    print(f"\n== 4. baseline: half-width CNN trained from scratch ({total_epochs} epochs)")
+    print(f"\n== 5. baseline: half-width CNN trained from scratch ({total_epochs} epochs)")
     keras.utils.set_random_seed(args.seed)
     half = digits_cnn(width=0.5, name="half_width_cnn")
     half.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     half.fit(x_train, y_train, batch_size=32, epochs=total_epochs, validation_split=0.1, verbose=0)
 
-    print("\n== 5. export to LiteRT, verify and time (1 thread)")
+    print("\n== 6. export to LiteRT, verify and time (1 thread)")
     models = [
         ("dense", dense, "dense.tflite"),
         ("pruned (masked)", plain, "pruned_masked.tflite"),
         ("pruned + shrunk", small, "pruned_shrunk.tflite"),
+        ("robust pruned + shrunk", robust_small, "robust_pruned_shrunk.tflite"),
         ("half width, scratch", half, "half_width.tflite"),
     ]
     rows = [measure(name, model, tfprune.export_tflite(model, out / file), x_test, y_test) for name, model, file in models]
@@ -167,19 +221,22 @@ def main():
         print(
             f"{row['model']:>20}: latency {row['latency_us'] / dense_row['latency_us']:.2f}x dense, "
             f"FLOPs {row['effective_flops'] / dense_row['flops']:.2f}x, file {row['file_bytes'] / dense_row['file_bytes']:.2f}x, "
-            f"accuracy {100 * (row['keras_accuracy'] - dense_row['keras_accuracy']):+.1f} pt"
+            f"accuracy {100 * (row['keras_accuracy'] - dense_row['keras_accuracy']):+.1f} pt, "
+            f"PGD accuracy {100 * (row['pgd_accuracy'] - dense_row['pgd_accuracy']):+.1f} pt"
         )
     if shrink_diff > 1e-5:
         raise SystemExit(f"the shrunk model differs from the masked one by {shrink_diff:.2e}")
     results = {
         "rows": rows,
         "shrink_max_abs_diff": shrink_diff,
+        "robust_schedule": aware.events,
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
         "seconds": time.time() - started,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(history, out / "pruning.png")
-    print(f"\nwrote {out / 'results.json'}, {out / 'pruning.png'}, {out / 'pruning_log.csv'} in {time.time() - started:.0f} s")
+    written = ", ".join(str(out / name) for name in ("results.json", "pruning.png", "pruning_log.csv", "robust_trace.csv", "robust_schedule.png"))
+    print(f"\nwrote {written} in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ def test_demo_script_writes_table_json_and_plot(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "latency us" in result.stdout and "pruned + shrunk" in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
-    dense, masked, shrunk, half = results["rows"]
+    dense, masked, shrunk, robust, half = results["rows"]
+    assert robust["flops"] < dense["flops"] and 0 <= robust["pgd_accuracy"] <= 1
+    assert results["robust_schedule"] and (tmp_path / "robust_trace.csv").exists()
+    assert (tmp_path / "robust_schedule.png").read_bytes()[:4] == b"\x89PNG"
     assert masked["nonzero_params"] < dense["nonzero_params"]
     assert shrunk["params"] < dense["params"] / 2 and shrunk["flops"] < dense["flops"] / 2
     assert shrunk["file_bytes"] < dense["file_bytes"]
