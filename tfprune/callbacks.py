@@ -54,9 +54,10 @@ class PruningCallback(keras.callbacks.Callback):
     >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
     """
 
-    def __init__(self, log_layers: bool = True):
+    def __init__(self, log_layers: bool = True, data=None):
         super().__init__()
         self.log_layers = log_layers
+        self.data = data
         #: One entry per mask update: step, epoch, target and sparsity reached.
         self.events = []
         self._wrappers = []
@@ -72,6 +73,7 @@ class PruningCallback(keras.callbacks.Callback):
         except ValueError as error:
             raise ValueError(f"PruningCallback: {error}") from None
         self._wrappers = self._plan.wrappers
+        self._plan.data = self.data
         self._last_step = None
 
     def on_epoch_begin(self, epoch, logs=None):

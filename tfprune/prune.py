@@ -139,6 +139,19 @@ def _followers(graph, selected):
     return followers
 
 
+def _check_criterion(criterion, granularity, ranking_mode, target, model, selected):
+    allowed = getattr(criterion, "granularities", None)
+    if allowed is not None and str(granularity) not in allowed:
+        raise ValueError(
+            f"criterion {criterion!r} scores {' or '.join(allowed)} units and cannot rank '{granularity}'; "
+            "use granularity='filter' or another criterion."
+        )
+    if getattr(criterion, "sequential", False) and (ranking_mode != "local" or target != "sparsity"):
+        raise ValueError(f"criterion {criterion!r} prunes layer by layer: use ranking='local' and target='sparsity'.")
+    if hasattr(criterion, "check"):
+        criterion.check(model, selected)
+
+
 def _check_policy(granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction):
     if group_reduction not in ("sum", "mean", "max", "first"):
         raise ValueError(f"group_reduction must be 'sum', 'mean', 'max' or 'first', got {group_reduction!r}.")
@@ -245,6 +258,7 @@ def prune(
     for layer in selected:
         spec = registry.spec_for(layer)
         granularity.check(layer.name, tuple(registry.variable(layer, spec.weight).shape), spec)
+    _check_criterion(criterion, granularity, ranking, target, model, selected)
     selected_ids = {id(layer) for layer in selected}
     policy = dict(
         granularity=granularity,

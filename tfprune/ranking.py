@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from tfprune import flops
+from tfprune.criteria import ScoringContext
 from tfprune.graph import ChannelGraph, UnionFind
 from tfprune.grouping import StructuralFlops, channel_groups
 from tfprune.wrappers import wrappers_of
@@ -38,7 +39,7 @@ class _Family:
     min_filters: int
     round_to: int
     unit_costs: np.ndarray
-    score: object  # () -> unit scores now
+    score: object  # (ScoringContext) -> unit scores now
     already: object  # () -> bool array of units pruned before
     install: object  # (bool array of pruned units) -> None
     group_ids: list = dataclasses.field(default_factory=list)  # for group families: indices into the plan's groups
@@ -56,9 +57,13 @@ class _Family:
         return pruned
 
 
-def _element_scores(wrapper):
+def _element_scores(wrapper, context):
     weight = wrapper.weight_array()
-    scores = np.asarray(wrapper.criterion(weight, wrapper.layer), np.float64)
+    if getattr(wrapper.criterion, "uses_context", False):
+        scores = wrapper.criterion(weight, wrapper.layer, context)
+    else:
+        scores = wrapper.criterion(weight, wrapper.layer)
+    scores = np.asarray(scores, np.float64)
     if scores.shape != weight.shape:
         raise ValueError(
             f"Criterion {wrapper.criterion!r} returned scores of shape {scores.shape} for layer "
@@ -85,7 +90,7 @@ def _wrapper_family(wrapper, by_flops: bool) -> _Family:
         wrapper.min_filters,
         wrapper.round_to,
         np.full(n_units, cost),
-        score=lambda: g.unit_scores(_element_scores(wrapper), spec),
+        score=lambda context: g.unit_scores(_element_scores(wrapper, context), spec),
         already=lambda: g.pruned_units(wrapper.mask_array(), spec),
         install=install,
     )
@@ -120,9 +125,9 @@ def _group_families(groups, structural, by_flops: bool, reduction: str) -> list[
 def _group_family(members, wrappers, first, costs, reduction, indices) -> _Family:
     combine = _REDUCTIONS[reduction]
 
-    def score():
+    def score(context):
         per_wrapper = {
-            key: w.granularity.unit_scores(_element_scores(w), w.spec) for key, w in wrappers.items()
+            key: w.granularity.unit_scores(_element_scores(w, context), w.spec) for key, w in wrappers.items()
         }
         return np.array([combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members])
 
@@ -175,6 +180,9 @@ class PruningPlan:
     def __init__(self, model):
         # A training wrapper (AdversarialTraining) prunes the functional model it holds.
         model = getattr(model, "inner_model", model)
+        self.model = model
+        #: Calibration data `(x, y)` for criteria that need it (Taylor); set by the callback.
+        self.data = None
         self.wrappers = wrappers_of(model)
         if not self.wrappers:
             raise ValueError(
@@ -260,7 +268,8 @@ class PruningPlan:
 
     def select(self, target: float):
         """Which units each family prunes for `target` (nothing is installed)."""
-        scored = [(f.score(), f.already()) for f in self.families]
+        context = ScoringContext(self.model, self.data)
+        scored = [(f.score(context), f.already()) for f in self.families]
         exact_additive = not (self.by_flops and self.structural is not None)
         if self.ranking == "global":
             if exact_additive:
@@ -273,10 +282,18 @@ class PruningPlan:
     def apply(self, target: float) -> None:
         """Recompute scores and install the masks for `target`."""
         if self.granularity.supports_global is False:  # N:M: every group of every layer alike
+            context = ScoringContext(self.model, self.data)
             for wrapper in self.wrappers:
                 wrapper.assign_mask(
-                    wrapper.granularity.mask(_element_scores(wrapper), wrapper.mask_array(), target, wrapper.spec)
+                    wrapper.granularity.mask(_element_scores(wrapper, context), wrapper.mask_array(), target, wrapper.spec)
                 )
+            return
+        if getattr(self.wrappers[0].criterion, "sequential", False):
+            # Forward mode: each family is scored after the ones before it were pruned.
+            for family in self.families:
+                scores = family.score(ScoringContext(self.model, self.data))
+                n_prune = int(math.floor(target * family.n_units + 1e-9))
+                family.install(family.lowest(n_prune, scores, family.already()))
             return
         for family, pruned in zip(self.families, self.select(target)):
             family.install(pruned)
@@ -291,12 +308,13 @@ class PruningPlan:
         return self._removed(self._local(1.0 - 1e-9, scored))
 
 
-def apply_target(model, target: float) -> PruningPlan:
+def apply_target(model, target: float, data=None) -> PruningPlan:
     """Install the masks of a pruned model for one target, now (what the callback does).
 
     Args:
         model: a model returned by `tfprune.prune`.
         target: in [0, 1), in the unit of the model's policy (`"sparsity"` or `"flops"`).
+        data: `(x, y)` calibration examples, for criteria that need them (`"taylor"`).
 
     Returns:
         The `PruningPlan` used, for further queries.
@@ -307,5 +325,6 @@ def apply_target(model, target: float) -> PruningPlan:
     0.5
     """
     plan = PruningPlan(model)
+    plan.data = data
     plan.apply(target)
     return plan

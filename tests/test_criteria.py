@@ -1,0 +1,151 @@
+"""Criteria from the literature: each test fails if the method is wrong."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.criteria import FPGM, LAP, BNScale, ScoringContext, Taylor
+
+
+def dense_chain(bn=False):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(4, name="d1")(inputs)
+    if bn:
+        x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dense(3, name="d2")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="d3")(x))
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_lap_equals_the_formula_on_a_three_layer_dense_net(bn):
+    model = dense_chain(bn)
+    if bn:
+        model.get_layer("bn").set_weights(
+            [np.array([1.0, 2.0, 0.5, 3.0]), np.zeros(4), np.zeros(4), np.array([1.0, 4.0, 0.25, 9.0])]
+        )
+    pruned = tfprune.prune(model, granularity="unstructured", criterion="lap_bn" if bn else "lap", layers=["d2"], schedule=0.5)
+    w1, w2, w3 = (model.get_layer(n).kernel.numpy().astype(np.float64) for n in ("d1", "d2", "d3"))
+    into = (w1**2).sum(axis=0)  # weights into each unit k of d1
+    out_of = (w3**2).sum(axis=1)  # weights out of each unit j of d2
+    expected = w2**2 * into[:, None] * out_of[None, :]
+    if bn:
+        gamma, var, eps = np.array([1.0, 2.0, 0.5, 3.0]), np.array([1.0, 4.0, 0.25, 9.0]), 1e-3
+        expected *= ((gamma / np.sqrt(var + eps)) ** 2)[:, None]
+    layer = pruned.get_layer("prune_d2").layer
+    scores = LAP(bn=bn)(layer.kernel.numpy(), layer, ScoringContext(pruned))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+
+
+def test_lap_sees_through_conv_flatten_dense():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((3, 3, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(x))
+    pruned = tfprune.prune(model, criterion="lap", layers=["conv"], schedule=0.5)
+    conv = pruned.get_layer("prune_conv").layer
+    fc = model.get_layer("fc").kernel.numpy().astype(np.float64)
+    out_of = np.array([(fc[c::4] ** 2).sum() for c in range(4)])  # feature i belongs to channel i % 4
+    expected = conv.kernel.numpy().astype(np.float64) ** 2 * out_of  # no layer before: factor 1
+    np.testing.assert_allclose(LAP()(conv.kernel.numpy(), conv, ScoringContext(pruned)), expected, rtol=1e-5)
+
+
+def test_lap_forward_prunes_layer_by_layer():
+    pruned = tfprune.prune(dense_chain(), granularity="unstructured", criterion="lap_forward", protect=None, schedule=0.5)
+    plan = tfprune.apply_target(pruned, 0.5)
+    assert plan.removed() == pytest.approx(0.5, abs=0.05)
+    with pytest.raises(ValueError, match="layer by layer"):
+        tfprune.prune(dense_chain(), granularity="unstructured", criterion="lap_forward", ranking="global", schedule=0.5)
+
+
+def test_taylor_matches_a_finite_difference_estimate():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="tanh", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    hidden = model.get_layer("hidden")
+    hidden.kernel.assign(hidden.kernel * 0.05)  # small weights: first order is accurate
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
+    pruned = tfprune.prune(model, granularity="unstructured", criterion="taylor", layers=["hidden"], schedule=0.5)
+    layer = pruned.get_layer("prune_hidden").layer
+    weight = layer.kernel.numpy()
+    scores = Taylor()(weight, layer, ScoringContext(pruned, data=(x, y)))
+
+    def loss():
+        return float(np.mean(keras.losses.sparse_categorical_crossentropy(y, pruned(x))))
+
+    base = loss()
+    for i, j in [(0, 0), (2, 3), (5, 1), (4, 4)]:
+        layer.kernel.assign(np.where(np.arange(weight.size).reshape(weight.shape) == i * 5 + j, 0, weight))
+        assert abs(base - loss()) == pytest.approx(scores[i, j], rel=0.05, abs=1e-6)
+        layer.kernel.assign(weight)
+    with pytest.raises(ValueError, match="calibration data"):
+        Taylor()(weight, layer, ScoringContext(pruned))
+
+
+def test_taylor_runs_inside_fit_with_callback_data():
+    keras.utils.set_random_seed(4)
+    from tfprune.zoo import digits_cnn, load_digits
+
+    (x, y), _ = load_digits()
+    pruned = tfprune.prune(digits_cnn(), criterion="taylor", schedule=tfprune.OneShot(0.5, step=2))
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback(data=(x[:128], y[:128]))])
+    assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
+
+
+def conv_with_filters(filters):
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(filters.shape[-1], 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    x = keras.layers.Conv2D(2, 1, name="head")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    model.get_layer("conv").set_weights([filters, np.zeros(filters.shape[-1], np.float32)])
+    return model
+
+
+def pruned_filters(model, criterion, n=1):
+    pruned = tfprune.prune(model, criterion=criterion, layers=["conv"], schedule=tfprune.OneShot(n / 8))
+    tfprune.apply_target(pruned, n / 8)
+    mask = pruned.get_layer("prune_conv").mask_array()
+    return set(np.flatnonzero(mask.reshape(-1, 8).max(axis=0) == 0))
+
+
+def test_fpgm_picks_the_planted_duplicate_not_the_smallest_filter():
+    rng = np.random.default_rng(5)
+    filters = rng.normal(size=(3, 3, 2, 8)).astype(np.float32)
+    filters[..., 0] *= 0.05  # smallest norm: what L1 would prune
+    centre = np.delete(filters, [3, 5], axis=-1).mean(axis=-1)
+    filters[..., 3] = centre  # a duplicated filter at the centre: the most replaceable
+    filters[..., 5] = centre
+    model = conv_with_filters(filters)
+    assert pruned_filters(model, "l1") == {0}
+    assert pruned_filters(model, "fpgm") <= {3, 5} and len(pruned_filters(model, "fpgm")) == 1
+    with pytest.raises(ValueError, match="cannot rank 'unstructured'"):
+        tfprune.prune(model, criterion="fpgm", granularity="unstructured", layers=["conv"])
+
+
+def test_bn_scale_ranks_a_zeroed_gamma_first_and_needs_a_bn():
+    rng = np.random.default_rng(6)
+    model = conv_with_filters(rng.normal(size=(3, 3, 2, 8)).astype(np.float32))
+    gamma = np.ones(8, np.float32)
+    gamma[6] = 0.0
+    model.get_layer("bn").set_weights([gamma, np.zeros(8), np.zeros(8), np.ones(8)])
+    assert pruned_filters(model, "bn_scale") == {6}
+    with pytest.raises(ValueError, match="'reader' is not followed by a BatchNormalization"):
+        tfprune.prune(model, criterion="bn_scale", layers=["conv", "reader"], protect=None)
+
+
+def test_random_criterion_is_seeded_and_serializes():
+    a = tfprune.criteria.RandomScores(seed=1)(np.zeros((4, 4)), None)
+    b = tfprune.criteria.RandomScores(seed=1)(np.zeros((4, 4)), None)
+    np.testing.assert_array_equal(a, b)
+    for name in ("bn_scale", "taylor", "lap", "lap_bn", "lap_forward", "fpgm", "random"):
+        criterion = tfprune.criteria.get(name)
+        restored = tfprune.criteria.from_name(tfprune.criteria.name_of(criterion))
+        assert restored == criterion and type(restored) is type(criterion)
+    assert isinstance(tfprune.criteria.get("fpgm"), FPGM) and isinstance(tfprune.criteria.get("bn_scale"), BNScale)
