@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfprune.configurable import Configurable
+
 
 def _check_number(name, value, minimum=0.0, strict=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -81,7 +83,7 @@ def _check_labels(model, y):
     return y
 
 
-class Attack:
+class Attack(Configurable):
     """Base class of attacks: `attack(model, x, y) -> x_adv` (a `tf.Tensor`).
 
     Args:
@@ -121,13 +123,6 @@ class Attack:
 
     def get_config(self):
         return {"clip": self.clip, "output": self.output}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 @keras.saving.register_keras_serializable(package="tfprune")

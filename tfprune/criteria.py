@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune.configurable import Configurable
+
 
 @keras.saving.register_keras_serializable(package="tfprune")
 def l1(weight, layer=None):
@@ -225,7 +227,7 @@ def _neighbour_norms(graph):
     return producers, consumers, bn_scale
 
 
-class ContextCriterion:
+class ContextCriterion(Configurable):
     """Base class of criteria called as `criterion(weight, layer, context)`.
 
     `granularities` lists the granularities the criterion makes sense for (None: all);
@@ -238,19 +240,6 @@ class ContextCriterion:
 
     def check(self, model, layers) -> None:
         """Raise ValueError if the criterion cannot score one of `layers` in `model`."""
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
 def _per_filter(layer, weight, filter_scores):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keras
 
+from tfprune.configurable import Configurable
+
 
 def _check_fraction(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -26,7 +28,7 @@ def _check_step(name: str, value, minimum: int = 0) -> int:
     return value
 
 
-class PruningSchedule:
+class PruningSchedule(Configurable):
     """Base class. Subclasses implement `__call__`, `final_target` and `get_config`.
 
     Example:
@@ -54,21 +56,6 @@ class PruningSchedule:
         """The target this schedule ends at."""
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        """The constructor arguments, for Keras serialization."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        """Rebuild a schedule from `get_config()`."""
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
