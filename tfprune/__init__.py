@@ -34,6 +34,7 @@ from tfprune.export import (
 from tfprune.flops import count_flops
 from tfprune.graph import explain
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
+from tfprune.layerwise import LayerwiseRates, layerwise_rates
 from tfprune.metrics import Summary, summary
 from tfprune.prune import prune
 from tfprune.ranking import PruningPlan, apply_target
@@ -64,6 +65,7 @@ __all__ = [
     "Iterative",
     "LayerSpec",
     "Latency",
+    "LayerwiseRates",
     "NM",
     "OneShot",
     "PolynomialDecay",
@@ -82,6 +84,7 @@ __all__ = [
     "export_tflite",
     "inspect_tflite",
     "l1",
+    "layerwise_rates",
     "l2",
     "load_interpreter",
     "prune",

@@ -139,6 +139,22 @@ def _followers(graph, selected):
     return followers
 
 
+def _check_rates(rates, selected, ranking_mode, target) -> dict:
+    if rates is None:
+        return {}
+    if not isinstance(rates, dict):
+        raise TypeError(f"rates must be a dict of layer name -> sparsity, got {type(rates).__name__}.")
+    if ranking_mode != "local" or target != "sparsity":
+        raise ValueError("rates are per-layer sparsities: use ranking='local' and target='sparsity'.")
+    names = {layer.name for layer in selected}
+    for name, rate in rates.items():
+        if name not in names:
+            raise ValueError(f"rates: '{name}' is not a layer being pruned; pruned layers: {sorted(names)}.")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"rates['{name}'] must be in [0, 1), got {rate!r}.")
+    return dict(rates)
+
+
 def _check_criterion(criterion, granularity, ranking_mode, target, model, selected):
     allowed = getattr(criterion, "granularities", None)
     if allowed is not None and str(granularity) not in allowed:
@@ -189,6 +205,7 @@ def prune(
     min_filters=1,
     round_to=1,
     group_reduction="sum",
+    rates=None,
 ):
     """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
 
@@ -219,6 +236,9 @@ def prune(
         group_reduction: filter pruning ranks channel groups (filters that write the same
             channel, e.g. the convolutions meeting at a residual Add); their scores combine
             by `"sum"`, `"mean"`, `"max"` or `"first"`.
+        rates: `{layer name: final sparsity}` per layer, e.g. `tfprune.layerwise_rates(...).rates`;
+            each layer reaches its rate as the schedule reaches its final target (local
+            ranking, sparsity target). Layers not listed follow the schedule.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -272,16 +292,18 @@ def prune(
     )
     followers = _followers(graph, selected) if graph is not None else set()
 
+    rates = _check_rates(rates, selected, ranking, target)
+
     def clone(layer):
         fresh = modelwalk.clone_layer(layer)
         if id(layer) in selected_ids:
-            return PruneWrapper(fresh, **policy)
+            return PruneWrapper(fresh, rate=rates.get(layer.name), **policy)
         return ChannelMaskWrapper(fresh) if id(layer) in followers else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     modelwalk.copy_weights(model, pruned)
     reachable = PruningPlan(pruned).max_removable()
-    if schedule.final_target > reachable + 1e-9:
+    if not rates and schedule.final_target > reachable + 1e-9:
         raise ValueError(
             f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: with "
             f"min_filters={min_filters}, round_to={round_to} and the protected layers, at most "

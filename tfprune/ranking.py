@@ -42,6 +42,8 @@ class _Family:
     score: object  # (ScoringContext) -> unit scores now
     already: object  # () -> bool array of units pruned before
     install: object  # (bool array of pruned units) -> None
+    rate: float | None = None  # own final sparsity (layer-wise rates), else the schedule's
+    layers: list = dataclasses.field(default_factory=list)  # names of the wrapped layers
     group_ids: list = dataclasses.field(default_factory=list)  # for group families: indices into the plan's groups
 
     @property
@@ -93,6 +95,8 @@ def _wrapper_family(wrapper, by_flops: bool) -> _Family:
         score=lambda context: g.unit_scores(_element_scores(wrapper, context), spec),
         already=lambda: g.pruned_units(wrapper.mask_array(), spec),
         install=install,
+        rate=wrapper.rate,
+        layers=[wrapper.layer.name],
     )
 
 
@@ -154,7 +158,10 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> _Famil
         for follower, mask in channel_keep.values():
             follower.assign_channel_mask(mask)
 
-    return _Family(first.granularity, first.min_filters, first.round_to, costs, score, already, install, indices)
+    rates = [w.rate for w in wrappers.values() if w.rate is not None]
+    rate = max(rates) if rates else None
+    names = [w.layer.name for w in wrappers.values()]
+    return _Family(first.granularity, first.min_filters, first.round_to, costs, score, already, install, rate, names, indices)
 
 
 class PruningPlan:
@@ -220,8 +227,18 @@ class PruningPlan:
             self.denominator = float(sum(w.mask_array().size for w in self.wrappers))
 
     # --------------------------------------------------------------- selection
+    def _family_sparsity(self, family, sparsity):
+        """A family with its own rate reaches it as the schedule reaches its final target."""
+        if family.rate is None:
+            return sparsity
+        final = self.schedule.final_target
+        return min(family.rate * sparsity / final, 1.0 - 1e-9) if final > 0 else 0.0
+
     def _local(self, sparsity, scored):
-        return [f.lowest(int(math.floor(sparsity * f.n_units + 1e-9)), s, a) for f, (s, a) in zip(self.families, scored)]
+        return [
+            f.lowest(int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a)
+            for f, (s, a) in zip(self.families, scored)
+        ]
 
     def _global(self, goal, scored):
         entries = []
@@ -292,7 +309,7 @@ class PruningPlan:
             # Forward mode: each family is scored after the ones before it were pruned.
             for family in self.families:
                 scores = family.score(ScoringContext(self.model, self.data))
-                n_prune = int(math.floor(target * family.n_units + 1e-9))
+                n_prune = int(math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9))
                 family.install(family.lowest(n_prune, scores, family.already()))
             return
         for family, pruned in zip(self.families, self.select(target)):

@@ -49,6 +49,8 @@ class PruneWrapper(keras.layers.Wrapper):
         round_to: filter masks keep a multiple of this many filters.
         group_reduction: how the filter scores of one channel group combine: `"sum"`,
             `"mean"`, `"max"` or `"first"`.
+        rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
+            the schedule reaches its final target; `None` follows the schedule.
         **kwargs: base `Layer` arguments (e.g. `name`).
 
     Raises:
@@ -72,6 +74,7 @@ class PruneWrapper(keras.layers.Wrapper):
         min_filters=1,
         round_to=1,
         group_reduction="sum",
+        rate=None,
         **kwargs,
     ):
         self.spec = registry.spec_for(layer)
@@ -90,6 +93,7 @@ class PruneWrapper(keras.layers.Wrapper):
         self.min_filters = min_filters
         self.round_to = round_to
         self.group_reduction = group_reduction
+        self.rate = rate
         self.mask = None
         self.bias_mask = None
 
@@ -188,6 +192,7 @@ class PruneWrapper(keras.layers.Wrapper):
                 "min_filters": self.min_filters,
                 "round_to": self.round_to,
                 "group_reduction": self.group_reduction,
+                "rate": self.rate,
             }
         )
         return config
