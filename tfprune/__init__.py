@@ -31,6 +31,7 @@ from tfprune.export import (
     run_tflite,
     verify_tflite,
 )
+from tfprune.compensation import compensate
 from tfprune.flops import count_flops
 from tfprune.graph import explain
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
@@ -79,6 +80,7 @@ __all__ = [
     "Unstructured",
     "apply_target",
     "benchmark_tflite",
+    "compensate",
     "count_flops",
     "explain",
     "export_tflite",
