@@ -28,10 +28,11 @@ test: $(VENV)/.installed-test
 test-all: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m ""
 
-bench: $(VENV)/.installed-compare
+bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_fit_overhead.py
 	$(PY) tools/bench_shrink.py --round-to 8
 	$(PY) tools/bench_adversarial.py
+	$(PY) tools/bench_criteria.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
