@@ -19,9 +19,9 @@ from tfprune.wrappers import followers_of
 
 def model_sparsity(wrappers) -> float:
     """Fraction of all prunable weights (across `wrappers`) that the masks zero."""
-    total = sum(w.mask_array().size for w in wrappers)
-    zeros = sum(w.mask_array().size - w.mask_array().sum() for w in wrappers)
-    return float(zeros / total) if total else 0.0
+    masks = [w.mask_array() for w in wrappers]
+    total = sum(m.size for m in masks)
+    return float(sum(m.size - m.sum() for m in masks) / total) if total else 0.0
 
 
 class PruningCallback(keras.callbacks.Callback):
