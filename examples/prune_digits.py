@@ -176,7 +176,7 @@ def main():
     print(f"shrunk model: {small.count_params():,} params (masked: {plain.count_params():,}); "
           f"max |shrunk - masked| on the test set: {shrink_diff:.1e}")
 
-    print(f"\n== 4. robust pruning: BAP adversarial training paced by the adversarial-aware schedule")
+    print("\n== 4. robust pruning: BAP adversarial training paced by the adversarial-aware schedule")
     # 10 % of the training images are held out as the schedule's probe set; the test set
     # stays unseen.
     probe, rest = slice(0, len(x_train) // 10), slice(len(x_train) // 10, None)

@@ -5,7 +5,6 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfprune
 from tfprune.zoo import digits_cnn, load_digits

@@ -260,3 +260,40 @@ def test_pwc_works_on_a_resnet_style_block():
     small = tfprune.shrink(compensated)
     assert small.get_layer("stem").filters < 16 and small.get_layer("b").filters == small.get_layer("stem").filters
     np.testing.assert_allclose(small.predict(x_test, verbose=0), compensated.predict(x_test, verbose=0), atol=1e-5)
+
+
+def test_pwc_greedy_order_drops_the_channel_compensation_can_rebuild():
+    from tfprune.compensation import greedy_channel_order
+
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(800, 3))
+    # channel 3 is a copy of channel 0 (plus noise): compensation can rebuild either from the other
+    x = np.hstack([base, base[:, :1] + 0.01 * rng.normal(size=(800, 1))])
+    w = np.array([[1.0], [0.5], [0.5], [3.0]])  # channel 3 has the largest weight: L1 would keep it
+    order = greedy_channel_order(x, w, channels=4)
+    assert set(order[-1:]) <= {0, 3}  # the last kept is one of the redundant pair
+    assert {1, 2} <= set(order[:3])
+
+
+def test_pwc_criterion_ranks_filters_inside_a_model(trained_digits):
+    model, data = trained_digits
+    pruned = tfprune.prune(model, criterion="pwc", layers=["conv2"], schedule=tfprune.OneShot(0.5))
+    plan = tfprune.apply_target(pruned, 0.5, data=data)
+    assert pruned.get_layer("prune_conv2").sparsity() == pytest.approx(0.5)
+    assert plan.removed() > 0
+
+
+def test_compensated_rates_respect_the_accuracy_floor(trained_digits):
+    model, data = trained_digits
+    found = tfprune.compensated_rates(model, data, floor=(0.98, 0.95), verbose=False)
+    assert set(found.rates) == {"conv2", "conv3"} and found.flops_removed > 0.1
+    x, y = data
+    base = np.mean(np.argmax(model.predict(x, verbose=0), 1) == y)
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), rates=found.rates)
+    tfprune.apply_target(pruned, 0.5)
+    compensated = tfprune.compensate(model, pruned, x)
+    accuracy = np.mean(np.argmax(compensated.predict(x, verbose=0), 1) == y)
+    assert accuracy >= 0.95 * base - 1e-9  # the last layer's floor holds for the whole model
+    assert found.loss_increase == pytest.approx(base - accuracy, abs=1e-6)
+    with pytest.raises(ValueError, match="floor"):
+        tfprune.compensated_rates(model, data, floor=(0.9, 0.95))

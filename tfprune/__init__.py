@@ -35,7 +35,7 @@ from tfprune.compensation import compensate
 from tfprune.flops import count_flops
 from tfprune.graph import explain
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
-from tfprune.layerwise import LayerwiseRates, layerwise_rates
+from tfprune.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
 from tfprune.metrics import Summary, summary
 from tfprune.prune import prune
 from tfprune.ranking import PruningPlan, apply_target
@@ -81,6 +81,7 @@ __all__ = [
     "apply_target",
     "benchmark_tflite",
     "compensate",
+    "compensated_rates",
     "count_flops",
     "explain",
     "export_tflite",

@@ -169,3 +169,55 @@ def _fold_into_next_bn(graph, call, shift):
             gamma, beta, mean, variance = bn.get_weights()
             bn.set_weights([gamma, beta, (mean - shift).astype(np.float32), variance])
             return
+
+
+def greedy_channel_order(rows: np.ndarray, kernel_2d: np.ndarray, channels: int, ridge: float = 1e-6) -> list:
+    """PwC's compensation-aware ranking: input channels in the order greedy selection keeps them.
+
+    Each step adds the channel that most reduces the output error left after least-squares
+    compensation from the channels kept so far, using the block Schur complement: with
+    `M = S_cc - S_cK S_KK^-1 S_Kc` and `D = (S W)_c - S_cK S_KK^-1 (S W)_K`, the gain of
+    channel `c` is `trace(D^T M^-1 D)`.
+
+    Args:
+        rows: input patch rows `(n, taps * channels)`, channels fastest.
+        kernel_2d: the layer's weights `(taps * channels, outputs)`.
+        channels: number of input channels.
+        ridge: relative Tikhonov term for stable solves.
+
+    Returns:
+        Channel indices, most important first.
+
+    Example:
+
+    >>> order = greedy_channel_order(rows, kernel.reshape(-1, filters), channels=16)
+    """
+    x = rows.astype(np.float64) - rows.mean(axis=0)
+    covariance = x.T @ x / len(x)
+    covariance += ridge * (np.trace(covariance) / len(covariance) + 1e-12) * np.eye(len(covariance))
+    explained = covariance @ kernel_2d.astype(np.float64)
+    taps = rows.shape[1] // channels
+    columns = [np.arange(taps) * channels + c for c in range(channels)]
+    order = []
+    for _ in range(channels):
+        kept = np.concatenate([columns[c] for c in order]) if order else np.zeros(0, np.int64)
+        if kept.size:
+            s_kk = covariance[np.ix_(kept, kept)]
+            solved_s = np.linalg.solve(s_kk, covariance[kept])  # S_KK^-1 S_K,:
+            solved_b = np.linalg.solve(s_kk, explained[kept])  # S_KK^-1 (S W)_K
+        best, best_gain = None, -np.inf
+        for c in range(channels):
+            if c in order:
+                continue
+            cols = columns[c]
+            m = covariance[np.ix_(cols, cols)]
+            d = explained[cols]
+            if kept.size:
+                cross = covariance[np.ix_(cols, kept)]
+                m = m - cross @ solved_s[:, cols]
+                d = d - cross @ solved_b
+            gain = float(np.trace(d.T @ np.linalg.solve(m, d)))
+            if gain > best_gain:
+                best, best_gain = c, gain
+        order.append(best)
+    return order

@@ -405,6 +405,57 @@ class RandomScores(ContextCriterion):
         return {"seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="tfprune")
+class PwCRanking(ContextCriterion):
+    """PwC's compensation-aware ranking of a layer's filters: the layer that reads them
+    (the first dense or Conv1D/Conv2D reader of the same channels) keeps, greedily, the
+    input channels whose loss least-squares compensation cannot make up for; filters rank
+    by that order. Needs calibration data (`PruningCallback(data=...)`). Filter granularity.
+
+    Example:
+
+    >>> tfprune.prune(model, criterion="pwc")
+    """
+
+    granularities = ("filter",)
+
+    def __call__(self, weight, layer, context):
+        from tfprune import compensation, registry
+        from tfprune.graph import weights_owner
+
+        if context.data is None:
+            raise ValueError("The pwc criterion needs calibration data: pass PruningCallback(data=(x, y)).")
+        graph = context.graph
+        out = context.call_of(layer).outputs[0]
+        channel_of = {graph.root(out, c): c for c in range(out.shape[-1])}
+        for call in graph.calls():
+            reader = weights_owner(call.layer)
+            spec = call.rule
+            if not isinstance(spec, registry.LayerSpec) or spec.coupled or not compensation._compensable(reader):
+                continue
+            tensor = call.inputs[0]
+            mapping = {i: channel_of.get(graph.root(tensor, i)) for i in range(tensor.shape[-1])}
+            if not any(c is not None for c in mapping.values()):
+                continue
+            activations = keras.Model(self_inputs(context.model), tensor).predict(np.asarray(context.data[0])[:512], verbose=0)
+            rows = compensation._patches(reader, activations)
+            kernel = keras.ops.convert_to_numpy(registry.variable(reader, spec.weight))
+            order = compensation.greedy_channel_order(rows[:20000], kernel.reshape(-1, kernel.shape[-1]), tensor.shape[-1])
+            scores = np.zeros(out.shape[-1])
+            for position, i in enumerate(order):
+                if mapping[i] is not None:
+                    scores[mapping[i]] = max(scores[mapping[i]], len(order) - position)
+            return _per_filter(layer, weight, scores)
+        raise ValueError(f"criterion 'pwc': no dense or convolution layer reads the filters of '{layer.name}'.")
+
+
+def self_inputs(model):
+    """The functional inputs of a model (Sequential models keep a functional inside)."""
+    from tfprune.graph import functional_of
+
+    return functional_of(model).inputs
+
+
 _CONTEXT_CRITERIA = {
     "bn_scale": BNScale,
     "taylor": Taylor,
@@ -413,4 +464,5 @@ _CONTEXT_CRITERIA = {
     "lap_forward": lambda: LAP(forward=True),
     "fpgm": FPGM,
     "random": RandomScores,
+    "pwc": PwCRanking,
 }

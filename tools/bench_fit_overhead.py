@@ -6,7 +6,7 @@ same comparison on the tf_keras twin of the model in a subprocess. Reports the f
 of each fit (the first epoch, which traces the graph, left out; noise on a shared machine
 only adds time) and the median over rounds of the per-round ratios.
 
-    python tools/bench_fit_overhead.py [--rounds 3] [--epochs 6] [--json out/bench_fit_overhead.json]
+    python tools/bench_fit_overhead.py [--rounds 10] [--epochs 8] [--frequency 100] [--json out/bench_fit_overhead.json]
 """
 
 import argparse
@@ -76,67 +76,90 @@ def time_fit(keras, model, x, y, epochs, callbacks=()):
     return float(np.min(timer.times[1:]))
 
 
-def schedule_steps(n, epochs):
+def schedule_steps(n, epochs, frequency):
+    """End step and update frequency: `frequency` steps, or 0 for twice per epoch."""
     steps = int(np.ceil(n / BATCH))
-    return steps * epochs, max(1, steps // 2)
+    return steps * epochs, frequency or max(1, steps // 2)
 
 
-def run_tfprune(rounds, epochs):
+def alternate(rounds, labels, plain_fit, pruned_fit):
+    """Time plain and pruned fits `rounds` times, swapping which goes first every round so
+    that a machine slowing down (or speeding up) within a round favours neither side."""
+    plain_times, pruned_times = [], []
+    for r in range(rounds):
+        order = [(plain_times, plain_fit), (pruned_times, pruned_fit)]
+        for times, fit in order if r % 2 == 0 else reversed(order):
+            times.append(fit(r))
+        print(f"  round {r + 1}/{rounds}: {labels[0]} {plain_times[-1]:.3f} s/epoch, {labels[1]} {pruned_times[-1]:.3f} s/epoch", flush=True)
+    return plain_times, pruned_times
+
+
+def plain_fit(keras, x, y, epochs):
+    """A function timing plain training of a fresh model, seeded per round."""
+
+    def fit(seed):
+        keras.utils.set_random_seed(seed)
+        return time_fit(keras, build(keras), x, y, epochs)
+
+    return fit
+
+
+def run_tfprune(rounds, epochs, frequency):
     import keras
 
     import tfprune
 
     x, y = digits()
-    end_step, frequency = schedule_steps(len(x), epochs)
-    plain_times, pruned_times = [], []
-    for r in range(rounds):
-        keras.utils.set_random_seed(r)
-        plain_times.append(time_fit(keras, build(keras), x, y, epochs))
-        keras.utils.set_random_seed(r)
+    end_step, frequency = schedule_steps(len(x), epochs, frequency)
+
+    def pruned(seed):
+        keras.utils.set_random_seed(seed)
         schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
-        pruned = tfprune.prune(build(keras), schedule=schedule)
-        pruned_times.append(time_fit(keras, pruned, x, y, epochs, [tfprune.PruningCallback()]))
-        print(f"  round {r + 1}/{rounds}: plain {plain_times[-1]:.3f} s/epoch, tfprune {pruned_times[-1]:.3f} s/epoch", flush=True)
-    return plain_times, pruned_times
+        return time_fit(keras, tfprune.prune(build(keras), schedule=schedule), x, y, epochs, [tfprune.PruningCallback()])
+
+    return alternate(rounds, ("plain", "tfprune"), plain_fit(keras, x, y, epochs), pruned)
 
 
-def run_tfmot(rounds, epochs):
+def run_tfmot(rounds, epochs, frequency):
     """Runs in the subprocess: tf_keras plain vs tfmot prune_low_magnitude."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
     x, y = digits()
-    end_step, frequency = schedule_steps(len(x), epochs)
-    plain_times, pruned_times = [], []
-    for r in range(rounds):
-        keras.utils.set_random_seed(r)
-        plain_times.append(time_fit(keras, build(keras), x, y, epochs))
-        keras.utils.set_random_seed(r)
-        schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
-        pruned = tfmot.sparsity.keras.prune_low_magnitude(build(keras), pruning_schedule=schedule)
-        pruned_times.append(time_fit(keras, pruned, x, y, epochs, [tfmot.sparsity.keras.UpdatePruningStep()]))
-        print(f"  round {r + 1}/{rounds}: tf_keras plain {plain_times[-1]:.3f} s/epoch, tfmot {pruned_times[-1]:.3f} s/epoch", flush=True)
-    return plain_times, pruned_times
+    end_step, frequency = schedule_steps(len(x), epochs, frequency)
+    sparsity = tfmot.sparsity.keras
+
+    def pruned(seed):
+        keras.utils.set_random_seed(seed)
+        schedule = sparsity.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
+        model = sparsity.prune_low_magnitude(build(keras), pruning_schedule=schedule)
+        return time_fit(keras, model, x, y, epochs, [sparsity.UpdatePruningStep()])
+
+    return alternate(rounds, ("tf_keras plain", "tfmot"), plain_fit(keras, x, y, epochs), pruned)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="alternating plain/pruned repetitions")
     parser.add_argument("--epochs", type=int, default=6, help="epochs per fit (the first is not timed)")
+    parser.add_argument(
+        "--frequency", type=int, default=100, help="steps between mask updates (100, tfmot's default; 0: twice per epoch)"
+    )
     parser.add_argument("--json", default="out/bench_fit_overhead.json", help="where to write the numbers")
     parser.add_argument("--tfmot-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.tfmot_child:
-        print(json.dumps(run_tfmot(args.rounds, args.epochs)), flush=True)
+        print(json.dumps(run_tfmot(args.rounds, args.epochs, args.frequency)), flush=True)
         return
 
     print(f"tfprune vs plain Keras 3 ({args.rounds} rounds x {args.epochs} epochs):")
-    plain, pruned = run_tfprune(args.rounds, args.epochs)
+    plain, pruned = run_tfprune(args.rounds, args.epochs, args.frequency)
     print("tfmot vs plain tf_keras, in a subprocess with TF_USE_LEGACY_KERAS=1:")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     child = subprocess.run(
-        [sys.executable, __file__, "--tfmot-child", "--rounds", str(args.rounds), "--epochs", str(args.epochs)],
+        [sys.executable, __file__, "--tfmot-child", "--rounds", str(args.rounds), "--epochs", str(args.epochs),
+         "--frequency", str(args.frequency)],
         env=env,
         capture_output=True,
         text=True,
