@@ -279,6 +279,17 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
         ]
 
 
+def _layers_of_type(model, cls) -> list:
+    """All layers of type `cls` in `model`, nested models included, each once, in order."""
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, cls):
+            found[id(layer)] = layer
+        elif isinstance(layer, keras.Model):
+            found.update((id(w), w) for w in _layers_of_type(layer, cls))
+    return list(found.values())
+
+
 def wrappers_of(model) -> list[PruneWrapper]:
     """All `PruneWrapper`s in `model`, nested models included, in layer order.
 
@@ -293,21 +304,9 @@ def wrappers_of(model) -> list[PruneWrapper]:
     >>> [w.layer.name for w in wrappers_of(pruned)]
     ['conv2', 'conv3']
     """
-    found = {}
-    for layer in model.layers:
-        if isinstance(layer, PruneWrapper):
-            found[id(layer)] = layer
-        elif isinstance(layer, keras.Model):
-            found.update((id(w), w) for w in wrappers_of(layer))
-    return list(found.values())
+    return _layers_of_type(model, PruneWrapper)
 
 
 def followers_of(model) -> list[ChannelMaskWrapper]:
     """All `ChannelMaskWrapper`s in `model`, nested models included."""
-    found = {}
-    for layer in model.layers:
-        if isinstance(layer, ChannelMaskWrapper):
-            found[id(layer)] = layer
-        elif isinstance(layer, keras.Model):
-            found.update((id(w), w) for w in followers_of(layer))
-    return list(found.values())
+    return _layers_of_type(model, ChannelMaskWrapper)

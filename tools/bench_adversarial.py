@@ -15,17 +15,14 @@ eps, mean and spread over seeds, plus the dense model for reference.
 """
 
 import argparse
-import json
 import os
-import pathlib
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -114,17 +111,7 @@ def main():
     for variant, row in summary.items():
         cells = "  ".join(f"{100 * row[k]['mean']:5.1f} ± {100 * row[k]['std']:4.1f} %" for k in row)
         print(f"{variant:14s}  {cells}")
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": " ".join(["python", "tools/bench_adversarial.py", *sys.argv[1:]]),
-        "summary": summary,
-        "per_seed": per_seed,
-    }
-    path = pathlib.Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    write_report(args.json, {"summary": summary, "per_seed": per_seed})
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ update takes per criterion.
 """
 
 import argparse
-import json
 import os
-import pathlib
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import zoo  # noqa: E402
@@ -109,16 +106,7 @@ def main():
                 print(f"  {key:16s} {100 * value['mean']:5.1f} ± {100 * value['std']:4.1f} %")
         for criterion in CRITERIA:
             print(f"  {criterion:16s} one mask update: {1000 * results[dataset][f'{criterion}_update_s']['mean']:.0f} ms")
-    out = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": " ".join(["python", "tools/bench_criteria.py", *sys.argv[1:]]),
-        "results": results,
-    }
-    path = pathlib.Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    write_report(args.json, {"results": results})
 
 
 if __name__ == "__main__":

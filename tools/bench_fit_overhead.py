@@ -12,8 +12,6 @@ only adds time) and the median over rounds of the per-round ratios.
 import argparse
 import json
 import os
-import pathlib
-import platform
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 BATCH = 32
 
@@ -172,9 +171,6 @@ def main():
     tf_plain, tf_pruned = json.loads(lines[-1])
 
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "command": " ".join(["python", "tools/bench_fit_overhead.py", *sys.argv[1:]]),
         "plain_s_per_epoch": float(np.median(plain)),
         "tfprune_s_per_epoch": float(np.median(pruned)),
         # The median of per-round ratios: each round's pair ran back to back, so a slow
@@ -185,10 +181,7 @@ def main():
         "tfmot_ratio": float(np.median(np.array(tf_pruned) / np.array(tf_plain))),
     }
     print(f"\ntfprune / plain Keras 3: {result['tfprune_ratio']:.3f}x   tfmot / plain tf_keras: {result['tfmot_ratio']:.3f}x")
-    path = pathlib.Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    write_report(args.json, result)
 
 
 if __name__ == "__main__":

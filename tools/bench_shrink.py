@@ -12,11 +12,8 @@ ratio; the diagonal is "speed-up equals FLOPs saved").
 """
 
 import argparse
-import json
 import os
 import pathlib
-import platform
-import sys
 import tempfile
 import time
 
@@ -24,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
@@ -143,16 +141,9 @@ def main():
                     f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}",
                     flush=True,
                 )
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": " ".join(["python", "tools/bench_shrink.py", *sys.argv[1:]]),
-        "rows": rows,
-    }
     stem = f"bench_shrink_{args.ranking}_round{args.round_to}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    write_report(out / f"{stem}.json", {"rows": rows})
     plot(rows, out / f"{stem}.png")
-    print(f"wrote {out / stem}.json and .png")
 
 
 if __name__ == "__main__":
