@@ -297,3 +297,17 @@ def test_compensated_rates_respect_the_accuracy_floor(trained_digits):
     assert found.loss_increase == pytest.approx(base - accuracy, abs=1e-6)
     with pytest.raises(ValueError, match="floor"):
         tfprune.compensated_rates(model, data, floor=(0.9, 0.95))
+
+
+def test_taylor_scores_layers_inside_nested_models():
+    keras.utils.set_random_seed(10)
+    inner_in = keras.Input((6,))
+    inner = keras.Model(inner_in, keras.layers.Dense(5, activation="tanh", name="inner_fc")(inner_in), name="inner")
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(inner(inputs)))
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, 3, 32))
+    pruned = tfprune.prune(model, granularity="unstructured", criterion="taylor", layers=["inner_fc"], schedule=0.5)
+    tfprune.apply_target(pruned, 0.5, data=data)
+    wrapper = tfprune.wrappers_of(pruned)[0]
+    assert wrapper.layer.name == "inner_fc" and wrapper.sparsity() == pytest.approx(0.5)

@@ -159,9 +159,10 @@ class ScoringContext:
             self._gradients = _mean_gradients(self.model, self.data)
         return self._gradients[id(variable)]
 
-    def neighbour_norms(self, bn: bool):
-        """Per channel group: summed squared norms of the filters writing it (`producers`)
-        and of the input slices reading it (`consumers`), optionally times BN scale^2."""
+    def neighbour_norms(self):
+        """Per channel group: summed squared norms of the filters writing it (`producers`),
+        of the input slices reading it (`consumers`), and the product of the squared BN
+        scales it passes through (`bn_scale`)."""
         if self._norms is None:
             self._norms = _neighbour_norms(self.graph)
         return self._norms
@@ -170,8 +171,7 @@ class ScoringContext:
 def _mean_gradients(model, data, batch_size=64, batches=4):
     import tensorflow as tf
 
-    from tfprune import adversarial, registry
-    from tfprune.graph import weights_owner
+    from tfprune import adversarial, modelwalk, registry
 
     if data is None:
         raise ValueError(
@@ -180,10 +180,11 @@ def _mean_gradients(model, data, batch_size=64, batches=4):
         )
     x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
     variables = []
-    for layer in model.layers:
-        owner = weights_owner(layer)
-        spec = registry.spec_for(owner)
-        if spec is not None and owner is not layer:
+    # Every wrapped layer, nested models included (a wrapper holds its layer in `.layer`).
+    for layer in modelwalk.all_layers(model):
+        owner = getattr(layer, "layer", None)
+        spec = registry.spec_for(owner) if owner is not None else None
+        if spec is not None:
             variables.append(registry.variable(owner, spec.weight))
     from_logits = adversarial.output_kind(model) == "logits"
     totals = [np.zeros(v.shape, np.float64) for v in variables]
@@ -339,7 +340,7 @@ class LAP(ContextCriterion):
 
         spec = registry.spec_for(layer)
         call = context.call_of(layer)
-        producers, consumers, bn_scale = context.neighbour_norms(self.bn)
+        producers, consumers, bn_scale = context.neighbour_norms()
         graph = context.graph
         out = call.outputs[0]
         out_roots = [graph.root(out, f) for f in range(spec.filter_count(weight.shape))] if not spec.coupled else None
