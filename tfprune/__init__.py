@@ -20,17 +20,10 @@ from tfprune.adversarial import FGSM, PGD, Attack, CutoffScale, DeepFool, cutoff
 from tfprune.adversarial_training import AdversarialTraining
 from tfprune.callbacks import AdversarialAwarePruning, PruningCallback
 from tfprune.criteria import l1, l2
-from tfprune.export import (
-    Latency,
-    TFLiteFileError,
-    TFLiteNotFoundError,
-    benchmark_tflite,
-    export_tflite,
-    inspect_tflite,
-    load_interpreter,
-    run_tflite,
-    verify_tflite,
-)
+from tfprune.export import export_tflite, plan_sparse_storage
+from tfprune.litert import Latency, benchmark_tflite, load_interpreter, run_tflite, verify_tflite
+from tfprune.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
+from tfprune.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
 from tfprune.compensation import compensate
 from tfprune.flops import count_flops
 from tfprune.graph import explain
@@ -74,6 +67,9 @@ __all__ = [
     "PruningPlan",
     "PruningCallback",
     "PruningSchedule",
+    "StorageChoice",
+    "StorageReport",
+    "XnnpackSparsePath",
     "Summary",
     "TFLiteFileError",
     "TFLiteNotFoundError",
@@ -90,6 +86,7 @@ __all__ = [
     "layerwise_rates",
     "l2",
     "load_interpreter",
+    "plan_sparse_storage",
     "prune",
     "register_channel_rule",
     "register_layer",
