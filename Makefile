@@ -20,7 +20,7 @@ $(VENV)/.installed-core: pyproject.toml setup.py | $(PY)
 	touch $@
 
 demo: $(VENV)/.installed-core
-	$(PY) examples/prune_digits.py --out out
+	$(VENV)/bin/tfprune demo --out out
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
@@ -33,6 +33,8 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_shrink.py --round-to 8
 	$(PY) tools/bench_adversarial.py
 	$(PY) tools/bench_criteria.py
+	$(PY) tools/bench_sparse_breakeven.py
+	$(PY) tools/bench_deploy.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
