@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import write_report  # noqa: E402
+from benchreport import interleaved_latency, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
@@ -45,15 +45,6 @@ MODELS = {
     "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
     "resnet50": lambda: keras.applications.ResNet50(input_shape=(96, 96, 3), weights=None, classes=10),
 }
-
-
-def interleaved_latency(paths, rounds, runs):
-    """Median latency per file, timing the files in turn `rounds` times (noise hits all)."""
-    samples = {p: [] for p in paths}
-    for _ in range(rounds):
-        for path in paths:
-            samples[path].append(tfprune.benchmark_tflite(path, threads=1, runs=runs, warmup=10).median)
-    return {p: float(np.median(v)) for p, v in samples.items()}
 
 
 def measure(name, target, rounds, runs, workdir, round_to, ranking):

@@ -7,6 +7,8 @@ import platform
 import sys
 import time
 
+import numpy as np
+
 
 def write_report(path, results: dict) -> pathlib.Path:
     """Write `results` as JSON to `path`, stamped with the date, the machine and the command.
@@ -29,3 +31,26 @@ def write_report(path, results: dict) -> pathlib.Path:
     path.write_text(json.dumps(report, indent=2))
     print(f"wrote {path}")
     return path
+
+
+def interleaved_latency(paths, rounds, runs, threads=1):
+    """Median LiteRT latency per file, timing the files in turn `rounds` times.
+
+    A burst of load on a shared machine then hits every file, not just one.
+
+    Args:
+        paths: `.tflite` files.
+        rounds: how many times to go round the files.
+        runs: timed invokes per file per round.
+        threads: interpreter threads.
+
+    Returns:
+        `{path: median seconds}`.
+    """
+    import tfprune
+
+    samples = {p: [] for p in paths}
+    for _ in range(rounds):
+        for path in paths:
+            samples[path].append(tfprune.benchmark_tflite(path, threads=threads, runs=runs, warmup=10).median)
+    return {p: float(np.median(v)) for p, v in samples.items()}
