@@ -27,11 +27,14 @@ from tfprune.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tf
 from tfprune.compensation import compensate
 from tfprune.flops import count_flops
 from tfprune.graph import explain
+from tfprune.imp import IterativePruning, mask_similarity
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
 from tfprune.metrics import Summary, summary
+from tfprune.presets import iplt, pfwt
 from tfprune.prune import prune
 from tfprune.ranking import PruningPlan, apply_target
+from tfprune.rebuild import RebuildResult, fit_with_rebuilds
 from tfprune.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
 from tfprune.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay, PruningSchedule
 from tfprune.shrink import shrink
@@ -57,6 +60,7 @@ __all__ = [
     "Filter",
     "Granularity",
     "Iterative",
+    "IterativePruning",
     "LayerSpec",
     "Latency",
     "LayerwiseRates",
@@ -67,6 +71,7 @@ __all__ = [
     "PruningPlan",
     "PruningCallback",
     "PruningSchedule",
+    "RebuildResult",
     "StorageChoice",
     "StorageReport",
     "XnnpackSparsePath",
@@ -81,11 +86,15 @@ __all__ = [
     "count_flops",
     "explain",
     "export_tflite",
+    "fit_with_rebuilds",
     "inspect_tflite",
+    "iplt",
     "l1",
     "layerwise_rates",
     "l2",
     "load_interpreter",
+    "mask_similarity",
+    "pfwt",
     "plan_sparse_storage",
     "prune",
     "register_channel_rule",

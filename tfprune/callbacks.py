@@ -37,15 +37,31 @@ class PruningCallback(keras.callbacks.Callback):
     `flops_removed`. Keras' progress bar, `CSVLogger` and `TensorBoard` show them when they
     come after this callback in the `callbacks` list.
 
+    With `validation_data`, every pruning event also measures its *instability*
+    (Bartoldson et al., PAPERS.md §8): `(acc_before - acc_after) / acc_before`, accuracy on
+    `validation_data` just before and right after the masks change, with no training in
+    between. Each event in `events` records both accuracies and the instability; `logs`
+    gets `instability`, the largest of the epoch's events (0 in an epoch without pruning);
+    `tfprune.summary(model, events=callback.events)` tabulates them. `max_instability`
+    caps it: an event that would exceed the cap is undone and the largest target under the
+    schedule's that stays within the cap is applied instead (bisection), or none.
+
     Args:
         log_layers: also log each layer's sparsity.
+        data: calibration batches for data-dependent criteria (`"taylor"`, `"lap_forward"`).
+        validation_data: `(x, y)` with integer labels, to measure instability.
+        max_instability: cap on an event's instability, in [0, 1], or None; needs
+            `validation_data`.
+        batch_size: batch size of the accuracy measurements.
 
     With filter granularity the units are channel groups (see `tfprune.grouping`), and
     `flops_removed` counts FLOPs as `tfprune.shrink` will leave them.
 
     Raises:
         ValueError: at the start of training, if the model has no `PruneWrapper` (it was
-            never passed through `tfprune.prune`) or its wrappers disagree on the policy.
+            never passed through `tfprune.prune`) or its wrappers disagree on the policy;
+            at construction, for `max_instability` without `validation_data` or outside
+            [0, 1], or validation inputs and labels of different lengths.
 
     Example:
 
@@ -54,10 +70,24 @@ class PruningCallback(keras.callbacks.Callback):
     >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
     """
 
-    def __init__(self, log_layers: bool = True, data=None):
+    def __init__(self, log_layers: bool = True, data=None, validation_data=None, max_instability=None, batch_size=256):
         super().__init__()
         self.log_layers = log_layers
         self.data = data
+        if validation_data is not None:
+            if len(validation_data) != 2 or len(validation_data[0]) != len(validation_data[1]) or not len(validation_data[0]):
+                raise ValueError("PruningCallback: validation_data must be (x, y) with as many labels as inputs, at least one.")
+            validation_data = (validation_data[0], np.asarray(validation_data[1]).reshape(-1))
+        if max_instability is not None:
+            if validation_data is None:
+                raise ValueError("PruningCallback: max_instability needs validation_data=(x, y) to measure accuracy before and after each event.")
+            if isinstance(max_instability, bool) or not isinstance(max_instability, (int, float)) or not 0 <= max_instability <= 1:
+                raise ValueError(f"PruningCallback: max_instability must be a number in [0, 1], got {max_instability!r}.")
+        self.validation_data = validation_data
+        self.max_instability = max_instability
+        self.batch_size = batch_size
+        self._applied = 0.0
+        self._epoch_instability = 0.0
         #: One entry per mask update: step, epoch, target and sparsity reached.
         self.events = []
         self._wrappers = []
@@ -80,6 +110,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._epoch = epoch
         self._epoch_start = True
         self._epoch_base = None
+        self._epoch_instability = 0.0
 
     def on_train_batch_begin(self, batch, logs=None):
         # The step is the optimizer's counter, read once per epoch (after BackupAndRestore
@@ -108,10 +139,65 @@ class PruningCallback(keras.callbacks.Callback):
             step: the training step.
             target: the schedule's target for this step.
         """
-        self._plan.apply(target)
-        self.events.append(
-            {"step": step, "epoch": self._epoch, "target": target, "sparsity": model_sparsity(self._wrappers)}
-        )
+        event = {"step": step, "epoch": self._epoch, "target": target}
+        if self.validation_data is None:
+            self._plan.apply(target)
+        else:
+            event.update(self._apply_measured(target))
+            self._epoch_instability = max(self._epoch_instability, event["instability"])
+        event["sparsity"] = model_sparsity(self._wrappers)
+        self.events.append(event)
+
+    # ------------------------------------------------------- instability (§8)
+    def _accuracy(self) -> float:
+        x, y = self.validation_data
+        probabilities = self.model.predict(x, batch_size=self.batch_size, verbose=0)
+        return float(np.mean(np.argmax(probabilities, axis=-1).reshape(-1) == y))
+
+    def _weights_snapshot(self) -> list:
+        """Every weight of the pruned layers and their BN followers, masks included."""
+        layers = self._wrappers + followers_of(getattr(self.model, "inner_model", self.model))
+        return [(v, keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights]
+
+    @staticmethod
+    def _restore(snapshot) -> None:
+        for variable, value in snapshot:
+            variable.assign(value)
+
+    def _apply_measured(self, target: float) -> dict:
+        """Apply `target` (or less, under `max_instability`) and measure its instability."""
+        before = self._accuracy()
+
+        def attempt(value):
+            self._plan.apply(value)
+            after = self._accuracy()
+            return after, (before - after) / before if before > 0 else 0.0
+
+        snapshot = self._weights_snapshot() if self.max_instability is not None else None
+        after, instability = attempt(target)
+        applied, capped = target, False
+        if snapshot is not None and instability > self.max_instability:
+            capped, low, high = True, self._applied, target
+            applied, after, instability = self._applied, before, 0.0
+            for _ in range(5):
+                self._restore(snapshot)
+                middle = (low + high) / 2
+                tried_after, tried = attempt(middle)
+                if tried <= self.max_instability:
+                    applied, after, instability, low = middle, tried_after, tried, middle
+                else:
+                    high = middle
+            self._restore(snapshot)
+            if applied > self._applied:
+                self._plan.apply(applied)
+        self._applied = max(self._applied, applied)
+        return {
+            "applied_target": applied,
+            "accuracy_before": before,
+            "accuracy_after": after,
+            "instability": instability,
+            "capped": capped,
+        }
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -122,6 +208,17 @@ class PruningCallback(keras.callbacks.Callback):
                 logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
         if self._plan.by_flops:
             logs["flops_removed"] = self._plan.removed()
+        if self.validation_data is not None:
+            logs["instability"] = self._epoch_instability
+
+    def on_train_end(self, logs=None):
+        final = self._plan.schedule.final_target
+        if self.max_instability is not None and self.events and self._applied < final - 1e-9:
+            warnings.warn(
+                f"PruningCallback: max_instability={self.max_instability} held pruning at target {self._applied:.3f}, "
+                f"short of the schedule's {final:.3f}. Raise the cap or prune more gradually.",
+                stacklevel=2,
+            )
 
 
 class AdversarialAwarePruning(PruningCallback):
@@ -238,13 +335,11 @@ class AdversarialAwarePruning(PruningCallback):
 
     # ------------------------------------------------------------ snapshots
     def _take_snapshot(self):
-        layers = self._wrappers + followers_of(getattr(self.model, "inner_model", self.model))
-        self._snapshot = (self._accepted, [(v, keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights])
+        self._snapshot = (self._accepted, self._weights_snapshot())
 
     def _roll_back(self):
         accepted, saved = self._snapshot
-        for variable, value in saved:
-            variable.assign(value)
+        self._restore(saved)
         self._accepted = accepted
         self._snapshot = None
 

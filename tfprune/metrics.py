@@ -38,6 +38,7 @@ class Summary:
 
     model_name: str
     rows: list
+    events: list = dataclasses.field(default_factory=list)
 
     @property
     def total(self) -> dict:
@@ -56,7 +57,7 @@ class Summary:
 
     def to_dict(self) -> dict:
         """`{"model": name, "layers": [row dicts], "total": totals}`, JSON-ready."""
-        return {"model": self.model_name, "layers": [dataclasses.asdict(r) for r in self.rows], "total": self.total}
+        return {"model": self.model_name, "layers": [dataclasses.asdict(r) for r in self.rows], "total": self.total, "events": list(self.events)}
 
     def __str__(self):
         header = ("layer", "type", "params", "nonzero", "sparsity", "filters", "MFLOPs", "eff. MFLOPs")
@@ -94,7 +95,21 @@ class Summary:
             return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
         rule = "-" * len(fmt(header))
-        return "\n".join([f"Model: {self.model_name}", fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+        table = [f"Model: {self.model_name}", fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])]
+        return "\n".join(table + self._event_lines())
+
+    def _event_lines(self) -> list:
+        measured = [e for e in self.events if "instability" in e]
+        if not measured:
+            return []
+        lines = ["", "Pruning events (instability = (acc before - acc after) / acc before; stability = 100 (1 - instability)):"]
+        lines.append(f"{'step':>7} {'epoch':>5} {'target':>7} {'applied':>7} {'acc before':>10} {'acc after':>9} {'instability':>11} {'stability':>9}")
+        for e in measured:
+            lines.append(
+                f"{e['step']:>7} {e['epoch']:>5} {e['target']:>7.3f} {e.get('applied_target', e['target']):>7.3f} "
+                f"{e['accuracy_before']:>10.3f} {e['accuracy_after']:>9.3f} {e['instability']:>11.4f} {100 * (1 - e['instability']):>9.1f}"
+            )
+        return lines
 
 
 def _row(layer, node_layer, calls) -> LayerRow:
@@ -123,7 +138,7 @@ def _row(layer, node_layer, calls) -> LayerRow:
     return row
 
 
-def summary(model) -> Summary:
+def summary(model, events=None) -> Summary:
     """Per-layer table of params, nonzero params, sparsity, filters kept and FLOPs.
 
     Works on plain, pruned (wrapped) and stripped models. Layers without weights are left
@@ -132,6 +147,8 @@ def summary(model) -> Summary:
 
     Args:
         model: a built Keras 3 functional or Sequential model.
+        events: optionally a `PruningCallback`'s `events`; those measured with
+            `validation_data` are listed with their instability after the table.
 
     Returns:
         A `Summary`: `print()` it for a table, `.to_dict()` for data.
@@ -158,4 +175,4 @@ def summary(model) -> Summary:
                 rows.append(_row(item, item, 1))
 
     visit(model)
-    return Summary(model.name, rows)
+    return Summary(model.name, rows, list(events or []))
