@@ -29,6 +29,7 @@ from tfprune.flops import count_flops
 from tfprune.graph import explain
 from tfprune.imp import IterativePruning, mask_similarity
 from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
+from tfprune.leap import LEAP, shrink_heads
 from tfprune.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
 from tfprune.metrics import Summary, summary
 from tfprune.presets import iplt, pfwt
@@ -61,6 +62,7 @@ __all__ = [
     "Granularity",
     "Iterative",
     "IterativePruning",
+    "LEAP",
     "LayerSpec",
     "Latency",
     "LayerwiseRates",
@@ -101,6 +103,7 @@ __all__ = [
     "register_layer",
     "run_tflite",
     "shrink",
+    "shrink_heads",
     "strip",
     "summary",
     "verify_tflite",

@@ -127,3 +127,74 @@ def mnist1d_cnn(width: float = 1.0, name: str = "mnist1d_cnn") -> keras.Model:
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def make_counting_task(n: int, length: int = 16, vocab: int = 16, classes: int = 4, seed: int = 0):
+    """A generated sequence task: which of the tokens `1..classes` occurs most often?
+
+    Each sequence holds its class token 3-4 times, every other class token fewer times, and
+    noise tokens (ids above `classes`) elsewhere, shuffled. Small enough for the tests,
+    and solvable only by looking at the whole sequence.
+
+    Args:
+        n: number of sequences.
+        length: tokens per sequence.
+        vocab: vocabulary size (token 0 is unused padding).
+        classes: number of classes (signal tokens).
+        seed: generator seed.
+
+    Returns:
+        `(x, y)`: int32 tokens of shape `(n, length)` and int64 labels in `[0, classes)`.
+
+    Example:
+
+    >>> x, y = make_counting_task(256)
+    >>> x.shape, int(y.max()) < 4
+    ((256, 16), True)
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.integers(classes + 1, vocab, size=(n, length)).astype(np.int32)
+    y = rng.integers(0, classes, size=n)
+    for row, label in zip(x, y):
+        count = int(rng.integers(3, 5))
+        tokens = [label + 1] * count
+        for other in range(classes):
+            if other != label:
+                tokens += [other + 1] * int(rng.integers(0, count))
+        row[rng.permutation(length)[: len(tokens)]] = tokens
+    return x, y.astype(np.int64)
+
+
+def tiny_transformer(vocab: int = 16, length: int = 16, d_model: int = 32, heads: int = 4, ffn: int = 64, blocks: int = 2, classes: int = 4, name: str = "tiny_transformer") -> keras.Model:
+    """A small Keras transformer encoder: token embedding, post-norm blocks, mean pooling.
+
+    Each block is `LayerNorm(x + MultiHeadAttention(x, x))` then
+    `LayerNorm(x + Dense(d_model)(Dense(ffn, relu)(x)))`.
+
+    Args:
+        vocab: vocabulary size.
+        length: sequence length.
+        d_model: embedding width.
+        heads: attention heads per block (key_dim = d_model // heads).
+        ffn: hidden units of each feed-forward layer.
+        blocks: number of encoder blocks.
+        classes: output classes (softmax).
+        name: model name.
+
+    Returns:
+        An uncompiled functional model taking int32 tokens of shape `(batch, length)`.
+
+    Example:
+
+    >>> tiny_transformer().output_shape
+    (None, 4)
+    """
+    inputs = keras.Input((length,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab, d_model, name="embedding")(inputs)
+    for b in range(1, blocks + 1):
+        attention = keras.layers.MultiHeadAttention(heads, d_model // heads, name=f"attention{b}")(x, x)
+        x = keras.layers.LayerNormalization(name=f"norm{b}a")(keras.layers.Add(name=f"residual{b}a")([x, attention]))
+        hidden = keras.layers.Dense(ffn, activation="relu", name=f"ffn{b}_up")(x)
+        x = keras.layers.LayerNormalization(name=f"norm{b}b")(keras.layers.Add(name=f"residual{b}b")([x, keras.layers.Dense(d_model, name=f"ffn{b}_down")(hidden)]))
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="classifier")(x), name=name)
