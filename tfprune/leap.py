@@ -164,14 +164,19 @@ class LEAP(keras.Model):
         self.score_learning_rate = float(score_learning_rate)
         self.lambda_max = float(lambda_max)
         self.initial_threshold = float(initial_threshold)
-        self.scores = [self.add_weight(shape=(t.n_units,), initializer="zeros", name=f"scores_{i}") for i, t in enumerate(self.targets)]
+        # Not trainable as far as Keras knows: the compiled optimizer must see the model's
+        # weights only (also when a saved model is loaded); LEAP's own Adam trains these.
+        self.scores = [self.add_weight(shape=(t.n_units,), initializer="zeros", trainable=False, name=f"scores_{i}") for i, t in enumerate(self.targets)]
         self.thresholds = [
-            self.add_weight(shape=(), initializer=keras.initializers.Constant(initial_threshold), name=f"threshold_{i}") for i, t in enumerate(self.targets)
+            self.add_weight(shape=(), initializer=keras.initializers.Constant(initial_threshold), trainable=False, name=f"threshold_{i}")
+            for i in range(len(self.targets))
         ]
         self.coefficient = self.add_weight(shape=(), initializer=keras.initializers.Constant(50.0), trainable=False, name="leap_lambda")
         self._weights_per_target = np.array([t.n_units * t.params_per_unit for t in self.targets], np.float32)
         self.score_optimizer = keras.optimizers.Adam(self.score_learning_rate)
         self.score_optimizer.build(self.scores + self.thresholds)
+        # The wrapped model is built, so this model is too (saving would warn otherwise).
+        self.built = True
 
     @property
     def inner_model(self):
@@ -203,6 +208,7 @@ class LEAP(keras.Model):
         learnable = self.scores + self.thresholds
         r = self.target_density
         with tf.GradientTape() as tape:
+            tape.watch([v.value for v in learnable])
             unit_masks = self._unit_masks()
             with keras.StatelessScope(state_mapping=self._mapping(unit_masks)):
                 y_pred = self.model(x, training=True)
