@@ -20,6 +20,7 @@ from tfprune.adversarial import FGSM, PGD, Attack, CutoffScale, DeepFool, cutoff
 from tfprune.adversarial_training import AdversarialTraining
 from tfprune.callbacks import AdversarialAwarePruning, PruningCallback
 from tfprune.criteria import l1, l2
+from tfprune.dsp import DSP, GroupedConv2D, GroupPlan, deploy_groups
 from tfprune.export import export_tflite, plan_sparse_storage
 from tfprune.litert import Latency, benchmark_tflite, load_interpreter, run_tflite, verify_tflite
 from tfprune.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
@@ -49,6 +50,7 @@ __all__ = [
     "AdversarialTraining",
     "Attack",
     "CutoffScale",
+    "DSP",
     "DeepFool",
     "FGSM",
     "PGD",
@@ -60,6 +62,8 @@ __all__ = [
     "ConstantSparsity",
     "Filter",
     "Granularity",
+    "GroupPlan",
+    "GroupedConv2D",
     "Iterative",
     "IterativePruning",
     "LEAP",
@@ -86,6 +90,7 @@ __all__ = [
     "compensate",
     "compensated_rates",
     "count_flops",
+    "deploy_groups",
     "explain",
     "export_tflite",
     "fit_with_rebuilds",
