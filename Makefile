@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_criteria.py
 	$(PY) tools/bench_sparse_breakeven.py
 	$(PY) tools/bench_deploy.py
+	$(PY) tools/bench_procedures.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -213,6 +213,8 @@ def test_explicitly_requested_unprunable_layer_is_rejected(cnn):
         ({"ranking": "sideways"}, ValueError, "ranking"),
         ({"target": "latency"}, ValueError, "target"),
         ({"round_to": 0}, ValueError, "round_to"),
+        ({"round_to": {"conv2": 0}}, ValueError, "round_to"),
+        ({"round_to": {"conv9": 8}}, ValueError, "not pruned layers"),
         ({"granularity": "2:4", "schedule": 0.3}, ValueError, "ends at sparsity 0.5"),
         ({"granularity": "2:4", "schedule": 0.5, "ranking": "global"}, ValueError, "ranking='local'"),
         ({"granularity": 7}, TypeError, "granularity"),
@@ -234,3 +236,11 @@ def test_granularity_that_a_layer_cannot_take_names_the_layer():
 def test_already_pruned_model_is_rejected(cnn):
     with pytest.raises(ValueError, match="already pruned"):
         tfprune.prune(tfprune.prune(cnn))
+
+
+def test_round_to_per_layer(cnn):
+    pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.5), round_to={"conv2": 8, "*": 4})
+    assert {w.layer.name: w.round_to for w in tfprune.wrappers_of(pruned)} == {"conv2": 8, "conv3": 4}
+    tfprune.apply_target(pruned, 0.5)
+    kept = {w.layer.name: int(w.mask_array().reshape(-1, w.mask_array().shape[-1]).any(axis=0).sum()) for w in tfprune.wrappers_of(pruned)}
+    assert kept["conv2"] % 8 == 0 and kept["conv3"] % 4 == 0

@@ -192,6 +192,22 @@ def benchmark_tflite(path, threads: int = 1, runs: int = 200, warmup: int = 20, 
     return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs, threads, str(path))
 
 
+def random_input(detail, rng, shape=None) -> np.ndarray:
+    """A random input for one interpreter input `detail` (batch 1 where dynamic).
+
+    Float inputs are uniform in [0, 1); quantized integer inputs span their range;
+    unquantized integer inputs (token ids) are 0, always a valid index.
+    """
+    shape = [d if d > 0 else 1 for d in detail["shape_signature"]] if shape is None else shape
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    if not detail["quantization"][0]:
+        return np.zeros(shape, dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
 def _ready(interpreter, seed):
     """Batch-1 random inputs set on `interpreter` (latency does not depend on values)."""
     rng = np.random.default_rng(seed)
@@ -200,10 +216,7 @@ def _ready(interpreter, seed):
         interpreter.resize_tensor_input(detail["index"], shape)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
-        value = rng.random(detail["shape"], dtype=np.float32)
-        if np.issubdtype(detail["dtype"], np.integer):
-            value = value * 255 - 128
-        interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+        interpreter.set_tensor(detail["index"], random_input(detail, rng, list(detail["shape"])))
     return interpreter
 
 

@@ -139,6 +139,17 @@ def _followers(graph, selected):
     return followers
 
 
+def _check_round_to(round_to, selected):
+    """A function layer name -> the multiple its filter count keeps."""
+    if not isinstance(round_to, dict):
+        return lambda name: round_to
+    names = {layer.name for layer in selected}
+    unknown = sorted(set(round_to) - names - {"*"})
+    if unknown:
+        raise ValueError(f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}.")
+    return lambda name: round_to.get(name, round_to.get("*", 1))
+
+
 def _check_rates(rates, selected, ranking_mode, target) -> dict:
     if rates is None:
         return {}
@@ -175,7 +186,9 @@ def _check_policy(granularity, ranking_mode, target, min_filters, round_to, sche
         raise ValueError(f"ranking must be 'local' or 'global', got {ranking_mode!r}.")
     if target not in ("sparsity", "flops"):
         raise ValueError(f"target must be 'sparsity' or 'flops', got {target!r}.")
-    for name, value in (("min_filters", min_filters), ("round_to", round_to)):
+    values = [("min_filters", min_filters)]
+    values += [(f"round_to[{k!r}]", v) for k, v in round_to.items()] if isinstance(round_to, dict) else [("round_to", round_to)]
+    for name, value in values:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
     if isinstance(granularity, granularities.NM):
@@ -232,7 +245,10 @@ def prune(
         protect: `"auto"` protects the first convolution and the classifier head(s); or a
             list in the forms above; or `None`. Layers named in `layers=` override it.
         min_filters: the fewest filters a filter mask keeps (at least 1).
-        round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD).
+        round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD); or
+            `{layer name: multiple}` per layer, with `"*"` for the others (default 1), e.g.
+            coarse multiples where the kernels want them and a fine one where a FLOPs target
+            needs the last few percent.
         group_reduction: filter pruning ranks channel groups (filters that write the same
             channel, e.g. the convolutions meeting at a residual Add); their scores combine
             by `"sum"`, `"mean"`, `"max"` or `"first"`.
@@ -294,10 +310,12 @@ def prune(
 
     rates = _check_rates(rates, selected, ranking, target)
 
+    round_to_of = _check_round_to(round_to, selected)
+
     def clone(layer):
         fresh = modelwalk.clone_layer(layer)
         if id(layer) in selected_ids:
-            return PruneWrapper(fresh, rate=rates.get(layer.name), **policy)
+            return PruneWrapper(fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)})
         return ChannelMaskWrapper(fresh) if id(layer) in followers else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)

@@ -245,23 +245,48 @@ class PruningPlan:
         for index, (family, (scores, already)) in enumerate(zip(self.families, scored)):
             alive = scores[~already]
             scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-            for unit in range(family.n_units):
-                entries.append((-np.inf if already[unit] else scores[unit] / scale, index, unit))
+            normalised = np.where(already, -np.inf, scores / scale)
+            order = np.argsort(normalised, kind="stable")
+            for start, stop in self._steps(family, int(already.sum())):
+                units = order[start:stop]
+                forced = bool(already[units].all())
+                entries.append((-np.inf if forced else float(normalised[units].mean()), index, stop - start, float(family.unit_costs[units].sum())))
+        # Stable: a family's steps stay in order (their mean scores never decrease).
         entries.sort(key=lambda entry: entry[0])
         counts = [0] * len(self.families)
+        closed = set()
         removed = 0.0
-        for score, index, unit in entries:
-            family = self.families[index]
-            cost = family.unit_costs[unit]
-            # Units pruned before always go; others only while they bring us closer to the goal.
-            if score != -np.inf and removed + cost - goal > goal - removed:
-                break
-            floor = max(1, family.min_filters if family.granularity.structured else 1)
-            if family.n_units - counts[index] <= floor:
+        for score, index, size, cost in entries:
+            if index in closed:
                 continue
-            counts[index] += 1
+            # Units pruned before always go; others only while they bring us closer to the
+            # goal. A step that would overshoot closes its family, and cheaper steps of other
+            # families may still fill the gap (this is what lets coarse `round_to` families
+            # and fine ones share a FLOPs target).
+            if score != -np.inf and removed + cost - goal > goal - removed:
+                closed.add(index)
+                continue
+            counts[index] += size
             removed += cost
         return [f.lowest(n, s, a) for f, n, (s, a) in zip(self.families, counts, scored)]
+
+    @staticmethod
+    def _steps(family, n_already):
+        """(start, stop) slices of a family's units in pruning order that keep its safeguards:
+        the units pruned before first, then steps that leave a multiple of `round_to`
+        (structured) and at least the floor of units."""
+        floor = max(1, family.min_filters if family.granularity.structured else 1)
+        step = family.round_to if family.granularity.structured else 1
+        stops = [n_already] if n_already else []
+        count = n_already
+        while True:
+            keep = family.n_units - count
+            target = (keep - 1) // step * step if step > 1 else keep - 1
+            if target < floor:
+                break
+            count = family.n_units - target
+            stops.append(count)
+        return list(zip([0] + stops[:-1], stops))
 
     def _removed(self, selection) -> float:
         """Fraction removed by a selection, in the target's unit."""

@@ -251,11 +251,7 @@ def same_outputs(a: bytes, b: bytes, atol: float = 1e-5) -> bool:
         interpreter = litert.interpreter_from_bytes(data)
         runner = interpreter.get_signature_runner()
         rng = np.random.default_rng(0)
-        feed = {}
-        for name, detail in runner.get_input_details().items():
-            shape = [d if d > 0 else 1 for d in detail["shape_signature"]]
-            value = rng.random(shape, dtype=np.float32)
-            feed[name] = (value * 255 - 128).astype(detail["dtype"]) if np.issubdtype(detail["dtype"], np.integer) else value.astype(detail["dtype"])
+        feed = {name: litert.random_input(detail, rng) for name, detail in runner.get_input_details().items()}
         outputs.append(runner(**feed))
     return all(
         np.allclose(outputs[0][k].astype(np.float64), outputs[1][k].astype(np.float64), atol=1 if np.issubdtype(outputs[0][k].dtype, np.integer) else atol, rtol=0)

@@ -8,7 +8,7 @@ criterion, shrinks, exports dense and shrunk models to LiteRT and times them sid
 needed. Also times `shrink` itself. Writes a JSON and a PNG (latency ratio against FLOPs
 ratio; the diagonal is "speed-up equals FLOPs saved").
 
-    python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5] [--round-to 8] [--ranking local]
+    python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5] [--round-to 8] [--fine conv3=8] [--ranking local]
 """
 
 import argparse
@@ -113,6 +113,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="invokes per timing round")
     parser.add_argument("--round-to", type=int, default=1, help="keep filter counts a multiple of this")
+    parser.add_argument("--fine", nargs="*", default=[], metavar="LAYER=N", help="per-layer multiples overriding --round-to, e.g. conv3=8")
     parser.add_argument("--ranking", default="global", choices=["global", "local"], help="group ranking")
     parser.add_argument("--out", default="out", help="directory for bench_shrink.json and .png")
     args = parser.parse_args()
@@ -123,7 +124,8 @@ def main():
         for name in args.models:
             for target in args.targets:
                 print(f"[{len(rows) + 1}/{len(args.models) * len(args.targets)}] {name}, {target:.0%} of FLOPs ...", flush=True)
-                row = measure(name, target, args.rounds, args.runs, pathlib.Path(tmp), args.round_to, args.ranking)
+                round_to = {"*": args.round_to, **{k: int(v) for k, v in (item.split("=") for item in args.fine)}} if args.fine else args.round_to
+                row = measure(name, target, args.rounds, args.runs, pathlib.Path(tmp), round_to, args.ranking)
                 rows.append(row)
                 print(
                     f"    FLOPs {row['flops_ratio']:.3f}x  latency {row['latency_ratio']:.3f}x "
@@ -132,7 +134,7 @@ def main():
                     f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}",
                     flush=True,
                 )
-    stem = f"bench_shrink_{args.ranking}_round{args.round_to}"
+    stem = f"bench_shrink_{args.ranking}_round{args.round_to}" + "".join(f"_{item}" for item in args.fine)
     write_report(out / f"{stem}.json", {"rows": rows})
     plot(rows, out / f"{stem}.png")
 
