@@ -27,6 +27,7 @@ from tfprune.ranking import apply_target
 from tfprune.schedules import Iterative, OneShot
 from tfprune.shrink import shrink
 from tfprune.strip import strip
+from tfprune.wrappers import wrappers_of
 
 
 @dataclasses.dataclass
@@ -94,6 +95,7 @@ def fit_with_rebuilds(model, schedule, compile, x, y=None, epochs=1, rebuild=Tru
     prune_kwargs = {**(prune_kwargs or {}), "granularity": "filter"}
     current = prune(model, schedule=OneShot(0.0), **prune_kwargs)
     compile(current)
+    original_filters = _filters(current)
     applied = 0.0
     history, rebuilds, seconds = {}, [], []
     probe = np.asarray(x[:8] if y is not None else next(iter(x))[0][:8])
@@ -104,9 +106,9 @@ def fit_with_rebuilds(model, schedule, compile, x, y=None, epochs=1, rebuild=Tru
         if start in events and events[start] > applied:
             target = events[start]
             if rebuild:
-                # The current model keeps (1 - applied) of the original filters; prune the
-                # share of it that leaves (1 - target).
-                apply_target(current, 1.0 - (1.0 - target) / (1.0 - applied))
+                # Count what the rebuilt model really kept (rounding keeps a little more than
+                # asked), and prune the share of it that leaves (1 - target) of the original.
+                apply_target(current, min(max(1.0 - (1.0 - target) * original_filters / _filters(current), 0.0), 0.99))
                 current, record = _rebuilt(current, compile, prune_kwargs, probe)
             else:
                 apply_target(current, target)
@@ -119,6 +121,11 @@ def fit_with_rebuilds(model, schedule, compile, x, y=None, epochs=1, rebuild=Tru
             history.setdefault(key, []).extend(values)
     final = shrink(strip(current))
     return RebuildResult(final, history, rebuilds, seconds)
+
+
+def _filters(pruned) -> int:
+    """Filters of the wrapped layers that are still unpruned."""
+    return sum(int(w.spec.to_canonical(w.mask_array()).any(axis=(1, 2)).sum()) for w in wrappers_of(pruned))
 
 
 def _rebuilt(pruned, compile, prune_kwargs, probe):

@@ -20,7 +20,7 @@ Reports test accuracy, FLOPs and nonzero params relative to dense, training wall
 the LiteRT latency (1 thread) of each exported result next to dense. Writes
 `bench_procedures.json`.
 
-    python tools/bench_procedures.py [--tasks digits mnist1d transformer] [--seeds 0 1 2] [--epochs 12] [--round-to 8]
+    python tools/bench_procedures.py [--tasks digits mnist1d transformer] [--methods pfwt_rebuild] [--seeds 0 1 2] [--epochs 12] [--round-to 8]
 """
 
 import argparse
@@ -133,6 +133,7 @@ METHODS = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", help="only these methods (dense is always run: it is the reference)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--target", type=float, default=0.5, help="fraction of filters / weights / FLOPs to remove")
@@ -145,7 +146,7 @@ def main():
             (train, test), build = task_data(task)
             for seed in args.seeds:
                 paths, found = {}, []
-                for method in METHODS[task]:
+                for method in [m for m in METHODS[task] if args.methods is None or m == "dense" or m in args.methods]:
                     model, extra = run_method(method, build, train, test, args.epochs, args.target, seed, args.round_to)
                     flops_model = extra.pop("flops_model", model)
                     row = {
