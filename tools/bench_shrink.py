@@ -9,9 +9,11 @@ needed. Also times `shrink` itself. Writes a JSON and a PNG (latency ratio again
 ratio; the diagonal is "speed-up equals FLOPs saved").
 
     python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5] [--round-to 8] [--fine conv3=8] [--ranking local]
+    python tools/bench_shrink.py --plot out/a.json out/b.json --out docs/bench_shrink.png
 """
 
 import argparse
+import json
 import os
 import pathlib
 import tempfile
@@ -116,7 +118,11 @@ def main():
     parser.add_argument("--fine", nargs="*", default=[], metavar="LAYER=N", help="per-layer multiples overriding --round-to, e.g. conv3=8")
     parser.add_argument("--ranking", default="global", choices=["global", "local"], help="group ranking")
     parser.add_argument("--out", default="out", help="directory for bench_shrink.json and .png")
+    parser.add_argument("--plot", nargs="+", metavar="JSON", help="only draw the rows of these earlier reports into one PNG (--out names the file)")
     args = parser.parse_args()
+    if args.plot:
+        plot([row for report in args.plot for row in json.loads(pathlib.Path(report).read_text())["rows"]], pathlib.Path(args.out))
+        return
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
