@@ -93,3 +93,18 @@ def test_leap_bad_input(cnn):
         tfprune.LEAP(model, layers=["nope"])
     with pytest.raises(ValueError, match="no layer to prune"):
         tfprune.LEAP(cnn, granularity="head")
+
+
+def test_einsum_dense_rows_are_masked_whole():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.EinsumDense("ab,bc->ac", output_shape=16, bias_axes="c", activation="relu", name="einsum")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(hidden))
+    leap = tfprune.LEAP(model, target_density=0.25, granularity="row", initial_threshold=0.0)
+    # sigmoid(0) = 0.5: half of the 16 rows kept before any training.
+    masked = leap.pruned_model().get_layer("einsum")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in masked.weights)
+    dead = ~kernel.any(axis=0)
+    assert dead.sum() == 8 and not bias[dead].any()
+    x = np.random.default_rng(0).random((4, 8), dtype=np.float32)
+    assert np.abs(leap.pruned_model().predict(x, verbose=0) - leap.predict(x, verbose=0)).max() <= 1e-6
