@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfprune.adversarial import Attack, CutoffScale, output_kind
+from tfprune.trainstep import track_loss
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -77,10 +78,7 @@ class AdversarialTraining(keras.Model):
             y_adv = self(x_adv, training=True)
             adversarial = self.compute_loss(x=x_adv, y=y, y_pred=y_adv, sample_weight=sample_weight, training=True)
             loss = (1.0 - self.weight) * clean + self.weight * adversarial
-            # Under tf.distribute, compute_loss divides by the replica count so that summed
-            # gradients are right; the logged loss should be the per-example mean again.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            self._loss_tracker.update_state(loss * tf.cast(replicas, loss.dtype), sample_weight=tf.shape(x)[0])
+            track_loss(self, loss, x)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)

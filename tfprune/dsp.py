@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfprune import checks
-from tfprune.flops import count_flops
+from tfprune.flops import count_flops, layer_flops
+from tfprune.trainstep import track_loss
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -223,7 +224,7 @@ class DSP(keras.Model):
         self.optimizer.apply(gradients[: len(weights)], weights)
         self.logit_optimizer.apply(gradients[len(weights) :], self.logits)
         self.step.assign_add(1.0)
-        self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+        track_loss(self, loss, x)
         return {**self.compute_metrics(x, y, y_pred, sample_weight=sample_weight), "group_lasso": penalty, "dsp_lambda": coefficient}
 
     def assignments(self) -> dict:
@@ -278,22 +279,32 @@ class DSP(keras.Model):
         if not isinstance(flops_target, (int, float)) or not 0 < flops_target < 1:
             raise ValueError(f"DSP.prune: flops_target must be in (0, 1), got {flops_target!r}.")
         dense_flops = count_flops(self.model)
+        # FLOPs per kernel weight of each pruned convolution: the bisection counts zeroed
+        # weights instead of building and counting a masked model at every step.
+        per_weight = {layer.name: layer_flops(layer) / int(np.prod(layer.kernel.shape)) for layer in self.convs}
+        taps = {layer.name: int(np.prod(layer.kernel_size)) for layer in self.convs}
+        channels = {layer.name: int(layer.kernel.shape[2]) for layer in self.convs}
+
+        def removed_by(groups):
+            zeroed = {name: sum(len(filters) * (channels[name] - len(inputs)) * taps[name] for inputs, filters in layer_groups) for name, layer_groups in groups.items()}
+            return sum(zeroed[name] * per_weight[name] for name in zeroed) / dense_flops
+
         low, high, best = 0.0, 1.0, None
         for _ in range(30):
             beta = (low + high) / 2
             groups = self._groups_at(beta)
-            masked = self._masked(groups)
-            removed = 1.0 - count_flops(masked, effective=True) / dense_flops
-            best = min(best or (np.inf, None), (abs(removed - flops_target), (beta, groups, masked, removed)), key=lambda item: item[0])
+            removed = removed_by(groups)
+            best = min(best or (np.inf, None), (abs(removed - flops_target), (beta, groups, removed)), key=lambda item: item[0])
             if abs(removed - flops_target) <= tolerance / 4:
                 break
             low, high = (beta, high) if removed < flops_target else (low, beta)
-        distance, (beta, groups, masked, removed) = best
+        distance, (beta, groups, removed) = best
         if distance > tolerance:
             raise ValueError(
                 f"DSP.prune: the pruned convolutions can remove at most about {removed:.1%} of the FLOPs here, "
                 f"not {flops_target:.0%}; lower the target or prune more layers."
             )
+        masked = self._masked(groups)
         return GroupPlan(masked, groups, beta, removed)
 
     def get_config(self):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfprune.callbacks import model_sparsity
+from tfprune.granularity import Filter
 from tfprune.modelwalk import copy_weights
 from tfprune.prune import prune
 from tfprune.ranking import apply_target
@@ -136,7 +138,7 @@ class IterativePruning:
                 {
                     "round": round_index,
                     "target": self.target(round_index),
-                    "sparsity": _sparsity(pruned),
+                    "sparsity": model_sparsity(wrappers_of(pruned)),
                     "fit": getattr(result, "history", None),
                 }
             )
@@ -156,12 +158,6 @@ class IterativePruning:
             source = keras.models.clone_model(model)
         copy_weights(source, pruned)
         _reapply_masks(pruned)
-
-
-def _sparsity(model) -> float:
-    masks = [w.mask_array() for w in wrappers_of(model)]
-    total = sum(m.size for m in masks)
-    return float(sum(m.size - m.sum() for m in masks) / total) if total else 0.0
 
 
 def mask_similarity(a, b) -> dict:
@@ -200,15 +196,10 @@ def mask_similarity(a, b) -> dict:
         union = np.logical_or(mask_a, mask_b).sum()
         result[name] = {
             "jaccard": float(np.logical_and(mask_a, mask_b).sum() / union) if union else 1.0,
-            "empty_filters_a": _empty_filters(wrapper, mask_a),
-            "empty_filters_b": _empty_filters(wrapped_b[name], mask_b),
+            "empty_filters_a": float(np.mean(Filter().pruned_units(mask_a, wrapper.spec))),
+            "empty_filters_b": float(np.mean(Filter().pruned_units(mask_b, wrapped_b[name].spec))),
         }
     fields = ("jaccard", "empty_filters_a", "empty_filters_b")
     result["mean"] = {f: float(np.mean([row[f] for row in result.values()])) for f in fields}
     return result
 
-
-def _empty_filters(wrapper, mask) -> float:
-    """Fraction of the layer's output filters whose every weight is pruned."""
-    canonical = wrapper.spec.to_canonical(mask)
-    return float(np.mean(~canonical.any(axis=(1, 2))))

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfprune import checks
 from tfprune.modelwalk import all_layers
+from tfprune.trainstep import track_loss
 
 GRANULARITIES = ("element", "row", "head")
 
@@ -223,7 +224,7 @@ class LEAP(keras.Model):
         self.optimizer.apply(gradients[: len(weights)], weights)
         self.score_optimizer.apply(gradients[len(weights) :], learnable)
         self.coefficient.assign(tf.where(regulariser < 3e-4, 10.0, tf.maximum(self.lambda_max * regulariser / (1 - r) ** 2, 50.0)))
-        self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
+        track_loss(self, loss, x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         return {**logs, "density": hard, "leap_lambda": self.coefficient.value}
 

@@ -125,7 +125,7 @@ def fit_with_rebuilds(model, schedule, compile, x, y=None, epochs=1, rebuild=Tru
 
 def _filters(pruned) -> int:
     """Filters of the wrapped layers that are still unpruned."""
-    return sum(int(w.spec.to_canonical(w.mask_array()).any(axis=(1, 2)).sum()) for w in wrappers_of(pruned))
+    return sum(int((~w.granularity.pruned_units(w.mask_array(), w.spec)).sum()) for w in wrappers_of(pruned))
 
 
 def _rebuilt(pruned, compile, prune_kwargs, probe):
