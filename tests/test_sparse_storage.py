@@ -159,6 +159,29 @@ def test_xnnpack_sparse_path_is_named_and_near_misses_explained():
     assert not check(small_cnn()).eligible
 
 
+def test_export_says_when_the_xnnpack_sparse_path_applies_or_narrowly_misses(tmp_path, capsys):
+    for zeros, expected in ((0.8, "XNNPACK sparse path: eligible"), (0.6, "near miss")):
+        model = keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+                keras.layers.Conv2D(32, 1, activation="relu", name="pointwise"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(10),
+            ]
+        )
+        layer = model.get_layer("pointwise")
+        kernel, bias = layer.get_weights()
+        flat = kernel.reshape(-1)
+        flat[np.random.default_rng(0).permutation(flat.size)[: int(zeros * flat.size)]] = 0
+        layer.set_weights([flat.reshape(kernel.shape), bias])
+        tfprune.export_tflite(model, tmp_path / "m.tflite")
+        assert expected in capsys.readouterr().out
+    tfprune.export_tflite(small_cnn(), tmp_path / "plain.tflite")
+    tfprune.export_tflite(model, tmp_path / "quiet.tflite", verbose=False)
+    assert "XNNPACK" not in capsys.readouterr().out
+
+
 def test_sparse_storage_arguments_are_checked(cnn):
     with pytest.raises(TypeError, match="sparse"):
         tfprune.plan_sparse_storage(cnn, sparse="always")

@@ -89,10 +89,13 @@ def plan_sparse_storage(model, sparse="auto", quantize=None, representative_data
     if sparse is False:
         raise ValueError("plan_sparse_storage needs sparse='auto' or True.")
     model = _prepare(model, sparse, quantize, "plan_sparse_storage")
-    return sparse_storage.store(_convert(model, quantize, representative_data), SPARSE_MODES[sparse], threads)[1]
+    flatbuffer = _convert(model, quantize, representative_data)
+    report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse], threads)[1]
+    report.xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer)
+    return report
 
 
-def export_tflite(model, path, sparse=False, quantize=None, representative_data=None, verbose=False) -> pathlib.Path:
+def export_tflite(model, path, sparse=False, quantize=None, representative_data=None, verbose=None) -> pathlib.Path:
     """Convert a Keras model to a LiteRT `.tflite` file.
 
     A pruned model (with wrappers) is stripped first, on a copy. The file is written to a
@@ -111,7 +114,10 @@ def export_tflite(model, path, sparse=False, quantize=None, representative_data=
             inputs and outputs (zeros stay exactly zero: weights are quantized symmetrically).
         representative_data: typical inputs (an array, or a list per model input) to
             calibrate `"int8"`.
-        verbose: print the sparse storage report (`plan_sparse_storage` returns it instead).
+        verbose: `True` prints the sparse storage report (`plan_sparse_storage` returns it
+            instead); `None` (default) prints only a note when a float model qualifies for
+            XNNPACK's sparse inference path, or narrowly misses it, and why; `False` prints
+            nothing.
 
     Returns:
         The path written, as a `pathlib.Path`.
@@ -131,10 +137,15 @@ def export_tflite(model, path, sparse=False, quantize=None, representative_data=
     if not path.parent.is_dir():
         raise ValueError(f"export_tflite: directory '{path.parent}' does not exist; create it first.")
     flatbuffer = _convert(model, quantize, representative_data)
+    # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
+    xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer) if quantize is None and verbose is not False else None
     if sparse is not False:
         flatbuffer, report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse])
+        report.xnnpack = xnnpack
         if verbose:
             print(report)
+    if verbose is None and xnnpack is not None and (xnnpack.eligible or xnnpack.near_miss):
+        print(f"{path.name}: {xnnpack}")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as file:
