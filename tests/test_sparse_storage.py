@@ -21,13 +21,14 @@ def zero_blocks(kernel, fraction, block, seed):
     return kernel * ~np.repeat(dead, block, axis=0)
 
 
-def mlp(fractions, block=4, width=512):
-    """An MLP whose named Dense layers have the given share of zero blocks."""
+def mlp(fractions, block=4, width=512, units=None):
+    """An MLP whose named Dense layers have the given share of zero blocks; `units` gives
+    some of them another width than `width`."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((width,), name="features")
     x = inputs
     for name in fractions:
-        x = keras.layers.Dense(width, activation="relu", name=name)(x)
+        x = keras.layers.Dense((units or {}).get(name, width), activation="relu", name=name)(x)
     outputs = keras.layers.Dense(10, name="logits")(x)
     model = keras.Model(inputs, outputs)
     for seed, (name, fraction) in enumerate(fractions.items()):
@@ -47,7 +48,10 @@ def by_layer(tensors, layer):
 
 
 def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
-    model = mlp({"very_sparse": 0.96, "half_sparse": 0.5})
+    # The sparse kernel runs outside XNNPACK's partition, which costs most of its gain when
+    # dense layers of the same size surround it (measured 0.86-0.94x, within what timing
+    # noise on a busy machine can flip); here the sparse layer carries most of the FLOPs.
+    model = mlp({"very_sparse": 0.96, "half_sparse": 0.5}, width=1024, units={"half_sparse": 128})
     report = tfprune.plan_sparse_storage(model)
     choices = {c.tensor.split("/")[1].rsplit("_", 1)[0]: c for c in report.choices}
     assert choices["very_sparse"].sparse and choices["very_sparse"].block_zeros > 0.9
@@ -60,9 +64,10 @@ def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
     tensors = stored(auto)
     assert by_layer(tensors, "very_sparse")["sparse"] and by_layer(tensors, "very_sparse")["block_shape"] == [1, 4]
     assert not by_layer(tensors, "half_sparse")["sparse"]
-    x = np.random.default_rng(1).random((8, 512), dtype=np.float32)
+    x = np.random.default_rng(1).random((8, 1024), dtype=np.float32)
     assert tfprune.verify_tflite(auto, model, x) <= 1e-4
-    # Alternating rounds; the sparse layer is ~4x cheaper, so 1.15 leaves room for noise.
+    # Alternating rounds; auto keeps sparse storage only where it measured faster, so the
+    # file is never slower than dense beyond noise.
     _, _, ratio = litert.latency_ratio(auto.read_bytes(), dense.read_bytes(), rounds=5, runs=30)
     assert ratio < 1.15
     assert auto.stat().st_size < dense.stat().st_size
