@@ -42,12 +42,13 @@ def weights_of(model):
 
 @st.composite
 def random_network(draw):
-    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks and BN."""
+    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks, BN and
+    LayerNormalization over channels."""
     keras.utils.set_random_seed(draw(st.integers(0, 2**16)))
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool"]))
+        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool", "layernorm"]))
         if kind == "residual":
             h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
             h = keras.layers.BatchNormalization()(h)
@@ -59,6 +60,9 @@ def random_network(draw):
         elif kind == "depthwise":
             x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
             x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Conv2D(8, 1, activation="relu")(x)
+        elif kind == "layernorm":
+            x = keras.layers.LayerNormalization(center=draw(st.booleans()))(x)
             x = keras.layers.Conv2D(8, 1, activation="relu")(x)
         elif kind == "pool":
             x = keras.layers.MaxPooling2D()(x) if x.shape[1] > 2 else x

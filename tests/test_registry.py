@@ -110,3 +110,12 @@ def test_mnist1d_is_generated_offline_and_its_cnn_prunes_and_shrinks():
     small = tfprune.shrink(pruned)
     np.testing.assert_allclose(small(x_test[:16]), pruned(x_test[:16]), atol=1e-5)
     assert tfprune.count_flops(small) < 0.6 * tfprune.count_flops(model)
+
+
+def test_layer_normalization_passes_channels_only_when_it_normalises_them_alone():
+    assert registry.channel_rule(keras.layers.LayerNormalization(), (None, 5, 6)).kind == "passthrough"
+    assert registry.channel_rule(keras.layers.LayerNormalization(axis=2), (None, 5, 6)).kind == "passthrough"
+    assert registry.channel_rule(keras.layers.LayerNormalization(axis=1), (None, 5, 6)) is None
+    assert registry.channel_rule(keras.layers.LayerNormalization(scale=False), (None, 6)) is None
+    assert registry.channel_rule(keras.layers.RMSNormalization(), (None, 6)).masked == ("scale",)
+    assert "softmax" in registry.barrier_reason(keras.layers.Activation("softmax"))

@@ -33,6 +33,7 @@ from tfprune.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.leap import LEAP, shrink_heads
 from tfprune.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
 from tfprune.metrics import Summary, summary
+from tfprune.normalization import ShrunkLayerNormalization, ShrunkRMSNormalization
 from tfprune.presets import iplt, pfwt
 from tfprune.prune import prune
 from tfprune.ranking import PruningPlan, apply_target
@@ -78,6 +79,8 @@ __all__ = [
     "PruningCallback",
     "PruningSchedule",
     "RebuildResult",
+    "ShrunkLayerNormalization",
+    "ShrunkRMSNormalization",
     "StorageChoice",
     "StorageReport",
     "XnnpackSparsePath",

@@ -160,7 +160,7 @@ class ChannelGraph:
         return [s for s in self.steps if isinstance(s, Call) and id(s.layer) in inner_ids]
 
     def _add_call(self, layer, inputs, outputs):
-        rule = registry.channel_rule(weights_owner(layer))
+        rule = registry.channel_rule(weights_owner(layer), inputs[0].shape if inputs else None)
         if not _data_format_ok(layer):
             rule = None
         call = Call(layer, inputs, outputs, rule)
@@ -176,7 +176,7 @@ class ChannelGraph:
         layer, rule = weights_owner(call.layer), call.rule
         name = f"{type(layer).__name__} '{layer.name}'"
         if rule is None:
-            return f"{name} is a barrier: tfprune cannot see how it maps channels"
+            return f"{name} is a barrier: {registry.barrier_reason(layer)}"
         if any(t.shape[-1] is None for t in call.inputs + call.outputs):
             return f"{name} has an unknown channel count"
         out = call.outputs[0]

@@ -6,14 +6,15 @@ import keras
 from keras.src.saving.serialization_lib import SafeModeScope
 
 
-def clone_layer(layer, config=None):
-    """A fresh layer of `layer`'s class from `config` (default: its own config), unbuilt.
+def clone_layer(layer, config=None, layer_class=None):
+    """A fresh layer of `layer_class` (default: `layer`'s class) from `config` (default:
+    `layer`'s own config), unbuilt.
 
     The user's own Lambda layers are trusted here: they come from the model in memory,
     not from a file, so Keras' safe mode (which refuses to rebuild Python lambdas) is off.
     """
     with SafeModeScope(False):
-        return layer.__class__.from_config(layer.get_config() if config is None else config)
+        return (layer_class or type(layer)).from_config(layer.get_config() if config is None else config)
 
 
 def all_layers(model):

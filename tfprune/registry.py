@@ -12,6 +12,8 @@ import math
 import keras
 import numpy as np
 
+from tfprune import normalization
+
 
 @dataclasses.dataclass(frozen=True)
 class LayerSpec:
@@ -100,11 +102,17 @@ class ChannelRule:
         slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
         config_key: a config entry to update with the new channel count, e.g. Reshape's
             `target_shape`, whose last entry is the channel count.
-        applies: optional predicate `layer -> bool`; where it is False the layer is a
-            barrier (e.g. an `Activation` that is a softmax over channels).
+        applies: optional predicate `(layer, input_shape) -> bool` (`input_shape` may be
+            `None` when unknown); where it is False the layer is a barrier (e.g. an
+            `Activation` that is a softmax over channels).
         masked: per-channel weights that filter pruning zeroes along with the filter that
             feeds them (BN's gamma and beta), so that the channel leaves the layer exactly
             zero and `shrink` can remove it whatever the padding after it.
+        reason: why the layer is a barrier where `applies` is False, for `explain`.
+        shrunk_as: for layers whose statistics pool over all channels (LayerNormalization):
+            a function `(layer, removed_values) -> (layer_class, config)` building the smaller
+            layer that still counts the removed channels. `shrink` removes a channel from
+            such a layer only if its input there is a constant, which it hands over.
 
     Example:
 
@@ -114,8 +122,10 @@ class ChannelRule:
     kind: str
     slices: tuple = ()
     config_key: str | None = None
-    applies: object = None  # optional predicate `layer -> bool`; the rule is skipped if False
+    applies: object = None
     masked: tuple = ()
+    reason: str = ""
+    shrunk_as: object = None
 
 
 _REGISTRY: dict[type, LayerSpec] = {}
@@ -149,15 +159,50 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     _CHANNEL_RULES[layer_class] = rule
 
 
-def channel_rule(layer):
-    """The `LayerSpec` or `ChannelRule` that describes `layer`'s channels, or `None` (a barrier)."""
+def _registered_rule(layer):
+    """The `LayerSpec` or `ChannelRule` of `layer`'s most specific registered class, or `None`."""
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
         if cls in _CHANNEL_RULES:
-            rule = _CHANNEL_RULES[cls]
-            return rule if rule.applies is None or rule.applies(layer) else None
+            return _CHANNEL_RULES[cls]
     return None
+
+
+def channel_rule(layer, input_shape=None):
+    """The `LayerSpec` or `ChannelRule` that describes `layer`'s channels, or `None` (a barrier).
+
+    Args:
+        layer: a Keras layer instance.
+        input_shape: the shape of its (first) input in this call, if known; some rules
+            depend on it (which axis a LayerNormalization normalises).
+
+    Returns:
+        The spec or rule, or `None` where the layer is a barrier.
+
+    Example:
+
+    >>> channel_rule(keras.layers.Activation("softmax")) is None
+    True
+    """
+    rule = _registered_rule(layer)
+    if isinstance(rule, ChannelRule) and rule.applies is not None and not rule.applies(layer, input_shape):
+        return None
+    return rule
+
+
+def barrier_reason(layer) -> str:
+    """Why `layer` is a barrier, in words for `explain` (after `channel_rule` returned `None`)."""
+    rule = _registered_rule(layer)
+    if isinstance(rule, ChannelRule) and rule.reason:
+        return rule.reason
+    return "tfprune cannot see how it maps channels"
+
+
+def masked_weights(layer) -> tuple:
+    """Names of the per-channel weights of `layer` that filter pruning masks (BN's gamma, beta)."""
+    rule = _registered_rule(layer)
+    return rule.masked if isinstance(rule, ChannelRule) else ()
 
 
 def register_layer(layer_class: type, spec: LayerSpec) -> None:
@@ -270,12 +315,57 @@ _BN = ChannelRule(
 )
 register_channel_rule(keras.layers.BatchNormalization, _BN)
 register_channel_rule(keras.layers.PReLU, ChannelRule("passthrough", slices=(("alpha", -1, "in"),)))
-# Shape-preserving layers that act on each channel alone. Softmax and LayerNormalization
-# mix channels, so they stay barriers: removing a channel would change the others.
+# Shape-preserving layers that act on each channel alone. Softmax mixes channels, so it stays
+# a barrier: removing a channel would change the others.
 _CHANNEL_MIXING = {"softmax", "log_softmax"}
 register_channel_rule(
     keras.layers.Activation,
-    ChannelRule("passthrough", applies=lambda layer: getattr(layer.activation, "__name__", "") not in _CHANNEL_MIXING),
+    ChannelRule(
+        "passthrough",
+        applies=lambda layer, shape: getattr(layer.activation, "__name__", "") not in _CHANNEL_MIXING,
+        reason="a softmax over channels mixes them",
+    ),
+)
+
+
+def _normalises_channels_alone(layer, input_shape) -> bool:
+    """Whether a normalization layer pools over the last (channel) axis and nothing else, and
+    has a per-channel scale with which pruning can zero a channel's output."""
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    if len(axes) != 1:
+        return False
+    last = axes[0] == -1 or (input_shape is not None and axes[0] == len(input_shape) - 1)
+    scaled = isinstance(layer, keras.layers.RMSNormalization) or layer.scale or layer.rms_scaling
+    return last and bool(scaled)
+
+
+# A normalization over channels mixes them through its mean and variance. Its channels still
+# pass through: pruning zeroes a channel's input and its gamma (and beta), so the channel leaves
+# exactly zero, and the shrunk layer remembers the removed inputs' share of the statistics.
+_NORMALIZATION_REASON = (
+    "it normalises over other axes than the channels alone, or has no per-channel scale to zero a pruned channel with"
+)
+register_channel_rule(
+    keras.layers.LayerNormalization,
+    ChannelRule(
+        "passthrough",
+        slices=(("gamma", 0, "in"), ("beta", 0, "in")),
+        masked=("gamma", "beta"),
+        applies=_normalises_channels_alone,
+        reason=_NORMALIZATION_REASON,
+        shrunk_as=normalization.ShrunkLayerNormalization.replacing,
+    ),
+)
+register_channel_rule(
+    keras.layers.RMSNormalization,
+    ChannelRule(
+        "passthrough",
+        slices=(("scale", 0, "in"),),
+        masked=("scale",),
+        applies=_normalises_channels_alone,
+        reason=_NORMALIZATION_REASON,
+        shrunk_as=normalization.ShrunkRMSNormalization.replacing,
+    ),
 )
 for _name in (
     "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D",

@@ -10,7 +10,11 @@ function:
 3. each such constant can be folded into the reader's bias exactly: always for dense
    layers; for convolutions only without zero padding (or 1x1 kernels), because padding
    makes the border see less of the constant. Transposed and separable convolutions only
-   take channels that are exactly zero.
+   take channels that are exactly zero;
+4. a LayerNormalization (or RMSNormalization) over channels that reads the group also sees
+   a constant there. It is replaced by a `ShrunkLayerNormalization` that keeps the removed
+   constants' count, sum and sum of squares, so its mean and variance stay those of the
+   wider layer. The channel's own output is zero because pruning masked its gamma and beta.
 
 Anything else keeps its channel: `shrink` never returns a model that computes something
 different from the masked one. A layer that reads a folded constant and had no bias gets
@@ -38,6 +42,16 @@ def _fold_allowed(layer, spec, value: float) -> bool:
     return False
 
 
+def _readers(graph: ChannelGraph):
+    """`(call, spec)` for each call whose removed inputs must carry constants: producers fold
+    them into their bias where `spec` says that is exact; normalization layers over channels
+    (`spec` None) keep any constant in their statistics."""
+    yield from graph.producers()
+    for call in graph.calls():
+        if isinstance(call.rule, registry.ChannelRule) and call.rule.shrunk_as is not None:
+            yield call, None
+
+
 def _removable_groups(graph: ChannelGraph, values: dict) -> set:
     """Roots of the groups that can go without changing the model's function."""
     candidates = set()
@@ -46,17 +60,16 @@ def _removable_groups(graph: ChannelGraph, values: dict) -> set:
         candidates.update(graph.root(out, c) for c in range(out.shape[-1]))
     candidates -= set(graph.pinned)
     blocked = set()
-    for call, spec in graph.producers():
-        layer = weights_owner(call.layer)
-        for tensor in call.inputs[:1]:
-            value = values.get(id(tensor))
-            for c in range(tensor.shape[-1]):
-                root = graph.root(tensor, c)
-                if root not in candidates or root in blocked:
-                    continue
-                constant = np.nan if value is None else value[c]
-                if np.isnan(constant) or not _fold_allowed(layer, spec, float(constant)):
-                    blocked.add(root)
+    for call, spec in _readers(graph):
+        layer, tensor = weights_owner(call.layer), call.inputs[0]
+        value = values.get(id(tensor))
+        for c in range(tensor.shape[-1]):
+            root = graph.root(tensor, c)
+            if root not in candidates or root in blocked:
+                continue
+            constant = np.nan if value is None else value[c]
+            if np.isnan(constant) or (spec is not None and not _fold_allowed(layer, spec, float(constant))):
+                blocked.add(root)
     removable = candidates - blocked
     # Never remove every channel of a tensor: keep the group of its first channel.
     changed = True
@@ -89,8 +102,8 @@ def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
 
 
 def _plan_layer(layer, call, spec_or_rule, kept, values):
-    """New config and weights (by variable name) of one layer after removal."""
-    config = layer.get_config()
+    """New class, config and weights (by variable name) of one layer after removal."""
+    layer_class, config = type(layer), layer.get_config()
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
@@ -113,7 +126,10 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
                 config["use_bias"] = True
     elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
-    return config, weights
+    elif spec_or_rule.shrunk_as is not None and len(kept_in) < call.inputs[0].shape[-1]:
+        removed_in = np.setdiff1d(np.arange(call.inputs[0].shape[-1]), kept_in)
+        layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
+    return layer_class, config, weights
 
 
 def shrink(model):
@@ -158,7 +174,10 @@ def shrink(model):
         plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
 
     def rebuild(layer):
-        return modelwalk.clone_layer(layer, plans[id(layer)][0] if id(layer) in plans else None)
+        if id(layer) not in plans:
+            return modelwalk.clone_layer(layer)
+        layer_class, config, _ = plans[id(layer)]
+        return modelwalk.clone_layer(layer, config, layer_class)
 
     small = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
     _set_weights(model, small, plans)
@@ -175,7 +194,7 @@ def _set_weights(source, target, plans):
             _set_weights(layer, twin, plans)
             continue
         if id(layer) in plans:
-            planned = plans[id(layer)][1]
+            planned = plans[id(layer)][2]
             twin.set_weights([planned[v.name] for v in twin.weights])
         else:
             twin.set_weights(layer.get_weights())

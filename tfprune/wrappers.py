@@ -208,12 +208,14 @@ class PruneWrapper(keras.layers.Wrapper):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class ChannelMaskWrapper(keras.layers.Wrapper):
-    """Wraps a per-channel layer (BatchNormalization) whose channels follow pruned filters.
+    """Wraps a per-channel layer (BatchNormalization, LayerNormalization) whose channels follow pruned filters.
 
     Filter pruning zeroes a filter's output, but BN then adds `beta - gamma * mean / std`,
     a constant that zero padding downstream turns into a border pattern, so the channel
     could not be removed exactly. Masking the channel's `gamma` and `beta` (the registry's
-    `ChannelRule.masked`) makes it exactly zero. Created by `tfprune.prune` for filter
+    `ChannelRule.masked`) makes it exactly zero. A LayerNormalization over channels would
+    otherwise give a zeroed input channel the output `beta - gamma * mean / std`, which
+    varies with the other channels. Created by `tfprune.prune` for filter
     pruning; its mask is set by the callback for the channel groups it prunes.
 
     Args:
@@ -229,25 +231,24 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, **kwargs):
-        rule = registry.channel_rule(layer)
-        if rule is None or isinstance(rule, registry.LayerSpec) or not rule.masked:
+        masked = registry.masked_weights(layer)
+        if not masked:
             raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) has no per-channel weights to mask.")
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.masked_names = rule.masked
+        self.masked_names = masked
         self.channel_mask = None
 
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
-        first = registry.variable(self.layer, self.masked_names[0])
+        # A LayerNormalization built with center=False has a gamma but no beta.
+        present = [v for v in (registry.variable(self.layer, name) for name in self.masked_names) if v is not None]
         self.channel_mask = self.add_weight(
-            name="channel_mask", shape=first.shape, initializer="ones", trainable=False, dtype=first.dtype
+            name="channel_mask", shape=present[0].shape, initializer="ones", trainable=False, dtype=present[0].dtype
         )
-        for name in self.masked_names:
-            variable = registry.variable(self.layer, name)
-            if variable is not None:
-                variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)
+        for variable in present:
+            variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)
         self.built = True
 
     def call(self, inputs, training=None, **kwargs):
