@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import tfprune
 from conftest import random_network
+from tfprune import modelwalk
 from tfprune.ranking import apply_target
 
 
@@ -297,6 +298,59 @@ def test_normalization_that_cannot_zero_a_channel_or_pools_other_axes_is_a_barri
         tfprune.ShrunkRMSNormalization(removed_count=-1)
 
 
+def test_keras_ops_in_the_graph_follow_the_layers_rules():
+    """`x + shortcut`, `x * 2.0` and `keras.ops.relu(x)` are ops, not layers; a constant
+    with the old channel count baked in is a barrier."""
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(inputs)
+    x = keras.ops.relu(a + b) * 2.0
+    x = keras.layers.Conv2D(8, 3, padding="same", name="reader")(x)
+    y = keras.layers.Conv2D(8, 1, name="biased")(x) + np.linspace(0, 1, 8).astype(np.float32)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y)))
+    rows = {r["layer"]: r for r in tfprune.explain(model)}
+    assert rows["a"]["removable"] == rows["b"]["removable"] == rows["reader"]["removable"] == 8
+    assert rows["biased"]["removable"] == 0 and "constant of 8 channels" in rows["biased"]["reasons"][0]
+    pruned, small = prune_and_shrink(model, 0.5, layers=["a", "b"])
+    np.testing.assert_array_equal(pruned.get_layer("prune_a").mask_array(), pruned.get_layer("prune_b").mask_array())
+    assert small.get_layer("a").filters == small.get_layer("b").filters == 4
+    assert small.get_layer("reader").kernel.shape[2] == 4
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_grouped_conv_with_one_group_per_channel_is_depthwise(multiplier):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Conv2D(8 * multiplier, 3, padding="same", groups=8, name="grouped_dw")(x)
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name="grouped")(x)  # two channels per group
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    rows = {r["layer"]: r for r in tfprune.explain(model)}
+    assert rows["conv"]["removable"] == 8 and rows["reader"]["removable"] == 0
+    assert "grouped convolution with several input channels per group" in rows["reader"]["reasons"][0]
+    pruned, small = prune_and_shrink(model, 0.5, layers=["conv", "grouped_dw"])
+    assert pruned.get_layer("prune_grouped_dw").spec.coupled
+    dw = small.get_layer("grouped_dw")
+    assert (dw.groups, dw.filters, dw.kernel.shape) == (4, 4 * multiplier, (3, 3, 1, 4 * multiplier))
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+def test_nested_models_get_their_new_input_width():
+    """A nested Sequential (ConvNeXt's downsampling blocks) whose input channels are removed
+    is rebuilt on the new width, not on the width in its config."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="outer")(inputs)
+    down = keras.Sequential([keras.Input((8, 8, 8)), keras.layers.LayerNormalization(name="ln"), keras.layers.Conv2D(6, 2, strides=2, name="down")], name="down_block")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(down(x))))
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.5, layers=["outer"])
+    block = small.get_layer("down_block")
+    assert isinstance(block, keras.Sequential) and block.input_shape == (None, 8, 8, 4)
+    assert block.get_layer("down").kernel.shape == (2, 2, 4, 6)
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
 def test_nested_models_shrink_inside_and_stay_nested():
     inner_in = keras.Input((8, 8, 3))
     h = keras.layers.Conv2D(8, 3, padding="same", name="inner_a")(inner_in)
@@ -418,6 +472,12 @@ def small_cnn():
     return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="plain_cnn")
 
 
+def convnext_tiny():
+    """keras.applications' ConvNeXt: LayerNormalization over channels, depthwise convolutions
+    written as grouped Conv2D, LayerScale, `inputs + x` residuals, nested Sequential stems."""
+    return keras.applications.ConvNeXtTiny(input_shape=(32, 32, 3), weights=None, classes=4)
+
+
 ARCHITECTURES = {
     "plain_cnn": small_cnn,
     "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=4),
@@ -453,6 +513,24 @@ def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
     assert np.isfinite(losses).all()
     changed = {v.path for v in loaded.trainable_variables if not np.array_equal(before[v.path], np.array(v))}
     assert all(v.path in changed for v in loaded.trainable_variables if v.name == "kernel")
+
+
+def test_convnext_tiny_shrinks_through_its_layer_normalization(tmp_path):
+    """The real keras.applications ConvNeXt (28M parameters; .keras and training are covered
+    by the ConvNeXt-style net above, to keep the suite quick)."""
+    keras.utils.set_random_seed(0)
+    model = convnext_tiny()
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.3)
+    x = inputs_for(model)
+    assert max_diff(small, pruned, x) <= 1e-5
+    norms = [layer for layer in modelwalk.all_layers(small) if isinstance(layer, tfprune.ShrunkLayerNormalization)]
+    assert len(norms) >= 10 and all(norm.removed_count > 0 for norm in norms)
+    depthwise = [layer for layer in modelwalk.all_layers(small) if getattr(layer, "groups", 1) > 1]
+    assert depthwise and all(layer.groups == layer.filters for layer in depthwise)
+    assert tfprune.count_flops(small) < 0.8 * tfprune.count_flops(model)
+    path = tfprune.export_tflite(small, tmp_path / "convnext_tiny.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
 
 
 def test_shrink_leaves_its_input_alone_and_rejects_bad_models(cnn):

@@ -54,12 +54,13 @@ class UnionFind:
 
 @dataclasses.dataclass
 class Call:
-    """One call of a layer in the (flattened) graph."""
+    """One call of a layer (or a Keras op such as `x + y`) in the (flattened) graph."""
 
     layer: object
     inputs: list  # KerasTensors
     outputs: list
     rule: object  # LayerSpec, ChannelRule, or None for a barrier
+    arguments: object = None  # the node's symbolic arguments, tensors and constants alike
 
 
 @dataclasses.dataclass
@@ -72,6 +73,15 @@ class Link:
 
 def _width(tensor) -> int:
     return int(tensor.shape[-1])
+
+
+def _array_constants(call) -> list:
+    """Arrays a Keras op was called with besides its tensors (`x + np.ones(8)`): they have
+    the old channel count baked in, so only width-1 (broadcast) ones are harmless."""
+    if call.arguments is None or isinstance(call.layer, keras.layers.Layer):
+        return []
+    flat = keras.tree.flatten((call.arguments.args, call.arguments.kwargs))
+    return [np.asarray(a) for a in flat if not isinstance(a, keras.KerasTensor) and hasattr(a, "shape")]
 
 
 def _data_format_ok(layer) -> bool:
@@ -136,7 +146,7 @@ class ChannelGraph:
                 if isinstance(layer, keras.Model):
                     self._walk_nested(layer, inputs, outputs)
                 else:
-                    self._add_call(layer, inputs, outputs)
+                    self._add_call(layer, inputs, outputs, node.arguments)
 
     def _walk_nested(self, model, inputs, outputs):
         inner = functional_of(model)
@@ -159,11 +169,11 @@ class ChannelGraph:
         inner_ids = {id(n.operation) for nodes in functional._nodes_by_depth.values() for n in nodes}
         return [s for s in self.steps if isinstance(s, Call) and id(s.layer) in inner_ids]
 
-    def _add_call(self, layer, inputs, outputs):
+    def _add_call(self, layer, inputs, outputs, arguments=None):
         rule = registry.channel_rule(weights_owner(layer), inputs[0].shape if inputs else None)
         if not _data_format_ok(layer):
             rule = None
-        call = Call(layer, inputs, outputs, rule)
+        call = Call(layer, inputs, outputs, rule, arguments)
         self.steps.append(call)
         reason = self._tie_call(call)
         if reason:
@@ -181,14 +191,17 @@ class ChannelGraph:
             return f"{name} has an unknown channel count"
         out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):
-            if getattr(layer, "groups", 1) != 1:
-                return f"{name} is a grouped convolution"
+            if getattr(layer, "groups", 1) != 1 and not rule.coupled:
+                return f"{name} is a barrier: {registry.barrier_reason(layer)}"
             if rule.coupled:
-                multiplier = getattr(layer, "depth_multiplier", 1)
+                multiplier = rule.outputs_per_input(layer)
                 for c in range(_width(call.inputs[0])):
                     for m in range(multiplier):
                         self._tie(call.inputs[0], c, out, c * multiplier + m)
             return None
+        for constant in _array_constants(call):
+            if constant.ndim and constant.shape[-1] != 1:
+                return f"{name} combines its input with a constant of {constant.shape[-1]} channels"
         if rule.kind in ("passthrough", "reshape"):
             if _width(call.inputs[0]) != _width(out):
                 return f"{name} changes the channel count"
@@ -371,7 +384,11 @@ def _probe(layer, call, input_values, rng) -> list:
             known = ~np.isnan(value)
             array[..., known] = value[known]
             arrays.append(array)
-        outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
+        if isinstance(layer, keras.layers.Layer):
+            outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
+        else:  # a Keras op, whose call may mix tensors and Python constants (`x * 2.0`)
+            args, kwargs = call.arguments.fill_in({id(t): a for t, a in zip(call.inputs, arrays)})
+            outputs = layer(*args, **kwargs)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         runs.append([keras.ops.convert_to_numpy(o).astype(np.float64) for o in outputs])
     results = []

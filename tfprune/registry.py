@@ -12,6 +12,9 @@ import math
 import keras
 import numpy as np
 
+from keras.src.ops import nn as _nn_ops
+from keras.src.ops import numpy as _numpy_ops
+
 from tfprune import normalization
 
 
@@ -32,7 +35,8 @@ class LayerSpec:
             transposed convolutions, which scatter every input position).
         slices: `(variable name, axis, role)` triples telling `shrink` how to cut each
             weight: role `"out"` (indexed by output channels), `"in"` (by input channels) or
-            `"in_expanded"` (by input channel x depth multiplier, channel-major).
+            `"in_expanded"` (by input channel x depth multiplier, channel-major). A weight
+            created without a name is given by its position in `layer.weights` instead.
         config_key: the config entry holding the output channel count (`"filters"`,
             `"units"`), or `None` when outputs follow inputs (depthwise).
         coupled: outputs follow inputs (depthwise): input channel `c` owns outputs
@@ -40,6 +44,11 @@ class LayerSpec:
         fold: how a removed input channel that carries a constant can be folded into the
             bias: `"always"` (dense), `"valid"` (convolutions without zero padding, or 1x1)
             or `"zero"` (only channels that are exactly zero can go).
+        groups_key: for coupled specs, a config entry holding one group per input channel
+            (`groups` of a depthwise convolution written as a grouped `Conv2D`).
+        depthwise_form: the spec that applies instead when the layer is a grouped
+            convolution with one group per input channel, i.e. a depthwise convolution (as
+            keras.applications' ConvNeXt writes them). Other grouped convolutions are barriers.
 
     Example:
 
@@ -57,10 +66,18 @@ class LayerSpec:
     config_key: str | None = "filters"
     coupled: bool = False
     fold: str = "valid"
+    groups_key: str | None = None
+    depthwise_form: LayerSpec | None = None
 
     def filter_count(self, shape) -> int:
         """Number of filters a weight of `shape` has."""
         return math.prod(shape[a] for a in self.filter_axes)
+
+    def outputs_per_input(self, layer) -> int:
+        """For coupled specs: how many output channels each input channel owns."""
+        if self.groups_key:
+            return layer.filters // getattr(layer, self.groups_key)
+        return getattr(layer, "depth_multiplier", 1)
 
     def _moved(self, ndim):
         """Axis order that puts filter axes first and the input axis last."""
@@ -100,8 +117,8 @@ class ChannelRule:
             follow each other), `"flatten"` (feature `i` belongs to channel `i % C`), or
             `"reshape"` (a pass-through when the last axis keeps its size, else a barrier).
         slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
-        config_key: a config entry to update with the new channel count, e.g. Reshape's
-            `target_shape`, whose last entry is the channel count.
+        config_key: a config entry to update with the new channel count: an integer
+            (`projection_dim`), or Reshape's `target_shape`, whose last entry is the count.
         applies: optional predicate `(layer, input_shape) -> bool` (`input_shape` may be
             `None` when unknown); where it is False the layer is a barrier (e.g. an
             `Activation` that is a softmax over channels).
@@ -139,19 +156,21 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     removed across them.
 
     Args:
-        layer_class: a `keras.layers.Layer` subclass.
+        layer_class: a `keras.layers.Layer` subclass, or a `keras.Operation` subclass for
+            the ops that expressions such as `x + y` or `keras.ops.relu(x)` put into a
+            functional graph.
         rule: a `ChannelRule`.
 
     Raises:
-        TypeError: for a non-layer class or a rule of the wrong type.
+        TypeError: for a class that is neither a layer nor an op, or a rule of the wrong type.
         ValueError: for an unknown rule kind.
 
     Example:
 
     >>> register_channel_rule(MyActivation, ChannelRule("passthrough"))
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(f"register_channel_rule: expected a keras.layers.Layer subclass, got {layer_class!r}.")
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(f"register_channel_rule: expected a keras.layers.Layer or keras.Operation subclass, got {layer_class!r}.")
     if not isinstance(rule, ChannelRule):
         raise TypeError(f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}.")
     if rule.kind not in ("passthrough", "elementwise", "concat", "flatten", "reshape"):
@@ -186,6 +205,8 @@ def channel_rule(layer, input_shape=None):
     True
     """
     rule = _registered_rule(layer)
+    if isinstance(rule, LayerSpec):
+        return spec_for(layer, input_shape)
     if isinstance(rule, ChannelRule) and rule.applies is not None and not rule.applies(layer, input_shape):
         return None
     return rule
@@ -196,6 +217,8 @@ def barrier_reason(layer) -> str:
     rule = _registered_rule(layer)
     if isinstance(rule, ChannelRule) and rule.reason:
         return rule.reason
+    if getattr(layer, "groups", 1) != 1:
+        return "a grouped convolution with several input channels per group"
     return "tfprune cannot see how it maps channels"
 
 
@@ -227,11 +250,24 @@ def register_layer(layer_class: type, spec: LayerSpec) -> None:
     _REGISTRY[layer_class] = spec
 
 
-def spec_for(layer) -> LayerSpec | None:
-    """The `LayerSpec` for `layer`'s type (most specific registered class), or `None`.
+def _one_group_per_input(layer, input_shape) -> bool:
+    if input_shape is not None:
+        return layer.groups == input_shape[-1]
+    kernel = variable(layer, "kernel")  # built: its input axis holds channels per group
+    return kernel is not None and kernel.shape[-2] == 1
+
+
+def spec_for(layer, input_shape=None) -> LayerSpec | None:
+    """The `LayerSpec` for `layer` (its most specific registered class), or `None`.
+
+    A grouped convolution with one group per input channel gets its class's
+    `depthwise_form`. Whether it has one is read from `input_shape`, or from the built
+    kernel; an unbuilt layer without a shape gets the class's spec, whose filter masks
+    are the same.
 
     Args:
         layer: a Keras layer instance.
+        input_shape: the shape it is called on, if known.
 
     Returns:
         The spec, or `None` if the layer type is not prunable.
@@ -243,7 +279,10 @@ def spec_for(layer) -> LayerSpec | None:
     """
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
-            return _REGISTRY[cls]
+            spec = _REGISTRY[cls]
+            if spec.depthwise_form is not None and getattr(layer, "groups", 1) != 1 and _one_group_per_input(layer, input_shape):
+                return spec.depthwise_form
+            return spec
     return None
 
 
@@ -274,8 +313,18 @@ def _kernel_spec(filter_axis, input_axis, **extra):
 
 
 register_layer(keras.layers.Dense, _kernel_spec(-1, 0, config_key="units", fold="always"))
+# A Conv2D with groups == input channels has a (..., 1, in * multiplier) kernel: output
+# channel c * multiplier + m reads input c alone, as in a DepthwiseConv2D.
+_GROUPED_DEPTHWISE = LayerSpec(
+    "kernel",
+    filter_axes=(-1,),
+    input_axis=None,
+    slices=(("kernel", -1, "in_expanded"), ("bias", 0, "in_expanded")),
+    coupled=True,
+    groups_key="groups",
+)
 for _conv in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
-    register_layer(_conv, _kernel_spec(-1, -2))
+    register_layer(_conv, _kernel_spec(-1, -2, depthwise_form=_GROUPED_DEPTHWISE))
 # Transposed kernels are (..., out, in): filters sit on the second-to-last axis. A constant
 # input channel does not scatter to a constant output (borders overlap less), hence "zero".
 for _conv in (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose):
@@ -378,6 +427,23 @@ for _name in (
     register_channel_rule(getattr(keras.layers, _name), ChannelRule("passthrough"))
 for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
     register_channel_rule(getattr(keras.layers, _name), ChannelRule("elementwise"))
+# The same, written as expressions on tensors: `inputs + x` (ConvNeXt's residual),
+# `x * gate`, `keras.ops.relu(x)`. The graph refuses ops combined with a per-channel constant.
+for _name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"):
+    register_channel_rule(getattr(_numpy_ops, _name), ChannelRule("elementwise"))
+for _name in ("Negative", "Absolute", "Square", "Tanh"):
+    register_channel_rule(getattr(_numpy_ops, _name), ChannelRule("passthrough"))
+for _name in ("Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "HardSigmoid", "HardSilu", "LeakyRelu", "Elu", "Selu", "Softplus"):
+    register_channel_rule(getattr(_nn_ops, _name), ChannelRule("passthrough"))
+# keras.applications' ConvNeXt scales each channel by a learned `gamma` after its blocks.
+try:
+    from keras.src.applications.convnext import LayerScale as _ConvNeXtLayerScale
+except ImportError:  # a Keras without it: nothing to register
+    _ConvNeXtLayerScale = None
+if _ConvNeXtLayerScale is not None:
+    # Its weight is created without a name, so Keras calls it "variable".
+    _LAYER_SCALE = ChannelRule("passthrough", slices=((0, 0, "in"),), config_key="projection_dim")
+    register_channel_rule(_ConvNeXtLayerScale, _LAYER_SCALE)
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from tfprune import checks, modelwalk, registry
-from tfprune.graph import ChannelGraph, constant_channels, weights_owner
+from tfprune.graph import ChannelGraph, constant_channels, functional_of, weights_owner
 from tfprune.strip import strip
 from tfprune.wrappers import wrappers_of
 
@@ -107,13 +107,17 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
-    multiplier = getattr(layer, "depth_multiplier", 1)
+    multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
     for name, axis, role in spec_or_rule.slices:
+        if isinstance(name, int):  # a weight without a name of its own
+            name = layer.weights[name].name
         if name in weights:
             weights[name] = np.take(weights[name], _index(role, kept_in, kept_out, multiplier), axis=axis)
     if isinstance(spec_or_rule, registry.LayerSpec):
         if spec_or_rule.config_key:
             config[spec_or_rule.config_key] = len(kept_out)
+        if spec_or_rule.groups_key:
+            config[spec_or_rule.groups_key] = len(kept_in)
         if not spec_or_rule.coupled:
             width = call.inputs[0].shape[-1]
             removed_in = np.setdiff1d(np.arange(width), kept_in)
@@ -126,6 +130,8 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
                 config["use_bias"] = True
     elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
+    elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
+        config[spec_or_rule.config_key] = len(kept_out)
     elif spec_or_rule.shrunk_as is not None and len(kept_in) < call.inputs[0].shape[-1]:
         removed_in = np.setdiff1d(np.arange(call.inputs[0].shape[-1]), kept_in)
         layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
@@ -169,17 +175,25 @@ def shrink(model):
     plans = {}
     for call in graph.calls():
         layer = weights_owner(call.layer)
-        if id(layer) in plans or call.rule is None:
-            continue
+        if id(layer) in plans or call.rule is None or not isinstance(layer, keras.layers.Layer):
+            continue  # ops (`x + y`) hold no weights and adapt to any width
         plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
 
     def rebuild(layer):
+        if isinstance(layer, keras.Model):
+            # Keras would rebuild a nested model on its old input width: give it the new one.
+            inputs = [
+                keras.Input(batch_shape=(*t.shape[:-1], len(kept[id(t)])), dtype=t.dtype)
+                for t in functional_of(layer).inputs
+            ]
+            structure = keras.tree.pack_sequence_as(functional_of(layer).input, inputs)
+            return keras.models.clone_model(layer, input_tensors=structure, clone_function=rebuild)
         if id(layer) not in plans:
             return modelwalk.clone_layer(layer)
         layer_class, config, _ = plans[id(layer)]
         return modelwalk.clone_layer(layer, config, layer_class)
 
-    small = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    small = keras.models.clone_model(model, clone_function=rebuild)
     _set_weights(model, small, plans)
     return small
 
@@ -194,7 +208,8 @@ def _set_weights(source, target, plans):
             _set_weights(layer, twin, plans)
             continue
         if id(layer) in plans:
-            planned = plans[id(layer)][2]
-            twin.set_weights([planned[v.name] for v in twin.weights])
+            # In the layer's order: unnamed weights get fresh names in the clone. A bias
+            # that folding added comes last, after the kernel, as Keras creates it.
+            twin.set_weights(list(plans[id(layer)][2].values()))
         else:
             twin.set_weights(layer.get_weights())

@@ -100,6 +100,8 @@ class PruneWrapper(keras.layers.Wrapper):
     def build(self, input_shape=None):
         if not self.layer.built:
             self.layer.build(input_shape)
+        # Built, a grouped Conv2D shows whether it is a depthwise convolution in disguise.
+        self.spec = registry.spec_for(self.layer)
         kernel = self.pruned_variable
         self.granularity.check(self.layer.name, tuple(kernel.shape), self.spec)
         self.mask = self.add_weight(
