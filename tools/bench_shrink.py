@@ -1,7 +1,7 @@
 """Does removing filters pay in LiteRT? Latency ratio vs FLOPs ratio after `tfprune.shrink`.
 
-For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2 and ResNet50 at
-96x96, all built with weights=None)
+For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2, ResNet50 and
+ConvNeXtTiny at 96x96, all built with weights=None)
 and each FLOPs target (25 % and 50 % removed, global group ranking), prunes with the L1
 criterion, shrinks, exports dense and shrunk models to LiteRT and times them side by side
 (alternating, 1 thread). Latency does not depend on the weights' values, so no training is
@@ -46,6 +46,9 @@ MODELS = {
     "plain_cnn": plain_cnn,
     "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
     "resnet50": lambda: keras.applications.ResNet50(input_shape=(96, 96, 3), weights=None, classes=10),
+    # LayerNormalization over channels, depthwise convolutions as grouped Conv2D: shrinks
+    # through ShrunkLayerNormalization.
+    "convnext_tiny": lambda: keras.applications.ConvNeXtTiny(input_shape=(96, 96, 3), weights=None, classes=10),
 }
 
 
@@ -63,7 +66,11 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
     dense_path = tfprune.export_tflite(model, workdir / f"{name}_dense.tflite")
     small_path = tfprune.export_tflite(small, workdir / f"{name}_{int(target * 100)}.tflite")
     verify = tfprune.verify_tflite(small_path, small, x)
-    latency = interleaved_latency([dense_path, small_path], rounds, runs)
+    paths = [dense_path, small_path]
+    stock = with_stock_normalization(small)
+    if stock is not None:
+        paths.append(tfprune.export_tflite(stock, workdir / f"{name}_{int(target * 100)}_stock_norm.tflite"))
+    latency = interleaved_latency(paths, rounds, runs)
     flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
     latency_ratio = latency[small_path] / latency[dense_path]
     return {
@@ -81,7 +88,32 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
         "shrink_seconds": shrink_seconds,
         "max_abs_diff_shrunk_vs_masked": diff,
         "tflite_vs_keras": verify,
+        # The same widths with stock normalization layers (another function, timing only):
+        # what the Shrunk*Normalization layers cost over plain ones.
+        "stock_norm_latency_ms": latency[paths[2]] * 1e3 if stock is not None else None,
     }
+
+
+def with_stock_normalization(small):
+    """`small` with each Shrunk*Normalization swapped for the stock layer of the same width,
+    or None if it has none."""
+    stock_of = {
+        tfprune.ShrunkLayerNormalization: keras.layers.LayerNormalization,
+        tfprune.ShrunkRMSNormalization: keras.layers.RMSNormalization,
+    }
+    found = []
+
+    def swap(layer):
+        if isinstance(layer, keras.Model):
+            return keras.models.clone_model(layer, clone_function=swap)
+        if type(layer) in stock_of:
+            found.append(layer)
+            config = {k: v for k, v in layer.get_config().items() if not k.startswith("removed_")}
+            return stock_of[type(layer)].from_config(config)
+        return layer.__class__.from_config(layer.get_config())
+
+    stock = keras.models.clone_model(small, clone_function=swap)
+    return stock if found else None
 
 
 def plot(rows, path):
@@ -93,7 +125,7 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="latency ratio = FLOPs ratio")
     ax.plot([0, 1], [0, 1.1], ":", color="gray", lw=1, label="+10 %")
-    for name, marker in zip(MODELS, "osD^"):
+    for name, marker in zip(MODELS, "osD^v"):
         points = [(r["flops_ratio"], r["latency_ratio"]) for r in rows if r["model"] == name]
         if points:
             ax.scatter(*zip(*points), marker=marker, s=60, label=name)
@@ -137,7 +169,8 @@ def main():
                     f"    FLOPs {row['flops_ratio']:.3f}x  latency {row['latency_ratio']:.3f}x "
                     f"({row['dense_latency_ms']:.2f} -> {row['shrunk_latency_ms']:.2f} ms)  "
                     f"latency/FLOPs {row['latency_over_flops']:.2f}  shrink {row['shrink_seconds']:.1f} s  "
-                    f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}",
+                    f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}"
+                    + (f"  stock-norm twin {row['stock_norm_latency_ms']:.2f} ms" if row["stock_norm_latency_ms"] else ""),
                     flush=True,
                 )
     stem = f"bench_shrink_{args.ranking}_round{args.round_to}" + "".join(f"_{item}" for item in args.fine)
