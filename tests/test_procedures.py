@@ -176,3 +176,29 @@ def test_pfwt_rebuild_keeps_training_on_a_smaller_model():
     assert not tfprune.wrappers_of(result.model) and result.model.count_params() == params[-1]
     with pytest.raises(TypeError, match="epoch schedule"):
         tfprune.fit_with_rebuilds(model, tfprune.OneShot(0.5), compile=lambda m: None, x=x, y=y)
+
+
+def test_pfwt_rebuild_carries_the_optimizer_so_training_goes_on_as_if_masked():
+    """After a rebuild, Adam's step count and moments (cut like the weights) carry over, so
+    the shrunk model trains exactly as the masked model would have; a fresh optimizer does not."""
+    from tfprune.zoo import digits_cnn, load_digits
+
+    (x, y), _ = load_digits()
+    x, y = x[:256], y[:256]
+
+    def losses(**kwargs):
+        keras.utils.set_random_seed(0)
+        result = tfprune.fit_with_rebuilds(
+            digits_cnn(),
+            tfprune.pfwt(0.5, every=2, events=1, first_epoch=1),
+            compile=lambda m: m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy"),
+            x=x, y=y, epochs=3, batch_size=32, verbose=0, shuffle=False, **kwargs,
+        )  # fmt: skip
+        return np.array(result.history["loss"]), result.rebuilds
+
+    masked, _ = losses(rebuild=False)
+    carried, rebuilds = losses(rebuild=True)
+    fresh, _ = losses(rebuild=True, carry_optimizer=False)
+    assert rebuilds[0]["slots_carried"] > 0
+    np.testing.assert_allclose(carried, masked, atol=1e-4)
+    assert np.abs(fresh[1:] - masked[1:]).max() > 1e-3

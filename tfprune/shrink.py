@@ -102,9 +102,15 @@ def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
 
 
 def _plan_layer(layer, call, spec_or_rule, kept, values):
-    """New class, config and weights (by variable name) of one layer after removal."""
+    """New class, config, weights (by variable name) and cuts of one layer after removal.
+
+    The cuts are `{weight position: [(axis, kept indices), ...]}`, the slicing each weight
+    went through, so that state shaped like the weights (optimizer slots) can follow.
+    """
     layer_class, config = type(layer), layer.get_config()
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
+    positions = {v.name: i for i, v in enumerate(layer.weights)}
+    cuts = {}
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
     multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
@@ -112,7 +118,9 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
         if isinstance(name, int):  # a weight without a name of its own
             name = layer.weights[name].name
         if name in weights:
-            weights[name] = np.take(weights[name], _index(role, kept_in, kept_out, multiplier), axis=axis)
+            index = _index(role, kept_in, kept_out, multiplier)
+            weights[name] = np.take(weights[name], index, axis=axis)
+            cuts.setdefault(positions[name], []).append((axis, index))
     if isinstance(spec_or_rule, registry.LayerSpec):
         if spec_or_rule.config_key:
             config[spec_or_rule.config_key] = len(kept_out)
@@ -135,7 +143,7 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
     elif spec_or_rule.shrunk_as is not None and len(kept_in) < call.inputs[0].shape[-1]:
         removed_in = np.setdiff1d(np.arange(call.inputs[0].shape[-1]), kept_in)
         layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
-    return layer_class, config, weights
+    return layer_class, config, weights, cuts
 
 
 def shrink(model):
@@ -162,6 +170,28 @@ def shrink(model):
     >>> small.count_params() < pruned.count_params()
     True
     """
+    return shrink_with_cuts(model)[0]
+
+
+def shrink_with_cuts(model):
+    """`shrink`, also returning how each weight was cut.
+
+    Args:
+        model: as for `shrink`.
+
+    Returns:
+        `(smaller model, cuts)`; `cuts[(layer name, weight position)]` lists the
+        `(axis, kept indices)` slices that weight went through (absent: kept whole).
+
+    Raises:
+        As `shrink`.
+
+    Example:
+
+    >>> small, cuts = shrink_with_cuts(plain)
+    >>> cuts[("conv2", 0)]  # conv2's kernel: outputs kept, then inputs kept
+    [(-1, array([0, 2, ...])), (-2, array([1, 3, ...]))]
+    """
     checks.check_model(model, "shrink")
     if wrappers_of(model):
         model = strip(model)
@@ -172,12 +202,13 @@ def shrink(model):
         tensor_id: np.array([c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64)
         for tensor_id, t in graph.tensors.items()
     }
-    plans = {}
+    plans, layers = {}, {}
     for call in graph.calls():
         layer = weights_owner(call.layer)
         if id(layer) in plans or call.rule is None or not isinstance(layer, keras.layers.Layer):
             continue  # ops (`x + y`) hold no weights and adapt to any width
         plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+        layers[id(layer)] = layer
 
     def rebuild(layer):
         if isinstance(layer, keras.Model):
@@ -190,12 +221,15 @@ def shrink(model):
             return keras.models.clone_model(layer, input_tensors=structure, clone_function=rebuild)
         if id(layer) not in plans:
             return modelwalk.clone_layer(layer)
-        layer_class, config, _ = plans[id(layer)]
+        layer_class, config, _, _ = plans[id(layer)]
         return modelwalk.clone_layer(layer, config, layer_class)
 
     small = keras.models.clone_model(model, clone_function=rebuild)
     _set_weights(model, small, plans)
-    return small
+    cuts = {
+        (layers[key].name, position): cut for key, plan in plans.items() for position, cut in plan[3].items()
+    }
+    return small, cuts
 
 
 def _set_weights(source, target, plans):
