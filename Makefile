@@ -30,7 +30,9 @@ test-all: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_fit_overhead.py
+	$(PY) tools/bench_ranking.py
 	$(PY) tools/bench_shrink.py --models mobilenetv2 resnet50 --round-to 32
+	$(PY) tools/bench_shrink.py --models convnext_tiny --round-to 32
 	$(PY) tools/bench_shrink.py --models plain_cnn --round-to 32 --fine conv3=8
 	$(PY) tools/bench_adversarial.py
 	$(PY) tools/bench_criteria.py

@@ -1,6 +1,8 @@
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import small_cnn, weights_of
 
 import tfprune
@@ -244,3 +246,36 @@ def test_round_to_per_layer(cnn):
     tfprune.apply_target(pruned, 0.5)
     kept = {w.layer.name: int(w.mask_array().reshape(-1, w.mask_array().shape[-1]).any(axis=0).sum()) for w in tfprune.wrappers_of(pruned)}
     assert kept["conv2"] % 8 == 0 and kept["conv3"] % 4 == 0
+
+
+def _greedy_reference(score, family_of, cost, goal, n_families):
+    """The global ranking's rule, one step at a time (what `ranking._greedy` vectorises)."""
+    taken, closed, removed = np.zeros(score.size, bool), set(), 0.0
+    for i in range(score.size):
+        if family_of[i] in closed:
+            continue
+        if score[i] != -np.inf and removed + cost[i] - goal > goal - removed:
+            closed.add(family_of[i])
+            continue
+        taken[i] = True
+        removed += cost[i]
+    return taken
+
+
+@given(
+    n=st.integers(1, 60),
+    families=st.integers(1, 5),
+    goal_share=st.floats(0.0, 1.2),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=200, deadline=None)
+def test_vectorised_global_greedy_matches_the_step_by_step_rule(n, families, goal_share, seed):
+    from tfprune.ranking import _greedy
+
+    rng = np.random.default_rng(seed)
+    score = np.sort(np.where(rng.random(n) < 0.2, -np.inf, rng.random(n)))
+    family_of = rng.integers(0, families, n)
+    cost = rng.choice([1.0, 2.0, 4.0, 8.0, 16.0], n) * rng.choice([1.0, rng.random() + 0.5])
+    goal = goal_share * cost.sum()
+    expected = _greedy_reference(score, family_of, cost, goal, families)
+    np.testing.assert_array_equal(_greedy(score, family_of, cost, goal, families), expected)

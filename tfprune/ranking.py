@@ -50,13 +50,19 @@ class _Family:
     def n_units(self):
         return self.unit_costs.size
 
-    def lowest(self, n_prune: int, scores, already) -> np.ndarray:
-        """Boolean vector of the units pruned when `n_prune` are asked to go."""
+    def lowest(self, n_prune: int, scores, already, order=None) -> np.ndarray:
+        """Boolean vector of the units pruned when `n_prune` are asked to go (`order`:
+        `pruning_order(scores, already)`, if already computed)."""
         keep = self.granularity.kept_units(self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to)
-        order = np.argsort(np.where(already, -np.inf, scores), kind="stable")
+        order = pruning_order(scores, already) if order is None else order
         pruned = np.zeros(self.n_units, bool)
         pruned[order[: self.n_units - keep]] = True
         return pruned
+
+
+def pruning_order(scores, already) -> np.ndarray:
+    """Units in the order they go: those pruned before, then by rising score (stable)."""
+    return np.argsort(np.where(already, -np.inf, scores), kind="stable")
 
 
 def _element_scores(wrapper, context):
@@ -234,59 +240,53 @@ class PruningPlan:
         final = self.schedule.final_target
         return min(family.rate * sparsity / final, 1.0 - 1e-9) if final > 0 else 0.0
 
-    def _local(self, sparsity, scored):
+    def _local(self, sparsity, scored, orders):
         return [
-            f.lowest(int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a)
-            for f, (s, a) in zip(self.families, scored)
+            f.lowest(int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a, o)
+            for f, (s, a), o in zip(self.families, scored, orders)
         ]
 
-    def _global(self, goal, scored):
-        entries = []
-        for index, (family, (scores, already)) in enumerate(zip(self.families, scored)):
-            alive = scores[~already]
-            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-            normalised = np.where(already, -np.inf, scores / scale)
-            order = np.argsort(normalised, kind="stable")
-            for start, stop in self._steps(family, int(already.sum())):
-                units = order[start:stop]
-                forced = bool(already[units].all())
-                entries.append((-np.inf if forced else float(normalised[units].mean()), index, stop - start, float(family.unit_costs[units].sum())))
+    def _global(self, goal, scored, orders):
+        steps = [
+            self._family_steps(index, family, scores, already, order)
+            for index, (family, (scores, already), order) in enumerate(zip(self.families, scored, orders))
+        ]
+        score, family_of, size, cost = (np.concatenate([s[k] for s in steps]) for k in range(4))
         # Stable: a family's steps stay in order (their mean scores never decrease).
-        entries.sort(key=lambda entry: entry[0])
-        counts = [0] * len(self.families)
-        closed = set()
-        removed = 0.0
-        for score, index, size, cost in entries:
-            if index in closed:
-                continue
-            # Units pruned before always go; others only while they bring us closer to the
-            # goal. A step that would overshoot closes its family, and cheaper steps of other
-            # families may still fill the gap (this is what lets coarse `round_to` families
-            # and fine ones share a FLOPs target).
-            if score != -np.inf and removed + cost - goal > goal - removed:
-                closed.add(index)
-                continue
-            counts[index] += size
-            removed += cost
-        return [f.lowest(n, s, a) for f, n, (s, a) in zip(self.families, counts, scored)]
+        order = np.argsort(score, kind="stable")
+        score, family_of, size, cost = score[order], family_of[order], size[order], cost[order]
+        taken = _greedy(score, family_of, cost, goal, len(self.families))
+        counts = np.bincount(family_of[taken], weights=size[taken], minlength=len(self.families)).astype(np.int64)
+        return [f.lowest(int(n), s, a, o) for f, n, (s, a), o in zip(self.families, counts, scored, orders)]
+
+    def _family_steps(self, index, family, scores, already, order):
+        """One family's steps in pruning `order`: `(mean normalised score, family index,
+        units, cost)` arrays; steps of units pruned before score -inf (they always go)."""
+        alive = scores[~already]
+        scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+        normalised = np.where(already, -np.inf, scores / scale)
+        starts, stops = self._steps(family, int(already.sum()))
+        cumulative_cost = np.concatenate([[0.0], np.cumsum(family.unit_costs[order])])
+        cumulative_score = np.concatenate([[0.0], np.cumsum(np.where(already, 0.0, normalised)[order])])
+        sizes = stops - starts
+        forced = np.concatenate([[0], np.cumsum(already[order])])
+        all_forced = forced[stops] - forced[starts] == sizes
+        means = np.where(all_forced, -np.inf, (cumulative_score[stops] - cumulative_score[starts]) / np.maximum(sizes, 1))
+        return means, np.full(sizes.size, index), sizes, cumulative_cost[stops] - cumulative_cost[starts]
 
     @staticmethod
     def _steps(family, n_already):
-        """(start, stop) slices of a family's units in pruning order that keep its safeguards:
+        """`(starts, stops)` of a family's units in pruning order that keep its safeguards:
         the units pruned before first, then steps that leave a multiple of `round_to`
         (structured) and at least the floor of units."""
         floor = max(1, family.min_filters if family.granularity.structured else 1)
         step = family.round_to if family.granularity.structured else 1
-        stops = [n_already] if n_already else []
-        count = n_already
-        while True:
-            keep = family.n_units - count
-            target = (keep - 1) // step * step if step > 1 else keep - 1
-            if target < floor:
-                break
-            count = family.n_units - target
-            stops.append(count)
-        return list(zip([0] + stops[:-1], stops))
+        keep = family.n_units - n_already
+        first = (keep - 1) // step * step if step > 1 else keep - 1
+        stops = family.n_units - np.arange(first, floor - 1, -step, dtype=np.int64)
+        if n_already:
+            stops = np.concatenate([[n_already], stops])
+        return np.concatenate([[0], stops])[:-1].astype(np.int64), stops.astype(np.int64)
 
     def _removed(self, selection) -> float:
         """Fraction removed by a selection, in the target's unit."""
@@ -312,14 +312,16 @@ class PruningPlan:
         """Which units each family prunes for `target` (nothing is installed)."""
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
+        # Sorted once: a FLOPs search tries up to 40 selections from the same scores.
+        orders = [pruning_order(scores, already) for scores, already in scored]
         exact_additive = not (self.by_flops and self.structural is not None)
         if self.ranking == "global":
             if exact_additive:
-                return self._global(target * self.denominator, scored)
-            return self._search(lambda p: self._global(p * self.denominator * 2, scored), target)
+                return self._global(target * self.denominator, scored, orders)
+            return self._search(lambda p: self._global(p * self.denominator * 2, scored, orders), target)
         if not self.by_flops:
-            return self._local(target, scored)
-        return self._search(lambda p: self._local(p, scored), target)
+            return self._local(target, scored, orders)
+        return self._search(lambda p: self._local(p, scored, orders), target)
 
     def apply(self, target: float) -> None:
         """Recompute scores and install the masks for `target`."""
@@ -347,7 +349,39 @@ class PruningPlan:
     def max_removable(self) -> float:
         """The largest target the safeguards allow."""
         scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in self.families]
-        return self._removed(self._local(1.0 - 1e-9, scored))
+        return self._removed(self._local(1.0 - 1e-9, scored, [np.arange(f.n_units) for f in self.families]))
+
+
+def _greedy(score, family_of, cost, goal, n_families) -> np.ndarray:
+    """Which of the sorted steps are taken. Steps pruned before (score -inf) always go;
+    others only while they bring the removal closer to `goal`. A step that would overshoot
+    closes its family, and cheaper steps of other families may still fill the gap (this is
+    what lets coarse `round_to` families and fine ones share a FLOPs target).
+
+    Vectorised between closings: at most one pass over the steps per family.
+    """
+    taken = np.zeros(score.size, bool)
+    closed = np.zeros(n_families, bool)
+    removed, position = 0.0, 0
+    while position < score.size:
+        open_steps = ~closed[family_of[position:]]
+        costs = np.where(open_steps, cost[position:], 0.0)
+        before = removed + np.concatenate([[0.0], np.cumsum(costs)[:-1]])
+        overshoots = open_steps & (score[position:] != -np.inf) & (before + costs - goal > goal - before)
+        if not overshoots.any():
+            taken[position:] = open_steps
+            break
+        hit = int(np.argmax(overshoots))
+        taken[position : position + hit] = open_steps[:hit]
+        removed = float(before[hit])
+        closed[family_of[position + hit]] = True
+        position += hit + 1
+        # Nothing is taken from here on unless some open step still fits in the gap (the
+        # usual end of unit-step ranking: every family closes in turn, a pass each).
+        rest = cost[position:][~closed[family_of[position:]]]
+        if not (removed + rest - goal <= goal - removed).any():
+            break
+    return taken
 
 
 def apply_target(model, target: float, data=None) -> PruningPlan:
