@@ -232,7 +232,7 @@ def test_normalization_over_channels_passes_channels_through(make_norm):
     assert isinstance(pruned.get_layer("prune_norm"), tfprune.ChannelMaskWrapper)
     norm = small.get_layer("norm")
     assert type(norm).__name__ == "Shrunk" + type(model.get_layer("norm")).__name__
-    assert norm.removed_count == 4 and small.get_layer("reader").kernel.shape[2] == 4
+    assert norm.removed_values == [0.0] * 4 and small.get_layer("reader").kernel.shape[2] == 4
     assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
     # a stock layer of the kept width would normalise differently: the statistics matter
     stock_class = type(model.get_layer("norm"))
@@ -240,7 +240,7 @@ def test_normalization_over_channels_passes_channels_through(make_norm):
     def as_stock(layer):
         if layer is not norm:
             return layer.__class__.from_config(layer.get_config())
-        config = {k: v for k, v in layer.get_config().items() if not k.startswith("removed_")}
+        config = {k: v for k, v in layer.get_config().items() if k != "removed_values"}
         return stock_class.from_config(config)
 
     stock = keras.models.clone_model(small, clone_function=as_stock)
@@ -262,7 +262,7 @@ def test_layer_normalization_keeps_a_removed_nonzero_constant_in_its_statistics(
     model.get_layer("norm").set_weights([np.array([1.0, 0.0, 0.7, 1.3], np.float32), np.array([0.1, 0.0, -0.2, 0.3], np.float32)])
     small = tfprune.shrink(model)
     norm = small.get_layer("norm")
-    assert (norm.removed_count, norm.removed_sum, norm.removed_square_sum) == (1, 2.0, 4.0)
+    assert norm.removed_values == [2.0]
     assert max_diff(small, model, np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)) <= 1e-5
     # Shrinking again adds to what the layer already remembers.
     kernel, bias = small.get_layer("d").get_weights()
@@ -273,8 +273,25 @@ def test_layer_normalization_keeps_a_removed_nonzero_constant_in_its_statistics(
     small.get_layer("norm").set_weights([gamma, beta])
     smaller = tfprune.shrink(small)
     norm = smaller.get_layer("norm")
-    assert (norm.removed_count, norm.removed_sum, norm.removed_square_sum) == (2, 1.0, 5.0)
+    assert norm.removed_values == [2.0, -1.0]
     assert max_diff(smaller, small, np.random.default_rng(1).normal(size=(8, 5)).astype(np.float32)) <= 1e-5
+
+
+def test_shrunk_layer_normalization_quantizes_like_the_masked_model(tmp_path):
+    """int8 export: the shrunk model's error against its float self is no worse than the
+    masked model's (a formulation through sums of squares once measured 2.3x worse)."""
+    keras.utils.set_random_seed(0)
+    model = convnext_style()
+    randomize_bn(model)
+    pruned, small = prune_and_shrink(model, 0.3)
+    assert any(isinstance(layer, tfprune.ShrunkLayerNormalization) for layer in small.layers)
+    calibration, test = (np.random.default_rng(seed).random((64, 16, 16, 3), dtype=np.float32) for seed in (0, 1))
+    errors = {}
+    for name, candidate in (("masked", tfprune.strip(pruned)), ("shrunk", small)):
+        path = tfprune.export_tflite(candidate, tmp_path / f"{name}.tflite", quantize="int8", representative_data=calibration)
+        (quantized,) = tfprune.run_tflite(path, test)
+        errors[name] = float(np.abs(quantized - np.asarray(candidate(test))).mean())
+    assert errors["shrunk"] <= 1.3 * errors["masked"]
 
 
 def test_normalization_that_cannot_zero_a_channel_or_pools_other_axes_is_a_barrier():
@@ -294,8 +311,8 @@ def test_normalization_that_cannot_zero_a_channel_or_pools_other_axes_is_a_barri
     assert rows["free"]["removable"] == 8
     with pytest.raises(ValueError, match="last axis only"):
         tfprune.ShrunkLayerNormalization(axis=1)(np.zeros((2, 3, 4), np.float32))
-    with pytest.raises(ValueError, match="removed_count"):
-        tfprune.ShrunkRMSNormalization(removed_count=-1)
+    with pytest.raises(ValueError, match="removed_values must be finite"):
+        tfprune.ShrunkRMSNormalization(removed_values=[np.nan])
 
 
 def test_keras_ops_in_the_graph_follow_the_layers_rules():
@@ -525,7 +542,7 @@ def test_convnext_tiny_shrinks_through_its_layer_normalization(tmp_path):
     x = inputs_for(model)
     assert max_diff(small, pruned, x) <= 1e-5
     norms = [layer for layer in modelwalk.all_layers(small) if isinstance(layer, tfprune.ShrunkLayerNormalization)]
-    assert len(norms) >= 10 and all(norm.removed_count > 0 for norm in norms)
+    assert len(norms) >= 10 and all(norm.removed_values for norm in norms)
     depthwise = [layer for layer in modelwalk.all_layers(small) if getattr(layer, "groups", 1) > 1]
     assert depthwise and all(layer.groups == layer.filters for layer in depthwise)
     assert tfprune.count_flops(small) < 0.8 * tfprune.count_flops(model)

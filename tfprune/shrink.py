@@ -13,8 +13,8 @@ function:
    take channels that are exactly zero;
 4. a LayerNormalization (or RMSNormalization) over channels that reads the group also sees
    a constant there. It is replaced by a `ShrunkLayerNormalization` that keeps the removed
-   constants' count, sum and sum of squares, so its mean and variance stay those of the
-   wider layer. The channel's own output is zero because pruning masked its gamma and beta.
+   constants and appends them for its statistics, so its mean and variance stay those of
+   the wider layer. The channel's own output is zero because pruning masked its gamma and beta.
 
 Anything else keeps its channel: `shrink` never returns a model that computes something
 different from the masked one. A layer that reads a folded constant and had no bias gets

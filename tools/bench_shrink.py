@@ -108,7 +108,7 @@ def with_stock_normalization(small):
             return keras.models.clone_model(layer, clone_function=swap)
         if type(layer) in stock_of:
             found.append(layer)
-            config = {k: v for k, v in layer.get_config().items() if not k.startswith("removed_")}
+            config = {k: v for k, v in layer.get_config().items() if k != "removed_values"}
             return stock_of[type(layer)].from_config(config)
         return layer.__class__.from_config(layer.get_config())
 
