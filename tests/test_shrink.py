@@ -561,10 +561,10 @@ def test_shrink_leaves_its_input_alone_and_rejects_bad_models(cnn):
         tfprune.shrink(42)
 
 
-@pytest.mark.parametrize("reduction,expected", [("sum", [0.0, 1.0]), ("mean", [0.0, 1.0]), ("max", [1.0, 0.0])])
+@pytest.mark.parametrize("reduction,expected", [("sum", [0.0, 1.0]), ("mean", [0.0, 1.0]), ("max", [1.0, 0.0]), ("first", [1.0, 0.0])])
 def test_group_reduction_combines_member_scores(reduction, expected):
     """Two convolutions meet at an Add. L1 scores per channel: a = (6, 4), b = (0, 5).
-    sum (6, 9) and mean (3, 4.5) keep channel 1; max (6, 5) keeps channel 0."""
+    sum (6, 9) and mean (3, 4.5) keep channel 1; max (6, 5) and first (a: 6, 4) keep channel 0."""
     inputs = keras.Input((4, 4, 2))
     a = keras.layers.Conv2D(2, 1, use_bias=False, name="a")(inputs)
     b = keras.layers.Conv2D(2, 1, use_bias=False, name="b")(inputs)
