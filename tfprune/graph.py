@@ -191,8 +191,6 @@ class ChannelGraph:
             return f"{name} has an unknown channel count"
         out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):
-            if getattr(layer, "groups", 1) != 1 and not rule.coupled:
-                return f"{name} is a barrier: {registry.barrier_reason(layer)}"
             if rule.coupled:
                 multiplier = rule.outputs_per_input(layer)
                 for c in range(_width(call.inputs[0])):

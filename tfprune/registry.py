@@ -206,7 +206,9 @@ def channel_rule(layer, input_shape=None):
     """
     rule = _registered_rule(layer)
     if isinstance(rule, LayerSpec):
-        return spec_for(layer, input_shape)
+        spec = spec_for(layer, input_shape)
+        # A grouped convolution other than a depthwise one mixes channels within each group.
+        return None if getattr(layer, "groups", 1) != 1 and not spec.coupled else spec
     if isinstance(rule, ChannelRule) and rule.applies is not None and not rule.applies(layer, input_shape):
         return None
     return rule
@@ -439,11 +441,10 @@ for _name in ("Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "HardSigmoid", "HardSi
 try:
     from keras.src.applications.convnext import LayerScale as _ConvNeXtLayerScale
 except ImportError:  # a Keras without it: nothing to register
-    _ConvNeXtLayerScale = None
-if _ConvNeXtLayerScale is not None:
-    # Its weight is created without a name, so Keras calls it "variable".
-    _LAYER_SCALE = ChannelRule("passthrough", slices=((0, 0, "in"),), config_key="projection_dim")
-    register_channel_rule(_ConvNeXtLayerScale, _LAYER_SCALE)
+    pass
+else:
+    # Its weight is created without a name of its own, so it is given by position.
+    register_channel_rule(_ConvNeXtLayerScale, ChannelRule("passthrough", slices=((0, 0, "in"),), config_key="projection_dim"))
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))
