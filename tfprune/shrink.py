@@ -23,6 +23,8 @@ one (`use_bias=True`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -101,18 +103,32 @@ def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
     return spec.to_canonical(kernel).sum(axis=1) @ constants
 
 
-def _plan_layer(layer, call, spec_or_rule, kept, values):
-    """New class, config, weights (by variable name) and cuts of one layer after removal.
+@dataclasses.dataclass
+class _LayerPlan:
+    """One layer after removal.
 
-    The cuts are `{weight position: [(axis, kept indices), ...]}`, the slicing each weight
-    went through, so that state shaped like the weights (optimizer slots) can follow.
+    `weights` are by variable name, in the layer's order; `cuts` are
+    `{weight position: [(axis, kept indices), ...]}`, the slicing each weight went through,
+    so that state shaped like the weights (optimizer slots) can follow.
     """
+
+    layer: object
+    layer_class: type
+    config: dict
+    weights: dict
+    cuts: dict
+
+
+def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
+    """New class, config, weights and cuts of one layer after removal."""
     layer_class, config = type(layer), layer.get_config()
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
     positions = {v.name: i for i, v in enumerate(layer.weights)}
     cuts = {}
+    width = call.inputs[0].shape[-1]
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
+    removed_in = np.setdiff1d(np.arange(width), kept_in)
     multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
     for name, axis, role in spec_or_rule.slices:
         if isinstance(name, int):  # a weight without a name of its own
@@ -127,8 +143,6 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
         if spec_or_rule.groups_key:
             config[spec_or_rule.groups_key] = len(kept_in)
         if not spec_or_rule.coupled:
-            width = call.inputs[0].shape[-1]
-            removed_in = np.setdiff1d(np.arange(width), kept_in)
             in_values = values.get(id(call.inputs[0]), np.full(width, np.nan))
             kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec_or_rule.weight))
             extra = _fold(layer, spec_or_rule, kernel, in_values, removed_in)
@@ -140,10 +154,9 @@ def _plan_layer(layer, call, spec_or_rule, kept, values):
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
     elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
         config[spec_or_rule.config_key] = len(kept_out)
-    elif spec_or_rule.shrunk_as is not None and len(kept_in) < call.inputs[0].shape[-1]:
-        removed_in = np.setdiff1d(np.arange(call.inputs[0].shape[-1]), kept_in)
+    elif spec_or_rule.shrunk_as is not None and removed_in.size:
         layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
-    return layer_class, config, weights, cuts
+    return _LayerPlan(layer, layer_class, config, weights, cuts)
 
 
 def shrink(model):
@@ -202,13 +215,12 @@ def shrink_with_cuts(model):
         tensor_id: np.array([c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64)
         for tensor_id, t in graph.tensors.items()
     }
-    plans, layers = {}, {}
+    plans = {}
     for call in graph.calls():
         layer = weights_owner(call.layer)
         if id(layer) in plans or call.rule is None or not isinstance(layer, keras.layers.Layer):
             continue  # ops (`x + y`) hold no weights and adapt to any width
         plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
-        layers[id(layer)] = layer
 
     def rebuild(layer):
         if isinstance(layer, keras.Model):
@@ -221,14 +233,12 @@ def shrink_with_cuts(model):
             return keras.models.clone_model(layer, input_tensors=structure, clone_function=rebuild)
         if id(layer) not in plans:
             return modelwalk.clone_layer(layer)
-        layer_class, config, _, _ = plans[id(layer)]
-        return modelwalk.clone_layer(layer, config, layer_class)
+        plan = plans[id(layer)]
+        return modelwalk.clone_layer(layer, plan.config, plan.layer_class)
 
     small = keras.models.clone_model(model, clone_function=rebuild)
     _set_weights(model, small, plans)
-    cuts = {
-        (layers[key].name, position): cut for key, plan in plans.items() for position, cut in plan[3].items()
-    }
+    cuts = {(plan.layer.name, position): cut for plan in plans.values() for position, cut in plan.cuts.items()}
     return small, cuts
 
 
@@ -244,6 +254,6 @@ def _set_weights(source, target, plans):
         if id(layer) in plans:
             # In the layer's order: unnamed weights get fresh names in the clone. A bias
             # that folding added comes last, after the kernel, as Keras creates it.
-            twin.set_weights(list(plans[id(layer)][2].values()))
+            twin.set_weights(list(plans[id(layer)].weights.values()))
         else:
             twin.set_weights(layer.get_weights())
