@@ -246,15 +246,20 @@ class PruningPlan:
             for f, (s, a), o in zip(self.families, scored, orders)
         ]
 
-    def _global(self, goal, scored, orders):
+    def _ranked_steps(self, scored, orders):
+        """Every family's steps, ranked together: `(score, family index, units, cost)`
+        arrays, lowest score first."""
         steps = [
             self._family_steps(index, family, scores, already, order)
             for index, (family, (scores, already), order) in enumerate(zip(self.families, scored, orders))
         ]
-        score, family_of, size, cost = (np.concatenate([s[k] for s in steps]) for k in range(4))
+        columns = [np.concatenate([s[k] for s in steps]) for k in range(4)]
         # Stable: a family's steps stay in order (their mean scores never decrease).
-        order = np.argsort(score, kind="stable")
-        score, family_of, size, cost = score[order], family_of[order], size[order], cost[order]
+        ranked = np.argsort(columns[0], kind="stable")
+        return tuple(column[ranked] for column in columns)
+
+    def _global(self, goal, ranked, scored, orders):
+        score, family_of, size, cost = ranked
         taken = _greedy(score, family_of, cost, goal, len(self.families))
         counts = np.bincount(family_of[taken], weights=size[taken], minlength=len(self.families)).astype(np.int64)
         return [f.lowest(int(n), s, a, o) for f, n, (s, a), o in zip(self.families, counts, scored, orders)]
@@ -312,13 +317,14 @@ class PruningPlan:
         """Which units each family prunes for `target` (nothing is installed)."""
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
-        # Sorted once: a FLOPs search tries up to 40 selections from the same scores.
+        # Sorted and ranked once: a FLOPs search tries up to 40 selections from the same scores.
         orders = [pruning_order(scores, already) for scores, already in scored]
         exact_additive = not (self.by_flops and self.structural is not None)
         if self.ranking == "global":
+            ranked = self._ranked_steps(scored, orders)
             if exact_additive:
-                return self._global(target * self.denominator, scored, orders)
-            return self._search(lambda p: self._global(p * self.denominator * 2, scored, orders), target)
+                return self._global(target * self.denominator, ranked, scored, orders)
+            return self._search(lambda p: self._global(p * self.denominator * 2, ranked, scored, orders), target)
         if not self.by_flops:
             return self._local(target, scored, orders)
         return self._search(lambda p: self._local(p, scored, orders), target)
