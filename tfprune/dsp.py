@@ -231,8 +231,9 @@ class DSP(keras.Model):
         """`{layer name: group index per filter}` (the argmax of the logits)."""
         return {layer.name: np.argmax(keras.ops.convert_to_numpy(logits), axis=0) for layer, logits in zip(self.convs, self.logits)}
 
-    def _groups_at(self, beta):
-        """Per layer, the kept input channels of each group at threshold `beta`."""
+    def _channel_shares(self):
+        """Per layer, `(filters, input channels in rising share, cumulative share)` for each
+        non-empty group: what `_groups_at` thresholds, computed once per `prune`."""
         result = {}
         for layer, (name, assignment) in zip(self.convs, self.assignments().items()):
             kernel = keras.ops.convert_to_numpy(layer.kernel)
@@ -244,11 +245,20 @@ class DSP(keras.Model):
                 importance = np.sum(np.square(kernel[..., filters]), axis=(0, 1, 3))
                 share = importance / max(importance.sum(), 1e-30)
                 order = np.argsort(share, kind="stable")
-                # Drop the least important channels while their cumulative share stays below beta.
-                dropped = order[np.cumsum(share[order]) < beta]
-                kept = np.setdiff1d(np.arange(kernel.shape[2]), dropped)
-                groups.append([kept.tolist(), filters.tolist()])
-            result[name] = groups
+                groups.append((filters, order, np.cumsum(share[order])))
+            result[name] = (kernel.shape[2], groups)
+        return result
+
+    @staticmethod
+    def _groups_at(beta, shares):
+        """Per layer, the kept input channels of each group at threshold `beta`."""
+        result = {}
+        for name, (channels, groups) in shares.items():
+            # Drop the least important channels while their cumulative share stays below beta.
+            result[name] = [
+                [np.setdiff1d(np.arange(channels), order[cumulative < beta]).tolist(), filters.tolist()]
+                for filters, order, cumulative in groups
+            ]
         return result
 
     def _masked(self, groups):
@@ -289,10 +299,11 @@ class DSP(keras.Model):
             zeroed = {name: sum(len(filters) * (channels[name] - len(inputs)) * taps[name] for inputs, filters in layer_groups) for name, layer_groups in groups.items()}
             return sum(zeroed[name] * per_weight[name] for name in zeroed) / dense_flops
 
+        shares = self._channel_shares()
         low, high, best = 0.0, 1.0, None
         for _ in range(30):
             beta = (low + high) / 2
-            groups = self._groups_at(beta)
+            groups = self._groups_at(beta, shares)
             removed = removed_by(groups)
             best = min(best or (np.inf, None), (abs(removed - flops_target), (beta, groups, removed)), key=lambda item: item[0])
             if abs(removed - flops_target) <= tolerance / 4:
