@@ -180,7 +180,7 @@ def _carry_optimizer(old_model, new_model, cuts) -> int:
     if old_optimizer is None or new_optimizer is None or not old_optimizer.built:
         return 0
     old_vars, new_vars = _trainable_by_key(old_model), _trainable_by_key(new_model)
-    new_optimizer.build(list(new_vars.values()))
+    new_optimizer.build(new_model.trainable_variables)
     old_slots, new_slots = _slots(old_optimizer, old_vars.values()), _slots(new_optimizer, new_vars.values())
     key_of = {id(variable): key for key, variable in new_vars.items()}
     carried = 0
