@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny real Keras 3 models and data, so the suite stays fast."""
+"""Shared fixtures and helpers: tiny real Keras 3 models and data, so the suite stays fast.
+
+The test folders mirror the package (`tests/masking/test_prune.py` tests
+`tfprune/masking/prune.py`); what several of them use lives here.
+"""
 
 import os
 
@@ -8,6 +12,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
+import tfprune  # noqa: E402
+from tfprune.masking.ranking import apply_target  # noqa: E402
+from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
 
 
 def small_cnn(name="cnn", input_shape=(12, 12, 1), classes=4):
@@ -72,3 +80,156 @@ def random_network(draw):
             x = keras.layers.BatchNormalization()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def randomize_bn(model, seed=0):
+    """Trained-looking BN statistics and LayerNormalization weights, so constants after a
+    pruned filter are not trivially zero."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_bn(layer, seed + 1)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.5, c), rng.normal(0, 0.5, c), rng.uniform(0.5, 2, c)]
+            )
+        elif isinstance(layer, keras.layers.LayerNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if w.name == "gamma" else rng.normal(0, 0.5, w.shape) for w in layer.weights])
+
+
+def prune_and_shrink(model, target=0.3, **kwargs):
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), **kwargs)
+    apply_target(pruned, target)
+    return pruned, tfprune.shrink(pruned)
+
+
+def max_diff(a, b, x):
+    return float(np.abs(np.asarray(a(x, training=False)) - np.asarray(b(x, training=False))).max())
+
+
+def inputs_for(model, n=4, seed=0):
+    return np.random.default_rng(seed).random((n, *model.input_shape[1:]), dtype=np.float32)
+
+
+def densenet_style():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    for block in range(3):
+        h = keras.layers.BatchNormalization()(x)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.Conv2D(8, 1, name=f"bottleneck{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.Conv2D(4, 3, padding="same", name=f"growth{block}")(h)
+        x = keras.layers.Concatenate()([x, h])
+    x = keras.layers.Conv2D(8, 1, name="transition")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="densenet_style")
+
+
+def efficientnet_style():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("swish")(x)
+    for block in range(2):
+        shortcut = x
+        h = keras.layers.Conv2D(32, 1, use_bias=False, name=f"expand{block}")(x)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.Activation("swish")(h)
+        h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.Activation("swish")(h)
+        se = keras.layers.GlobalAveragePooling2D()(h)
+        se = keras.layers.Reshape((1, 1, 32))(se)
+        se = keras.layers.Conv2D(4, 1, activation="swish", name=f"se_reduce{block}")(se)
+        se = keras.layers.Conv2D(32, 1, activation="sigmoid", name=f"se_expand{block}")(se)
+        h = keras.layers.Multiply()([h, se])
+        h = keras.layers.Conv2D(16, 1, use_bias=False, name=f"project{block}")(h)
+        h = keras.layers.BatchNormalization()(h)
+        x = keras.layers.Add()([shortcut, h])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="efficientnet_style")
+
+
+def convnext_style():
+    """ConvNeXt blocks: depthwise 7x7, LayerNormalization over channels, an inverted Dense
+    bottleneck and a residual Add, with LayerNormalization before each downsampling."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 4, strides=4, name="stem")(inputs)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="stem_norm")(x)
+    for stage, width in enumerate((16, 32)):
+        if stage:
+            x = keras.layers.LayerNormalization(epsilon=1e-6, name=f"down_norm{stage}")(x)
+            x = keras.layers.Conv2D(width, 2, strides=2, name=f"down{stage}")(x)
+        shortcut = x
+        h = keras.layers.DepthwiseConv2D(7, padding="same", name=f"dw{stage}")(x)
+        h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"norm{stage}")(h)
+        h = keras.layers.Dense(4 * width, activation="gelu", name=f"expand{stage}")(h)
+        h = keras.layers.Dense(width, name=f"project{stage}")(h)
+        x = keras.layers.Add()([shortcut, h])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="head_norm")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="convnext_style")
+
+
+def conv_with_filters(filters):
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(filters.shape[-1], 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    x = keras.layers.Conv2D(2, 1, name="head")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    model.get_layer("conv").set_weights([filters, np.zeros(filters.shape[-1], np.float32)])
+    return model
+
+
+def pruned_filters(model, criterion, n=1):
+    pruned = tfprune.prune(model, criterion=criterion, layers=["conv"], schedule=tfprune.OneShot(n / 8))
+    tfprune.apply_target(pruned, n / 8)
+    mask = pruned.get_layer("prune_conv").mask_array()
+    return set(np.flatnonzero(mask.reshape(-1, 8).max(axis=0) == 0))
+
+
+@pytest.fixture(scope="session")
+def trained_digits():
+    from tfprune.zoo import digits_cnn, load_digits
+
+    (x, y), (x_test, y_test) = load_digits()
+    keras.utils.set_random_seed(0)
+    model = digits_cnn()
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    return model, (x[:300], y[:300])
+
+
+@pytest.fixture(scope="session")
+def digits():
+    (x, y), (x_test, y_test) = load_digits()
+    return x, y, x_test[:120], y_test[:120]
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits):
+    x, y, _, _ = digits
+    keras.utils.set_random_seed(0)
+    model = digits_cnn()
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    return model
+
+
+def wrapped_names(model):
+    return [w.layer.name for w in tfprune.wrappers_of(model)]
+
+
+def conv_model():
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)  # 8x8 output
+    x = keras.layers.Conv2DTranspose(2, 3, strides=2, name="tconv")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5, name="fc")(x)
+    return keras.Model(inputs, outputs)

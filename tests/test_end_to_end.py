@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
-from tfprune.ranking import apply_target
+from tfprune.masking.ranking import apply_target
 
 
 def test_quick_start_end_to_end(tmp_path, data):

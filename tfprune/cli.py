@@ -79,15 +79,15 @@ def _format_inspection(info: dict) -> str:
 
 
 def _inspect(args):
-    from tfprune.tflite_file import inspect_tflite
+    from tfprune.export.tflite_file import inspect_tflite
 
     info = inspect_tflite(_existing(args.model))
     print(json.dumps(info, indent=2) if args.json else _format_inspection(info))
 
 
 def _bench(args):
-    from tfprune import litert
-    from tfprune.tflite_file import read_flatbuffer
+    from tfprune.export import interpreter as litert
+    from tfprune.export.tflite_file import read_flatbuffer
 
     paths = [_existing(p) for p in [args.model] + ([args.other] if args.other else [])]
     for path in paths:
@@ -114,7 +114,7 @@ def _calibration(path, model):
 
 
 def _convert(args):
-    from tfprune.export import export_tflite
+    from tfprune.export.converter import export_tflite
 
     model = _load_keras(args.model)
     if args.calibration and not args.int8:
@@ -129,7 +129,7 @@ def _convert(args):
 
 
 def _summary(args):
-    from tfprune.metrics import summary
+    from tfprune.inspection.summary import summary
 
     print(summary(_load_keras(args.model)))
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     >>> main(["inspect", "model.tflite"])
     0
     """
-    from tfprune.tflite_file import TFLiteFileError
+    from tfprune.export.tflite_file import TFLiteFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ from benchreport import interleaved_latency, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import zoo  # noqa: E402
-from tfprune.leap import unit_density  # noqa: E402
+from tfprune.methods.leap import unit_density  # noqa: E402
 
 
 def task_data(name):

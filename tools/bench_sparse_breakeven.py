@@ -20,7 +20,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from benchreport import write_report  # noqa: E402
 
-from tfprune import export, litert, sparse_storage  # noqa: E402
+from tfprune.export import converter, sparse_storage  # noqa: E402
+from tfprune.export import interpreter as litert  # noqa: E402
 
 
 def two_layers(zero_blocks, block, seed=0):
@@ -44,7 +45,7 @@ def main():
     calibration = np.random.default_rng(1).random((50, 1024), dtype=np.float32)
     for quantize, block in ((None, 4), ("int8", 16)):
         for zero_blocks in args.sparsities:
-            dense = export._convert(two_layers(zero_blocks, block), quantize, calibration)
+            dense = converter.convert(two_layers(zero_blocks, block), quantize, calibration)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sparse = sparse_storage.encode(dense, sparse_storage.plan(dense, "forced"))

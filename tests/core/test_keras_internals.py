@@ -1,0 +1,113 @@
+"""One test per accessor of private Keras API: a Keras upgrade that moves one fails here."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfprune.core import keras_internals
+
+
+@pytest.fixture
+def functional():
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(3, name="hidden")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden + 1.0), name="functional")
+
+
+def test_is_functional_tells_graph_models_from_the_rest(functional):
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    class BuiltFunctionally(keras.Model):
+        def __init__(self):
+            inputs = keras.Input((4,))
+            super().__init__(inputs, keras.layers.Dense(2)(inputs))
+
+    assert keras_internals.is_functional(functional)
+    assert keras_internals.is_functional(functional, subclasses=False)
+    assert keras_internals.is_functional(BuiltFunctionally())
+    assert not keras_internals.is_functional(BuiltFunctionally(), subclasses=False)
+    assert not keras_internals.is_functional(Subclassed())
+    assert not keras_internals.is_functional(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
+def test_graph_of_a_sequential_model_is_functional():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    graph = keras_internals.graph_of(model)
+    assert keras_internals.is_functional(graph) and [layer.name for layer in graph.layers[1:]] == ["fc"]
+
+
+def test_node_calls_are_in_topological_order_without_inputs(functional):
+    calls = keras_internals.node_calls(functional)
+    names = [getattr(call.operation, "name", type(call.operation).__name__) for call in calls]
+    assert names[0] == "hidden" and names[-1] == "out" and len(calls) == 3  # hidden, `+ 1.0`, out
+    add = calls[1]
+    assert isinstance(add.operation, keras_internals.numpy_op("Add"))
+    assert add.inputs == [functional.get_layer("hidden").output] and add.outputs[0].shape == (None, 3)
+
+
+def test_calls_of_lists_every_call_of_a_shared_layer():
+    shared = keras.layers.Dense(3, name="shared")
+    a, b = keras.Input((4,)), keras.Input((4,))
+    keras.Model([a, b], [shared(a), shared(b)])
+    calls = keras_internals.calls_of(shared)
+    assert [inputs[0] for inputs, _ in calls] == [a, b]
+    assert all(outputs[0].shape == (None, 3) for _, outputs in calls)
+
+
+def test_producer_of_a_tensor(functional):
+    operation, index = keras_internals.producer_of(functional.get_layer("out").output)
+    assert operation is functional.get_layer("out") and index == 0
+
+
+def test_array_arguments_and_fill_arguments():
+    inputs = keras.Input((3,))
+    outputs = inputs * np.array([1.0, 2.0, 3.0], np.float32)
+    call = keras_internals.node_calls(keras.Model(inputs, outputs))[0]
+    (constant,) = keras_internals.array_arguments(call.arguments)
+    np.testing.assert_array_equal(constant, [1.0, 2.0, 3.0])
+    args, kwargs = keras_internals.fill_arguments(call.arguments, {id(inputs): np.ones((1, 3), np.float32)})
+    np.testing.assert_array_equal(call.operation(*args, **kwargs), [[1.0, 2.0, 3.0]])
+
+
+def test_unsafe_deserialization_rebuilds_a_lambda():
+    layer = keras.layers.Lambda(lambda t: t * 2.0)
+    with keras_internals.unsafe_deserialization():
+        clone = keras.layers.Lambda.from_config(layer.get_config())
+    np.testing.assert_array_equal(clone(np.ones((1, 2), np.float32)), [[2.0, 2.0]])
+
+
+def test_attention_projections_have_the_documented_kernels():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=5)
+    attention(np.zeros((1, 4, 6), np.float32), np.zeros((1, 4, 6), np.float32))
+    projections = keras_internals.attention_projections(attention)
+    assert sorted(projections) == ["key", "output", "query", "value"]
+    assert tuple(projections["query"].kernel.shape) == (6, 2, 3)
+    assert tuple(projections["value"].kernel.shape) == (6, 2, 5)
+    assert tuple(projections["output"].kernel.shape) == (2, 5, 6)
+
+
+def test_loss_tracker_is_what_logs_loss():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    tracker = keras_internals.loss_tracker(model)
+    assert isinstance(tracker, keras.metrics.Mean)
+    history = model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0).history
+    assert float(tracker.result()) == pytest.approx(history["loss"][0])
+
+
+def test_op_classes_are_keras_operations():
+    for op in (keras_internals.numpy_op("Add"), keras_internals.numpy_op("Multiply"), keras_internals.nn_op("Relu")):
+        assert issubclass(op, keras.Operation)
+    inputs = keras.Input((3,))
+    (call,) = keras_internals.node_calls(keras.Model(inputs, keras.ops.relu(inputs)))
+    assert isinstance(call.operation, keras_internals.nn_op("Relu"))
+
+
+def test_convnext_layer_scale_is_the_applications_layer():
+    layer_scale = keras_internals.convnext_layer_scale()
+    assert layer_scale.__module__ == "keras.src.applications.convnext"
+    layer = layer_scale(init_values=0.5, projection_dim=3)
+    np.testing.assert_allclose(layer(np.ones((1, 3), np.float32)), [[0.5, 0.5, 0.5]])
+    assert [tuple(w.shape) for w in layer.weights] == [(3,)]  # one unnamed per-channel weight

@@ -1,0 +1,103 @@
+"""export_tflite: real LiteRT files, dense, sparse and int8, written atomically."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import small_cnn
+
+import tfprune
+from tfprune.masking.ranking import apply_target
+
+
+def pruned_cnn(target=0.5, **kwargs):
+    keras.utils.set_random_seed(0)
+    pruned = tfprune.prune(small_cnn(), schedule=tfprune.OneShot(target), **kwargs)
+    apply_target(pruned, target)
+    return pruned
+
+
+def test_export_verify_and_benchmark_a_stripped_model(tmp_path, data):
+    plain = tfprune.strip(pruned_cnn())
+    path = tfprune.export_tflite(plain, tmp_path / "m.tflite")
+    assert path.read_bytes()[4:8] == b"TFL3"
+    assert tfprune.verify_tflite(path, plain, data[0]) <= 1e-4
+    latency = tfprune.benchmark_tflite(path, runs=20, warmup=2)
+    assert 0 < latency.p10 <= latency.median <= latency.p90
+    assert "median" in str(latency)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tflite"]  # no temporary file left
+
+
+def test_exporting_a_wrapped_model_strips_a_copy(tmp_path, data):
+    pruned = pruned_cnn()
+    path = tfprune.export_tflite(pruned, tmp_path / "m.tflite")
+    assert tfprune.wrappers_of(pruned)
+    assert tfprune.verify_tflite(path, pruned, data[0]) <= 1e-4
+
+
+def test_sparse_export_stores_block_sparse_dense_weights(tmp_path):
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(64, name="fc1")(inputs)
+    outputs = keras.layers.Dense(8, name="fc2")(x)
+    model = keras.Model(inputs, outputs)
+    pruned = tfprune.prune(model, granularity="block", schedule=tfprune.OneShot(0.8), layers=["fc1"])
+    apply_target(pruned, 0.8)
+    dense_path = tfprune.export_tflite(pruned, tmp_path / "dense.tflite")
+    sparse_path = tfprune.export_tflite(pruned, tmp_path / "sparse.tflite", sparse=True)
+    sparse_tensors = [t for t in tfprune.inspect_tflite(sparse_path)["tensors"] if t["sparse"]]
+    assert len(sparse_tensors) == 1 and sparse_tensors[0]["block_map"] == [1]
+    assert not any(t["sparse"] for t in tfprune.inspect_tflite(dense_path)["tensors"])
+    assert sparse_path.stat().st_size < dense_path.stat().st_size
+    x = np.random.default_rng(0).random((16, 64), dtype=np.float32)
+    assert tfprune.verify_tflite(sparse_path, pruned, x) <= 1e-4
+    assert "FULLY_CONNECTED" in tfprune.inspect_tflite(sparse_path)["operators"]
+
+
+def test_int8_export_keeps_zeros_and_stays_close(tmp_path, data):
+    plain = tfprune.strip(pruned_cnn())
+    path = tfprune.export_tflite(plain, tmp_path / "q.tflite", quantize="int8", representative_data=data[0])
+    types = {t["type"] for t in tfprune.inspect_tflite(path)["tensors"]}
+    assert "INT8" in types
+    interpreter = tfprune.load_interpreter(path)
+    # conv2's kernel in TFLite's OHWI layout, quantized: half of its 16 filters must be all zero.
+    (kernel,) = [
+        interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if tuple(d["shape"]) == (16, 3, 3, 8) and d["dtype"] == np.int8
+    ]
+    assert (np.abs(kernel).reshape(16, -1).max(axis=1) == 0).sum() == 8
+    (probabilities,) = tfprune.run_tflite(path, data[0])
+    reference = plain(data[0]).numpy()
+    assert np.abs(probabilities - reference).max() < 0.05
+    with pytest.raises(ValueError, match="representative_data"):
+        tfprune.export_tflite(plain, tmp_path / "r.tflite", quantize="int8")
+
+
+def test_multi_input_multi_output_models_map_by_order(tmp_path):
+    a, b = keras.Input((4,), name="zeta"), keras.Input((3,), name="alpha")
+    h = keras.layers.Concatenate()([a, keras.layers.Dense(4, name="fb")(b)])
+    out1 = keras.layers.Dense(2, name="o1")(h)
+    out2 = keras.layers.Dense(5, name="o2")(a)
+    model = keras.Model([a, b], [out1, out2])
+    path = tfprune.export_tflite(model, tmp_path / "mimo.tflite")
+    rng = np.random.default_rng(0)
+    xs = [rng.random((6, 4), dtype=np.float32), rng.random((6, 3), dtype=np.float32)]
+    outputs = tfprune.run_tflite(path, xs)
+    assert [o.shape for o in outputs] == [(6, 2), (6, 5)]
+    assert tfprune.verify_tflite(path, model, xs) <= 1e-5
+
+
+def test_export_arguments_are_checked_and_failed_exports_leave_files_alone(tmp_path, cnn):
+    target = tmp_path / "keep.tflite"
+    target.write_bytes(b"previous")
+    with pytest.raises(ValueError, match="quantize"):
+        tfprune.export_tflite(cnn, target, quantize="fp16")
+    with pytest.raises(ValueError, match="does not exist"):
+        tfprune.export_tflite(cnn, tmp_path / "no" / "dir" / "m.tflite")
+    with pytest.raises(TypeError, match="sparse"):
+        tfprune.export_tflite(cnn, target, sparse="yes")
+    assert target.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["keep.tflite"]
+    with pytest.raises(ValueError, match="runs"):
+        tfprune.benchmark_tflite(target, runs=0)

@@ -1,0 +1,34 @@
+"""PruneWrapper: every registered layer type wraps, and the bias follows its filter."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import wrapped_names
+
+import tfprune
+
+
+def test_every_supported_layer_type_can_be_wrapped():
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.SeparableConv2D(8, 3, padding="same", name="sep")(x)
+    x = keras.layers.Conv2DTranspose(8, 3, padding="same", name="tconv")(x)
+    x = keras.layers.Reshape((64, 8))(x)
+    x = keras.layers.Conv1D(8, 3, padding="same", name="conv1d")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(8, name="fc")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    pruned = tfprune.prune(model, protect=None, exclude=["head"], schedule=tfprune.OneShot(0.5))
+    assert wrapped_names(pruned) == ["conv", "dw", "sep", "tconv", "conv1d", "fc"]
+    from tfprune.masking.ranking import apply_target
+
+    apply_target(pruned, 0.5)
+    for wrapper in tfprune.wrappers_of(pruned):
+        assert wrapper.sparsity() == pytest.approx(0.5)
+        spec = wrapper.spec
+        weight = wrapper.weight_array()
+        per_filter = np.abs(spec.to_canonical(weight)).reshape(spec.filter_count(weight.shape), -1).max(axis=1)
+        bias = wrapper.layer.bias.numpy()
+        np.testing.assert_array_equal(bias[per_filter == 0], 0)  # bias follows the filter

@@ -1,0 +1,75 @@
+"""Dynamic Structure Pruning: the regulariser by hand, the FLOPs bisection, and the grouped
+deployment computing the masked model's function (also in LiteRT)."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import small_cnn
+
+import tfprune
+
+
+@pytest.fixture(scope="module")
+def trained(data_module):
+    x, y = data_module
+    keras.utils.set_random_seed(0)
+    dsp = tfprune.DSP(small_cnn(), groups=2, lam=1e-4, ramp_steps=8)
+    dsp.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    history = dsp.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    return dsp, history
+
+
+@pytest.fixture(scope="module")
+def data_module():
+    rng = np.random.default_rng(0)
+    return rng.random((64, 12, 12, 1), dtype=np.float32), rng.integers(0, 4, 64)
+
+
+def test_regulariser_equals_the_hand_computed_value():
+    inputs = keras.Input((4, 4, 2))
+    first = keras.layers.Conv2D(2, 1, name="first")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, name="c")(first))
+    # Kernel (1, 1, in=2, filters=2): W[c, f].
+    model.get_layer("c").set_weights([np.array([[[[3.0, 0.0], [4.0, 1.0]]]], np.float32)])
+    dsp = tfprune.DSP(model, groups=2, layers=["c"])
+    # Logits so large that the softmax is one-hot: filter 0 -> group 0, filter 1 -> group 1.
+    dsp.logits[0].assign(np.array([[100.0, -100.0], [-100.0, 100.0]], np.float32))
+    # Group 0 = filter 0: norms over c are |3| and |4| -> 7, size (sqrt 1 + sqrt 0)^2 = 1.
+    # Group 1 = filter 1: norms |0| and |1| -> 1, size 1. R = 7 + 1.
+    assert float(dsp.regulariser(sample=False)) == pytest.approx(8.0, rel=1e-4)
+
+
+def test_group_learning_logs_and_ramps(trained):
+    _, history = trained
+    assert history["dsp_lambda"][0] < history["dsp_lambda"][-1] == pytest.approx(1e-4)
+    assert all(np.isfinite(history["group_lasso"]))
+
+
+def test_flops_target_and_grouped_deployment_match_the_masked_model(trained, data_module, tmp_path):
+    dsp, _ = trained
+    x, _ = data_module
+    plan = dsp.prune(flops_target=0.3)
+    assert abs(plan.flops_removed - 0.3) <= 0.02
+    assert 1 - tfprune.count_flops(plan.masked, effective=True) / tfprune.count_flops(dsp.inner_model) == pytest.approx(plan.flops_removed)
+    for layer_groups in plan.groups.values():
+        assert all(inputs for inputs, _ in layer_groups)
+    deployed = tfprune.deploy_groups(plan)
+    assert any(isinstance(layer, tfprune.GroupedConv2D) for layer in deployed.layers)
+    assert np.abs(deployed.predict(x, verbose=0) - plan.masked.predict(x, verbose=0)).max() <= 1e-5
+    path = tfprune.export_tflite(deployed, tmp_path / "grouped.tflite")
+    assert tfprune.verify_tflite(path, deployed, x[:16]) <= 1e-4
+    assert "GATHER" in tfprune.inspect_tflite(path)["operators"]
+    deployed.save(tmp_path / "grouped.keras")
+    loaded = keras.saving.load_model(tmp_path / "grouped.keras")
+    assert np.abs(loaded.predict(x[:8], verbose=0) - deployed.predict(x[:8], verbose=0)).max() == 0
+
+
+def test_dsp_bad_input(cnn):
+    with pytest.raises(ValueError, match="groups"):
+        tfprune.DSP(cnn, groups=1)
+    with pytest.raises(ValueError, match="nope"):
+        tfprune.DSP(cnn, layers=["nope"])
+    with pytest.raises(ValueError, match="flops_target"):
+        tfprune.DSP(cnn).prune(flops_target=1.5)
+    with pytest.raises(ValueError, match="cover"):
+        tfprune.GroupedConv2D(4, 3, groups=[[[0], [0, 1]]])

@@ -1,0 +1,209 @@
+"""`AdversarialAwarePruning`: a pruning schedule that watches robust accuracy, and holds or
+rolls back when it falls."""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+
+import keras
+import numpy as np
+
+from tfprune.callbacks.pruning import PruningCallback
+from tfprune.callbacks.trace import write_trace
+from tfprune.core import checks
+from tfprune.core.classifier import output_kind
+from tfprune.masking.wrappers import model_sparsity
+from tfprune.robustness.accuracy import robust_accuracy
+from tfprune.robustness.base import Attack
+
+
+class AdversarialAwarePruning(PruningCallback):
+    """A pruning schedule that watches robust accuracy, and holds or rolls back when it falls.
+
+    At every step where the schedule plans a mask update, it measures clean and robust
+    accuracy on a held-out probe set (`robust_accuracy` with `attack`), then decides:
+
+    - **advance** when robust accuracy is within `tolerance` of its level at the last
+      accepted step: apply the schedule's target, and record the *instability*
+      `(clean_before - clean_after) / clean_before` measured right after the mask change;
+    - **hold** when it has fallen by more than `tolerance`: keep the current masks and let
+      training recover;
+    - **rollback** when it has fallen by more than `hard_limit`: restore the masks and
+      weights from before the last mask change;
+    - **advance (forced)** at the schedule's last planned step, so the final target is
+      reached within the budget whatever the probe says (the decision log says so).
+
+    If training ends before the final target, it warns and records `incomplete`. Every
+    decision is appended to `events`, written to `trace_path` (CSV, or JSON if the name
+    ends in .json) and summarised in `logs` at each epoch end: `clean_accuracy`,
+    `robust_accuracy` (last probe), `pruning_holds`, `pruning_rollbacks`. The accepted
+    target and reference level live in the wrappers, so `BackupAndRestore` and `.keras`
+    files restore them (the in-memory rollback snapshot does not survive a restart).
+
+    Args:
+        probe_data: `(x, y)` held-out examples with integer labels.
+        attack: a `tfprune` attack for robust accuracy (e.g. `PGD(eps=0.1)`).
+        tolerance: robust-accuracy drop (absolute, as a fraction) that makes it hold.
+        hard_limit: drop that makes it roll back; >= tolerance.
+        trace_path: where to write the decision trace, or `None`.
+        batch_size: probe batch size.
+        log_layers: also log each layer's sparsity.
+        measure: optional `model -> (clean, robust)` replacing the probe measurement
+            (for custom metrics or scripted tests).
+
+    Raises:
+        ValueError: for missing or empty probe data, labels that do not fit the model,
+            a negative tolerance or a hard limit below it.
+
+    Example:
+
+    >>> callback = tfprune.AdversarialAwarePruning((x_val, y_val), tfprune.PGD(eps=0.1), tolerance=0.03)
+    >>> trainer.fit(x, y, epochs=20, callbacks=[callback])
+    """
+
+    def __init__(
+        self,
+        probe_data,
+        attack,
+        tolerance=0.02,
+        hard_limit=0.05,
+        trace_path=None,
+        batch_size=256,
+        log_layers=False,
+        measure=None,
+    ):
+        super().__init__(log_layers=log_layers)
+        if probe_data is None or len(probe_data) != 2 or len(probe_data[0]) == 0:
+            raise ValueError("AdversarialAwarePruning needs probe_data=(x, y) with at least one held-out example.")
+        if len(probe_data[0]) != len(probe_data[1]):
+            raise ValueError(f"probe_data: {len(probe_data[0])} inputs but {len(probe_data[1])} labels.")
+        if not isinstance(attack, Attack):
+            raise TypeError(f"attack must be a tfprune attack (e.g. tfprune.PGD(eps=0.1)), got {attack!r}.")
+        for name, value in (("tolerance", tolerance), ("hard_limit", hard_limit)):
+            checks.check_number(name, value, low=0)
+        if hard_limit < tolerance:
+            raise ValueError(f"hard_limit ({hard_limit}) must be >= tolerance ({tolerance}).")
+        self.probe_x, self.probe_y = np.asarray(probe_data[0], np.float32), np.asarray(probe_data[1])
+        self.attack = attack
+        self.tolerance, self.hard_limit = float(tolerance), float(hard_limit)
+        self.trace_path = None if trace_path is None else pathlib.Path(trace_path)
+        self.batch_size = batch_size
+        self.measure = measure
+        self._snapshot = None
+        self._accepted = 0.0
+        self._reference = None
+        self._restored = False
+        self._last = (float("nan"), float("nan"))
+
+    # ----------------------------------------------------------------- state
+    def _state_variable(self):
+        return self.wrappers[0].schedule_state
+
+    def _save_state(self):
+        self._state_variable().assign(
+            [1.0, self._accepted, -1.0 if self._reference is None else self._reference, 0.0]
+        )
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._restored = False
+        model = getattr(self.model, "inner_model", self.model)
+        if self.measure is None:
+            output_kind(model, self.attack.output)
+            checks.check_labels(model, self.probe_y)
+
+    def _restore_state(self):
+        # Read lazily (at the first planned update), after BackupAndRestore has loaded weights.
+        active, accepted, reference, _ = keras.ops.convert_to_numpy(self._state_variable())
+        if active:
+            self._accepted = float(accepted)
+            self._reference = None if reference < 0 else float(reference)
+        self._restored = True
+
+    def _probe(self):
+        model = getattr(self.model, "inner_model", self.model)
+        if self.measure is not None:
+            return tuple(float(v) for v in self.measure(model))
+        clean = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)
+        robust = robust_accuracy(model, self.probe_x, self.probe_y, self.attack, self.batch_size)
+        return clean, robust
+
+    # ------------------------------------------------------------ snapshots
+    def _take_snapshot(self):
+        self._snapshot = (self._accepted, self.weights_snapshot())
+
+    def _roll_back(self):
+        accepted, saved = self._snapshot
+        self.restore_snapshot(saved)
+        self._accepted = accepted
+        self._snapshot = None
+
+    # ------------------------------------------------------------- decision
+    def on_planned_update(self, step, target):
+        if not self._restored:
+            self._restore_state()
+        if target <= self._accepted + 1e-12:
+            return
+        final = target >= self.plan.schedule.final_target - 1e-12
+        clean, robust = self._probe()
+        if self._reference is None:
+            self._reference = robust
+        drop = self._reference - robust
+        instability = float("nan")
+        if drop > self.hard_limit and self._snapshot is not None:
+            self._roll_back()
+            decision = "rollback"
+            clean, robust = self._probe()
+        elif drop > self.tolerance:
+            decision = "hold"
+        else:
+            decision = "advance"
+        if decision == "advance" or final:
+            if decision != "advance":
+                decision += ", then advance (forced: the schedule's budget ends here)"
+            self._reference = robust
+            self._take_snapshot()
+            self.plan.apply(target)
+            self._accepted = target
+            clean_after, robust = self._probe()
+            instability = (clean - clean_after) / clean if clean > 0 else 0.0
+            clean = clean_after
+        self._last = (clean, robust)
+        self._save_state()
+        self._record(step, target, clean, robust, instability, decision)
+
+    def _record(self, step, target, clean, robust, instability, decision):
+        self.events.append(
+            {
+                "step": step,
+                "epoch": self.epoch,
+                "planned_target": float(target),
+                "accepted_target": self._accepted,
+                "sparsity": model_sparsity(self.wrappers),
+                "clean_accuracy": clean,
+                "robust_accuracy": robust,
+                "instability": instability,
+                "decision": decision,
+            }
+        )
+        if self.trace_path is not None:
+            write_trace(self.trace_path, self.events)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if logs is not None:
+            logs["clean_accuracy"], logs["robust_accuracy"] = self._last
+            logs["pruning_holds"] = float(sum(e["decision"] == "hold" for e in self.events))
+            logs["pruning_rollbacks"] = float(sum(e["decision"].startswith("rollback") for e in self.events))
+
+    def on_train_end(self, logs=None):
+        final = self.plan.schedule.final_target
+        if self._accepted < final - 1e-9:
+            message = (
+                f"AdversarialAwarePruning stopped at target {self._accepted:.3f}, short of the schedule's final "
+                f"{final:.3f}: training ended before the schedule's last planned step. Train longer or end the "
+                "schedule earlier."
+            )
+            warnings.warn(message, stacklevel=2)
+            self._record(self.last_step or 0, final, *self._last, float("nan"), "incomplete")

@@ -1,0 +1,208 @@
+"""`PruningCallback`: updates masks on schedule during `model.fit`, and logs sparsity."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+
+from tfprune.core import checks
+from tfprune.masking.ranking import PruningPlan
+from tfprune.masking.wrappers import followers_of, model_sparsity
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Updates the masks of a `tfprune.prune`d model as its schedule says, while it trains.
+
+    The schedule's step is the optimizer's iteration count, which Keras saves in `.keras`
+    files and `BackupAndRestore` checkpoints: a resumed run updates the same masks at the
+    same steps. Masks never regrow, so recompiling with a fresh optimizer for a fine-tune
+    cannot undo pruning.
+
+    At the end of every epoch it writes `sparsity` (over all pruned layers) and, with
+    `log_layers`, `sparsity/<layer>` into `logs`; with a FLOPs target also
+    `flops_removed`. Keras' progress bar, `CSVLogger` and `TensorBoard` show them when they
+    come after this callback in the `callbacks` list.
+
+    With `validation_data`, every pruning event also measures its *instability*
+    (Bartoldson et al., PAPERS.md §8): `(acc_before - acc_after) / acc_before`, accuracy on
+    `validation_data` just before and right after the masks change, with no training in
+    between. Each event in `events` records both accuracies and the instability; `logs`
+    gets `instability`, the largest of the epoch's events (0 in an epoch without pruning);
+    `tfprune.summary(model, events=callback.events)` tabulates them. `max_instability`
+    caps it: an event that would exceed the cap is undone and the largest target under the
+    schedule's that stays within the cap is applied instead (bisection), or none.
+
+    Args:
+        log_layers: also log each layer's sparsity.
+        data: calibration batches for data-dependent criteria (`"taylor"`, `"lap_forward"`).
+        validation_data: `(x, y)` with integer labels, to measure instability.
+        max_instability: cap on an event's instability, in [0, 1], or None; needs
+            `validation_data`.
+        batch_size: batch size of the accuracy measurements.
+
+    With filter granularity the units are channel groups (see `tfprune.grouping`), and
+    `flops_removed` counts FLOPs as `tfprune.shrink` will leave them.
+
+    Raises:
+        ValueError: at the start of training, if the model has no `PruneWrapper` (it was
+            never passed through `tfprune.prune`) or its wrappers disagree on the policy;
+            at construction, for `max_instability` without `validation_data` or outside
+            [0, 1], or validation inputs and labels of different lengths.
+
+    Example:
+
+    >>> pruned = tfprune.prune(model, schedule=tfprune.PolynomialDecay(0.0, 0.5, 0, 300, frequency=25))
+    >>> pruned.compile("adam", "sparse_categorical_crossentropy")
+    >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
+    """
+
+    def __init__(self, log_layers: bool = True, data=None, validation_data=None, max_instability=None, batch_size=256):
+        super().__init__()
+        self.log_layers = log_layers
+        self.data = data
+        if validation_data is not None:
+            if len(validation_data) != 2 or len(validation_data[0]) != len(validation_data[1]) or not len(validation_data[0]):
+                raise ValueError("PruningCallback: validation_data must be (x, y) with as many labels as inputs, at least one.")
+            validation_data = (validation_data[0], np.asarray(validation_data[1]).reshape(-1))
+        if max_instability is not None:
+            if validation_data is None:
+                raise ValueError("PruningCallback: max_instability needs validation_data=(x, y) to measure accuracy before and after each event.")
+            checks.check_number("PruningCallback: max_instability", max_instability, 0, 1)
+        self.validation_data = validation_data
+        self.max_instability = max_instability
+        self.batch_size = batch_size
+        self._applied = 0.0
+        self._epoch_instability = 0.0
+        #: One entry per mask update: step, epoch, target and sparsity reached.
+        self.events = []
+        self.wrappers = []
+        self.plan = None
+        self.epoch = 0
+        self._epoch_start = False
+        self._epoch_base = None
+        self.last_step = None
+
+    def on_train_begin(self, logs=None):
+        try:
+            self.plan = PruningPlan(self.model)
+        except ValueError as error:
+            raise ValueError(f"PruningCallback: {error}") from None
+        self.wrappers = self.plan.wrappers
+        self.plan.data = self.data
+        self.last_step = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._epoch_start = True
+        self._epoch_base = None
+        self._epoch_instability = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # The step is the optimizer's counter, read once per epoch (after BackupAndRestore
+        # or a reload has restored it); reading it every batch would stall Keras' pipeline.
+        # `batch` counts steps within the epoch, also under steps_per_execution.
+        if self._epoch_base is None:
+            self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
+        step = self._epoch_base + batch
+        schedule = self.plan.schedule
+        # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
+        # the steps in between, so an update planned there is applied now, not skipped.
+        first = step if self.last_step is None else min(self.last_step + 1, step)
+        targets = [schedule(s, self.epoch, self._epoch_start and s == step) for s in range(first, step + 1)]
+        self.last_step = step
+        self._epoch_start = False
+        target = next((t for t in reversed(targets) if t is not None), None)
+        if target is not None:
+            self.on_planned_update(step, target)
+
+    def on_planned_update(self, step: int, target: float) -> None:
+        """Called at each step where the schedule plans a mask update; applies it.
+
+        Subclasses (`AdversarialAwarePruning`) override this to decide otherwise.
+
+        Args:
+            step: the training step.
+            target: the schedule's target for this step.
+        """
+        event = {"step": step, "epoch": self.epoch, "target": target}
+        if self.validation_data is None:
+            self.plan.apply(target)
+        else:
+            event.update(self._apply_measured(target))
+            self._epoch_instability = max(self._epoch_instability, event["instability"])
+        event["sparsity"] = model_sparsity(self.wrappers)
+        self.events.append(event)
+
+    # ------------------------------------------------------- instability (§8)
+    def _accuracy(self) -> float:
+        x, y = self.validation_data
+        probabilities = self.model.predict(x, batch_size=self.batch_size, verbose=0)
+        return float(np.mean(np.argmax(probabilities, axis=-1).reshape(-1) == y))
+
+    def weights_snapshot(self) -> list:
+        """Every weight of the pruned layers and their BN followers, masks included."""
+        layers = self.wrappers + followers_of(getattr(self.model, "inner_model", self.model))
+        return [(v, keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights]
+
+    @staticmethod
+    def restore_snapshot(snapshot) -> None:
+        for variable, value in snapshot:
+            variable.assign(value)
+
+    def _apply_measured(self, target: float) -> dict:
+        """Apply `target` (or less, under `max_instability`) and measure its instability."""
+        before = self._accuracy()
+
+        def attempt(value):
+            self.plan.apply(value)
+            after = self._accuracy()
+            return after, (before - after) / before if before > 0 else 0.0
+
+        snapshot = self.weights_snapshot() if self.max_instability is not None else None
+        after, instability = attempt(target)
+        applied, capped = target, False
+        if snapshot is not None and instability > self.max_instability:
+            capped, low, high = True, self._applied, target
+            applied, after, instability = self._applied, before, 0.0
+            for _ in range(5):
+                self.restore_snapshot(snapshot)
+                middle = (low + high) / 2
+                tried_after, tried = attempt(middle)
+                if tried <= self.max_instability:
+                    applied, after, instability, low = middle, tried_after, tried, middle
+                else:
+                    high = middle
+            self.restore_snapshot(snapshot)
+            if applied > self._applied:
+                self.plan.apply(applied)
+        self._applied = max(self._applied, applied)
+        return {
+            "applied_target": applied,
+            "accuracy_before": before,
+            "accuracy_after": after,
+            "instability": instability,
+            "capped": capped,
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        logs["sparsity"] = model_sparsity(self.wrappers)
+        if self.log_layers:
+            for wrapper in self.wrappers:
+                logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
+        if self.plan.by_flops:
+            logs["flops_removed"] = self.plan.removed()
+        if self.validation_data is not None:
+            logs["instability"] = self._epoch_instability
+
+    def on_train_end(self, logs=None):
+        final = self.plan.schedule.final_target
+        if self.max_instability is not None and self.events and self._applied < final - 1e-9:
+            warnings.warn(
+                f"PruningCallback: max_instability={self.max_instability} held pruning at target {self._applied:.3f}, "
+                f"short of the schedule's {final:.3f}. Raise the cap or prune more gradually.",
+                stacklevel=2,
+            )

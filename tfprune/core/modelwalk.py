@@ -1,0 +1,149 @@
+"""Walking a model's layers: flattened, by type, or side by side with a clone of it."""
+
+from __future__ import annotations
+
+import keras
+
+from tfprune.core import keras_internals
+
+
+def functional_of(model):
+    """The functional graph behind a model (a built Sequential model keeps one inside).
+
+    Args:
+        model: a built functional or Sequential model.
+
+    Returns:
+        A functional model with the same layers, inputs and outputs.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> [tuple(t.shape) for t in functional_of(model).inputs]
+    [(None, 4)]
+    """
+    return keras_internals.graph_of(model)
+
+
+def weights_owner(layer):
+    """The layer holding the weights: a wrapper's inner layer, else the layer itself.
+
+    Args:
+        layer: a Keras layer, possibly a `keras.layers.Wrapper`.
+
+    Returns:
+        The layer whose variables are the weights.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> weights_owner(keras.layers.TimeDistributed(dense)) is dense
+    True
+    """
+    return layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+
+
+def clone_layer(layer, config=None, layer_class=None):
+    """A fresh, unbuilt layer rebuilt from a config.
+
+    The user's own Lambda layers are trusted here: they come from the model in memory,
+    not from a file, so Keras' safe mode (which refuses to rebuild Python lambdas) is off.
+
+    Args:
+        layer: the layer to copy.
+        config: the config to build from. Defaults to `layer.get_config()`.
+        layer_class: the class to build. Defaults to `type(layer)`.
+
+    Returns:
+        A new layer.
+
+    Example:
+
+    >>> clone_layer(keras.layers.Dense(3, name="fc")).units
+    3
+    """
+    with keras_internals.unsafe_deserialization():
+        return (layer_class or type(layer)).from_config(layer.get_config() if config is None else config)
+
+
+def all_layers(model):
+    """Every layer of `model`, descending into nested models (which are not listed themselves).
+
+    Args:
+        model: a Keras model.
+
+    Yields:
+        Layers in `model.layers` order, depth first.
+
+    Example:
+
+    >>> inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="inner_fc")])
+    >>> outer = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2, name="head")])
+    >>> [layer.name for layer in all_layers(outer)]
+    ['inner_fc', 'head']
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+        else:
+            yield layer
+
+
+def layers_of_type(model, cls) -> list:
+    """All layers of type `cls` in `model`, nested models included, each once, in order.
+
+    Args:
+        model: a Keras model.
+        cls: a layer class (or tuple of classes).
+
+    Returns:
+        A list of layers.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    >>> len(layers_of_type(model, keras.layers.Dense))
+    2
+    """
+    found = {}
+    for layer in model.layers:
+        if isinstance(layer, cls):
+            found[id(layer)] = layer
+        elif isinstance(layer, keras.Model):
+            found.update((id(inner), inner) for inner in layers_of_type(layer, cls))
+    return list(found.values())
+
+
+def _unwrapped(layer):
+    """The layer that holds the weights: a tfprune wrapper's inner layer, else the layer."""
+    return layer.layer if hasattr(layer, "masked_weights") else layer
+
+
+def copy_weights(source, target) -> None:
+    """Copy weights from `source` into its clone `target`, level by level, by layer name.
+
+    Either side may hold tfprune wrappers where the other holds the bare layer; a wrapper
+    gives its weights with the mask applied.
+
+    Args:
+        source: the model to copy from.
+        target: a clone of it (same layer names), possibly wrapped differently.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> twin = keras.models.clone_model(model)
+    >>> copy_weights(model, twin)
+    >>> bool(np.all(twin.layers[0].get_weights()[0] == model.layers[0].get_weights()[0]))
+    True
+    """
+    by_name = {_unwrapped(layer).name: layer for layer in target.layers}
+    for layer in source.layers:
+        if not layer.weights:  # input layers are renamed by cloning, and hold nothing
+            continue
+        twin = by_name[_unwrapped(layer).name]
+        if isinstance(layer, keras.Model):
+            copy_weights(layer, twin)
+            continue
+        weights = layer.masked_weights() if hasattr(layer, "masked_weights") else layer.get_weights()
+        _unwrapped(twin).set_weights(weights)

@@ -1,0 +1,78 @@
+"""First-order Taylor importance: how much the loss would change if a weight were removed.
+
+From "Importance Estimation for Neural Network Pruning" (Molchanov et al., arXiv
+1906.10771). It needs the loss's gradients, so this is the one criterion module that
+imports TensorFlow; `tfprune.criteria.get("taylor")` loads it on first use.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.core.classifier import output_kind
+from tfprune.core.modelwalk import all_layers
+from tfprune.criteria.base import ContextCriterion
+from tfprune.layers import registry
+
+
+def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
+    """Mean gradient of the cross-entropy loss with respect to every wrapped layer's weight.
+
+    Args:
+        model: a pruned classifier (its `PruneWrapper`s hold the weights).
+        data: `(x, y)` calibration examples with integer labels.
+        batch_size: examples per batch. Defaults to 64.
+        batches: at most this many batches. Defaults to 4.
+
+    Returns:
+        `{id(variable): mean gradient as a NumPy array}`.
+
+    Raises:
+        ValueError: if `data` is `None`.
+    """
+    if data is None:
+        raise ValueError(
+            "The taylor criterion needs calibration data: pass PruningCallback(data=(x, y)) "
+            "(a few hundred training examples) or apply_target(model, target, data=(x, y))."
+        )
+    x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
+    variables = []
+    # Every wrapped layer, nested models included (a wrapper holds its layer in `.layer`).
+    for layer in all_layers(model):
+        owner = getattr(layer, "layer", None)
+        spec = registry.spec_for(owner) if owner is not None else None
+        if spec is not None:
+            variables.append(registry.variable(owner, spec.weight))
+    from_logits = output_kind(model) == "logits"
+    totals = [np.zeros(v.shape, np.float64) for v in variables]
+    count = 0
+    for start in range(0, min(len(x), batch_size * batches), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        with tf.GradientTape() as tape:
+            predictions = model(xb, training=False)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, predictions, from_logits=from_logits))
+        for total, gradient in zip(totals, tape.gradient(loss, variables)):
+            total += keras.ops.convert_to_numpy(gradient)
+        count += 1
+    return {id(v): t / max(count, 1) for v, t in zip(variables, totals)}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class Taylor(ContextCriterion):
+    """First-order Taylor importance `|w * dL/dw|`, the gradient averaged over calibration
+    batches (`PruningCallback(data=(x, y))`): the loss change if a weight is removed.
+
+    Example:
+
+    ```python
+    pruned = tfprune.prune(model, criterion="taylor")
+    pruned.fit(x, y, callbacks=[tfprune.PruningCallback(data=(x[:512], y[:512]))])
+    ```
+    """
+
+    def __call__(self, weight, layer, context):
+        variable = registry.variable(layer, registry.spec_for(layer).weight)
+        gradients = context.cached((Taylor, "mean_gradients"), lambda: mean_gradients(context.model, context.data))
+        return np.abs(weight * gradients[id(variable)])

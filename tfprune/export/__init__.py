@@ -1,0 +1,8 @@
+"""LiteRT export: the data path's last step.
+
+- `converter`: `tfprune.export_tflite` and `plan_sparse_storage`, Keras to `.tflite` bytes
+  (TensorFlow's converter);
+- `sparse_storage`: which weights are stored sparse-encoded, chosen per layer by what pays;
+- `interpreter`: running, verifying and timing files in the LiteRT interpreter;
+- `tflite_file`: reading files through LiteRT's flatbuffer schema, `inspect_tflite`.
+"""

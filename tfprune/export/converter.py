@@ -1,0 +1,175 @@
+"""LiteRT export: convert a Keras model to a `.tflite` file, dense, sparse-encoded or int8.
+
+Conversion uses TensorFlow's TFLite converter. Which weights are stored sparse is decided per
+layer in `tfprune.sparse_storage`; running and timing files is `tfprune.litert`; reading them
+is `tfprune.tflite_file`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfprune.core import checks
+from tfprune.export import sparse_storage
+from tfprune.masking.strip import strip
+from tfprune.masking.wrappers import wrappers_of
+
+SPARSE_MODES = {False: None, True: "forced", "auto": "auto"}
+
+
+def _representative(data, model, limit=200):
+    """A converter calibration generator: one example at a time, as a list per input."""
+    if data is None:
+        raise ValueError("quantize='int8' needs representative_data=: a few hundred typical inputs (an array).")
+    arrays = data if isinstance(data, (list, tuple)) else [data]
+    arrays = [np.asarray(a, np.float32) for a in arrays]
+    if len(arrays) != len(model.inputs):
+        raise ValueError(f"representative_data has {len(arrays)} arrays; the model has {len(model.inputs)} inputs.")
+
+    def generate():
+        for i in range(min(limit, len(arrays[0]))):
+            yield [a[i : i + 1] for a in arrays]
+
+    return generate
+
+
+def convert(model, quantize=None, representative_data=None) -> bytes:
+    """The model as LiteRT flatbuffer bytes with every weight stored dense (nothing written).
+
+    Args:
+        model: a plain Keras 3 model (strip a pruned one first).
+        quantize: `None` for float32, or `"int8"`. Defaults to `None`.
+        representative_data: calibration inputs for `"int8"`. Defaults to `None`.
+
+    Returns:
+        The flatbuffer bytes.
+
+    Raises:
+        ValueError: for `"int8"` without representative data, or data that does not fit
+            the model's inputs.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> convert(model)[4:8]
+    b'TFL3'
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(representative_data, model)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    # The converter saves a temporary SavedModel and prints its endpoints; keep stdout clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def _prepare(model, sparse, quantize, caller):
+    checks.check_model(model, caller)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
+    if not (sparse is True or sparse is False or sparse == "auto"):
+        raise TypeError(f"sparse must be False, True or 'auto', got {sparse!r}.")
+    return strip(model) if wrappers_of(model) else model
+
+
+def plan_sparse_storage(model, sparse="auto", quantize=None, representative_data=None, threads: int = 1):
+    """Convert without writing, and say which weights `export_tflite(..., sparse=...)` stores sparse.
+
+    Args:
+        model: a Keras 3 functional or Sequential model, pruned or not.
+        sparse: "auto" (per layer, where LiteRT's sparse kernel pays) or True (forced).
+        quantize: `None` or `"int8"`, as in `export_tflite`.
+        representative_data: calibration inputs for `"int8"`.
+        threads: interpreter threads for the timing of sparse against dense storage.
+
+    Returns:
+        A `tfprune.sparse_storage.StorageReport`; print it for a table.
+
+    Raises:
+        TypeError / ValueError: as `export_tflite`.
+
+    Example:
+
+    >>> print(tfprune.plan_sparse_storage(model))
+    sparse storage (auto):
+      SPARSE functional/fc1/MatMul [FULLY_CONNECTED [1024, 1024], 95% zeros, 95% zero blocks]: ...
+    """
+    if sparse is False:
+        raise ValueError("plan_sparse_storage needs sparse='auto' or True.")
+    model = _prepare(model, sparse, quantize, "plan_sparse_storage")
+    flatbuffer = convert(model, quantize, representative_data)
+    report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse], threads)[1]
+    report.xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer)
+    return report
+
+
+def export_tflite(model, path, sparse=False, quantize=None, representative_data=None, verbose=None) -> pathlib.Path:
+    """Convert a Keras model to a LiteRT `.tflite` file.
+
+    A pruned model (with wrappers) is stripped first, on a copy. The file is written to a
+    temporary name and renamed into place, so `path` is never left half-written.
+
+    Args:
+        model: a Keras 3 functional or Sequential model, pruned or not.
+        path: where to write the `.tflite` file.
+        sparse: `False` stores every weight dense. `"auto"` stores a weight sparse-encoded
+            only where LiteRT's sparse kernel is faster (FULLY_CONNECTED at or over the
+            measured block-sparsity break-even), times the result against dense storage and
+            keeps dense storage if it is slower. `True` stores every weight with at least 30 %
+            zeros sparse (smallest file) and warns, with the numbers, if that is slower.
+            See `tfprune.sparse_storage`.
+        quantize: `None` for float32, or `"int8"` for full-integer quantization with int8
+            inputs and outputs (zeros stay exactly zero: weights are quantized symmetrically).
+        representative_data: typical inputs (an array, or a list per model input) to
+            calibrate `"int8"`.
+        verbose: `True` prints the sparse storage report (`plan_sparse_storage` returns it
+            instead); `None` (default) prints only a note when a float model qualifies for
+            XNNPACK's sparse inference path, or narrowly misses it, and why; `False` prints
+            nothing.
+
+    Returns:
+        The path written, as a `pathlib.Path`.
+
+    Raises:
+        TypeError: for a non-Keras-3 model, a path or `sparse` of the wrong type.
+        ValueError: for an unknown `quantize`, a missing `representative_data`, or a
+            directory that does not exist.
+
+    Example:
+
+    >>> tfprune.export_tflite(tfprune.strip(pruned), "model.tflite", sparse="auto")
+    PosixPath('model.tflite')
+    """
+    path = checks.check_path(path)
+    model = _prepare(model, sparse, quantize, "export_tflite")
+    if not path.parent.is_dir():
+        raise ValueError(f"export_tflite: directory '{path.parent}' does not exist; create it first.")
+    flatbuffer = convert(model, quantize, representative_data)
+    # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
+    xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer) if quantize is None and verbose is not False else None
+    if sparse is not False:
+        flatbuffer, report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse])
+        report.xnnpack = xnnpack
+        if verbose:
+            print(report)
+    if verbose is None and xnnpack is not None and (xnnpack.eligible or xnnpack.near_miss):
+        print(f"{path.name}: {xnnpack}")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(flatbuffer)
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

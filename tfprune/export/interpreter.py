@@ -1,0 +1,253 @@
+"""Running `.tflite` files in the LiteRT interpreter: load, run, verify against Keras, time.
+
+Uses the interpreter from `ai-edge-litert`, with XNNPACK on by default, as on a phone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import keras
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from tfprune.core import checks
+from tfprune.export.tflite_file import TFLiteFileError, read_flatbuffer
+
+
+def interpreter_from_bytes(data: bytes, threads: int = 1, source="the model"):
+    """A LiteRT interpreter with tensors allocated, from flatbuffer bytes.
+
+    Raises:
+        TFLiteFileError: if LiteRT rejects the flatbuffer.
+    """
+    checks.check_integer("threads", threads, minimum=1)
+    try:
+        interpreter = Interpreter(model_content=data, num_threads=threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise TFLiteFileError(f"LiteRT cannot load '{source}': {error}. The file is corrupt or truncated; re-export it.") from error
+    return interpreter
+
+
+def load_interpreter(path, threads: int = 1):
+    """Open a `.tflite` file in the LiteRT interpreter, with tensors allocated.
+
+    Args:
+        path: the `.tflite` file.
+        threads: interpreter threads.
+
+    Returns:
+        An `ai_edge_litert.interpreter.Interpreter`.
+
+    Raises:
+        TFLiteNotFoundError: if `path` does not exist (a ValueError and FileNotFoundError).
+        TFLiteFileError: if it is not a valid flatbuffer the interpreter accepts.
+        TypeError: for a path of the wrong type.
+
+    Example:
+
+    >>> interpreter = tfprune.load_interpreter("model.tflite")
+    """
+    checks.check_integer("threads", threads, minimum=1)
+    return interpreter_from_bytes(read_flatbuffer(path), threads, path)
+
+
+def _quantize(x, detail):
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return x.astype(detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    scale, zero_point = detail["quantization"]
+    return y.astype(np.float32) if not scale else (y.astype(np.float32) - zero_point) * scale
+
+
+def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
+    """Run a `.tflite` file on a batch, quantizing inputs and dequantizing outputs as needed.
+
+    Args:
+        path: the `.tflite` file.
+        inputs: an array, or a list of arrays in the Keras model's input order.
+        threads: interpreter threads.
+
+    Returns:
+        The outputs as float32 arrays, in the Keras model's output order.
+
+    Raises:
+        TFLiteFileError: for a missing or corrupt file.
+        ValueError: if the number of inputs does not match the file.
+
+    Example:
+
+    >>> (probabilities,) = tfprune.run_tflite("model.tflite", x[:8])
+    """
+    interpreter = load_interpreter(path, threads)
+    runner = interpreter.get_signature_runner()
+    details = runner.get_input_details()
+    arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if len(arrays) != len(details):
+        raise ValueError(f"'{path}' takes {len(details)} inputs, got {len(arrays)}.")
+    # Signature inputs are named after the Keras inputs and listed in sorted order; the
+    # converter keeps Keras' order in the interpreter's tensor indices.
+    names = sorted(details, key=lambda name: details[name]["index"])
+    feed = {name: _quantize(np.asarray(a, np.float32), details[name]) for name, a in zip(names, arrays)}
+    outputs = runner(**feed)
+    out_details = runner.get_output_details()
+    # Output keys are output_0, output_1, ... in the Keras model's output order.
+    ordered = sorted(outputs, key=lambda name: int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else name)
+    return [_dequantize(outputs[name], out_details[name]) for name in ordered]
+
+
+def verify_tflite(path, model, inputs, threads: int = 1) -> float:
+    """Largest absolute difference between a `.tflite` file's outputs and the Keras model's.
+
+    Args:
+        path: the `.tflite` file.
+        model: the Keras model it was exported from (pruned, stripped or plain).
+        inputs: a batch (array, or list of arrays per model input).
+        threads: interpreter threads.
+
+    Returns:
+        The max abs difference over all outputs, as a float. For float32 exports expect
+        about 1e-6; int8 exports differ by the quantization step.
+
+    Raises:
+        TFLiteFileError: for a missing or corrupt file.
+        TypeError: for a model that is not Keras 3.
+
+    Example:
+
+    >>> tfprune.verify_tflite("model.tflite", plain, x[:64]) < 1e-4
+    True
+    """
+    checks.check_model(model, "verify_tflite")
+    expected = model(inputs, training=False)
+    expected = [keras.ops.convert_to_numpy(e) for e in (expected if isinstance(expected, (list, tuple)) else [expected])]
+    actual = run_tflite(path, inputs, threads)
+    if len(actual) != len(expected):
+        raise ValueError(f"'{path}' has {len(actual)} outputs; the Keras model has {len(expected)}. Is it the same model?")
+    return float(max(np.max(np.abs(a.reshape(e.shape) - e)) for a, e in zip(actual, expected)))
+
+
+@dataclasses.dataclass
+class Latency:
+    """Result of `benchmark_tflite`: latency statistics in seconds, per invoke."""
+
+    median: float
+    p10: float
+    p90: float
+    runs: int
+    threads: int
+    path: str
+
+    def __str__(self):
+        return (
+            f"{pathlib.Path(self.path).name}: median {self.median * 1e6:.1f} us "
+            f"(p10 {self.p10 * 1e6:.1f}, p90 {self.p90 * 1e6:.1f}; {self.runs} runs, {self.threads} thread(s))"
+        )
+
+
+def benchmark_tflite(path, threads: int = 1, runs: int = 200, warmup: int = 20, seed: int = 0) -> Latency:
+    """Median latency of one invoke of a `.tflite` file in LiteRT, after a warm-up.
+
+    Inputs are random (batch 1, dynamic dimensions set to 1): latency does not depend on
+    values for these models.
+
+    Args:
+        path: the `.tflite` file.
+        threads: interpreter threads.
+        runs: timed invokes.
+        warmup: untimed invokes first (XNNPACK packs weights on the first one).
+        seed: seed of the random inputs.
+
+    Returns:
+        A `Latency`; `.median` is in seconds.
+
+    Raises:
+        TFLiteFileError: for a missing or corrupt file.
+        ValueError: for runs < 1 or warmup < 0.
+
+    Example:
+
+    >>> print(tfprune.benchmark_tflite("model.tflite"))
+    model.tflite: median 23.9 us (p10 23.1, p90 25.0; 200 runs, 1 thread(s))
+    """
+    checks.check_integer("runs", runs, minimum=1)
+    checks.check_integer("warmup", warmup, minimum=0)
+    times = _invoke_times(_ready(load_interpreter(path, threads), seed), runs, warmup)
+    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs, threads, str(path))
+
+
+def random_input(detail, rng, shape=None) -> np.ndarray:
+    """A random input for one interpreter input `detail` (batch 1 where dynamic).
+
+    Float inputs are uniform in [0, 1); quantized integer inputs span their range;
+    unquantized integer inputs (token ids) are 0, always a valid index.
+    """
+    shape = [d if d > 0 else 1 for d in detail["shape_signature"]] if shape is None else shape
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    if not detail["quantization"][0]:
+        return np.zeros(shape, dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
+def _ready(interpreter, seed):
+    """Batch-1 random inputs set on `interpreter` (latency does not depend on values)."""
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        shape = [d if d > 0 else 1 for d in detail["shape_signature"]]
+        interpreter.resize_tensor_input(detail["index"], shape)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], random_input(detail, rng, list(detail["shape"])))
+    return interpreter
+
+
+def _invoke_times(interpreter, runs, warmup) -> np.ndarray:
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def latency_ratio(candidate: bytes, reference: bytes, threads: int = 1, rounds: int = 5, runs: int = 20) -> tuple[float, float, float]:
+    """Median latency of two flatbuffers measured in alternating rounds, so drift hits both.
+
+    Args:
+        candidate: flatbuffer bytes to judge.
+        reference: flatbuffer bytes to compare with.
+        threads: interpreter threads.
+        rounds: alternations; each times `runs` invokes of both.
+        runs: invokes per round.
+
+    Returns:
+        `(candidate median s, reference median s, candidate / reference)`.
+
+    Example:
+
+    >>> latency_ratio(sparse_bytes, dense_bytes)[2]
+    0.43
+    """
+    pair = [_ready(interpreter_from_bytes(data, threads), 0) for data in (candidate, reference)]
+    for interpreter in pair:
+        _invoke_times(interpreter, 1, max(2, runs // 4))
+    samples = ([], [])
+    for _ in range(rounds):
+        for which, interpreter in enumerate(pair):
+            samples[which].append(_invoke_times(interpreter, runs, 0))
+    medians = [float(np.median(np.concatenate(s))) for s in samples]
+    return medians[0], medians[1], medians[0] / medians[1]
+

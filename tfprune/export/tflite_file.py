@@ -1,0 +1,260 @@
+"""Reading `.tflite` files: validation, the flatbuffer object tree, and `inspect_tflite`.
+
+Everything goes through the flatbuffer schema shipped in `ai_edge_litert`
+(`schema_py_generated`); nothing here parses bytes by hand beyond the file identifier.
+"""
+
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfprune.core import checks
+
+
+class TFLiteFileError(ValueError):
+    """A `.tflite` path that is not a readable LiteRT flatbuffer."""
+
+
+class TFLiteNotFoundError(FileNotFoundError, TFLiteFileError):
+    """A `.tflite` path that does not exist (both a FileNotFoundError and a ValueError)."""
+
+
+# Operators whose input 1 is a weight tensor, and how to count their FLOPs.
+WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")
+
+_NUMPY_TYPES = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+}
+
+
+def read_flatbuffer(path) -> bytes:
+    """The bytes of a `.tflite` file, after checking it exists and carries the TFLite identifier.
+
+    Args:
+        path: the `.tflite` file.
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        TFLiteNotFoundError: if `path` does not exist.
+        TFLiteFileError: if it cannot be read or is not a TFLite flatbuffer.
+        TypeError: for a path of the wrong type.
+
+    Example:
+
+    >>> data = read_flatbuffer("model.tflite")
+    """
+    path = checks.check_path(path)
+    if not path.exists():
+        raise TFLiteNotFoundError(2, "No such .tflite file; check the path or export one with tfprune.export_tflite", str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TFLiteFileError(f"Cannot read '{path}': {error}.") from error
+    # Every TFLite flatbuffer carries the file identifier "TFL3" at bytes 4-8.
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TFLiteFileError(f"'{path}' is not a TFLite flatbuffer (no 'TFL3' identifier); re-export it.")
+    return data
+
+
+def unpack(data: bytes, source="the model"):
+    """The flatbuffer as the schema's mutable object tree (`ModelT`).
+
+    Raises:
+        TFLiteFileError: if the flatbuffer's offsets are corrupt.
+    """
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        if not model.subgraphs:
+            raise ValueError("it has no subgraph")
+    except Exception as error:  # the generated reader raises assorted errors on bad offsets
+        raise TFLiteFileError(f"'{source}' is not a readable TFLite flatbuffer: {error}. Re-export it.") from error
+    return model
+
+
+def pack(model) -> bytes:
+    """Serialise a `ModelT` back to flatbuffer bytes with the TFLite identifier."""
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _enum_names(enum) -> dict:
+    return {value: name for name, value in vars(enum).items() if not name.startswith("_")}
+
+
+def operator_names(model) -> list[str]:
+    """Builtin operator name per operator of the first subgraph ("CUSTOM" for custom ops)."""
+    names = _enum_names(schema.BuiltinOperator)
+    codes = model.operatorCodes
+    # Builtin codes above 127 live in the newer 32-bit field.
+    return [names.get(max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode), "CUSTOM") for op in model.subgraphs[0].operators]
+
+
+def type_name(tensor) -> str:
+    """The TensorType name of a `TensorT` ("FLOAT32", "INT8", ...)."""
+    return _enum_names(schema.TensorType).get(tensor.type, str(tensor.type))
+
+
+def buffer_bytes(model, tensor, data: bytes | None = None) -> np.ndarray | None:
+    """The raw constant bytes of `tensor` (uint8), or None for an activation."""
+    if tensor.buffer <= 0 or tensor.buffer >= len(model.buffers):
+        return None
+    buffer = model.buffers[tensor.buffer]
+    if buffer.data is not None and len(buffer.data):
+        return np.asarray(buffer.data, np.uint8)
+    # Files over 2 GB keep buffers after the flatbuffer, addressed by offset.
+    if buffer.offset > 1 and data is not None:
+        return np.frombuffer(data, np.uint8, count=buffer.size, offset=buffer.offset)
+    return None
+
+
+def zero_fraction(model, tensor, data: bytes | None = None) -> float | None:
+    """Fraction of a constant tensor's elements that are zero, sparse-encoded or not.
+
+    A sparse-encoded buffer holds every nonzero (plus the zeros inside kept blocks), so the
+    missing elements are zeros.
+    """
+    raw = buffer_bytes(model, tensor, data)
+    dtype = _NUMPY_TYPES.get(type_name(tensor))
+    if raw is None or dtype is None:
+        return None
+    values = raw.view(dtype)
+    size = int(np.prod(tensor.shape)) if tensor.shape is not None and len(tensor.shape) else values.size
+    if size == 0:
+        return None
+    return float(size - values.size + np.count_nonzero(values == 0)) / size
+
+
+def block_shape(tensor) -> list[int]:
+    """The block shape of a sparse-encoded tensor ([1, 4] for the 1x4 blocks), else []."""
+    sparsity = tensor.sparsity
+    if sparsity is None or sparsity.blockMap is None or not len(sparsity.blockMap):
+        return []
+    rank = len(tensor.shape)
+    shape = [1] * rank
+    for k, dim in enumerate(sparsity.blockMap):
+        shape[int(dim)] = int(sparsity.dimMetadata[rank + k].denseSize)
+    return shape
+
+
+def _operator_flops(name, op, tensors) -> int | None:
+    """FLOPs (2 per multiply-add) of one weight operator from its static tensor shapes."""
+    if name not in WEIGHT_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
+        return None
+    weight = [int(d) for d in tensors[op.inputs[1]].shape]
+    output = [int(d) for d in tensors[op.outputs[0]].shape]
+    if name == "FULLY_CONNECTED":
+        return 2 * int(np.prod(output)) * weight[1]
+    if name == "TRANSPOSE_CONV":
+        feature_input = [int(d) for d in tensors[op.inputs[2]].shape]
+        return 2 * int(np.prod(feature_input)) * int(np.prod(weight[:-1]))
+    if name == "DEPTHWISE_CONV_2D":
+        return 2 * int(np.prod(output)) * weight[1] * weight[2]
+    # CONV_2D weights are [out, kh, kw, in]; CONV_3D weights are [kd, kh, kw, in, out].
+    per_output = int(np.prod(weight[1:])) if name == "CONV_2D" else int(np.prod(weight[:-1]))
+    return 2 * int(np.prod(output)) * per_output
+
+
+def signatures(model) -> dict:
+    """`{signature key: {"inputs": {name: {"shape", "dtype"}}, "outputs": {...}}}`."""
+    tensors = model.subgraphs[0].tensors
+
+    def describe(tensor_maps):
+        described = {}
+        for item in tensor_maps or []:
+            tensor = tensors[item.tensorIndex]
+            dims = tensor.shapeSignature if tensor.shapeSignature is not None and len(tensor.shapeSignature) else tensor.shape
+            name = item.name.decode() if isinstance(item.name, bytes) else item.name
+            described[name] = {"shape": [int(d) for d in dims], "dtype": type_name(tensor).lower()}
+        return described
+
+    result = {}
+    for signature in model.signatureDefs or []:
+        key = signature.signatureKey.decode() if isinstance(signature.signatureKey, bytes) else signature.signatureKey
+        result[key] = {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
+    return result
+
+
+def inspect_tflite(path) -> dict:
+    """What a `.tflite` file stores: signature, operators with FLOPs, and every tensor's sparsity.
+
+    Args:
+        path: the `.tflite` file.
+
+    Returns:
+        A dict for the first subgraph:
+        - `"operators"`: operator names in execution order;
+        - `"ops"`: per operator `{"op", "inputs", "outputs", "flops"}` (`flops` for weight
+          operators, 2 per multiply-add, from the file's static shapes, else None);
+        - `"flops"`: their sum;
+        - `"tensors"`: per tensor `{"index", "name", "shape", "type", "constant", "zeros",
+          "sparse", "block_map", "block_shape"}`; `zeros` is the fraction of zero elements of a
+          constant (None for activations), `sparse` is true when stored sparse-encoded and
+          then `block_shape` is e.g. `[1, 4]`;
+        - `"signatures"`: per signature key, the input and output names, shapes (-1 for a
+          dynamic dimension) and dtypes, as the LiteRT runtime on a phone sees them;
+        - `"bytes"`: the file size.
+
+    Raises:
+        TFLiteNotFoundError: if `path` does not exist.
+        TFLiteFileError: for a file that is not a readable TFLite flatbuffer.
+
+    Example:
+
+    >>> info = tfprune.inspect_tflite("m.tflite")
+    >>> [t["name"] for t in info["tensors"] if t["sparse"]]
+    ['sequential/dense/MatMul']
+    """
+    data = read_flatbuffer(path)
+    model = unpack(data, path)
+    try:
+        subgraph = model.subgraphs[0]
+        names = operator_names(model)
+        ops = [
+            {
+                "op": name,
+                "inputs": [int(i) for i in op.inputs],
+                "outputs": [int(i) for i in op.outputs],
+                "flops": _operator_flops(name, op, subgraph.tensors),
+            }
+            for name, op in zip(names, subgraph.operators)
+        ]
+        tensors = []
+        for index, tensor in enumerate(subgraph.tensors):
+            zeros = zero_fraction(model, tensor, data)
+            sparsity = tensor.sparsity
+            tensors.append(
+                {
+                    "index": index,
+                    "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
+                    "shape": [int(d) for d in tensor.shape] if tensor.shape is not None else [],
+                    "type": type_name(tensor),
+                    "constant": zeros is not None,
+                    "zeros": zeros,
+                    "sparse": sparsity is not None,
+                    "block_map": [int(d) for d in sparsity.blockMap] if sparsity is not None and sparsity.blockMap is not None else [],
+                    "block_shape": block_shape(tensor),
+                }
+            )
+    except (IndexError, TypeError, ValueError, AttributeError) as error:
+        raise TFLiteFileError(f"'{path}' is not a consistent TFLite model: {error}. Re-export it.") from error
+    return {
+        "operators": names,
+        "ops": ops,
+        "flops": sum(op["flops"] or 0 for op in ops),
+        "tensors": tensors,
+        "signatures": signatures(model),
+        "bytes": len(data),
+    }

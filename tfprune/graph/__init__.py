@@ -1,0 +1,8 @@
+"""What a model's graph says about its channels: which go together, which are constant, and
+what they cost.
+
+- `channel_graph`: `ChannelGraph`, the channel groups of a functional model (DepGraph's
+  coupling rules) and why some are pinned;
+- `constants`: which channels carry a constant, and its value;
+- `flops`: FLOPs of the layers tfprune knows, from their weights and traced shapes.
+"""

@@ -1,0 +1,231 @@
+"""Channel dependency graph of a Keras 3 functional model (DepGraph's coupling rules).
+
+Every channel of every symbolic tensor is a node. Layers tie nodes together as the registry
+says: a pass-through layer ties input channel `c` to output channel `c`, an Add ties the
+same channel of all its inputs, a Concatenate shifts by offsets, Flatten maps feature `i`
+to channel `i % C`, a depthwise convolution ties input `c` to its outputs. A connected set
+of nodes is a *group*: channels that can only be removed together. Producers (convolutions,
+dense layers) start new channels; their inputs are *consumers*.
+
+Groups that touch a model input or output, or a layer the graph cannot see through (a
+barrier: Reshape that moves channels, Lambda, attention, Softmax...), are *pinned*: never
+removed. `explain(model)` lists why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from tfprune.core import keras_internals
+from tfprune.core.modelwalk import functional_of, weights_owner
+from tfprune.core.unionfind import UnionFind
+from tfprune.layers import registry
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of a layer (or a Keras op such as `x + y`) in the (flattened) graph."""
+
+    layer: object
+    inputs: list  # KerasTensors
+    outputs: list
+    rule: object  # LayerSpec, ChannelRule, or None for a barrier
+    arguments: object = None  # the node's symbolic arguments, tensors and constants alike
+
+
+@dataclasses.dataclass
+class Link:
+    """Identity between two tensors: the inside and outside of a nested model's call."""
+
+    source: object
+    target: object
+
+
+def width(tensor) -> int:
+    """The channel count (last axis) of a symbolic tensor."""
+    return int(tensor.shape[-1])
+
+
+def _array_constants(call) -> list:
+    """Arrays a Keras op was called with besides its tensors (`x + np.ones(8)`): they have
+    the old channel count baked in, so only width-1 (broadcast) ones are harmless."""
+    if call.arguments is None or isinstance(call.layer, keras.layers.Layer):
+        return []
+    return [np.asarray(a) for a in keras_internals.array_arguments(call.arguments)]
+
+
+def _data_format_ok(layer) -> bool:
+    return getattr(weights_owner(layer), "data_format", "channels_last") in (None, "channels_last")
+
+
+class ChannelGraph:
+    """The channel groups of a model.
+
+    Args:
+        model: a built Keras 3 functional or Sequential model (nested models allowed;
+            tfprune wrappers are seen through).
+
+    Example:
+
+    >>> graph = ChannelGraph(model)
+    >>> graph.group_of(model.get_layer("conv1").output, 3)
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.steps = []  # Calls and Links, in topological order
+        self.tensors = {}
+        self._uf = UnionFind()
+        self._pins = []  # (node, reason)
+        self._visited_models = set()
+        self._walk(functional_of(model))
+        for tensor in functional_of(model).inputs:
+            self._pin_tensor(tensor, f"model input '{tensor.name}'")
+        for tensor in functional_of(model).outputs:
+            self._pin_tensor(tensor, "a model output (its width is the model's interface)")
+        self._couple_shared_calls()
+        self.pinned = {}
+        for node, reason in self._pins:
+            self.pinned.setdefault(self._uf.find(node), reason)
+
+    # ------------------------------------------------------------------ building
+    def _register(self, tensor):
+        self.tensors[id(tensor)] = tensor
+
+    def _pin_tensor(self, tensor, reason):
+        self._register(tensor)
+        for c in range(width(tensor)):
+            self._pins.append(((id(tensor), c), reason))
+
+    def _tie(self, a, ca, b, cb):
+        self._uf.union((id(a), ca), (id(b), cb))
+
+    def _tie_all(self, a, b):
+        for c in range(width(a)):
+            self._tie(a, c, b, c)
+
+    def _walk(self, functional):
+        for node in keras_internals.node_calls(functional):
+            for tensor in node.inputs + node.outputs:
+                self._register(tensor)
+            if isinstance(node.operation, keras.Model):
+                self._walk_nested(node.operation, node.inputs, node.outputs)
+            else:
+                self._add_call(node.operation, node.inputs, node.outputs, node.arguments)
+
+    def _walk_nested(self, model, inputs, outputs):
+        inner = functional_of(model)
+        for outer, inside in zip(inputs, inner.inputs):
+            self._register(inside)
+            self._tie_all(outer, inside)
+            self.steps.append(Link(outer, inside))
+        if id(inner) not in self._visited_models:
+            self._visited_models.add(id(inner))
+            self._walk(inner)
+        else:
+            # A nested model called again reuses its inner tensors: replay its steps so
+            # that value propagation sees this call's inputs too.
+            self.steps.extend(step for step in self._steps_of(inner))
+        for inside, outer in zip(inner.outputs, outputs):
+            self._tie_all(inside, outer)
+            self.steps.append(Link(inside, outer))
+
+    def _steps_of(self, functional):
+        inner_ids = {id(node.operation) for node in keras_internals.node_calls(functional)}
+        return [s for s in self.steps if isinstance(s, Call) and id(s.layer) in inner_ids]
+
+    def _add_call(self, layer, inputs, outputs, arguments=None):
+        rule = registry.channel_rule(weights_owner(layer), inputs[0].shape if inputs else None)
+        if not _data_format_ok(layer):
+            rule = None
+        call = Call(layer, inputs, outputs, rule, arguments)
+        self.steps.append(call)
+        reason = self._tie_call(call)
+        if reason:
+            call.rule = None
+            for tensor in inputs + outputs:
+                self._pin_tensor(tensor, reason)
+
+    def _tie_call(self, call) -> str | None:
+        """Tie the call's channels; return a reason to pin them instead, if any."""
+        layer, rule = weights_owner(call.layer), call.rule
+        name = f"{type(layer).__name__} '{layer.name}'"
+        if rule is None:
+            return f"{name} is a barrier: {registry.barrier_reason(layer)}"
+        if any(t.shape[-1] is None for t in call.inputs + call.outputs):
+            return f"{name} has an unknown channel count"
+        out = call.outputs[0]
+        if isinstance(rule, registry.LayerSpec):
+            if rule.coupled:
+                multiplier = rule.outputs_per_input(layer)
+                for c in range(width(call.inputs[0])):
+                    for m in range(multiplier):
+                        self._tie(call.inputs[0], c, out, c * multiplier + m)
+            return None
+        for constant in _array_constants(call):
+            if constant.ndim and constant.shape[-1] != 1:
+                return f"{name} combines its input with a constant of {constant.shape[-1]} channels"
+        if rule.kind in ("passthrough", "reshape"):
+            if width(call.inputs[0]) != width(out):
+                return f"{name} changes the channel count"
+            self._tie_all(call.inputs[0], out)
+        elif rule.kind == "elementwise":
+            for tensor in call.inputs:
+                if width(tensor) == width(out):
+                    self._tie_all(tensor, out)
+                elif width(tensor) != 1:
+                    return f"{name} broadcasts a tensor of {width(tensor)} channels"
+        elif rule.kind == "concat":
+            axis = layer.axis % len(out.shape)
+            if axis != len(out.shape) - 1:
+                for tensor in call.inputs:
+                    self._tie_all(tensor, out)
+            else:
+                offset = 0
+                for tensor in call.inputs:
+                    for c in range(width(tensor)):
+                        self._tie(tensor, c, out, offset + c)
+                    offset += width(tensor)
+        elif rule.kind == "flatten":
+            channels = width(call.inputs[0])
+            for i in range(width(out)):
+                self._tie(call.inputs[0], i % channels, out, i)
+        return None
+
+    def _couple_shared_calls(self):
+        """A layer called more than once has one set of weights: its channels agree across calls."""
+        first = {}
+        for step in self.steps:
+            if not isinstance(step, Call):
+                continue
+            if id(step.layer) not in first:
+                first[id(step.layer)] = step
+                continue
+            earlier = first[id(step.layer)]
+            for a, b in zip(earlier.inputs + earlier.outputs, step.inputs + step.outputs):
+                if a is not b and width(a) == width(b):
+                    self._tie_all(a, b)
+
+    # ------------------------------------------------------------------ queries
+    def root(self, tensor, channel: int):
+        """The group id of one channel of one tensor."""
+        return self._uf.find((id(tensor), channel))
+
+    def calls(self):
+        """The layer calls, in topological order (nested models flattened)."""
+        return [s for s in self.steps if isinstance(s, Call)]
+
+    def producers(self):
+        """Calls whose outputs are new channels: `(call, spec)` for non-coupled specs."""
+        return [
+            (c, c.rule)
+            for c in self.calls()
+            if isinstance(c.rule, registry.LayerSpec) and not c.rule.coupled
+        ]
+
+    def is_pinned(self, root) -> bool:
+        """Whether a group can never be removed."""
+        return root in self.pinned

@@ -1,0 +1,110 @@
+"""Constant channels: which channels carry the same value for every input, and that value.
+
+`shrink` may remove a channel only where every reader sees a constant it can fold into its
+bias; this module finds those constants.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune.core import keras_internals
+from tfprune.core.modelwalk import weights_owner
+from tfprune.graph.channel_graph import ChannelGraph, Link, width
+from tfprune.layers import registry
+
+
+def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
+    """For every tensor, the value each channel carries if it is the same for every input.
+
+    A channel is constant when its producer's filter is all zero (it then outputs its
+    bias), and stays constant through layers that map constants to constants. Those are
+    found by running each layer on random inputs (around several offsets) that share the
+    constant channels: a channel is constant if it is uniform over positions and equal in
+    every run. That
+    catches, without a rule per layer, that zero padding breaks a nonzero constant, and
+    that a channel multiplied by zero is zero.
+
+    Args:
+        graph: a `ChannelGraph`.
+        seed: seed of the random probes.
+
+    Returns:
+        `{id(tensor): float array of channel values, NaN where the channel varies}`.
+    """
+    rng = np.random.default_rng(seed)
+    values = {}
+
+    def value_of(tensor):
+        return values.get(id(tensor), np.full(width(tensor), np.nan))
+
+    for step in graph.steps:
+        if isinstance(step, Link):
+            values[id(step.target)] = _merge(values.get(id(step.target)), value_of(step.source))
+            continue
+        layer = weights_owner(step.layer)
+        if step.rule is None:
+            computed = [np.full(width(t), np.nan) for t in step.outputs]
+        elif isinstance(step.rule, registry.LayerSpec) and not step.rule.coupled:
+            computed = [_zero_filter_values(layer, step.rule)]
+        else:
+            inputs = [value_of(t) for t in step.inputs]
+            if all(np.isnan(v).all() for v in inputs) and not isinstance(step.rule, registry.LayerSpec):
+                computed = [np.full(width(t), np.nan) for t in step.outputs]
+            else:
+                computed = _probe(layer, step, inputs, rng)
+        for tensor, value in zip(step.outputs, computed):
+            values[id(tensor)] = _merge(values.get(id(tensor)), value)
+    return values
+
+
+def _merge(existing, new):
+    if existing is None:
+        return new
+    same = np.isclose(existing, new, rtol=0, atol=1e-7) & ~np.isnan(existing)
+    return np.where(same, existing, np.nan)
+
+
+def _zero_filter_values(layer, spec) -> np.ndarray:
+    """A producer's output channels: its bias where the filter is all zero, else NaN."""
+    kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec.weight))
+    dead = ~spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1).any(axis=1)
+    bias = registry.variable(layer, spec.bias) if spec.bias else None
+    bias = np.zeros(dead.size) if bias is None else keras.ops.convert_to_numpy(bias).astype(np.float64)
+    return np.where(dead, bias, np.nan)
+
+
+# Live channels are filled with noise around these offsets, one run each: a channel that
+# depends on its input then differs between runs even after ReLU, ReLU6 or a sigmoid,
+# however small the tensor (a 2x2 map of pure noise could be all-negative in two runs).
+_PROBE_OFFSETS = (1.0, 2.5, -1.0)
+
+
+def _probe(layer, call, input_values, rng) -> list:
+    runs = []
+    for offset in _PROBE_OFFSETS:
+        arrays = []
+        for tensor, value in zip(call.inputs, input_values):
+            shape = [1] + [d if d is not None else 8 for d in tensor.shape[1:]]
+            array = (offset + 0.5 * rng.normal(size=shape)).astype(np.float32)
+            known = ~np.isnan(value)
+            array[..., known] = value[known]
+            arrays.append(array)
+        if isinstance(layer, keras.layers.Layer):
+            outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
+        else:  # a Keras op, whose call may mix tensors and Python constants (`x * 2.0`)
+            args, kwargs = keras_internals.fill_arguments(call.arguments, {id(t): a for t, a in zip(call.inputs, arrays)})
+            outputs = layer(*args, **kwargs)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        runs.append([keras.ops.convert_to_numpy(o).astype(np.float64) for o in outputs])
+    results = []
+    for per_run in zip(*runs):
+        flat = [r.reshape(-1, r.shape[-1]) for r in per_run]
+        first = flat[0][0]
+        scale = 1e-6 * (1 + np.abs(first))
+        uniform = np.ones(first.shape, bool)
+        for f in flat:
+            uniform &= (f.max(axis=0) - f.min(axis=0) <= scale) & (np.abs(f[0] - first) <= scale)
+        results.append(np.where(uniform, first, np.nan))
+    return results

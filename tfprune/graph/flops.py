@@ -1,0 +1,137 @@
+"""FLOPs of the layers tfprune knows, counted from their weights and traced shapes.
+
+One multiply-add is 2 FLOPs. Each element of a weight listed in the layer's
+`LayerSpec.flops_weights` costs one multiply-add per spatial position (of the output, or of
+the input for transposed convolutions). *Effective* FLOPs count only nonzero weights, which
+is what filter removal turns into real savings. Elementwise layers (BN, activations,
+pooling) are not counted: they are a small share and pruning changes them in proportion.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from tfprune.core import keras_internals
+from tfprune.layers import registry
+
+
+def _node_shapes(layer, where: str):
+    """Shapes of `layer`'s symbolic outputs (or inputs), one per call in the model graph."""
+    shapes = []
+    for inputs, outputs in keras_internals.calls_of(layer):
+        tensors = outputs if where == "output" else inputs
+        if tensors:
+            shapes.append(tuple(tensors[0].shape))
+    return shapes
+
+
+def _positions(node_layer, shape_of_weight, spec, where: str) -> int | None:
+    """Spatial positions per example summed over the layer's calls; None if unknown.
+
+    Dividing the element count by the channel count finds the spatial size whatever the
+    data format (channels first or last) or rank (sequences, images, volumes).
+    """
+    channels = spec.filter_count(shape_of_weight) if where == "output" else shape_of_weight[spec.input_axis]
+    total = 0
+    for shape in _node_shapes(node_layer, where):
+        if any(dim is None for dim in shape[1:]):
+            return None
+        total += math.prod(shape[1:]) // channels
+    return total or None
+
+
+def weight_positions(layer, node_layer, name: str) -> int | None:
+    """Multiply-adds per example that one element of weight `name` costs.
+
+    Args:
+        layer: the layer owning the weight.
+        node_layer: the layer that appears in the model graph (a wrapper, or `layer`).
+        name: a variable name listed in the layer's `LayerSpec.flops_weights`.
+
+    Returns:
+        The number of spatial positions, or `None` if shapes are not static.
+    """
+    spec = registry.spec_for(layer)
+    kernel_shape = tuple(registry.variable(layer, spec.weight).shape)
+    where = dict(spec.flops_weights)[name]
+    return _positions(node_layer, kernel_shape, spec, where)
+
+
+def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
+    """FLOPs per example of one registered layer.
+
+    Args:
+        layer: the layer owning the weights (for a wrapper, its inner layer).
+        node_layer: the layer that appears in the model graph (the wrapper), if different.
+        effective: count only nonzero weights.
+
+    Returns:
+        FLOPs, or `None` if the layer is not registered or its shapes are not static.
+
+    Example:
+
+    >>> layer_flops(model.get_layer("conv1"))
+    27648
+    """
+    spec = registry.spec_for(layer)
+    if spec is None:
+        return None
+    total = 0
+    for name, _ in spec.flops_weights:
+        weight = registry.variable(layer, name)
+        positions = weight_positions(layer, node_layer or layer, name)
+        if positions is None:
+            return None
+        count = np.count_nonzero(keras.ops.convert_to_numpy(weight)) if effective else math.prod(weight.shape)
+        total += 2 * int(count) * positions
+    return total
+
+
+def compute_layers(model, multiplier: int = 1):
+    """Yield `(layer, node_layer, calls)` for every registered layer in `model`.
+
+    `layer` owns the weights, `node_layer` is what the graph holds (a wrapper or the layer
+    itself), and `calls` counts how often an enclosing nested model is called.
+    """
+    for item in model.layers:
+        # Wrappers (tfprune's, or Keras' own such as TimeDistributed) hold the weights
+        # in `.layer` but appear in the graph themselves.
+        if isinstance(item, keras.layers.Wrapper) and registry.spec_for(item.layer) is not None:
+            yield item.layer, item, multiplier
+        elif isinstance(item, keras.Model):
+            yield from compute_layers(item, multiplier * max(1, len(keras_internals.calls_of(item))))
+        elif registry.spec_for(item) is not None:
+            yield item, item, multiplier
+
+
+def count_flops(model, effective: bool = False) -> int:
+    """Total FLOPs per example of the model's convolution and dense layers.
+
+    Args:
+        model: a built Keras model (wrapped, stripped or plain).
+        effective: count only nonzero weights (what the masks leave).
+
+    Returns:
+        FLOPs per example.
+
+    Raises:
+        ValueError: if a layer's input or output shape is not static, naming the layer.
+
+    Example:
+
+    >>> count_flops(model) / 1e6
+    1.2
+    """
+    total = 0
+    for layer, node_layer, calls in compute_layers(model):
+        flops = layer_flops(layer, node_layer, effective)
+        if flops is None:
+            raise ValueError(
+                f"Cannot count FLOPs of layer '{layer.name}': its shapes are not static. "
+                "Build the model from a keras.Input with fixed spatial sizes."
+            )
+        total += flops * calls
+    return total

@@ -1,0 +1,11 @@
+"""Per-layer-type knowledge, and the layers tfprune adds.
+
+- `registry`: `LayerSpec` (which weight and axis is a filter), `ChannelRule` (how a layer
+  without one moves channels), and the lookups every other module uses;
+- `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
+- `normalization`: `ShrunkLayerNormalization` and `ShrunkRMSNormalization`, which `shrink`
+  puts where it removed channels from a normalization;
+- `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution.
+"""
+
+from tfprune.layers import builtin_rules  # noqa: F401  (registers Keras' own layers and ops)

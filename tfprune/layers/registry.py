@@ -1,0 +1,301 @@
+"""Per-layer-type knowledge: which weight is pruned and which of its axes is a filter.
+
+Everything else in tfprune asks this registry instead of testing layer types itself, so
+supporting a new layer type is one `register_layer` (or `register_channel_rule`) call. The
+rules for Keras' own layers are in `tfprune.layers.builtin_rules`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """How tfprune sees one layer type.
+
+    Args:
+        weight: name of the prunable variable (`variable.name`), e.g. `"kernel"`.
+        filter_axes: axes of that weight that index output channels ("filters"). Several
+            axes are flattened in C order, as DepthwiseConv2D's `(in, multiplier)` pair is.
+        input_axis: axis indexing input channels, along which N:M groups and blocks run
+            (TFLite stores weights with this axis innermost), or `None` if the layer has no
+            input-channel reduction (depthwise convolutions).
+        bias: name of the per-filter bias variable that follows a filter mask, or `None`.
+        flops_weights: `(variable name, "output" | "input")` pairs; each weight element is
+            one multiply-add per spatial position of the layer's output (or input, for
+            transposed convolutions, which scatter every input position).
+        slices: `(variable name, axis, role)` triples telling `shrink` how to cut each
+            weight: role `"out"` (indexed by output channels), `"in"` (by input channels) or
+            `"in_expanded"` (by input channel x depth multiplier, channel-major). A weight
+            created without a name is given by its position in `layer.weights` instead.
+        config_key: the config entry holding the output channel count (`"filters"`,
+            `"units"`), or `None` when outputs follow inputs (depthwise).
+        coupled: outputs follow inputs (depthwise): input channel `c` owns outputs
+            `c * multiplier ... c * multiplier + multiplier - 1`.
+        fold: how a removed input channel that carries a constant can be folded into the
+            bias: `"always"` (dense), `"valid"` (convolutions without zero padding, or 1x1)
+            or `"zero"` (only channels that are exactly zero can go).
+        groups_key: for coupled specs, a config entry holding one group per input channel
+            (`groups` of a depthwise convolution written as a grouped `Conv2D`).
+        depthwise_form: the spec that applies instead when the layer is a grouped
+            convolution with one group per input channel, i.e. a depthwise convolution (as
+            keras.applications' ConvNeXt writes them). Other grouped convolutions are barriers.
+
+    Example:
+
+    >>> spec = LayerSpec("kernel", filter_axes=(3,), input_axis=2)
+    >>> spec.filter_count((3, 3, 8, 16))
+    16
+    """
+
+    weight: str
+    filter_axes: tuple
+    input_axis: int | None
+    bias: str | None = "bias"
+    flops_weights: tuple = (("kernel", "output"),)
+    slices: tuple = ()
+    config_key: str | None = "filters"
+    coupled: bool = False
+    fold: str = "valid"
+    groups_key: str | None = None
+    depthwise_form: LayerSpec | None = None
+
+    def filter_count(self, shape) -> int:
+        """Number of filters a weight of `shape` has."""
+        return math.prod(shape[a] for a in self.filter_axes)
+
+    def outputs_per_input(self, layer) -> int:
+        """For coupled specs: how many output channels each input channel owns."""
+        if self.groups_key:
+            return layer.filters // getattr(layer, self.groups_key)
+        return getattr(layer, "depth_multiplier", 1)
+
+    def _moved(self, ndim):
+        """Axis order that puts filter axes first and the input axis last."""
+        filters = [a % ndim for a in self.filter_axes]
+        last = [] if self.input_axis is None else [self.input_axis % ndim]
+        middle = [a for a in range(ndim) if a not in filters and a not in last]
+        return filters + middle + last
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """View a weight as `(filters, spatial, inputs)`.
+
+        Args:
+            array: an array of the weight's shape.
+
+        Returns:
+            A 3-D array; `inputs` is 1 for layers without an input axis.
+        """
+        moved = np.transpose(array, self._moved(array.ndim))
+        n_inputs = 1 if self.input_axis is None else array.shape[self.input_axis]
+        return moved.reshape(self.filter_count(array.shape), -1, n_inputs)
+
+    def from_canonical(self, canonical: np.ndarray, shape) -> np.ndarray:
+        """Inverse of `to_canonical` for a weight of `shape`."""
+        order = self._moved(len(shape))
+        moved = canonical.reshape([shape[a] for a in order])
+        return np.transpose(moved, np.argsort(order))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelRule:
+    """How a layer without a prunable weight moves channels, for the dependency graph.
+
+    Args:
+        kind: `"passthrough"` (channel `c` in is channel `c` out: BN, activations, pooling,
+            padding...), `"elementwise"` (Add, Multiply...: all same-width inputs share one
+            channel set; width-1 inputs broadcast), `"concat"` (channels of the inputs
+            follow each other), `"flatten"` (feature `i` belongs to channel `i % C`), or
+            `"reshape"` (a pass-through when the last axis keeps its size, else a barrier).
+        slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
+        config_key: a config entry to update with the new channel count: an integer
+            (`projection_dim`), or Reshape's `target_shape`, whose last entry is the count.
+        applies: optional predicate `(layer, input_shape) -> bool` (`input_shape` may be
+            `None` when unknown); where it is False the layer is a barrier (e.g. an
+            `Activation` that is a softmax over channels).
+        masked: per-channel weights that filter pruning zeroes along with the filter that
+            feeds them (BN's gamma and beta), so that the channel leaves the layer exactly
+            zero and `shrink` can remove it whatever the padding after it.
+        reason: why the layer is a barrier where `applies` is False, for `explain`.
+        shrunk_as: for layers whose statistics pool over all channels (LayerNormalization):
+            a function `(layer, removed_values) -> (layer_class, config)` building the smaller
+            layer that still counts the removed channels. `shrink` removes a channel from
+            such a layer only if its input there is a constant, which it hands over.
+
+    Example:
+
+    >>> register_channel_rule(MyScale, ChannelRule("passthrough", slices=(("scale", -1, "in"),)))
+    """
+
+    kind: str
+    slices: tuple = ()
+    config_key: str | None = None
+    applies: object = None
+    masked: tuple = ()
+    reason: str = ""
+    shrunk_as: object = None
+
+
+_REGISTRY: dict[type, LayerSpec] = {}
+_CHANNEL_RULES: dict[type, ChannelRule] = {}
+
+
+def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
+    """Teach the dependency graph how a layer type (and its subclasses) moves channels.
+
+    Layers with neither a `LayerSpec` nor a `ChannelRule` are barriers: no channel is
+    removed across them.
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass, or a `keras.Operation` subclass for
+            the ops that expressions such as `x + y` or `keras.ops.relu(x)` put into a
+            functional graph.
+        rule: a `ChannelRule`.
+
+    Raises:
+        TypeError: for a class that is neither a layer nor an op, or a rule of the wrong type.
+        ValueError: for an unknown rule kind.
+
+    Example:
+
+    >>> register_channel_rule(MyActivation, ChannelRule("passthrough"))
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(f"register_channel_rule: expected a keras.layers.Layer or keras.Operation subclass, got {layer_class!r}.")
+    if not isinstance(rule, ChannelRule):
+        raise TypeError(f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}.")
+    if rule.kind not in ("passthrough", "elementwise", "concat", "flatten", "reshape"):
+        raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
+    _CHANNEL_RULES[layer_class] = rule
+
+
+def _registered_rule(layer):
+    """The `LayerSpec` or `ChannelRule` of `layer`'s most specific registered class, or `None`."""
+    for cls in type(layer).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+        if cls in _CHANNEL_RULES:
+            return _CHANNEL_RULES[cls]
+    return None
+
+
+def channel_rule(layer, input_shape=None):
+    """The `LayerSpec` or `ChannelRule` that describes `layer`'s channels, or `None` (a barrier).
+
+    Args:
+        layer: a Keras layer instance.
+        input_shape: the shape of its (first) input in this call, if known; some rules
+            depend on it (which axis a LayerNormalization normalises).
+
+    Returns:
+        The spec or rule, or `None` where the layer is a barrier.
+
+    Example:
+
+    >>> channel_rule(keras.layers.Activation("softmax")) is None
+    True
+    """
+    rule = _registered_rule(layer)
+    if isinstance(rule, LayerSpec):
+        spec = spec_for(layer, input_shape)
+        # A grouped convolution other than a depthwise one mixes channels within each group.
+        return None if getattr(layer, "groups", 1) != 1 and not spec.coupled else spec
+    if isinstance(rule, ChannelRule) and rule.applies is not None and not rule.applies(layer, input_shape):
+        return None
+    return rule
+
+
+def barrier_reason(layer) -> str:
+    """Why `layer` is a barrier, in words for `explain` (after `channel_rule` returned `None`)."""
+    rule = _registered_rule(layer)
+    if isinstance(rule, ChannelRule) and rule.reason:
+        return rule.reason
+    if getattr(layer, "groups", 1) != 1:
+        return "a grouped convolution with several input channels per group"
+    return "tfprune cannot see how it maps channels"
+
+
+def masked_weights(layer) -> tuple:
+    """Names of the per-channel weights of `layer` that filter pruning masks (BN's gamma, beta)."""
+    rule = _registered_rule(layer)
+    return rule.masked if isinstance(rule, ChannelRule) else ()
+
+
+def register_layer(layer_class: type, spec: LayerSpec) -> None:
+    """Teach tfprune how to prune a layer type (and its subclasses).
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        spec: a `LayerSpec` describing its prunable weight.
+
+    Raises:
+        TypeError: if `layer_class` is not a Keras layer class or `spec` is not a
+            `LayerSpec`.
+
+    Example:
+
+    >>> register_layer(MyConv, LayerSpec("kernel", filter_axes=(3,), input_axis=2))
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_layer: layer_class must be a keras.layers.Layer subclass, got {layer_class!r}.")
+    if not isinstance(spec, LayerSpec):
+        raise TypeError(f"register_layer: spec must be a tfprune.LayerSpec, got {type(spec).__name__}.")
+    _REGISTRY[layer_class] = spec
+
+
+def _one_group_per_input(layer, input_shape) -> bool:
+    if input_shape is not None:
+        return layer.groups == input_shape[-1]
+    kernel = variable(layer, "kernel")  # built: its input axis holds channels per group
+    return kernel is not None and kernel.shape[-2] == 1
+
+
+def spec_for(layer, input_shape=None) -> LayerSpec | None:
+    """The `LayerSpec` for `layer` (its most specific registered class), or `None`.
+
+    A grouped convolution with one group per input channel gets its class's
+    `depthwise_form`. Whether it has one is read from `input_shape`, or from the built
+    kernel; an unbuilt layer without a shape gets the class's spec, whose filter masks
+    are the same.
+
+    Args:
+        layer: a Keras layer instance.
+        input_shape: the shape it is called on, if known.
+
+    Returns:
+        The spec, or `None` if the layer type is not prunable.
+
+    Example:
+
+    >>> spec_for(keras.layers.Dense(4)).weight
+    'kernel'
+    """
+    for cls in type(layer).__mro__:
+        if cls in _REGISTRY:
+            spec = _REGISTRY[cls]
+            if spec.depthwise_form is not None and getattr(layer, "groups", 1) != 1 and _one_group_per_input(layer, input_shape):
+                return spec.depthwise_form
+            return spec
+    return None
+
+
+def supported_types() -> list[str]:
+    """Names of the registered layer types, for error messages and docs."""
+    return sorted(cls.__name__ for cls in _REGISTRY)
+
+
+def variable(layer, name: str):
+    """The layer's variable called `name` (e.g. "kernel"), or `None`.
+
+    Looked up by variable name rather than attribute, because attributes such as
+    `Dense.kernel` may return a derived tensor (LoRA, quantization) instead of the variable.
+    """
+    for var in layer.weights:
+        if var.name == name:
+            return var
+    return None

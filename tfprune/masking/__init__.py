@@ -1,0 +1,15 @@
+"""Masks, and the policy that moves them: the data path's first two steps (prune, fit).
+
+From the entry points down to what they build on (`PruningCallback` drives one mask
+update through ranking -> families -> criteria -> granularity -> wrappers):
+
+- `prune`: `tfprune.prune`, a copy of the model with its prunable layers wrapped;
+- `selection`: which layers it wraps (selectors, automatic protection, the graph's pins);
+- `ranking`: `PruningPlan`, from a schedule's target to masks, local or global;
+- `families`: the units one ranking decision covers, and how a decision becomes masks;
+- `grouping`: channel groups as units of filter pruning, and their FLOPs;
+- `wrappers`: `PruneWrapper` and `ChannelMaskWrapper`, where masks and policy live;
+- `granularity`: how scores become a mask (filters, weights, N:M, blocks);
+- `schedules`: when masks update and to which target;
+- `strip`: `tfprune.strip`, plain Keras layers with the masks baked in.
+"""

@@ -1,0 +1,158 @@
+"""Families: the units one ranking decision covers, and how a decision becomes masks.
+
+- For filter pruning of a model whose channel graph can be read, a unit is a channel group
+  (every filter and BN channel that writes the same channel, see `tfprune.masking.grouping`),
+  its score the members' filter scores combined by `group_reduction`, and a family the
+  wrappers that share groups (one residual stage, or one plain layer);
+- otherwise a unit is one wrapper's filter, weight or block, and a family is one wrapper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tfprune.core.unionfind import UnionFind
+from tfprune.graph import flops
+
+_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "first": lambda values: values[0]}
+
+
+@dataclasses.dataclass
+class Family:
+    """Units ranked together, and how to install a choice of pruned units."""
+
+    granularity: object
+    min_filters: int
+    round_to: int
+    unit_costs: np.ndarray
+    score: object  # (ScoringContext) -> unit scores now
+    already: object  # () -> bool array of units pruned before
+    install: object  # (bool array of pruned units) -> None
+    rate: float | None = None  # own final sparsity (layer-wise rates), else the schedule's
+    layers: list = dataclasses.field(default_factory=list)  # names of the wrapped layers
+    group_ids: list = dataclasses.field(default_factory=list)  # for group families: indices into the plan's groups
+
+    @property
+    def n_units(self):
+        return self.unit_costs.size
+
+    def lowest(self, n_prune: int, scores, already, order=None) -> np.ndarray:
+        """Boolean vector of the units pruned when `n_prune` are asked to go (`order`:
+        `pruning_order(scores, already)`, if already computed)."""
+        keep = self.granularity.kept_units(self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to)
+        order = pruning_order(scores, already) if order is None else order
+        pruned = np.zeros(self.n_units, bool)
+        pruned[order[: self.n_units - keep]] = True
+        return pruned
+
+
+def pruning_order(scores, already) -> np.ndarray:
+    """Units in the order they go: those pruned before, then by rising score (stable)."""
+    return np.argsort(np.where(already, -np.inf, scores), kind="stable")
+
+
+def element_scores(wrapper, context):
+    weight = wrapper.weight_array()
+    if getattr(wrapper.criterion, "uses_context", False):
+        scores = wrapper.criterion(weight, wrapper.layer, context)
+    else:
+        scores = wrapper.criterion(weight, wrapper.layer)
+    scores = np.asarray(scores, np.float64)
+    if scores.shape != weight.shape:
+        raise ValueError(
+            f"Criterion {wrapper.criterion!r} returned scores of shape {scores.shape} for layer "
+            f"'{wrapper.layer.name}', whose weight has shape {weight.shape}; return one score per weight."
+        )
+    return scores
+
+
+def wrapper_family(wrapper, by_flops: bool) -> Family:
+    g, spec = wrapper.granularity, wrapper.spec
+    shape = tuple(wrapper.pruned_variable.shape)
+    n_units = g.unit_scores(np.zeros(shape), spec).size
+    cost = float(g.unit_size(shape, spec))
+    if by_flops:
+        cost *= 2.0 * (flops.weight_positions(wrapper.layer, wrapper, spec.weight) or 0)
+
+    def install(pruned):
+        canonical_shape = spec.to_canonical(np.zeros(shape)).shape
+        keep = spec.from_canonical(g.expand(~pruned, canonical_shape), shape)
+        wrapper.assign_mask(keep * wrapper.mask_array())
+
+    return Family(
+        g,
+        wrapper.min_filters,
+        wrapper.round_to,
+        np.full(n_units, cost),
+        score=lambda context: g.unit_scores(element_scores(wrapper, context), spec),
+        already=lambda: g.pruned_units(wrapper.mask_array(), spec),
+        install=install,
+        rate=wrapper.rate,
+        layers=[wrapper.layer.name],
+    )
+
+
+def group_families(groups, structural, by_flops: bool, reduction: str) -> list[Family]:
+    """Families of channel groups: wrappers linked by shared groups are ranked together."""
+    links = UnionFind()
+    for g in groups:
+        for wrapper, _ in g.members[1:]:
+            links.union(id(g.members[0][0]), id(wrapper))
+    by_family = {}
+    for index, g in enumerate(groups):
+        by_family.setdefault(links.find(id(g.members[0][0])), []).append(index)
+
+    families = []
+    for indices in by_family.values():
+        members = [groups[i] for i in indices]
+        wrappers = {id(w): w for g in members for w, _ in g.members}
+        first = next(iter(wrappers.values()))
+        sizes = {
+            id(w): w.granularity.unit_size(tuple(w.pruned_variable.shape), w.spec) for w in wrappers.values()
+        }
+        if by_flops:
+            costs = structural.group_costs()[indices]
+        else:
+            costs = np.array([sum(sizes[id(w)] for w, _ in g.members) for g in members], float)
+        families.append(_group_family(members, wrappers, first, costs, reduction, indices))
+    return families
+
+
+def _group_family(members, wrappers, first, costs, reduction, indices) -> Family:
+    combine = _REDUCTIONS[reduction]
+
+    def score(context):
+        per_wrapper = {
+            key: w.granularity.unit_scores(element_scores(w, context), w.spec) for key, w in wrappers.items()
+        }
+        return np.array([combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members])
+
+    def already():
+        masks = {key: w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        return np.array([all(masks[id(w)][f] for w, f in g.members) for g in members])
+
+    def install(pruned):
+        keep = {key: ~w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        channel_keep = {}
+        for g, gone in zip(members, pruned):
+            if not gone:
+                continue
+            for w, f in g.members:
+                keep[id(w)][f] = False
+            for follower, c in g.followers:
+                if id(follower) not in channel_keep:
+                    channel_keep[id(follower)] = (follower, follower.mask_array().copy())
+                channel_keep[id(follower)][1][c] = 0
+        for key, w in wrappers.items():
+            shape = tuple(w.pruned_variable.shape)
+            canonical_shape = w.spec.to_canonical(np.zeros(shape)).shape
+            w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep[key], canonical_shape), shape))
+        for follower, mask in channel_keep.values():
+            follower.assign_channel_mask(mask)
+
+    rates = [w.rate for w in wrappers.values() if w.rate is not None]
+    rate = max(rates) if rates else None
+    names = [w.layer.name for w in wrappers.values()]
+    return Family(first.granularity, first.min_filters, first.round_to, costs, score, already, install, rate, names, indices)

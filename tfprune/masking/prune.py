@@ -1,0 +1,201 @@
+"""`tfprune.prune`: a copy of the user's model with its prunable layers wrapped."""
+
+from __future__ import annotations
+
+import keras
+
+from tfprune.core import checks, modelwalk
+from tfprune.criteria import lookup as criteria
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.layers import registry
+from tfprune.masking import granularity as granularities
+from tfprune.masking import schedules
+from tfprune.masking.ranking import PruningPlan
+from tfprune.masking.selection import as_list, followers, select_layers, without_pinned
+from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
+
+
+def _check_round_to(round_to, selected):
+    """A function layer name -> the multiple its filter count keeps."""
+    if not isinstance(round_to, dict):
+        return lambda name: round_to
+    names = {layer.name for layer in selected}
+    unknown = sorted(set(round_to) - names - {"*"})
+    if unknown:
+        raise ValueError(f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}.")
+    return lambda name: round_to.get(name, round_to.get("*", 1))
+
+
+def _check_rates(rates, selected, ranking_mode, target) -> dict:
+    if rates is None:
+        return {}
+    if not isinstance(rates, dict):
+        raise TypeError(f"rates must be a dict of layer name -> sparsity, got {type(rates).__name__}.")
+    if ranking_mode != "local" or target != "sparsity":
+        raise ValueError("rates are per-layer sparsities: use ranking='local' and target='sparsity'.")
+    names = {layer.name for layer in selected}
+    for name, rate in rates.items():
+        if name not in names:
+            raise ValueError(f"rates: '{name}' is not a layer being pruned; pruned layers: {sorted(names)}.")
+        checks.check_fraction(f"rates['{name}']", rate)
+    return dict(rates)
+
+
+def _check_criterion(criterion, granularity, ranking_mode, target, model, selected):
+    allowed = getattr(criterion, "granularities", None)
+    if allowed is not None and str(granularity) not in allowed:
+        raise ValueError(
+            f"criterion {criterion!r} scores {' or '.join(allowed)} units and cannot rank '{granularity}'; "
+            "use granularity='filter' or another criterion."
+        )
+    if getattr(criterion, "sequential", False) and (ranking_mode != "local" or target != "sparsity"):
+        raise ValueError(f"criterion {criterion!r} prunes layer by layer: use ranking='local' and target='sparsity'.")
+    if hasattr(criterion, "check"):
+        criterion.check(model, selected)
+
+
+def _check_policy(granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction):
+    checks.check_choice("group_reduction", group_reduction, ("sum", "mean", "max", "first"))
+    checks.check_choice("ranking", ranking_mode, ("local", "global"))
+    checks.check_choice("target", target, ("sparsity", "flops"))
+    values = [("min_filters", min_filters)]
+    values += [(f"round_to[{k!r}]", v) for k, v in round_to.items()] if isinstance(round_to, dict) else [("round_to", round_to)]
+    for name, value in values:
+        checks.check_integer(name, value, minimum=1)
+    if isinstance(granularity, granularities.NM):
+        if ranking_mode == "global" or target == "flops":
+            raise ValueError(
+                f"granularity '{granularity}' fixes the sparsity of every group; use ranking='local' and target='sparsity'."
+            )
+        expected = 1 - granularity.n / granularity.m
+        if abs(schedule.final_target - expected) > 1e-6:
+            raise ValueError(
+                f"granularity '{granularity}' ends at sparsity {expected:g}, but the schedule ends at "
+                f"{schedule.final_target:g}. Use a schedule whose final target is {expected:g}."
+            )
+
+
+def prune(
+    model,
+    granularity="filter",
+    criterion="l1",
+    schedule=None,
+    *,
+    ranking="local",
+    target="sparsity",
+    layers=None,
+    exclude=None,
+    protect="auto",
+    min_filters=1,
+    round_to=1,
+    group_reduction="sum",
+    rates=None,
+):
+    """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
+
+    The user's model and its weights are left untouched. Train the result with
+    `tfprune.PruningCallback()`; everything the callback needs is stored in the wrappers
+    (and so in `.keras` files).
+
+    Args:
+        model: a built Keras 3 functional or Sequential model (nested models allowed).
+        granularity: `"filter"` (whole output channels, the default), `"unstructured"`,
+            `"n:m"` or `"N:M"` like `"2:4"`, `"block"` or `"block:RxC"` like `"block:1x16"`,
+            or a `tfprune.Granularity`.
+        criterion: `"l1"`, `"l2"`, `"magnitude"` or a callable `(weight, layer) -> scores`
+            (see `tfprune.criteria`).
+        schedule: a `tfprune` schedule (`PolynomialDecay`, `ConstantSparsity`, `Iterative`,
+            `OneShot`), or a number meaning `ConstantSparsity(number)`. Default 0.5.
+        ranking: `"local"`: every layer pruned to the target; `"global"`: units ranked across
+            layers by score normalised by each layer's mean.
+        target: what the schedule's numbers mean: `"sparsity"` (fraction of the prunable
+            weights) or `"flops"` (fraction of the whole model's FLOPs to remove).
+        layers: prune only these layers: names, layer classes, or predicates
+            `layer -> bool`. Default: every registered layer that is not protected.
+        exclude: never prune these (same forms as `layers`).
+        protect: `"auto"` protects the first convolution and the classifier head(s); or a
+            list in the forms above; or `None`. Layers named in `layers=` override it.
+        min_filters: the fewest filters a filter mask keeps (at least 1).
+        round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD); or
+            `{layer name: multiple}` per layer, with `"*"` for the others (default 1), e.g.
+            coarse multiples where the kernels want them and a fine one where a FLOPs target
+            needs the last few percent.
+        group_reduction: filter pruning ranks channel groups (filters that write the same
+            channel, e.g. the convolutions meeting at a residual Add); their scores combine
+            by `"sum"`, `"mean"`, `"max"` or `"first"`.
+        rates: `{layer name: final sparsity}` per layer, e.g. `tfprune.layerwise_rates(...).rates`;
+            each layer reaches its rate as the schedule reaches its final target (local
+            ranking, sparsity target). Layers not listed follow the schedule.
+
+    Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
+    pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
+
+    Returns:
+        A new Keras model with `PruneWrapper` layers.
+
+    Raises:
+        TypeError: for a tf_keras or subclassed model, or arguments of the wrong type.
+        ValueError: for an unbuilt or already pruned model, unknown or unprunable layer names,
+            nothing to prune, a granularity a layer cannot take, or a target the safeguards
+            make impossible.
+
+    Example:
+
+    >>> pruned = tfprune.prune(model, granularity="filter", criterion="l1",
+    ...     schedule=tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=300, frequency=25))
+    >>> pruned.compile("adam", "sparse_categorical_crossentropy")
+    >>> pruned.fit(x, y, epochs=3, callbacks=[tfprune.PruningCallback()])
+    """
+    checks.check_model(model, "prune")
+    if wrappers_of(model):
+        raise ValueError("prune: this model is already pruned (it has PruneWrapper layers). Call tfprune.strip first.")
+    granularity = granularities.get(granularity)
+    criterion = criteria.get(criterion)
+    schedule = schedules.get(0.5 if schedule is None else schedule)
+    _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction)
+    selected = select_layers(model, layers, exclude, protect)
+    graph = ChannelGraph(model) if granularity.structured else None
+    if graph is not None:
+        selected = without_pinned(graph, selected, as_list(layers))
+    if not selected:
+        raise ValueError(
+            "prune: no layer to prune. The model's prunable layers are all excluded or protected; "
+            "pass layers=[...] or protect=None."
+        )
+    for layer in selected:
+        spec = registry.spec_for(layer)
+        granularity.check(layer.name, tuple(registry.variable(layer, spec.weight).shape), spec)
+    _check_criterion(criterion, granularity, ranking, target, model, selected)
+    selected_ids = {id(layer) for layer in selected}
+    policy = dict(
+        granularity=granularity,
+        criterion=criterion,
+        schedule=schedule,
+        ranking=ranking,
+        target=target,
+        min_filters=min_filters,
+        round_to=round_to,
+        group_reduction=group_reduction,
+    )
+    follower_ids = followers(graph, selected) if graph is not None else set()
+
+    rates = _check_rates(rates, selected, ranking, target)
+
+    round_to_of = _check_round_to(round_to, selected)
+
+    def clone(layer):
+        fresh = modelwalk.clone_layer(layer)
+        if id(layer) in selected_ids:
+            return PruneWrapper(fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)})
+        return ChannelMaskWrapper(fresh) if id(layer) in follower_ids else fresh
+
+    pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    modelwalk.copy_weights(model, pruned)
+    reachable = PruningPlan(pruned).max_removable()
+    if not rates and schedule.final_target > reachable + 1e-9:
+        raise ValueError(
+            f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: with "
+            f"min_filters={min_filters}, round_to={round_to} and the protected layers, at most "
+            f"{reachable:.3f} can be removed. Lower the target, or prune more layers (protect=None)."
+        )
+    return pruned

@@ -1,0 +1,266 @@
+"""From scores to masks across a model: local or global ranking, toward a sparsity or FLOPs target.
+
+Every wrapper of one model shares a policy (set by `prune`). Units are ranked in
+*families* (`tfprune.masking.families`): channel groups for filter pruning, else each
+wrapper's filters, weights or blocks.
+
+`"local"` ranking prunes every family to the target; `"global"` ranks all units together,
+each score divided by its family's mean. A `"sparsity"` target is the fraction of the
+wrapped weights to zero; a `"flops"` target the fraction of the model's FLOPs to remove,
+counted as `shrink` would leave them for groups, and from nonzero weights otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfprune.criteria.base import ScoringContext
+from tfprune.graph import flops
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.masking.families import element_scores, group_families, pruning_order, wrapper_family
+from tfprune.masking.grouping import StructuralFlops, channel_groups
+from tfprune.masking.wrappers import wrappers_of
+
+
+class PruningPlan:
+    """Everything needed to turn schedule targets into masks for one pruned model.
+
+    Built once per training run (it reads the channel graph); `apply` recomputes scores
+    from the current weights each time.
+
+    Args:
+        model: a model returned by `tfprune.prune`.
+
+    Raises:
+        ValueError: if the model has no `PruneWrapper`s, or they disagree on the policy.
+
+    Example:
+
+    >>> plan = PruningPlan(pruned)
+    >>> plan.apply(0.5)
+    >>> plan.removed()
+    0.5
+    """
+
+    def __init__(self, model):
+        # A training wrapper (AdversarialTraining) prunes the functional model it holds.
+        model = getattr(model, "inner_model", model)
+        self.model = model
+        #: Calibration data `(x, y)` for criteria that need it (Taylor); set by the callback.
+        self.data = None
+        self.wrappers = wrappers_of(model)
+        if not self.wrappers:
+            raise ValueError(
+                f"model '{model.name}' has no PruneWrapper layers. Pass it through tfprune.prune(model, ...) "
+                "and train the returned model."
+            )
+        policy = self.wrappers[0]
+        for wrapper in self.wrappers[1:]:
+            if (wrapper.schedule, wrapper.ranking, wrapper.target, str(wrapper.granularity)) != (
+                policy.schedule,
+                policy.ranking,
+                policy.target,
+                str(policy.granularity),
+            ):
+                raise ValueError(
+                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or granularity "
+                    f"than '{policy.layer.name}'. Prune a model with one tfprune.prune call."
+                )
+        self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
+        self.granularity = policy.granularity
+        self.by_flops = self.target == "flops"
+        self.total_flops = float(flops.count_flops(model)) if self.by_flops else None
+        self.structural = None
+        self.groups = []
+        if policy.granularity.structured:
+            graph = ChannelGraph(model)
+            self.groups = [g for g in channel_groups(model, graph) if g.prunable]
+            self.structural = StructuralFlops(graph, self.groups)
+            self.families = group_families(self.groups, self.structural, self.by_flops, policy.group_reduction)
+        else:
+            self.families = [wrapper_family(w, self.by_flops) for w in self.wrappers]
+        if self.by_flops:
+            self.denominator = self.total_flops
+        else:
+            self.denominator = float(sum(w.mask_array().size for w in self.wrappers))
+
+    # --------------------------------------------------------------- selection
+    def _family_sparsity(self, family, sparsity):
+        """A family with its own rate reaches it as the schedule reaches its final target."""
+        if family.rate is None:
+            return sparsity
+        final = self.schedule.final_target
+        return min(family.rate * sparsity / final, 1.0 - 1e-9) if final > 0 else 0.0
+
+    def _local(self, sparsity, scored, orders):
+        return [
+            f.lowest(int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a, o)
+            for f, (s, a), o in zip(self.families, scored, orders)
+        ]
+
+    def _ranked_steps(self, scored, orders):
+        """Every family's steps, ranked together: `(score, family index, units, cost)`
+        arrays, lowest score first."""
+        steps = [
+            self._family_steps(index, family, scores, already, order)
+            for index, (family, (scores, already), order) in enumerate(zip(self.families, scored, orders))
+        ]
+        columns = [np.concatenate([s[k] for s in steps]) for k in range(4)]
+        # Stable: a family's steps stay in order (their mean scores never decrease).
+        ranked = np.argsort(columns[0], kind="stable")
+        return tuple(column[ranked] for column in columns)
+
+    def _global(self, goal, ranked, scored, orders):
+        score, family_of, size, cost = ranked
+        taken = greedy_selection(score, family_of, cost, goal, len(self.families))
+        counts = np.bincount(family_of[taken], weights=size[taken], minlength=len(self.families)).astype(np.int64)
+        return [f.lowest(int(n), s, a, o) for f, n, (s, a), o in zip(self.families, counts, scored, orders)]
+
+    def _family_steps(self, index, family, scores, already, order):
+        """One family's steps in pruning `order`: `(mean normalised score, family index,
+        units, cost)` arrays; steps of units pruned before score -inf (they always go)."""
+        alive = scores[~already]
+        scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+        normalised = np.where(already, -np.inf, scores / scale)
+        starts, stops = self._steps(family, int(already.sum()))
+        cumulative_cost = np.concatenate([[0.0], np.cumsum(family.unit_costs[order])])
+        cumulative_score = np.concatenate([[0.0], np.cumsum(np.where(already, 0.0, normalised)[order])])
+        sizes = stops - starts
+        forced = np.concatenate([[0], np.cumsum(already[order])])
+        all_forced = forced[stops] - forced[starts] == sizes
+        means = np.where(all_forced, -np.inf, (cumulative_score[stops] - cumulative_score[starts]) / np.maximum(sizes, 1))
+        return means, np.full(sizes.size, index), sizes, cumulative_cost[stops] - cumulative_cost[starts]
+
+    @staticmethod
+    def _steps(family, n_already):
+        """`(starts, stops)` of a family's units in pruning order that keep its safeguards:
+        the units pruned before first, then steps that leave a multiple of `round_to`
+        (structured) and at least the floor of units."""
+        floor = max(1, family.min_filters if family.granularity.structured else 1)
+        step = family.round_to if family.granularity.structured else 1
+        keep = family.n_units - n_already
+        first = (keep - 1) // step * step if step > 1 else keep - 1
+        stops = family.n_units - np.arange(first, floor - 1, -step, dtype=np.int64)
+        if n_already:
+            stops = np.concatenate([[n_already], stops])
+        return np.concatenate([[0], stops])[:-1].astype(np.int64), stops.astype(np.int64)
+
+    def removed_by(self, selection) -> float:
+        """Fraction removed by a selection, in the target's unit."""
+        if self.by_flops and self.structural is not None:
+            chosen = np.zeros(len(self.groups), bool)
+            for family, pruned in zip(self.families, selection):
+                chosen[np.asarray(family.group_ids, dtype=np.int64)[pruned]] = True
+            return 1.0 - self.structural(chosen) / self.total_flops
+        return sum(float(f.unit_costs[p].sum()) for f, p in zip(self.families, selection)) / self.denominator
+
+    def _search(self, select, target):
+        """Bisect a monotone selection parameter for the removal closest to `target`."""
+        low, high = 0.0, 1.0 - 1e-9
+        if self.removed_by(select(high)) < target:
+            return select(high)
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if self.removed_by(select(mid)) < target else (low, mid)
+        below, above = select(low), select(high)
+        return below if target - self.removed_by(below) < self.removed_by(above) - target else above
+
+    def select(self, target: float):
+        """Which units each family prunes for `target` (nothing is installed)."""
+        context = ScoringContext(self.model, self.data)
+        scored = [(f.score(context), f.already()) for f in self.families]
+        # Sorted and ranked once: a FLOPs search tries up to 40 selections from the same scores.
+        orders = [pruning_order(scores, already) for scores, already in scored]
+        exact_additive = not (self.by_flops and self.structural is not None)
+        if self.ranking == "global":
+            ranked = self._ranked_steps(scored, orders)
+            if exact_additive:
+                return self._global(target * self.denominator, ranked, scored, orders)
+            return self._search(lambda p: self._global(p * self.denominator * 2, ranked, scored, orders), target)
+        if not self.by_flops:
+            return self._local(target, scored, orders)
+        return self._search(lambda p: self._local(p, scored, orders), target)
+
+    def apply(self, target: float) -> None:
+        """Recompute scores and install the masks for `target`."""
+        if self.granularity.supports_global is False:  # N:M: every group of every layer alike
+            context = ScoringContext(self.model, self.data)
+            for wrapper in self.wrappers:
+                wrapper.assign_mask(
+                    wrapper.granularity.mask(element_scores(wrapper, context), wrapper.mask_array(), target, wrapper.spec)
+                )
+            return
+        if getattr(self.wrappers[0].criterion, "sequential", False):
+            # Forward mode: each family is scored after the ones before it were pruned.
+            for family in self.families:
+                scores = family.score(ScoringContext(self.model, self.data))
+                n_prune = int(math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9))
+                family.install(family.lowest(n_prune, scores, family.already()))
+            return
+        for family, pruned in zip(self.families, self.select(target)):
+            family.install(pruned)
+
+    def removed(self) -> float:
+        """What the current masks remove, in the target's unit."""
+        return self.removed_by([f.already() for f in self.families])
+
+    def max_removable(self) -> float:
+        """The largest target the safeguards allow."""
+        scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in self.families]
+        return self.removed_by(self._local(1.0 - 1e-9, scored, [np.arange(f.n_units) for f in self.families]))
+
+
+def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
+    """Which of the sorted steps are taken. Steps pruned before (score -inf) always go;
+    others only while they bring the removal closer to `goal`. A step that would overshoot
+    closes its family, and cheaper steps of other families may still fill the gap (this is
+    what lets coarse `round_to` families and fine ones share a FLOPs target).
+
+    Vectorised between closings: at most one pass over the steps per family.
+    """
+    taken = np.zeros(score.size, bool)
+    closed = np.zeros(n_families, bool)
+    removed, position = 0.0, 0
+    while position < score.size:
+        open_steps = ~closed[family_of[position:]]
+        costs = np.where(open_steps, cost[position:], 0.0)
+        before = removed + np.concatenate([[0.0], np.cumsum(costs)[:-1]])
+        overshoots = open_steps & (score[position:] != -np.inf) & (before + costs - goal > goal - before)
+        if not overshoots.any():
+            taken[position:] = open_steps
+            break
+        hit = int(np.argmax(overshoots))
+        taken[position : position + hit] = open_steps[:hit]
+        removed = float(before[hit])
+        closed[family_of[position + hit]] = True
+        position += hit + 1
+        # Nothing is taken from here on unless some open step still fits in the gap (the
+        # usual end of unit-step ranking: every family closes in turn, a pass each).
+        rest = cost[position:][~closed[family_of[position:]]]
+        if not (removed + rest - goal <= goal - removed).any():
+            break
+    return taken
+
+
+def apply_target(model, target: float, data=None) -> PruningPlan:
+    """Install the masks of a pruned model for one target, now (what the callback does).
+
+    Args:
+        model: a model returned by `tfprune.prune`.
+        target: in [0, 1), in the unit of the model's policy (`"sparsity"` or `"flops"`).
+        data: `(x, y)` calibration examples, for criteria that need them (`"taylor"`).
+
+    Returns:
+        The `PruningPlan` used, for further queries.
+
+    Example:
+
+    >>> apply_target(pruned, 0.5).removed()
+    0.5
+    """
+    plan = PruningPlan(model)
+    plan.data = data
+    plan.apply(target)
+    return plan

@@ -1,0 +1,137 @@
+"""Which layers `prune` wraps: selectors, the automatic protection, and what the graph allows."""
+
+from __future__ import annotations
+
+import keras
+
+from tfprune.core import keras_internals, modelwalk
+from tfprune.layers import registry
+
+
+def matches(layer, selector) -> bool:
+    if isinstance(selector, str):
+        return layer.name == selector
+    if isinstance(selector, type):
+        return isinstance(layer, selector)
+    if callable(selector):
+        return bool(selector(layer))
+    raise TypeError(f"Layer selectors are names, layer classes or predicates; got {selector!r}.")
+
+
+def as_list(selectors):
+    if selectors is None:
+        return []
+    if isinstance(selectors, (str, type)) or callable(selectors):
+        return [selectors]
+    return list(selectors)
+
+
+def _check_names_exist(selectors, layers, argument):
+    names = {layer.name for layer in layers}
+    for selector in selectors:
+        if isinstance(selector, str) and selector not in names:
+            raise ValueError(f"{argument}: the model has no layer named '{selector}'. Layers: {sorted(names)}.")
+
+
+def _heads(tensor, memo):
+    """Registered layers whose output reaches `tensor` through unregistered layers only."""
+    operation, node_index = keras_internals.producer_of(tensor)
+    key = (id(operation), node_index)
+    if key in memo:
+        return memo[key]
+    memo[key] = set()
+
+    def through_inputs():
+        inputs, _ = keras_internals.calls_of(operation)[node_index]
+        return set().union(set(), *(_heads(t, memo) for t in inputs))
+
+    if isinstance(operation, keras.Model):
+        found = set().union(*(_heads(out, memo) for out in operation.outputs)) or through_inputs()
+    elif isinstance(operation, keras.layers.InputLayer):
+        found = set()
+    elif registry.spec_for(operation) is not None:
+        found = {operation}
+    else:
+        found = through_inputs()
+    memo[key] = found
+    return found
+
+
+def _auto_protected(model, layers):
+    """The first convolution and every classifier head (a registered layer that feeds an
+    output through unregistered layers only): pruning these costs most accuracy."""
+    protected = set()
+    for layer in layers:
+        if registry.spec_for(layer) is not None and not isinstance(layer, keras.layers.Dense):
+            protected.add(id(layer))
+            break
+    memo = {}
+    for output in model.outputs:
+        protected.update(id(layer) for layer in _heads(output, memo))
+    return protected
+
+
+def select_layers(model, layers, exclude, protect):
+    candidates = list(modelwalk.all_layers(model))
+    chosen, exclude = as_list(layers), as_list(exclude)
+    _check_names_exist(chosen, candidates, "layers")
+    _check_names_exist(exclude, candidates, "exclude")
+    for layer in candidates:
+        explicit = any(matches(layer, s) for s in chosen if isinstance(s, str))
+        if explicit and registry.spec_for(layer) is None:
+            raise ValueError(
+                f"layers: '{layer.name}' ({type(layer).__name__}) cannot be pruned. Prunable types: "
+                f"{', '.join(registry.supported_types())}; register others with tfprune.register_layer."
+            )
+    if protect == "auto":
+        protected = _auto_protected(model, candidates)
+    else:
+        protect = as_list(protect)
+        _check_names_exist(protect, candidates, "protect")
+        protected = {id(layer) for layer in candidates if any(matches(layer, s) for s in protect)}
+    selected = []
+    for layer in candidates:
+        if registry.spec_for(layer) is None or any(matches(layer, s) for s in exclude):
+            continue
+        if chosen:
+            if any(matches(layer, s) for s in chosen):
+                selected.append(layer)
+        elif id(layer) not in protected:
+            selected.append(layer)
+    return selected
+
+
+def without_pinned(graph, selected, chosen):
+    """Filter pruning cannot touch a layer whose every channel is pinned (it writes a model
+    output, or feeds a barrier): drop it, or fail if the user named it."""
+    kept = []
+    for layer in selected:
+        calls = [c for c in graph.calls() if c.layer is layer]
+        roots = [graph.root(c.outputs[0], i) for c in calls for i in range(c.outputs[0].shape[-1])]
+        if roots and all(graph.is_pinned(r) for r in roots):
+            if any(isinstance(s, str) and s == layer.name for s in chosen):
+                raise ValueError(
+                    f"layers: the filters of '{layer.name}' cannot be pruned: {graph.pinned[roots[0]]}. "
+                    "Leave it out, or use granularity='unstructured'."
+                )
+            continue
+        kept.append(layer)
+    return kept
+
+
+def followers(graph, selected):
+    """Layers with maskable per-channel weights (BN) fed by a selected layer's filters."""
+    selected_ids = {id(layer) for layer in selected}
+    roots = set()
+    for call in graph.calls():
+        if id(call.layer) in selected_ids:
+            out = call.outputs[0]
+            roots.update(graph.root(out, c) for c in range(out.shape[-1]))
+    followers = set()
+    for call in graph.calls():
+        rule = call.rule
+        if isinstance(rule, registry.ChannelRule) and rule.masked:
+            tensor = call.inputs[0]
+            if any(graph.root(tensor, c) in roots for c in range(tensor.shape[-1])):
+                followers.add(id(call.layer))
+    return followers

@@ -1,0 +1,327 @@
+"""The pruning wrapper: a layer plus its mask and the policy that updates it.
+
+The mask is applied through the variable's constraint, which Keras' optimizers apply right
+after every update. The forward pass therefore calls the wrapped layer unchanged (no extra op
+per step), and the stored weights are exactly zero wherever the mask is, so every checkpoint
+is as sparse as the mask. `assign_mask` zeroes the weights at the moment the mask changes.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfprune.core.modelwalk import layers_of_type
+from tfprune.criteria import lookup as criteria
+from tfprune.layers import registry
+from tfprune.masking import granularity as granularities
+from tfprune.masking import schedules
+
+
+class _MaskConstraint:
+    """Multiplies a variable by its mask after each optimizer step, then applies the
+    layer's own constraint, if it had one. Never serialized: `build` re-attaches it."""
+
+    def __init__(self, mask, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, value):
+        value = value * keras.ops.cast(self.mask, value.dtype)
+        return self.inner(value) if self.inner is not None else value
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class PruneWrapper(keras.layers.Wrapper):
+    """Wraps a prunable layer, holding its mask and the pruning policy.
+
+    Normally created by `tfprune.prune`, not by hand. The policy is stored in the wrapper's
+    config, so a `.keras` file restores masks, policy and (through the optimizer's iteration
+    count) the schedule's position.
+
+    Args:
+        layer: a layer whose type is in the registry (`tfprune.register_layer`).
+        granularity: `"filter"`, `"unstructured"`, `"n:m"` / `"2:4"`, `"block"` / `"block:1x4"`.
+        criterion: `"l1"`, `"l2"`, `"magnitude"` or a callable `(weight, layer) -> scores`.
+        schedule: a `tfprune` schedule.
+        ranking: `"local"` (each layer to the target) or `"global"` (units ranked across
+            layers by normalised score).
+        target: `"sparsity"` (fraction of prunable weights) or `"flops"` (fraction of the
+            model's FLOPs to remove).
+        min_filters: the fewest filters a filter mask keeps.
+        round_to: filter masks keep a multiple of this many filters.
+        group_reduction: how the filter scores of one channel group combine: `"sum"`,
+            `"mean"`, `"max"` or `"first"`.
+        rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
+            the schedule reaches its final target; `None` follows the schedule.
+        **kwargs: base `Layer` arguments (e.g. `name`).
+
+    Raises:
+        TypeError: if `layer` is not a registered prunable layer.
+
+    Example:
+
+    >>> wrapper = PruneWrapper(keras.layers.Dense(8), schedule=tfprune.ConstantSparsity(0.5))
+    >>> wrapper.sparsity()
+    0.0
+    """
+
+    def __init__(
+        self,
+        layer,
+        granularity="filter",
+        criterion="l1",
+        schedule=None,
+        ranking="local",
+        target="sparsity",
+        min_filters=1,
+        round_to=1,
+        group_reduction="sum",
+        rate=None,
+        **kwargs,
+    ):
+        self.spec = registry.spec_for(layer)
+        if self.spec is None:
+            raise TypeError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) cannot be pruned. "
+                f"Prunable types: {', '.join(registry.supported_types())}."
+            )
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.granularity = granularities.get(granularity)
+        self.criterion = criteria.get(criterion)
+        self.schedule = schedules.get(schedule if schedule is not None else 0.5)
+        self.ranking = ranking
+        self.target = target
+        self.min_filters = min_filters
+        self.round_to = round_to
+        self.group_reduction = group_reduction
+        self.rate = rate
+        self.mask = None
+        self.bias_mask = None
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        # Built, a grouped Conv2D shows whether it is a depthwise convolution in disguise.
+        self.spec = registry.spec_for(self.layer)
+        kernel = self.pruned_variable
+        self.granularity.check(self.layer.name, tuple(kernel.shape), self.spec)
+        self.mask = self.add_weight(
+            name="mask", shape=kernel.shape, initializer="ones", trainable=False, dtype=kernel.dtype
+        )
+        kernel.constraint = _MaskConstraint(self.mask, kernel.constraint)
+        # Room for a schedule-controlling callback's state (AdversarialAwarePruning), so
+        # that checkpoints and .keras files carry it with the masks.
+        self.schedule_state = self.add_weight(
+            name="schedule_state", shape=(4,), initializer="zeros", trainable=False, dtype="float32"
+        )
+        bias = self._bias_variable()
+        if bias is not None:
+            self.bias_mask = self.add_weight(
+                name="bias_mask", shape=bias.shape, initializer="ones", trainable=False, dtype=bias.dtype
+            )
+            bias.constraint = _MaskConstraint(self.bias_mask, bias.constraint)
+        self.built = True
+
+    def _bias_variable(self):
+        """The bias that follows filter masks, for structured granularities only."""
+        if not self.granularity.structured or self.spec.bias is None:
+            return None
+        return registry.variable(self.layer, self.spec.bias)
+
+    def call(self, inputs, *args, **kwargs):
+        return self.layer(inputs, *args, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    @property
+    def pruned_variable(self):
+        """The wrapped layer's prunable variable (e.g. its kernel)."""
+        return registry.variable(self.layer, self.spec.weight)
+
+    def mask_array(self) -> np.ndarray:
+        """The current mask as a NumPy array (1 = kept)."""
+        return keras.ops.convert_to_numpy(self.mask)
+
+    def weight_array(self) -> np.ndarray:
+        """The current prunable weight as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.pruned_variable)
+
+    def assign_mask(self, mask: np.ndarray) -> None:
+        """Install `mask` and zero the weights it prunes, right away.
+
+        Args:
+            mask: an array of the pruned weight's shape, 1 = kept, 0 = pruned.
+
+        Raises:
+            ValueError: if the shape does not match.
+        """
+        kernel = self.pruned_variable
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.shape != tuple(kernel.shape):
+            raise ValueError(f"Mask for '{self.layer.name}' must have shape {tuple(kernel.shape)}, got {mask.shape}.")
+        self.mask.assign(mask)
+        kernel.assign(self.weight_array() * mask)
+        bias = self._bias_variable()
+        if bias is not None:
+            kept = (~self.granularity.pruned_units(mask, self.spec)).astype(np.float32)
+            self.bias_mask.assign(kept)
+            bias.assign(keras.ops.convert_to_numpy(bias) * kept)
+
+    def masked_weights(self) -> list:
+        """The wrapped layer's weights (as `get_weights()`), with the masks applied."""
+        masked = {id(self.pruned_variable): self.mask_array()}
+        bias = self._bias_variable()
+        if bias is not None:
+            masked[id(bias)] = keras.ops.convert_to_numpy(self.bias_mask)
+        return [
+            keras.ops.convert_to_numpy(v) * masked[id(v)] if id(v) in masked else keras.ops.convert_to_numpy(v)
+            for v in self.layer.weights
+        ]
+
+    def sparsity(self) -> float:
+        """Fraction of the prunable weight that the mask zeroes."""
+        return float(1.0 - self.mask_array().mean())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "granularity": str(self.granularity),
+                "criterion": criteria.name_of(self.criterion),
+                "schedule": keras.saving.serialize_keras_object(self.schedule),
+                "ranking": self.ranking,
+                "target": self.target,
+                "min_filters": self.min_filters,
+                "round_to": self.round_to,
+                "group_reduction": self.group_reduction,
+                "rate": self.rate,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["criterion"] = criteria.from_name(config["criterion"])
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return super().from_config(config)
+
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class ChannelMaskWrapper(keras.layers.Wrapper):
+    """Wraps a per-channel layer (BatchNormalization, LayerNormalization) whose channels follow pruned filters.
+
+    Filter pruning zeroes a filter's output, but BN then adds `beta - gamma * mean / std`,
+    a constant that zero padding downstream turns into a border pattern, so the channel
+    could not be removed exactly. Masking the channel's `gamma` and `beta` (the registry's
+    `ChannelRule.masked`) makes it exactly zero. A LayerNormalization over channels would
+    otherwise give a zeroed input channel the output `beta - gamma * mean / std`, which
+    varies with the other channels. Created by `tfprune.prune` for filter
+    pruning; its mask is set by the callback for the channel groups it prunes.
+
+    Args:
+        layer: a layer whose channel rule lists `masked` weights.
+        **kwargs: base `Layer` arguments.
+
+    Raises:
+        TypeError: if the layer type has no maskable per-channel weights.
+
+    Example:
+
+    >>> ChannelMaskWrapper(keras.layers.BatchNormalization())
+    """
+
+    def __init__(self, layer, **kwargs):
+        masked = registry.masked_weights(layer)
+        if not masked:
+            raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) has no per-channel weights to mask.")
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self.masked_names = masked
+        self.channel_mask = None
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        # A LayerNormalization built with center=False has a gamma but no beta.
+        present = [v for v in (registry.variable(self.layer, name) for name in self.masked_names) if v is not None]
+        self.channel_mask = self.add_weight(
+            name="channel_mask", shape=present[0].shape, initializer="ones", trainable=False, dtype=present[0].dtype
+        )
+        for variable in present:
+            variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)
+        self.built = True
+
+    def call(self, inputs, training=None, **kwargs):
+        # The graph may record extra call arguments of the inner layer (BN's `mask`).
+        return self.layer(inputs, training=training, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def assign_channel_mask(self, mask: np.ndarray) -> None:
+        """Install a per-channel mask (1 = kept) and zero the masked weights now."""
+        mask = np.asarray(mask, np.float32)
+        self.channel_mask.assign(mask)
+        for name in self.masked_names:
+            variable = registry.variable(self.layer, name)
+            if variable is not None:
+                variable.assign(keras.ops.convert_to_numpy(variable) * mask)
+
+    def mask_array(self) -> np.ndarray:
+        """The channel mask as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.channel_mask)
+
+    def masked_weights(self) -> list:
+        """The wrapped layer's weights with the channel mask applied (for `strip`)."""
+        mask = self.mask_array()
+        return [
+            keras.ops.convert_to_numpy(v) * (mask if v.name in self.masked_names else 1)
+            for v in self.layer.weights
+        ]
+
+
+def wrappers_of(model) -> list[PruneWrapper]:
+    """All `PruneWrapper`s in `model`, nested models included, in layer order.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A list of wrappers (empty if the model was never passed through `prune`).
+
+    Example:
+
+    >>> [w.layer.name for w in wrappers_of(pruned)]
+    ['conv2', 'conv3']
+    """
+    return layers_of_type(model, PruneWrapper)
+
+
+def followers_of(model) -> list[ChannelMaskWrapper]:
+    """All `ChannelMaskWrapper`s in `model`, nested models included."""
+    return layers_of_type(model, ChannelMaskWrapper)
+
+
+def model_sparsity(wrappers) -> float:
+    """Fraction of all prunable weights (across `wrappers`) that the masks zero.
+
+    Args:
+        wrappers: `PruneWrapper`s, e.g. `wrappers_of(model)`.
+
+    Returns:
+        The fraction, 0 for no wrappers.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    >>> model_sparsity(wrappers_of(tfprune.prune(model, protect=None)))
+    0.0
+    """
+    masks = [w.mask_array() for w in wrappers]
+    total = sum(m.size for m in masks)
+    return float(sum(m.size - m.sum() for m in masks) / total) if total else 0.0

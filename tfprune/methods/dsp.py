@@ -1,0 +1,307 @@
+"""Dynamic Structure Pruning, first-order version (Park et al., PAPERS.md §1).
+
+Intra-channel pruning: each convolution's filters are split into G groups, and each group
+keeps its own subset of input channels.
+
+1. Group learning (`DSP`, a model wrapper you `compile` and `fit`): learnable group logits
+   `theta` of shape `(G, filters)` per convolution; a soft assignment
+   `a = gumbel_softmax(theta / 0.5)` over the groups; the group-lasso regulariser
+   `R = sum_g (sum_f sqrt(a_gf))^2 * sum_c || a_g * W[..., c, :] ||_2` added to the loss with a
+   coefficient ramping linearly from 0 to `lam` over `ramp_steps`. This is the documented
+   first-order simplification: no second-order lookahead step; `theta` trains with its own
+   Adam (1e-3) on the same loss.
+2. Pruning (`DSP.prune`): each filter goes to its group `argmax_g theta`; input channel `c`
+   of group `g` has importance `sum_{f in g} ||W[..., c, f]||^2`, normalised within the group;
+   channels are dropped in ascending order while their cumulative share stays below `beta`,
+   and a bisection on `beta` meets a FLOPs target.
+3. Deployment (`deploy_groups`): every pruned convolution becomes a `GroupedConv2D`: G
+   convolutions, each reading its own channel subset, concatenated back into filter order.
+   It computes exactly what the masked convolution computed, with fewer FLOPs, and exports
+   to LiteRT (GATHER, CONV_2D, CONCATENATION).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.core import checks
+from tfprune.core.train_step import track_loss
+from tfprune.graph.flops import count_flops, layer_flops
+from tfprune.layers.grouped_conv import GroupedConv2D
+
+
+def _eligible(model, layers):
+    convs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D and layer.groups == 1 and layer.data_format == "channels_last"]
+    if layers is None:
+        # Not the first convolution (it reads the image), as in the paper.
+        return convs[1:]
+    names = {layer.name: layer for layer in convs}
+    unknown = sorted(set(layers) - set(names))
+    if unknown:
+        raise ValueError(f"DSP: {unknown} are not plain channels_last Conv2D layers of the model (top level, groups=1).")
+    return [names[name] for name in layers]
+
+
+@dataclasses.dataclass
+class GroupPlan:
+    """`DSP.prune`'s result: the masked model and, per layer, the groups to deploy.
+
+    Attributes:
+        masked: a plain copy of the model whose pruned kernel entries are zero.
+        groups: `{layer name: [[input channels], [filters]] per group}`.
+        beta: the cumulative-share threshold the bisection chose.
+        flops_removed: fraction of the model's FLOPs removed.
+    """
+
+    masked: keras.Model
+    groups: dict
+    beta: float
+    flops_removed: float
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class DSP(keras.Model):
+    """Group learning for Dynamic Structure Pruning; `compile` and `fit` it like the model.
+
+    Args:
+        model: a Keras 3 functional model with Conv2D layers (channels_last).
+        groups: G, the number of filter groups per convolution.
+        lam: the regulariser's final coefficient (PAPERS.md: 2e-3 ResNet20, 5e-4 ResNet56).
+        ramp_steps: training steps over which the coefficient rises linearly from 0 to `lam`.
+        layers: names of the Conv2D layers to prune (default: all but the first).
+        temperature: Gumbel-softmax temperature (0.5).
+        logit_learning_rate: Adam learning rate of the group logits.
+
+    Raises:
+        TypeError: for a model that is not a Keras 3 functional/Sequential model.
+        ValueError: for groups < 2, a negative `lam`, `ramp_steps` < 1, or unknown layers.
+
+    Example:
+
+    >>> dsp = tfprune.DSP(model, groups=4, lam=5e-4, ramp_steps=500)
+    >>> dsp.compile("adam", "sparse_categorical_crossentropy")
+    >>> dsp.fit(x, y, epochs=10)
+    >>> plan = dsp.prune(flops_target=0.5)
+    >>> fast = tfprune.deploy_groups(plan)
+    """
+
+    def __init__(self, model, groups=4, lam=5e-4, ramp_steps=1000, layers=None, temperature=0.5, logit_learning_rate=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(model, dict):
+            model = keras.saving.deserialize_keras_object(model)
+        checks.check_model(model, "DSP")
+        checks.check_integer("DSP: groups", groups, minimum=2)
+        checks.check_number("DSP: lam", lam, low=0)
+        checks.check_integer("DSP: ramp_steps", ramp_steps, minimum=1)
+        self.convs = _eligible(model, layers)
+        if not self.convs:
+            raise ValueError("DSP: the model has no Conv2D layer to prune (the first convolution is left alone).")
+        self.model = model
+        self.n_groups, self.lam, self.ramp_steps = groups, float(lam), ramp_steps
+        self.temperature, self.logit_learning_rate = float(temperature), float(logit_learning_rate)
+        self.layer_names = [layer.name for layer in self.convs]
+        # Small random logits, so that filters start spread over the groups.
+        self.logits = [
+            self.add_weight(shape=(groups, layer.filters), initializer=keras.initializers.RandomNormal(stddev=0.01), trainable=False, name=f"logits_{i}")
+            for i, layer in enumerate(self.convs)
+        ]
+        self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="dsp_step")
+        self.logit_optimizer = keras.optimizers.Adam(self.logit_learning_rate)
+        self.logit_optimizer.build(self.logits)
+        self.built = True
+
+    @property
+    def inner_model(self):
+        """The model being trained (what `prune` masks and deploys)."""
+        return self.model
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def regulariser(self, sample=True):
+        """The group-lasso term R summed over the pruned convolutions (a scalar tensor)."""
+        total = 0.0
+        for layer, logits in zip(self.convs, self.logits):
+            scaled = logits.value / self.temperature
+            if sample:
+                uniform = tf.random.uniform(tf.shape(scaled), 1e-6, 1 - 1e-6)
+                scaled = scaled - tf.math.log(-tf.math.log(uniform))
+            assignment = tf.nn.softmax(scaled, axis=0)  # (G, filters)
+            kernel = layer.kernel.value  # (kh, kw, in, filters)
+            group_kernels = kernel[None] * assignment[:, None, None, None, :]  # (G, kh, kw, in, filters)
+            norms = tf.sqrt(tf.reduce_sum(tf.square(group_kernels), axis=(1, 2, 4)) + 1e-12)  # (G, in)
+            sizes = tf.square(tf.reduce_sum(tf.sqrt(assignment + 1e-12), axis=1))  # (G,)
+            total += tf.reduce_sum(sizes * tf.reduce_sum(norms, axis=1))
+        return total
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        weights = self.model.trainable_variables
+        coefficient = self.lam * tf.minimum(1.0, self.step.value / float(self.ramp_steps))
+        with tf.GradientTape() as tape:
+            tape.watch([v.value for v in self.logits])
+            y_pred = self.model(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            penalty = self.regulariser()
+            total = loss + coefficient * penalty
+        gradients = tape.gradient(total, weights + self.logits)
+        self.optimizer.apply(gradients[: len(weights)], weights)
+        self.logit_optimizer.apply(gradients[len(weights) :], self.logits)
+        self.step.assign_add(1.0)
+        track_loss(self, loss, x)
+        return {**self.compute_metrics(x, y, y_pred, sample_weight=sample_weight), "group_lasso": penalty, "dsp_lambda": coefficient}
+
+    def assignments(self) -> dict:
+        """`{layer name: group index per filter}` (the argmax of the logits)."""
+        return {layer.name: np.argmax(keras.ops.convert_to_numpy(logits), axis=0) for layer, logits in zip(self.convs, self.logits)}
+
+    def _channel_shares(self):
+        """Per layer, `(filters, input channels in rising share, cumulative share)` for each
+        non-empty group: what `_groups_at` thresholds, computed once per `prune`."""
+        result = {}
+        for layer, (name, assignment) in zip(self.convs, self.assignments().items()):
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            groups = []
+            for g in range(self.n_groups):
+                filters = np.flatnonzero(assignment == g)
+                if not filters.size:
+                    continue
+                importance = np.sum(np.square(kernel[..., filters]), axis=(0, 1, 3))
+                share = importance / max(importance.sum(), 1e-30)
+                order = np.argsort(share, kind="stable")
+                groups.append((filters, order, np.cumsum(share[order])))
+            result[name] = (kernel.shape[2], groups)
+        return result
+
+    @staticmethod
+    def _groups_at(beta, shares):
+        """Per layer, the kept input channels of each group at threshold `beta`."""
+        result = {}
+        for name, (channels, groups) in shares.items():
+            # Drop the least important channels while their cumulative share stays below beta.
+            result[name] = [
+                [np.setdiff1d(np.arange(channels), order[cumulative < beta]).tolist(), filters.tolist()]
+                for filters, order, cumulative in groups
+            ]
+        return result
+
+    def _masked(self, groups):
+        masked = keras.models.clone_model(self.model)
+        masked.set_weights(self.model.get_weights())
+        for name, layer_groups in groups.items():
+            layer = masked.get_layer(name)
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            mask = np.zeros_like(kernel)
+            for inputs, filters in layer_groups:
+                mask[:, :, np.asarray(inputs, int)[:, None], np.asarray(filters, int)[None, :]] = 1
+            layer.kernel.assign(kernel * mask)
+        return masked
+
+    def prune(self, flops_target=0.5, tolerance=0.02) -> GroupPlan:
+        """Choose each group's input channels, bisecting `beta` to remove `flops_target` of the FLOPs.
+
+        Args:
+            flops_target: fraction of the model's FLOPs to remove, in (0, 1).
+            tolerance: accepted distance to the target.
+
+        Returns:
+            A `GroupPlan` (the trained model itself is unchanged).
+
+        Raises:
+            ValueError: for a target outside (0, 1), or one the pruned layers cannot reach.
+        """
+        checks.check_number("DSP.prune: flops_target", flops_target, 0, 1, include_low=False, include_high=False)
+        dense_flops = count_flops(self.model)
+        # FLOPs per kernel weight of each pruned convolution: the bisection counts zeroed
+        # weights instead of building and counting a masked model at every step.
+        per_weight = {layer.name: layer_flops(layer) / int(np.prod(layer.kernel.shape)) for layer in self.convs}
+        taps = {layer.name: int(np.prod(layer.kernel_size)) for layer in self.convs}
+        channels = {layer.name: int(layer.kernel.shape[2]) for layer in self.convs}
+
+        def removed_by(groups):
+            zeroed = {name: sum(len(filters) * (channels[name] - len(inputs)) * taps[name] for inputs, filters in layer_groups) for name, layer_groups in groups.items()}
+            return sum(zeroed[name] * per_weight[name] for name in zeroed) / dense_flops
+
+        shares = self._channel_shares()
+        low, high, best = 0.0, 1.0, None
+        for _ in range(30):
+            beta = (low + high) / 2
+            groups = self._groups_at(beta, shares)
+            removed = removed_by(groups)
+            best = min(best or (np.inf, None), (abs(removed - flops_target), (beta, groups, removed)), key=lambda item: item[0])
+            if abs(removed - flops_target) <= tolerance / 4:
+                break
+            low, high = (beta, high) if removed < flops_target else (low, beta)
+        distance, (beta, groups, removed) = best
+        if distance > tolerance:
+            raise ValueError(
+                f"DSP.prune: the pruned convolutions can remove at most about {removed:.1%} of the FLOPs here, "
+                f"not {flops_target:.0%}; lower the target or prune more layers."
+            )
+        masked = self._masked(groups)
+        return GroupPlan(masked, groups, beta, removed)
+
+    def get_config(self):
+        return {
+            "model": keras.saving.serialize_keras_object(self.model),
+            "groups": self.n_groups,
+            "lam": self.lam,
+            "ramp_steps": self.ramp_steps,
+            "layers": self.layer_names,
+            "temperature": self.temperature,
+            "logit_learning_rate": self.logit_learning_rate,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def deploy_groups(plan: GroupPlan) -> keras.Model:
+    """The masked model with every pruned convolution replaced by a `GroupedConv2D`.
+
+    Args:
+        plan: from `DSP.prune`.
+
+    Returns:
+        A new model computing the same function as `plan.masked` with fewer FLOPs; it saves
+        to `.keras` and exports to LiteRT.
+
+    Example:
+
+    >>> fast = tfprune.deploy_groups(dsp.prune(flops_target=0.5))
+    """
+
+    def clone(layer):
+        if layer.name not in plan.groups:
+            return layer.__class__.from_config(layer.get_config())
+        config = layer.get_config()
+        return GroupedConv2D(
+            config["filters"],
+            config["kernel_size"],
+            plan.groups[layer.name],
+            strides=config["strides"],
+            padding=config["padding"],
+            dilation_rate=config["dilation_rate"],
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=layer.name,
+        )
+
+    deployed = keras.models.clone_model(plan.masked, clone_function=clone)
+    for source in plan.masked.layers:
+        target = deployed.get_layer(source.name)
+        if source.name not in plan.groups:
+            target.set_weights(source.get_weights())
+            continue
+        kernel = keras.ops.convert_to_numpy(source.kernel)
+        for (inputs, filters), variable in zip(plan.groups[source.name], target.kernels):
+            variable.assign(kernel[:, :, np.asarray(inputs or [0], int)[:, None], np.asarray(filters, int)[None, :]])
+        if source.use_bias:
+            target.bias.assign(keras.ops.convert_to_numpy(source.bias))
+    return deployed

@@ -1,0 +1,263 @@
+"""LEAP: learnable pruning for transformers (Yao et al., PAPERS.md §7).
+
+Every prunable weight gets learnable scores `S` (one per element, output row, or attention
+head) and a learnable threshold `T`. The mask keeps the `ceil(sigmoid(T) * n)` highest scores;
+gradients pass straight through it (`dL/dS = dL/dM`, `dL/dT = sum(dL/dM * M)`). A regulariser
+pulls the density down to the target `r`: `R = (d - r)^2` while `d > r`, where `d` is the
+masks' density in value and the thresholds' sigmoid density in gradient, with coefficient `max(lambda_max * R / (1 - r)^2, 50)`, and 10
+once `R < 3e-4`. Scores and thresholds train with their own Adam and learning rate.
+
+Granularities:
+
+- `"element"`: every kernel element of Dense, EinsumDense and MultiHeadAttention layers;
+- `"row"`: output units of Dense / EinsumDense layers (and heads of MultiHeadAttention);
+- `"head"`: attention heads only.
+
+A head is masked through its value projection (kernel and bias): its attention output is then
+exactly zero, as if the head were not there. `LEAP.pruned_model()` bakes the masks into a plain
+copy; `shrink_heads` removes the dead heads, and `tfprune.shrink` the dead Dense units, so the
+result is physically smaller and exports to LiteRT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfprune.core import checks, keras_internals
+from tfprune.core.modelwalk import all_layers
+from tfprune.core.train_step import track_loss
+
+GRANULARITIES = ("element", "row", "head")
+
+
+@dataclasses.dataclass
+class _Target:
+    """One pruned layer: its units, and how a unit mask reaches each of its variables."""
+
+    layer: keras.layers.Layer
+    n_units: int
+    params_per_unit: int
+    # (variable, function(unit_mask) -> mask broadcastable to the variable)
+    masked: list
+
+
+def _along(axis, ndim):
+    """Broadcast a unit mask along `axis` of an `ndim`-dimensional variable."""
+
+    def expand(mask):
+        shape = [1] * ndim
+        shape[axis] = -1
+        return tf.reshape(mask, shape)
+
+    return expand
+
+
+def _targets_of(layer, granularity):
+    """The `_Target`s LEAP prunes in `layer` at `granularity` (empty for other layers)."""
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        sub = list(keras_internals.attention_projections(layer).values())
+        if granularity == "element":
+            return [_Target(d, int(np.prod(d.kernel.shape)), 1, [(d.kernel, lambda m, s=tuple(d.kernel.shape): tf.reshape(m, s))]) for d in sub]
+        value = sub[2]
+        heads = layer.num_heads
+        per_head = sum(int(np.prod(v.shape)) for d in sub[:3] for v in d.weights) // heads + int(np.prod(sub[3].kernel.shape)) // heads
+        masked = [(value.kernel, _along(1, 3))]
+        if value.bias is not None:
+            masked.append((value.bias, _along(0, 2)))
+        return [_Target(layer, heads, per_head, masked)]
+    if granularity == "head" or not isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+        return []
+    kernel = layer.kernel
+    if granularity == "element":
+        return [_Target(layer, int(np.prod(kernel.shape)), 1, [(kernel, lambda m, s=tuple(kernel.shape): tf.reshape(m, s))])]
+    units = int(kernel.shape[-1])
+    bias = getattr(layer, "bias", None)
+    masked = [(kernel, _along(len(kernel.shape) - 1, len(kernel.shape)))]
+    if bias is not None and int(bias.shape[-1]) == units:
+        masked.append((bias, _along(len(bias.shape) - 1, len(bias.shape))))
+    return [_Target(layer, units, int(np.prod(kernel.shape)) // units, masked)]
+
+
+@tf.custom_gradient
+def top_k_mask(scores, threshold):
+    """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients."""
+    n = tf.shape(scores)[0]
+    keep = tf.clip_by_value(tf.cast(tf.math.ceil(tf.sigmoid(threshold) * tf.cast(n, tf.float32)), tf.int32), 1, n)
+    ranks = tf.argsort(tf.argsort(-scores, stable=True), stable=True)
+    mask = tf.cast(ranks < keep, scores.dtype)
+
+    def gradient(upstream):
+        return upstream, tf.reduce_sum(upstream * mask)
+
+    return mask, gradient
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class LEAP(keras.Model):
+    """Train a model with LEAP's learnable masks; `compile` and `fit` it like the model.
+
+    The compiled optimizer trains the model's weights; scores and thresholds train with
+    their own Adam at `score_learning_rate` (LEAP's two learning rates). Each epoch logs
+    `density` (kept fraction of the pruned layers' parameters under the hard masks) and
+    `leap_lambda`.
+
+    Args:
+        model: a Keras 3 functional model with Dense, EinsumDense or MultiHeadAttention layers.
+        target_density: fraction of the pruned layers' parameters to keep, in (0, 1).
+        granularity: `"element"`, `"row"` or `"head"` (see the module docstring).
+        layers: names of layers to prune; default every eligible layer but the last.
+        score_learning_rate: Adam learning rate of scores and thresholds.
+        lambda_max: the regulariser's maximum coefficient.
+        initial_threshold: `T` at the start (10: sigmoid ~ 1, keep everything).
+
+    Raises:
+        TypeError: for a model that is not a Keras 3 functional/Sequential model.
+        ValueError: for a density outside (0, 1), an unknown granularity, unknown layer names,
+            or nothing to prune.
+
+    Example:
+
+    >>> leap = tfprune.LEAP(model, target_density=0.3, granularity="row")
+    >>> leap.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    >>> leap.fit(x, y, epochs=10)
+    >>> small = tfprune.shrink(tfprune.shrink_heads(leap.pruned_model()))
+    """
+
+    def __init__(
+        self,
+        model,
+        target_density=0.3,
+        granularity="row",
+        layers=None,
+        score_learning_rate=1e-2,
+        lambda_max=160.0,
+        initial_threshold=10.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(model, dict):
+            model = keras.saving.deserialize_keras_object(model)
+        checks.check_model(model, "LEAP")
+        checks.check_number("LEAP: target_density", target_density, 0, 1, include_low=False, include_high=False)
+        checks.check_choice("LEAP: granularity", granularity, GRANULARITIES)
+        eligible = [layer for layer in all_layers(model) if _targets_of(layer, granularity)]
+        if layers is None:
+            chosen = [layer for layer in eligible if layer is not model.layers[-1]]
+        else:
+            names = {layer.name: layer for layer in eligible}
+            unknown = sorted(set(layers) - set(names))
+            if unknown:
+                raise ValueError(f"LEAP: {unknown} are not layers LEAP can prune at granularity '{granularity}' (Dense, EinsumDense, MultiHeadAttention).")
+            chosen = [names[name] for name in layers]
+        self.targets = [t for layer in chosen for t in _targets_of(layer, granularity)]
+        if not self.targets:
+            raise ValueError(f"LEAP: the model has no layer to prune at granularity '{granularity}'.")
+        self.model = model
+        self.target_density = float(target_density)
+        self.granularity = granularity
+        self.layer_names = [layer.name for layer in chosen]
+        self.score_learning_rate = float(score_learning_rate)
+        self.lambda_max = float(lambda_max)
+        self.initial_threshold = float(initial_threshold)
+        # Not trainable as far as Keras knows: the compiled optimizer must see the model's
+        # weights only (also when a saved model is loaded); LEAP's own Adam trains these.
+        self.scores = [self.add_weight(shape=(t.n_units,), initializer="zeros", trainable=False, name=f"scores_{i}") for i, t in enumerate(self.targets)]
+        self.thresholds = [
+            self.add_weight(shape=(), initializer=keras.initializers.Constant(initial_threshold), trainable=False, name=f"threshold_{i}")
+            for i in range(len(self.targets))
+        ]
+        self.coefficient = self.add_weight(shape=(), initializer=keras.initializers.Constant(50.0), trainable=False, name="leap_lambda")
+        self._weights_per_target = np.array([t.n_units * t.params_per_unit for t in self.targets], np.float32)
+        self.score_optimizer = keras.optimizers.Adam(self.score_learning_rate)
+        self.score_optimizer.build(self.scores + self.thresholds)
+        # The wrapped model is built, so this model is too (saving would warn otherwise).
+        self.built = True
+
+    @property
+    def inner_model(self):
+        """The model whose weights LEAP masks (what tfprune's other tools act on)."""
+        return self.model
+
+    def _unit_masks(self):
+        return [top_k_mask(s.value, t.value) for s, t in zip(self.scores, self.thresholds)]
+
+    def _mapping(self, unit_masks):
+        return [(variable, variable.value * expand(mask)) for target, mask in zip(self.targets, unit_masks) for variable, expand in target.masked]
+
+    def call(self, inputs, training=False):
+        with keras.StatelessScope(state_mapping=self._mapping(self._unit_masks())):
+            return self.model(inputs, training=training)
+
+    def densities(self, unit_masks=None):
+        """(hard density of the masks, soft density implied by the thresholds)."""
+        unit_masks = self._unit_masks() if unit_masks is None else unit_masks
+        weights = tf.constant(self._weights_per_target)
+        hard = tf.stack([tf.reduce_mean(m) for m in unit_masks])
+        soft = tf.stack([tf.sigmoid(t) for t in self.thresholds])
+        total = tf.reduce_sum(weights)
+        return tf.reduce_sum(hard * weights) / total, tf.reduce_sum(soft * weights) / total
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        weights = self.model.trainable_variables
+        learnable = self.scores + self.thresholds
+        r = self.target_density
+        with tf.GradientTape() as tape:
+            tape.watch([v.value for v in learnable])
+            unit_masks = self._unit_masks()
+            with keras.StatelessScope(state_mapping=self._mapping(unit_masks)):
+                y_pred = self.model(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            hard, soft = self.densities(unit_masks)
+            # The value is the masks' real density (ceil per layer included), the gradient
+            # the thresholds' smooth one: the target is met by the masks, not the sigmoids.
+            density = soft + tf.stop_gradient(hard - soft)
+            regulariser = tf.square(tf.nn.relu(density - r))
+            total = loss + self.coefficient * regulariser
+        gradients = tape.gradient(total, weights + learnable)
+        self.optimizer.apply(gradients[: len(weights)], weights)
+        self.score_optimizer.apply(gradients[len(weights) :], learnable)
+        self.coefficient.assign(tf.where(regulariser < 3e-4, 10.0, tf.maximum(self.lambda_max * regulariser / (1 - r) ** 2, 50.0)))
+        track_loss(self, loss, x)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return {**logs, "density": hard, "leap_lambda": self.coefficient.value}
+
+    def pruned_model(self) -> keras.Model:
+        """A plain copy of the model with the hard masks multiplied into its weights.
+
+        Returns:
+            A new functional model (the wrapped one is untouched); masked heads and rows are
+            exact zeros, ready for `shrink_heads` and `tfprune.shrink`.
+        """
+        copy = keras.models.clone_model(self.model)
+        copy.set_weights(self.model.get_weights())
+        masked = {id(v): keras.ops.convert_to_numpy(value) for v, value in self._mapping(self._unit_masks())}
+        for source, target in zip(self.model.weights, copy.weights):
+            if id(source) in masked:
+                target.assign(masked[id(source)])
+        return copy
+
+    def get_config(self):
+        return {
+            "model": keras.saving.serialize_keras_object(self.model),
+            "target_density": self.target_density,
+            "granularity": self.granularity,
+            "layers": self.layer_names,
+            "score_learning_rate": self.score_learning_rate,
+            "lambda_max": self.lambda_max,
+            "initial_threshold": self.initial_threshold,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def unit_density(leap: LEAP) -> float:
+    """Hard density of `leap`'s masks as a Python float (see `LEAP.densities`)."""
+    return float(keras.ops.convert_to_numpy(leap.densities()[0]))

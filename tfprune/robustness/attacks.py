@@ -1,0 +1,270 @@
+"""Adversarial examples: FGSM, PGD, DeepFool and BAP's cut-off-scale.
+
+Every attack is a serializable `tfprune.Attack` (see `tfprune.robustness.base` for the
+output kinds it handles); `attack(model, x, y)` returns adversarial inputs in the valid input
+range (`clip`), for a whole batch, with TensorFlow ops, so attacks also run inside a compiled
+`train_step`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfprune.core.checks import check_choice, check_integer, check_number
+from tfprune.robustness.base import Attack
+
+
+def scores(model, x, kind):
+    """Log-probabilities (or logits): the quantity whose gradient the attacks follow.
+
+    Args:
+        model: the classifier.
+        x: inputs.
+        kind: `"probabilities"` or `"logits"`.
+
+    Returns:
+        Per-class scores, `(batch, classes)`.
+    """
+    y = model(x, training=False)
+    return tf.math.log(tf.clip_by_value(y, 1e-12, 1.0)) if kind == "probabilities" else y
+
+
+def loss_gradient(model, x, y, kind):
+    """Gradient of the cross-entropy loss with respect to the inputs.
+
+    Args:
+        model: the classifier.
+        x: float32 inputs.
+        y: int32 labels.
+        kind: `"probabilities"` or `"logits"`.
+
+    Returns:
+        A tensor of `x`'s shape.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(y, scores(model, x, kind), from_logits=True)
+    return tape.gradient(loss, x)
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class FGSM(Attack):
+    """Fast gradient sign method: `x + eps * sign(grad_x loss)`, clipped.
+
+    Args:
+        eps: L-inf budget, >= 0.
+        clip: valid input range.
+        output: see the module docstring.
+
+    Raises:
+        ValueError: for eps < 0 or an empty clip range.
+
+    Example:
+
+    >>> x_adv = FGSM(eps=0.1)(model, x, y)
+    """
+
+    def __init__(self, eps=0.1, clip=(0.0, 1.0), output="auto"):
+        super().__init__(clip, output)
+        self.eps = check_number("eps", eps, low=0)
+
+    def generate(self, model, x, y, kind):
+        gradient = loss_gradient(model, x, y, kind)
+        return self.project(x + self.eps * tf.sign(gradient))
+
+    def get_config(self):
+        return {"eps": self.eps, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class PGD(Attack):
+    """Projected gradient descent (Madry et al.) in the L-inf or L2 ball.
+
+    Args:
+        eps: budget (radius of the ball), >= 0.
+        steps: iterations, >= 1.
+        step_size: per-step size; default `2.5 * eps / steps`.
+        norm: `"linf"` or `"l2"`.
+        random_start: start from a uniform random point in the ball.
+        seed: seed of the random start.
+        clip: valid input range.
+        output: see the module docstring.
+
+    Raises:
+        ValueError: for eps < 0, steps < 1, an unknown norm or an empty clip range.
+
+    Example:
+
+    >>> robust_accuracy(model, x, y, PGD(eps=0.1, steps=10))
+    """
+
+    def __init__(self, eps=0.1, steps=10, step_size=None, norm="linf", random_start=True, seed=0, clip=(0.0, 1.0), output="auto"):
+        super().__init__(clip, output)
+        self.eps = check_number("eps", eps, low=0)
+        self.steps = check_integer("steps", steps, minimum=1)
+        self.step_size = 2.5 * self.eps / steps if step_size is None else check_number("step_size", step_size, low=0)
+        self.norm = check_choice("norm", norm, ("linf", "l2"))
+        self.random_start = bool(random_start)
+        self.seed = seed
+
+    def _flat_norm(self, t):
+        return tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True)) + 1e-12
+
+    def _into_ball(self, delta):
+        if self.norm == "linf":
+            return tf.clip_by_value(delta, -self.eps, self.eps)
+        return delta * tf.minimum(1.0, self.eps / self._flat_norm(delta))
+
+    def generate(self, model, x, y, kind):
+        delta = tf.zeros_like(x)
+        if self.random_start and self.eps > 0:
+            delta = tf.random.stateless_uniform(tf.shape(x), seed=[self.seed, 0], minval=-self.eps, maxval=self.eps)
+            delta = self._into_ball(delta)
+        x_adv = self.project(x + delta)
+        for _ in range(self.steps):
+            gradient = loss_gradient(model, x_adv, y, kind)
+            if self.norm == "linf":
+                step = self.step_size * tf.sign(gradient)
+            else:
+                step = self.step_size * gradient / self._flat_norm(gradient)
+            x_adv = self.project(x + self._into_ball(x_adv + step - x))
+        return x_adv
+
+    def get_config(self):
+        return {
+            "eps": self.eps,
+            "steps": self.steps,
+            "step_size": self.step_size,
+            "norm": self.norm,
+            "random_start": self.random_start,
+            "seed": self.seed,
+            **super().get_config(),
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class DeepFool(Attack):
+    """Minimal-perturbation attack (Moosavi-Dezfooli et al.), multi-class, L2.
+
+    Each step moves every still-correct example across the nearest linearised decision
+    boundary; the total is scaled by `1 + overshoot`. Used by BAP with 5 steps and
+    overshoot 0.02.
+
+    Args:
+        steps: iterations, >= 1.
+        overshoot: extra push past the boundary, >= 0.
+        clip: valid input range.
+        output: see the module docstring.
+
+    Example:
+
+    >>> eta = DeepFool()(model, x, y) - x   # per-example minimal perturbations
+    """
+
+    def __init__(self, steps=5, overshoot=0.02, clip=(0.0, 1.0), output="auto"):
+        super().__init__(clip, output)
+        self.steps = check_integer("steps", steps, minimum=1)
+        self.overshoot = check_number("overshoot", overshoot, low=0)
+
+    def generate(self, model, x, y, kind):
+        classes = model.outputs[0].shape[-1]
+        total = tf.zeros_like(x)
+        for _ in range(self.steps):
+            x_adv = self.project(x + (1 + self.overshoot) * total)
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(x_adv)
+                class_scores = scores(model, x_adv, kind)
+                per_class = [class_scores[:, k] for k in range(classes)]
+            gradients = tf.stack([tape.gradient(s, x_adv) for s in per_class], axis=1)  # (b, K, ...)
+            del tape
+            true_score = tf.gather(class_scores, y, batch_dims=1)
+            true_grad = tf.gather(gradients, y, batch_dims=1)
+            w = gradients - tf.expand_dims(true_grad, 1)
+            f = class_scores - tf.expand_dims(true_score, 1)
+            w_norm = tf.sqrt(tf.reduce_sum(tf.square(w), axis=tf.range(2, tf.rank(w)))) + 1e-8
+            distance = tf.abs(f) / w_norm + tf.one_hot(y, classes) * 1e10  # never the true class
+            nearest = tf.argmin(distance, axis=1, output_type=tf.int32)
+            r = tf.gather(distance, nearest, batch_dims=1) + 1e-4
+            w_best = tf.gather(w, nearest, batch_dims=1)
+            w_best_norm = tf.gather(w_norm, nearest, batch_dims=1)
+            shape = tf.concat([[-1], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+            step = tf.reshape(r / w_best_norm, shape) * w_best
+            still_correct = tf.equal(tf.argmax(class_scores, axis=1, output_type=tf.int32), y)
+            total += tf.where(tf.reshape(still_correct, shape), step, tf.zeros_like(step))
+        return self.project(x + (1 + self.overshoot) * total)
+
+    def get_config(self):
+        return {"steps": self.steps, "overshoot": self.overshoot, **super().get_config()}
+
+
+def cutoff_scale(eta, rho=0.9, delta=None):
+    """BAP's cut-off-scale transform of perturbations: a per-example budget.
+
+    `eta <- rho * eta * min(1, delta / rms(eta))` with `rms = sqrt(mean(eta ** 2))` per
+    example. `delta=None` uses the batch mean of the RMS values (BAP's adaptive budget).
+
+    Args:
+        eta: perturbations, batch first.
+        rho: scale, in (0, 1].
+        delta: RMS cap (>= 0), or `None` for the adaptive batch mean.
+
+    Returns:
+        The transformed perturbations (a `tf.Tensor`).
+
+    Raises:
+        ValueError: for rho outside (0, 1] or delta < 0.
+
+    Example:
+
+    >>> capped = cutoff_scale(x_adv - x, rho=0.9, delta=0.05)
+    """
+    rho = check_number("rho", rho, 0, 1, include_low=False)
+    eta = tf.convert_to_tensor(eta, tf.float32)
+    axes = tf.range(1, tf.rank(eta))
+    rms = tf.sqrt(tf.reduce_mean(tf.square(eta), axis=axes, keepdims=True))
+    cap = tf.reduce_mean(rms) if delta is None else check_number("delta", delta, low=0)
+    return rho * eta * tf.minimum(1.0, cap / (rms + 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class CutoffScale(Attack):
+    """BAP's adversarial examples: a minimal-perturbation attack, cut off and scaled.
+
+    Each example's perturbation from `base` (DeepFool by default) is capped to RMS `delta`
+    (or the batch mean RMS) and scaled by `rho`, then clipped to the input range: every
+    example gets its own budget, recomputed against the current, sparser model.
+
+    Args:
+        base: the attack giving `eta = base(x) - x`; default `DeepFool(steps=5, overshoot=0.02)`.
+        rho: scale, in (0, 1].
+        delta: RMS cap, or `None` for adaptive.
+        clip: valid input range.
+        output: see the module docstring.
+
+    Example:
+
+    >>> x_adv = CutoffScale(rho=0.9)(model, x, y)
+    """
+
+    def __init__(self, base=None, rho=0.9, delta=None, clip=(0.0, 1.0), output="auto"):
+        super().__init__(clip, output)
+        if isinstance(base, dict):
+            base = keras.saving.deserialize_keras_object(base)
+        self.base = base if base is not None else DeepFool(clip=clip, output=output)
+        if not isinstance(self.base, Attack):
+            raise TypeError(f"base must be a tfprune attack, got {type(self.base).__name__}.")
+        cutoff_scale(tf.zeros((1, 1)), rho, delta)  # validates rho and delta
+        self.rho, self.delta = float(rho), None if delta is None else float(delta)
+
+    def generate(self, model, x, y, kind):
+        eta = self.base.generate(model, x, y, kind) - x
+        return self.project(x + cutoff_scale(eta, self.rho, self.delta))
+
+    def get_config(self):
+        return {
+            "base": keras.saving.serialize_keras_object(self.base),
+            "rho": self.rho,
+            "delta": self.delta,
+            **super().get_config(),
+        }

@@ -1,0 +1,64 @@
+"""Which channel groups `shrink` may remove without changing the model's function.
+
+See `tfprune.shrinking.shrink` for the rules; this module applies them to a channel graph
+and its constant channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfprune.core.modelwalk import weights_owner
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.layers import registry
+
+
+def _fold_allowed(layer, spec, value: float) -> bool:
+    if value == 0:
+        return True
+    if spec.fold == "always":
+        return True
+    if spec.fold == "valid":
+        return getattr(layer, "padding", "valid") == "valid" or all(k == 1 for k in layer.kernel_size)
+    return False
+
+
+def _readers(graph: ChannelGraph):
+    """`(call, spec)` for each call whose removed inputs must carry constants: producers fold
+    them into their bias where `spec` says that is exact; normalization layers over channels
+    (`spec` None) keep any constant in their statistics."""
+    yield from graph.producers()
+    for call in graph.calls():
+        if isinstance(call.rule, registry.ChannelRule) and call.rule.shrunk_as is not None:
+            yield call, None
+
+
+def removable_groups(graph: ChannelGraph, values: dict) -> set:
+    """Roots of the groups that can go without changing the model's function."""
+    candidates = set()
+    for call, _ in graph.producers():
+        out = call.outputs[0]
+        candidates.update(graph.root(out, c) for c in range(out.shape[-1]))
+    candidates -= set(graph.pinned)
+    blocked = set()
+    for call, spec in _readers(graph):
+        layer, tensor = weights_owner(call.layer), call.inputs[0]
+        value = values.get(id(tensor))
+        for c in range(tensor.shape[-1]):
+            root = graph.root(tensor, c)
+            if root not in candidates or root in blocked:
+                continue
+            constant = np.nan if value is None else value[c]
+            if np.isnan(constant) or (spec is not None and not _fold_allowed(layer, spec, float(constant))):
+                blocked.add(root)
+    removable = candidates - blocked
+    # Never remove every channel of a tensor: keep the group of its first channel.
+    changed = True
+    while changed:
+        changed = False
+        for tensor in graph.tensors.values():
+            roots = {graph.root(tensor, c) for c in range(tensor.shape[-1])}
+            if roots and roots <= removable:
+                removable.discard(graph.root(tensor, 0))
+                changed = True
+    return removable

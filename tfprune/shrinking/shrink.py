@@ -1,0 +1,212 @@
+"""`tfprune.shrink`: physically remove zeroed filters, so the model gets smaller and faster.
+
+A channel group (see `tfprune.graph`) is removed when doing so cannot change the model's
+function:
+
+1. it is not pinned (no model input or output, no barrier layer in it);
+2. every layer that reads the group's channels as inputs (a convolution or dense layer)
+   sees a constant there, for every input: the group's producers have all-zero filters,
+   and what their biases become through BN, activations, pooling... is a constant;
+3. each such constant can be folded into the reader's bias exactly: always for dense
+   layers; for convolutions only without zero padding (or 1x1 kernels), because padding
+   makes the border see less of the constant. Transposed and separable convolutions only
+   take channels that are exactly zero;
+4. a LayerNormalization (or RMSNormalization) over channels that reads the group also sees
+   a constant there. It is replaced by a `ShrunkLayerNormalization` that keeps the removed
+   constants and appends them for its statistics, so its mean and variance stay those of
+   the wider layer. The channel's own output is zero because pruning masked its gamma and beta.
+
+Anything else keeps its channel: `shrink` never returns a model that computes something
+different from the masked one. A layer that reads a folded constant and had no bias gets
+one (`use_bias=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from tfprune.core import checks, modelwalk
+from tfprune.core.modelwalk import functional_of, weights_owner
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.constants import constant_channels
+from tfprune.layers import registry
+from tfprune.masking.strip import strip
+from tfprune.masking.wrappers import wrappers_of
+from tfprune.shrinking.removal import removable_groups
+
+
+def _index(role: str, kept_in, kept_out, multiplier: int):
+    if role == "out":
+        return kept_out
+    if role == "in":
+        return kept_in
+    return np.array([c * multiplier + m for c in kept_in for m in range(multiplier)], dtype=np.int64)
+
+
+def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
+    """What the removed constant input channels added to each output: the bias to add."""
+    constants = np.zeros(kernel.shape[spec.input_axis])
+    constants[removed_in] = np.nan_to_num(in_values[removed_in])
+    if not constants.any():
+        return None
+    # canonical (filters, spatial, inputs): each output sums kernel * constant over taps.
+    return spec.to_canonical(kernel).sum(axis=1) @ constants
+
+
+@dataclasses.dataclass
+class _LayerPlan:
+    """One layer after removal.
+
+    `weights` are by variable name, in the layer's order; `cuts` are
+    `{weight position: [(axis, kept indices), ...]}`, the slicing each weight went through,
+    so that state shaped like the weights (optimizer slots) can follow.
+    """
+
+    layer: object
+    layer_class: type
+    config: dict
+    weights: dict
+    cuts: dict
+
+
+def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
+    """New class, config, weights and cuts of one layer after removal."""
+    layer_class, config = type(layer), layer.get_config()
+    weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
+    positions = {v.name: i for i, v in enumerate(layer.weights)}
+    cuts = {}
+    width = call.inputs[0].shape[-1]
+    kept_in = kept[id(call.inputs[0])]
+    kept_out = kept[id(call.outputs[0])]
+    removed_in = np.setdiff1d(np.arange(width), kept_in)
+    multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
+    for name, axis, role in spec_or_rule.slices:
+        if isinstance(name, int):  # a weight without a name of its own
+            name = layer.weights[name].name
+        if name in weights:
+            index = _index(role, kept_in, kept_out, multiplier)
+            weights[name] = np.take(weights[name], index, axis=axis)
+            cuts.setdefault(positions[name], []).append((axis, index))
+    if isinstance(spec_or_rule, registry.LayerSpec):
+        if spec_or_rule.config_key:
+            config[spec_or_rule.config_key] = len(kept_out)
+        if spec_or_rule.groups_key:
+            config[spec_or_rule.groups_key] = len(kept_in)
+        if not spec_or_rule.coupled:
+            in_values = values.get(id(call.inputs[0]), np.full(width, np.nan))
+            kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec_or_rule.weight))
+            extra = _fold(layer, spec_or_rule, kernel, in_values, removed_in)
+            if extra is not None:
+                bias = weights.get(spec_or_rule.bias)
+                weights[spec_or_rule.bias] = (0 if bias is None else bias) + extra[kept_out].astype(np.float32)
+                config["use_bias"] = True
+    elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
+        config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
+    elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
+        config[spec_or_rule.config_key] = len(kept_out)
+    elif spec_or_rule.shrunk_as is not None and removed_in.size:
+        layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
+    return _LayerPlan(layer, layer_class, config, weights, cuts)
+
+
+def shrink(model):
+    """Return a smaller model without the filters that pruning zeroed, computing the same function.
+
+    Works on pruned (wrapped) models, stripped models, or any model whose filters are zero.
+    Nested models stay nested. Layers keep their names; convolutions and dense layers get
+    smaller `filters` / `units`, and the layers after them read fewer channels. See the
+    module docstring for exactly which channels go and which stay.
+
+    Args:
+        model: a built Keras 3 functional or Sequential model.
+
+    Returns:
+        A new model; `model` is unchanged. Compile it before training further.
+
+    Raises:
+        TypeError: for tf_keras or subclassed models.
+        ValueError: for an unbuilt model.
+
+    Example:
+
+    >>> small = tfprune.shrink(tfprune.strip(pruned))
+    >>> small.count_params() < pruned.count_params()
+    True
+    """
+    return shrink_with_cuts(model)[0]
+
+
+def shrink_with_cuts(model):
+    """`shrink`, also returning how each weight was cut.
+
+    Args:
+        model: as for `shrink`.
+
+    Returns:
+        `(smaller model, cuts)`; `cuts[(layer name, weight position)]` lists the
+        `(axis, kept indices)` slices that weight went through (absent: kept whole).
+
+    Raises:
+        As `shrink`.
+
+    Example:
+
+    >>> small, cuts = shrink_with_cuts(plain)
+    >>> cuts[("conv2", 0)]  # conv2's kernel: outputs kept, then inputs kept
+    [(-1, array([0, 2, ...])), (-2, array([1, 3, ...]))]
+    """
+    checks.check_model(model, "shrink")
+    if wrappers_of(model):
+        model = strip(model)
+    graph = ChannelGraph(model)
+    values = constant_channels(graph)
+    removed = removable_groups(graph, values)
+    kept = {
+        tensor_id: np.array([c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64)
+        for tensor_id, t in graph.tensors.items()
+    }
+    plans = {}
+    for call in graph.calls():
+        layer = weights_owner(call.layer)
+        if id(layer) in plans or call.rule is None or not isinstance(layer, keras.layers.Layer):
+            continue  # ops (`x + y`) hold no weights and adapt to any width
+        plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+
+    def rebuild(layer):
+        if isinstance(layer, keras.Model):
+            # Keras would rebuild a nested model on its old input width: give it the new one.
+            inputs = [
+                keras.Input(batch_shape=(*t.shape[:-1], len(kept[id(t)])), dtype=t.dtype)
+                for t in functional_of(layer).inputs
+            ]
+            structure = keras.tree.pack_sequence_as(functional_of(layer).input, inputs)
+            return keras.models.clone_model(layer, input_tensors=structure, clone_function=rebuild)
+        if id(layer) not in plans:
+            return modelwalk.clone_layer(layer)
+        plan = plans[id(layer)]
+        return modelwalk.clone_layer(layer, plan.config, plan.layer_class)
+
+    small = keras.models.clone_model(model, clone_function=rebuild)
+    _set_weights(model, small, plans)
+    cuts = {(plan.layer.name, position): cut for plan in plans.values() for position, cut in plan.cuts.items()}
+    return small, cuts
+
+
+def _set_weights(source, target, plans):
+    by_name = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        twin = by_name[layer.name]
+        if isinstance(layer, keras.Model):
+            _set_weights(layer, twin, plans)
+            continue
+        if id(layer) in plans:
+            # In the layer's order: unnamed weights get fresh names in the clone. A bias
+            # that folding added comes last, after the kernel, as Keras creates it.
+            twin.set_weights(list(plans[id(layer)].weights.values()))
+        else:
+            twin.set_weights(layer.get_weights())
