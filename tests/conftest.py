@@ -56,7 +56,9 @@ def random_network(draw):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["residual", "concat", "depthwise", "plain", "pool", "layernorm"]))
+        kind = draw(
+            st.sampled_from(["residual", "concat", "depthwise", "plain", "pool", "layernorm"])
+        )
         if kind == "residual":
             h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
             h = keras.layers.BatchNormalization()(h)
@@ -66,7 +68,9 @@ def random_network(draw):
             h = keras.layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(x)
             x = keras.layers.Concatenate()([x, h])
         elif kind == "depthwise":
-            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2])))(x)
+            x = keras.layers.DepthwiseConv2D(
+                3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2]))
+            )(x)
             x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Conv2D(8, 1, activation="relu")(x)
         elif kind == "layernorm":
@@ -92,10 +96,22 @@ def randomize_bn(model, seed=0):
         elif isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
             layer.set_weights(
-                [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.5, c), rng.normal(0, 0.5, c), rng.uniform(0.5, 2, c)]
+                [
+                    rng.uniform(0.5, 1.5, c),
+                    rng.normal(0, 0.5, c),
+                    rng.normal(0, 0.5, c),
+                    rng.uniform(0.5, 2, c),
+                ]
             )
         elif isinstance(layer, keras.layers.LayerNormalization):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if w.name == "gamma" else rng.normal(0, 0.5, w.shape) for w in layer.weights])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, w.shape)
+                    if w.name == "gamma"
+                    else rng.normal(0, 0.5, w.shape)
+                    for w in layer.weights
+                ]
+            )
 
 
 def prune_and_shrink(model, target=0.3, **kwargs):
@@ -188,7 +204,9 @@ def conv_with_filters(filters):
 
 
 def pruned_filters(model, criterion, n=1):
-    pruned = tfprune.prune(model, criterion=criterion, layers=["conv"], schedule=tfprune.OneShot(n / 8))
+    pruned = tfprune.prune(
+        model, criterion=criterion, layers=["conv"], schedule=tfprune.OneShot(n / 8)
+    )
     tfprune.apply_target(pruned, n / 8)
     mask = pruned.get_layer("prune_conv").mask_array()
     return set(np.flatnonzero(mask.reshape(-1, 8).max(axis=0) == 0))
@@ -217,7 +235,9 @@ def trained_cnn(digits):
     x, y, _, _ = digits
     keras.utils.set_random_seed(0)
     model = digits_cnn()
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     model.fit(x, y, batch_size=32, epochs=4, verbose=0)
     return model
 

@@ -26,7 +26,9 @@ def test_guide_signature_block_is_what_inspect_prints(tmp_path, capsys):
     assert cli.main(["inspect", str(path)]) == 0
     printed = capsys.readouterr().out.splitlines()
     readme = (GUIDE / "README.md").read_text()
-    (block,) = re.findall(r"```text\n\$ tfprune inspect out/pruned_shrunk.tflite\n(.*?)```", readme, re.S)
+    (block,) = re.findall(
+        r"```text\n\$ tfprune inspect out/pruned_shrunk.tflite\n(.*?)```", readme, re.S
+    )
     quoted = block.strip().splitlines()
     assert quoted and all(line in printed for line in quoted), (quoted, printed)
 
@@ -41,7 +43,9 @@ def test_kotlin_constants_match_the_exported_file(tmp_path):
     image = signature["inputs"][constants["INPUT"]]
     probabilities = signature["outputs"][constants["OUTPUT"]]
     assert image["dtype"] == "float32" and probabilities["dtype"] == "float32"
-    assert math.prod(int(p) for p in sizes["INPUT_SIZE"].split("*")) == math.prod(image["shape"][1:])
+    assert math.prod(int(p) for p in sizes["INPUT_SIZE"].split("*")) == math.prod(
+        image["shape"][1:]
+    )
     assert int(sizes["CLASSES"]) == probabilities["shape"][-1]
     assert f'{constants["INPUT"]}"          // float32 {image["shape"]}' in kotlin
     assert f'{constants["OUTPUT"]}"      // float32 {probabilities["shape"]}' in kotlin

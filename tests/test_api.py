@@ -3,9 +3,9 @@ the functions return."""
 
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 
 
 def test_every_public_name_exists():
@@ -20,7 +20,9 @@ def test_result_and_base_types(tmp_path):
     assert isinstance(tfprune.summary(pruned), tfprune.Summary)
     assert isinstance(tfprune.OneShot(0.5), tfprune.PruningSchedule)
     assert isinstance(tfprune.granularity.get("2:4"), tfprune.Granularity)
-    assert isinstance(tfprune.PGD(0.1), tfprune.Attack) and isinstance(tfprune.CutoffScale(), tfprune.Attack)
+    assert isinstance(tfprune.PGD(0.1), tfprune.Attack) and isinstance(
+        tfprune.CutoffScale(), tfprune.Attack
+    )
     path = tfprune.export_tflite(tfprune.strip(pruned), tmp_path / "m.tflite")
     assert isinstance(tfprune.benchmark_tflite(path, runs=3, warmup=1), tfprune.Latency)
     with pytest.raises(tfprune.TFLiteNotFoundError):

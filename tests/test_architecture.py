@@ -28,7 +28,18 @@ BELOW = {
     "shrinking": {"core", "layers", "graph", "criteria", "masking"},
     "export": {"core", "layers", "graph", "criteria", "masking"},
     "inspection": {"core", "layers", "graph"},
-    "methods": {"core", "layers", "graph", "criteria", "masking", "robustness", "callbacks", "shrinking", "export", "inspection"},
+    "methods": {
+        "core",
+        "layers",
+        "graph",
+        "criteria",
+        "masking",
+        "robustness",
+        "callbacks",
+        "shrinking",
+        "export",
+        "inspection",
+    },
     "zoo": set(),
 }
 WHOLE = {"cli", "demo"}  # may import anything, `tfprune` itself included
@@ -67,14 +78,20 @@ def module_name(path: pathlib.Path) -> str:
 
 MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 TREES = {name: ast.parse(path.read_text(), str(path)) for name, path in MODULES.items()}
-CORE_PATH += [m for m in MODULES if m.startswith(("tfprune.graph", "tfprune.layers", "tfprune.criteria"))]
+CORE_PATH += [
+    m for m in MODULES if m.startswith(("tfprune.graph", "tfprune.layers", "tfprune.criteria"))
+]
 CORE_PATH += [m for m in MODULES if m.startswith("tfprune.core") and m not in TENSORFLOW_MODULES]
 CORE_PATH = [m for m in CORE_PATH if m not in TENSORFLOW_MODULES]
 
 
 def imports(tree, module):
     """`(imported tfprune module, line, at module level)` for every import in a tree."""
-    package = module if MODULES.get(module, pathlib.Path()).name == "__init__.py" else module.rpartition(".")[0]
+    package = (
+        module
+        if MODULES.get(module, pathlib.Path()).name == "__init__.py"
+        else module.rpartition(".")[0]
+    )
     top_level = {id(node) for node in tree.body}
     found = []
     for node in ast.walk(tree):
@@ -83,8 +100,14 @@ def imports(tree, module):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            ]
         else:
             continue
         for name in names:
@@ -93,7 +116,11 @@ def imports(tree, module):
 
 
 def tfprune_imports(module):
-    return [(name, line, top) for name, line, top in imports(TREES[module], module) if name.split(".")[0] == "tfprune"]
+    return [
+        (name, line, top)
+        for name, line, top in imports(TREES[module], module)
+        if name.split(".")[0] == "tfprune"
+    ]
 
 
 def layer_of(module: str) -> str:
@@ -110,7 +137,10 @@ def test_each_subpackage_imports_only_the_ones_below_it():
         for name, line, _ in tfprune_imports(module):
             target = layer_of(name)
             if target != layer and target not in BELOW[layer]:
-                wrong.append(f"{module}:{line} imports {name} ({layer} may import {sorted(BELOW[layer]) or 'nothing'})")
+                wrong.append(
+                    f"{module}:{line} imports {name} ({layer} may import "
+                    f"{sorted(BELOW[layer]) or 'nothing'})"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -145,7 +175,10 @@ def find_cycle(graph):
 
 
 def module_graph():
-    return {m: {name for name, _, _ in tfprune_imports(m) if name in MODULES and name != m} for m in MODULES}
+    return {
+        m: {name for name, _, _ in tfprune_imports(m) if name in MODULES and name != m}
+        for m in MODULES
+    }
 
 
 def test_no_import_cycle_between_modules():
@@ -157,7 +190,9 @@ def test_no_import_cycle_between_subpackages():
     for module, targets in module_graph().items():
         if module == "tfprune":
             continue
-        packages.setdefault(layer_of(module), set()).update(layer_of(t) for t in targets if layer_of(t) != layer_of(module))
+        packages.setdefault(layer_of(module), set()).update(
+            layer_of(t) for t in targets if layer_of(t) != layer_of(module)
+        )
     assert find_cycle(packages) is None
 
 
@@ -207,7 +242,11 @@ def private_uses(path: pathlib.Path):
                 yield node.lineno, f"uses .{name}, defined in another module"
 
 
-SOURCES = sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "tools").rglob("*.py"))
+SOURCES = (
+    sorted(PACKAGE.rglob("*.py"))
+    + sorted((ROOT / "tests").rglob("*.py"))
+    + sorted((ROOT / "tools").rglob("*.py"))
+)
 SOURCES += [ROOT / "tfprune_cli.py", *sorted((ROOT / "examples").rglob("*.py"))]
 INTERNALS = PACKAGE / "core" / "keras_internals.py"
 
@@ -224,18 +263,33 @@ def test_no_private_name_crosses_a_module():
 
 def test_private_name_check_catches_both_forms(tmp_path):
     source = tmp_path / "example.py"
-    source.write_text("from tfprune.masking.ranking import _secret\nx = model._loss_tracker\nself._mine = 1\ny = self._mine\n")
+    source.write_text(
+        "from tfprune.masking.ranking import _secret\nx = model._loss_tracker\nself._mine = 1\ny "
+        "= self._mine\n"
+    )
     assert [line for line, _ in private_uses(source)] == [1, 2]
 
 
 def test_keras_src_is_used_in_keras_internals_only():
-    allowed = {INTERNALS, ROOT / "tests" / "core" / "test_keras_internals.py", pathlib.Path(__file__).resolve()}
-    users = [str(p.relative_to(ROOT)) for p in SOURCES if p not in allowed and "keras.src" in p.read_text()]
+    allowed = {
+        INTERNALS,
+        ROOT / "tests" / "core" / "test_keras_internals.py",
+        pathlib.Path(__file__).resolve(),
+    }
+    users = [
+        str(p.relative_to(ROOT))
+        for p in SOURCES
+        if p not in allowed and "keras.src" in p.read_text()
+    ]
     assert not users, users
 
 
 def tensorflow_imports(module):
-    return [(name, line, top) for name, line, top in imports(TREES[module], module) if name.split(".")[0] == "tensorflow"]
+    return [
+        (name, line, top)
+        for name, line, top in imports(TREES[module], module)
+        if name.split(".")[0] == "tensorflow"
+    ]
 
 
 def test_tensorflow_is_imported_only_where_needed_and_one_way():
@@ -245,7 +299,9 @@ def test_tensorflow_is_imported_only_where_needed_and_one_way():
         for node in ast.walk(TREES[module]):
             if isinstance(node, ast.Import) and any(a.name == "tensorflow" for a in node.names):
                 assert [(a.name, a.asname) for a in node.names] == [("tensorflow", "tf")], module
-        assert all(top for _, _, top in tensorflow_imports(module)), f"{module} imports TensorFlow inside a function"
+        assert all(top for _, _, top in tensorflow_imports(module)), (
+            f"{module} imports TensorFlow inside a function"
+        )
 
 
 def loaded_by(module) -> set:

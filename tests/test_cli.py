@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 from tfprune import cli
 
 SCRIPT = pathlib.Path(sys.executable).parent / "tfprune"
@@ -24,7 +24,10 @@ def files(tmp_path_factory):
     tfprune.apply_target(model, 0.5)
     model.save(folder / "pruned.keras")
     tfprune.export_tflite(model, folder / "m.tflite")
-    np.savez(folder / "calibration.npz", np.random.default_rng(0).random((40, 12, 12, 1), dtype=np.float32))
+    np.savez(
+        folder / "calibration.npz",
+        np.random.default_rng(0).random((40, 12, 12, 1), dtype=np.float32),
+    )
     (folder / "notes.tflite").write_text("not a model")
     (folder / "broken.keras").write_bytes((folder / "pruned.keras").read_bytes()[:300])
     return folder
@@ -37,10 +40,22 @@ def run(capsys, *argv):
 
 
 def test_convert_inspect_bench_and_summary(files, capsys):
-    status, out, _ = run(capsys, "convert", files / "pruned.keras", files / "auto.tflite", "--sparse", "auto")
+    status, out, _ = run(
+        capsys, "convert", files / "pruned.keras", files / "auto.tflite", "--sparse", "auto"
+    )
     assert status == 0 and "sparse storage (auto)" in out and (files / "auto.tflite").exists()
-    status, out, _ = run(capsys, "convert", files / "pruned.keras", files / "q.tflite", "--int8", "--calibration", files / "calibration.npz")
-    assert status == 0 and "INT8" in {t["type"] for t in tfprune.inspect_tflite(files / "q.tflite")["tensors"]}
+    status, out, _ = run(
+        capsys,
+        "convert",
+        files / "pruned.keras",
+        files / "q.tflite",
+        "--int8",
+        "--calibration",
+        files / "calibration.npz",
+    )
+    assert status == 0 and "INT8" in {
+        t["type"] for t in tfprune.inspect_tflite(files / "q.tflite")["tensors"]
+    }
 
     status, out, _ = run(capsys, "inspect", files / "m.tflite")
     assert status == 0
@@ -49,8 +64,15 @@ def test_convert_inspect_bench_and_summary(files, capsys):
     status, out, _ = run(capsys, "inspect", files / "m.tflite", "--json")
     assert json.loads(out)["flops"] == tfprune.inspect_tflite(files / "m.tflite")["flops"]
 
-    status, out, _ = run(capsys, "bench", files / "m.tflite", files / "q.tflite", "--runs", "20", "--warmup", "2")
-    assert status == 0 and out.count("median") == 2 and "side by side" in out and "x (1 thread(s))" in out
+    status, out, _ = run(
+        capsys, "bench", files / "m.tflite", files / "q.tflite", "--runs", "20", "--warmup", "2"
+    )
+    assert (
+        status == 0
+        and out.count("median") == 2
+        and "side by side" in out
+        and "x (1 thread(s))" in out
+    )
 
     status, out, _ = run(capsys, "summary", files / "pruned.keras")
     assert status == 0 and "conv2" in out and "sparsity" in out
@@ -65,9 +87,24 @@ def test_convert_inspect_bench_and_summary(files, capsys):
         (["summary", "{d}/broken.keras"], 1, "corrupt or truncated"),
         (["summary", "{d}/notes.tflite"], 1, "expected a Keras 3 '.keras' file"),
         (["convert", "{d}/pruned.keras", "{d}/x.tflite", "--int8"], 1, "--calibration"),
-        (["convert", "{d}/pruned.keras", "{d}/x.tflite", "--int8", "--calibration", "{d}/notes.tflite"], 1, "npz"),
+        (
+            [
+                "convert",
+                "{d}/pruned.keras",
+                "{d}/x.tflite",
+                "--int8",
+                "--calibration",
+                "{d}/notes.tflite",
+            ],
+            1,
+            "npz",
+        ),
         (["convert", "{d}/pruned.keras", "{d}/x.txt"], 1, "should end in .tflite"),
-        (["convert", "{d}/pruned.keras", "{d}/x.tflite", "--sparse", "sometimes"], 2, "invalid choice"),
+        (
+            ["convert", "{d}/pruned.keras", "{d}/x.tflite", "--sparse", "sometimes"],
+            2,
+            "invalid choice",
+        ),
         (["bench", "{d}/m.tflite", "--runs", "0"], 2, ">= 1"),
         (["frobnicate"], 2, "invalid choice"),
     ],
@@ -86,10 +123,24 @@ def test_bad_input_exits_non_zero_with_one_line(files, capsys, argv, status, mes
 
 def test_console_script_runs_and_fails_cleanly(files):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    good = subprocess.run([SCRIPT, "inspect", files / "m.tflite"], capture_output=True, text=True, env=env, timeout=120)
+    good = subprocess.run(
+        [SCRIPT, "inspect", files / "m.tflite"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert good.returncode == 0 and "FULLY_CONNECTED" in good.stdout
-    bad = subprocess.run([SCRIPT, "inspect", files / "missing.tflite"], capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [SCRIPT, "inspect", files / "missing.tflite"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     # TensorFlow's start-up notices are silenced by the entry point: the error is all there is.
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [f"tfprune inspect: error: no such file: {files / 'missing.tflite'}"]
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"tfprune inspect: error: no such file: {files / 'missing.tflite'}"
+    ]
     flags = subprocess.run([SCRIPT, "bench"], capture_output=True, text=True, env=env, timeout=120)
     assert flags.returncode == 2 and len(flags.stderr.strip().splitlines()) == 1

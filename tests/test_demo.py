@@ -12,7 +12,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_demo_script_writes_table_json_and_plot(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "prune_digits.py"), "--out", str(tmp_path), "--epochs", "2", "--prune-epochs", "3"],
+        [
+            sys.executable,
+            str(ROOT / "examples" / "prune_digits.py"),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "2",
+            "--prune-epochs",
+            "3",
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),

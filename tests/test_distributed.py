@@ -25,7 +25,12 @@ def runs():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {r["mode"]: r for r in map(json.loads, (line for line in result.stdout.splitlines() if line.startswith("{")))}
+    return {
+        r["mode"]: r
+        for r in map(
+            json.loads, (line for line in result.stdout.splitlines() if line.startswith("{"))
+        )
+    }
 
 
 @pytest.mark.parametrize("mode", ["plain", "adversarial", "aware"])

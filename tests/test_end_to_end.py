@@ -2,11 +2,11 @@
 
 import keras
 import numpy as np
-from conftest import random_network, small_cnn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
+from conftest import random_network, small_cnn
 from tfprune.masking.ranking import apply_target
 
 
@@ -38,8 +38,16 @@ def test_quick_start_end_to_end(tmp_path, data):
     ranking=st.sampled_from(["local", "global"]),
 )
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_random_networks_strip_and_export_equal(tmp_path_factory, model, granularity, target, ranking):
-    pruned = tfprune.prune(model, granularity=granularity, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
+def test_random_networks_strip_and_export_equal(
+    tmp_path_factory, model, granularity, target, ranking
+):
+    pruned = tfprune.prune(
+        model,
+        granularity=granularity,
+        schedule=tfprune.OneShot(target),
+        ranking=ranking,
+        protect=None,
+    )
     apply_target(pruned, target)
     x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
     plain = tfprune.strip(pruned)

@@ -46,14 +46,18 @@ def test_old_file_keeps_masks_policy_and_schedule_state(name):
         state = keras.ops.convert_to_numpy(wrapper.schedule_state)
         np.testing.assert_array_equal(state, ARRAYS[f"{name}/schedule_state/{layer_name}"])
         assert str(wrapper.granularity) == policy["granularity"]
-        assert (getattr(wrapper.criterion, "__name__", None) or repr(wrapper.criterion)) == policy["criterion"]
+        assert (getattr(wrapper.criterion, "__name__", None) or repr(wrapper.criterion)) == policy[
+            "criterion"
+        ]
         assert type(wrapper.schedule).__name__ == policy["schedule_class"]
         assert wrapper.schedule.get_config() == policy["schedule"]
         for key in ("ranking", "target", "min_filters", "round_to", "group_reduction", "rate"):
             assert getattr(wrapper, key) == policy[key], key
     for layer in inner.layers:
         if isinstance(layer, tfprune.ChannelMaskWrapper):
-            np.testing.assert_array_equal(layer.mask_array(), ARRAYS[f"{name}/channel_mask/{layer.layer.name}"])
+            np.testing.assert_array_equal(
+                layer.mask_array(), ARRAYS[f"{name}/channel_mask/{layer.layer.name}"]
+            )
 
 
 def test_old_mid_pruning_file_resumes_its_schedule_where_it_stopped():

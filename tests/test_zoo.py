@@ -21,7 +21,11 @@ def test_mnist1d_is_generated_offline_and_its_cnn_prunes_and_shrinks():
     from tfprune.zoo import load_mnist1d, mnist1d_cnn
 
     (x, y), (x_test, y_test) = load_mnist1d()
-    assert x.shape == (4000, 40, 1) and x_test.shape == (1000, 40, 1) and set(np.unique(y)) == set(range(10))
+    assert (
+        x.shape == (4000, 40, 1)
+        and x_test.shape == (1000, 40, 1)
+        and set(np.unique(y)) == set(range(10))
+    )
     model = mnist1d_cnn()
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
     tfprune.apply_target(pruned, 0.5)

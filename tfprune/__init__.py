@@ -44,7 +44,13 @@ from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
 from tfprune.callbacks.pruning import PruningCallback
 from tfprune.criteria.magnitude import l1, l2
 from tfprune.export.converter import export_tflite, plan_sparse_storage
-from tfprune.export.interpreter import Latency, benchmark_tflite, load_interpreter, run_tflite, verify_tflite
+from tfprune.export.interpreter import (
+    Latency,
+    benchmark_tflite,
+    load_interpreter,
+    run_tflite,
+    verify_tflite,
+)
 from tfprune.export.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
 from tfprune.export.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
 from tfprune.graph.flops import count_flops
@@ -56,7 +62,13 @@ from tfprune.layers.registry import ChannelRule, LayerSpec, register_channel_rul
 from tfprune.masking.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.masking.prune import prune
 from tfprune.masking.ranking import PruningPlan, apply_target
-from tfprune.masking.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay, PruningSchedule
+from tfprune.masking.schedules import (
+    ConstantSparsity,
+    Iterative,
+    OneShot,
+    PolynomialDecay,
+    PruningSchedule,
+)
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 from tfprune.methods.compensation import compensate
@@ -107,7 +119,9 @@ _MOVED_MODULES = {
     "wrappers": "masking.wrappers",
 }
 for _old, _new in _MOVED_MODULES.items():
-    globals()[_old] = sys.modules.setdefault(f"{__name__}.{_old}", importlib.import_module(f"{__name__}.{_new}"))
+    globals()[_old] = sys.modules.setdefault(
+        f"{__name__}.{_old}", importlib.import_module(f"{__name__}.{_new}")
+    )
 del _old, _new
 # ------------------------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ def _load_keras(path: str):
     if source.suffix != ".keras":
         raise CommandError(f"{path}: expected a Keras 3 '.keras' file (model.save('model.keras'))")
     if not zipfile.is_zipfile(source):
-        raise CommandError(f"{path} is not a .keras archive (corrupt or truncated); save the model again")
+        raise CommandError(
+            f"{path} is not a .keras archive (corrupt or truncated); save the model again"
+        )
     try:
         return keras.saving.load_model(source)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
@@ -58,7 +60,10 @@ def _load_keras(path: str):
 
 
 def _format_inspection(info: dict) -> str:
-    lines = [f"{info['bytes']:,} bytes, {len(info['operators'])} operators, {info['flops'] / 1e6:.3f} MFLOPs (2 per multiply-add)"]
+    lines = [
+        f"{info['bytes']:,} bytes, {len(info['operators'])} operators, {info['flops'] / 1e6:.3f} "
+        "MFLOPs (2 per multiply-add)"
+    ]
     for key, signature in info["signatures"].items():
         lines.append(f"signature '{key}':")
         for side in ("inputs", "outputs"):
@@ -71,10 +76,17 @@ def _format_inspection(info: dict) -> str:
     lines.append("constant tensors (zeros = fraction of zero elements):")
     for tensor in info["tensors"]:
         if tensor["constant"] and len(tensor["shape"]) > 1:
-            storage = f"sparse, blocks {'x'.join(map(str, tensor['block_shape']))}" if tensor["sparse"] else "dense"
+            storage = (
+                f"sparse, blocks {'x'.join(map(str, tensor['block_shape']))}"
+                if tensor["sparse"]
+                else "dense"
+            )
             if tensor["sparse"] and not tensor["block_shape"]:
                 storage = "sparse, unblocked"
-            lines.append(f"  {tensor['name']}: {tensor['type']} {tensor['shape']}, {tensor['zeros']:.1%} zeros, {storage}")
+            lines.append(
+                f"  {tensor['name']}: {tensor['type']} {tensor['shape']}, {tensor['zeros']:.1%} "
+                f"zeros, {storage}"
+            )
     return "\n".join(lines)
 
 
@@ -91,25 +103,42 @@ def _bench(args):
 
     paths = [_existing(p) for p in [args.model] + ([args.other] if args.other else [])]
     for path in paths:
-        print(litert.benchmark_tflite(path, threads=args.threads, runs=args.runs, warmup=args.warmup))
+        print(
+            litert.benchmark_tflite(path, threads=args.threads, runs=args.runs, warmup=args.warmup)
+        )
     if len(paths) == 2:
         # Alternating rounds, so that a burst of load on a shared machine hits both files.
-        first, second, ratio = litert.latency_ratio(read_flatbuffer(paths[0]), read_flatbuffer(paths[1]), threads=args.threads, rounds=10, runs=max(1, args.runs // 10))
-        print(f"side by side: {paths[0].name} {first * 1e6:.1f} us / {paths[1].name} {second * 1e6:.1f} us = {ratio:.2f}x ({args.threads} thread(s))")
+        first, second, ratio = litert.latency_ratio(
+            read_flatbuffer(paths[0]),
+            read_flatbuffer(paths[1]),
+            threads=args.threads,
+            rounds=10,
+            runs=max(1, args.runs // 10),
+        )
+        print(
+            f"side by side: {paths[0].name} {first * 1e6:.1f} us / {paths[1].name} "
+            f"{second * 1e6:.1f} us = {ratio:.2f}x ({args.threads} thread(s))"
+        )
 
 
 def _calibration(path, model):
     import numpy as np
 
     if path is None:
-        raise CommandError("--int8 needs --calibration data.npz: a few hundred typical inputs, one array per model input")
+        raise CommandError(
+            "--int8 needs --calibration data.npz: a few hundred typical inputs, one array per "
+            "model input"
+        )
     try:
         with np.load(_existing(path)) as archive:
             arrays = [archive[name] for name in archive.files]
     except (ValueError, OSError, zipfile.BadZipFile) as error:
         raise CommandError(f"cannot read {path} as an .npz archive: {error}") from error
     if len(arrays) != len(model.inputs):
-        raise CommandError(f"{path} holds {len(arrays)} arrays; the model has {len(model.inputs)} input(s), one array each")
+        raise CommandError(
+            f"{path} holds {len(arrays)} arrays; the model has {len(model.inputs)} input(s), one "
+            "array each"
+        )
     return arrays
 
 
@@ -124,7 +153,14 @@ def _convert(args):
     out = pathlib.Path(args.output)
     if out.suffix != ".tflite":
         raise CommandError(f"{args.output}: the output should end in .tflite")
-    export_tflite(model, out, sparse=sparse, quantize="int8" if args.int8 else None, representative_data=data, verbose=True)
+    export_tflite(
+        model,
+        out,
+        sparse=sparse,
+        quantize="int8" if args.int8 else None,
+        representative_data=data,
+        verbose=True,
+    )
     print(f"wrote {out} ({out.stat().st_size:,} bytes)")
 
 
@@ -157,32 +193,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tfprune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    inspect = commands.add_parser("inspect", help="signature, operators, FLOPs and per-tensor sparsity of a .tflite file")
+    inspect = commands.add_parser(
+        "inspect", help="signature, operators, FLOPs and per-tensor sparsity of a .tflite file"
+    )
     inspect.add_argument("model", help="a .tflite file")
     inspect.add_argument("--json", action="store_true", help="print everything as JSON")
     inspect.set_defaults(run=_inspect)
 
-    bench = commands.add_parser("bench", help="median LiteRT latency of one file, or two side by side")
+    bench = commands.add_parser(
+        "bench", help="median LiteRT latency of one file, or two side by side"
+    )
     bench.add_argument("model", help="a .tflite file")
     bench.add_argument("other", nargs="?", help="a second .tflite file to compare with")
-    bench.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default: 1)")
+    bench.add_argument(
+        "--threads", type=_positive, default=1, help="interpreter threads (default: 1)"
+    )
     bench.add_argument("--runs", type=_positive, default=200, help="timed invokes (default: 200)")
-    bench.add_argument("--warmup", type=_positive, default=20, help="untimed invokes first (default: 20)")
+    bench.add_argument(
+        "--warmup", type=_positive, default=20, help="untimed invokes first (default: 20)"
+    )
     bench.set_defaults(run=_bench)
 
     convert = commands.add_parser("convert", help="export a .keras model to .tflite")
     convert.add_argument("model", help="a .keras file (pruned or not)")
     convert.add_argument("output", help="the .tflite file to write")
-    convert.add_argument("--sparse", choices=["off", "auto", "force"], default="off", help="sparse weight storage (default: off)")
+    convert.add_argument(
+        "--sparse",
+        choices=["off", "auto", "force"],
+        default="off",
+        help="sparse weight storage (default: off)",
+    )
     convert.add_argument("--int8", action="store_true", help="full-integer quantization")
-    convert.add_argument("--calibration", help="an .npz with typical inputs for --int8, one array per model input")
+    convert.add_argument(
+        "--calibration", help="an .npz with typical inputs for --int8, one array per model input"
+    )
     convert.set_defaults(run=_convert)
 
     summary = commands.add_parser("summary", help="the per-layer table of a .keras model")
     summary.add_argument("model", help="a .keras file")
     summary.set_defaults(run=_summary)
 
-    demo_parser = commands.add_parser("demo", help="the end-to-end digits demo (same as `make demo`)")
+    demo_parser = commands.add_parser(
+        "demo", help="the end-to-end digits demo (same as `make demo`)"
+    )
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=_demo)
     return parser

@@ -73,7 +73,9 @@ def print_table(rows):
     ]
     scale = {"flops": 1e-6, "effective_flops": 1e-6, "file_bytes": 1 / 1024}
     cells = [[fmt.format(row[key] * scale.get(key, 1)) for _, key, fmt in columns] for row in rows]
-    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(columns)]
+    widths = [
+        max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(columns)
+    ]
     print("  ".join(t.rjust(w) for (t, _, _), w in zip(columns, widths)))
     for c in cells:
         print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
@@ -111,8 +113,21 @@ def plot_trace(events, path):
 
     steps = [e["step"] for e in events]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    top.step(steps, [e["planned_target"] for e in events], where="post", color="gray", ls="--", label="schedule")
-    top.step(steps, [e["accepted_target"] for e in events], where="post", color="tab:red", label="accepted")
+    top.step(
+        steps,
+        [e["planned_target"] for e in events],
+        where="post",
+        color="gray",
+        ls="--",
+        label="schedule",
+    )
+    top.step(
+        steps,
+        [e["accepted_target"] for e in events],
+        where="post",
+        color="tab:red",
+        label="accepted",
+    )
     top.set_ylabel("fraction of filters pruned")
     top.legend(loc="lower right")
     bottom.plot(steps, [e["clean_accuracy"] for e in events], "o-", label="clean (probe)")
@@ -134,15 +149,23 @@ def plot_trace(events, path):
 def add_arguments(parser):
     """The demo's options, shared by `python examples/prune_digits.py` and `tfprune demo`."""
     parser.add_argument("--out", default="out", help="output directory (default: out)")
-    parser.add_argument("--epochs", type=int, default=15, help="dense training epochs (default: 15)")
-    parser.add_argument("--prune-epochs", type=int, default=12, help="pruning + fine-tuning epochs (default: 12)")
-    parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of filters to prune (default: 0.5)")
+    parser.add_argument(
+        "--epochs", type=int, default=15, help="dense training epochs (default: 15)"
+    )
+    parser.add_argument(
+        "--prune-epochs", type=int, default=12, help="pruning + fine-tuning epochs (default: 12)"
+    )
+    parser.add_argument(
+        "--sparsity", type=float, default=0.5, help="fraction of filters to prune (default: 0.5)"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
 def main(argv=None):
     """Run the demo with command-line options (see `add_arguments`)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     run(parser.parse_args(argv))
 
@@ -159,15 +182,23 @@ def run(args):
 
     print(f"\n== 1. train the dense CNN ({args.epochs} epochs)")
     dense = digits_cnn()
-    dense.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    dense.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     dense.fit(x_train, y_train, batch_size=32, epochs=args.epochs, validation_split=0.1, verbose=2)
 
-    print(f"\n== 2. prune {args.sparsity:.0%} of the filters during fit ({args.prune_epochs} epochs)")
+    print(
+        f"\n== 2. prune {args.sparsity:.0%} of the filters during fit ({args.prune_epochs} epochs)"
+    )
     steps_per_epoch = int(np.ceil(len(x_train) * 0.9 / 32))
     end_step = steps_per_epoch * max(1, args.prune_epochs * 2 // 3)  # last third only fine-tunes
-    schedule = tfprune.PolynomialDecay(0.0, args.sparsity, begin_step=0, end_step=end_step, frequency=steps_per_epoch // 2)
+    schedule = tfprune.PolynomialDecay(
+        0.0, args.sparsity, begin_step=0, end_step=end_step, frequency=steps_per_epoch // 2
+    )
     pruned = tfprune.prune(dense, granularity="filter", criterion="l1", schedule=schedule)
-    pruned.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    pruned.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     history = pruned.fit(
         x_train,
         y_train,
@@ -175,31 +206,55 @@ def run(args):
         epochs=args.prune_epochs,
         validation_split=0.1,
         verbose=2,
-        callbacks=[tfprune.PruningCallback(log_layers=False), keras.callbacks.CSVLogger(str(out / "pruning_log.csv"))],
+        callbacks=[
+            tfprune.PruningCallback(log_layers=False),
+            keras.callbacks.CSVLogger(str(out / "pruning_log.csv")),
+        ],
     ).history
     plain = tfprune.strip(pruned)
     print("\n" + str(tfprune.summary(plain)))
 
     print("\n== 3. remove the pruned filters (shrink)")
     small = tfprune.shrink(plain)
-    shrink_diff = float(np.abs(small.predict(x_test, verbose=0) - plain.predict(x_test, verbose=0)).max())
-    print(f"shrunk model: {small.count_params():,} params (masked: {plain.count_params():,}); "
-          f"max |shrunk - masked| on the test set: {shrink_diff:.1e}")
+    shrink_diff = float(
+        np.abs(small.predict(x_test, verbose=0) - plain.predict(x_test, verbose=0)).max()
+    )
+    print(
+        f"shrunk model: {small.count_params():,} params (masked: {plain.count_params():,}); max "
+        f"|shrunk - masked| on the test set: {shrink_diff:.1e}"
+    )
 
-    print("\n== 4. robust pruning: BAP adversarial training paced by the adversarial-aware schedule")
+    print(
+        "\n== 4. robust pruning: BAP adversarial training paced by the adversarial-aware schedule"
+    )
     # 10 % of the training images are held out as the schedule's probe set; the test set
     # stays unseen.
     probe, rest = slice(0, len(x_train) // 10), slice(len(x_train) // 10, None)
     robust = tfprune.prune(dense, schedule=schedule)
     trainer = tfprune.AdversarialTraining(robust, tfprune.CutoffScale(rho=0.9), weight=0.5)
-    trainer.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     aware = tfprune.AdversarialAwarePruning(
-        (x_train[probe], y_train[probe]), tfprune.PGD(eps=0.1, steps=5), tolerance=0.03, hard_limit=0.08,
+        (x_train[probe], y_train[probe]),
+        tfprune.PGD(eps=0.1, steps=5),
+        tolerance=0.03,
+        hard_limit=0.08,
         trace_path=out / "robust_trace.csv",
     )
-    trainer.fit(x_train[rest], y_train[rest], batch_size=32, epochs=args.prune_epochs, verbose=2, callbacks=[aware])
+    trainer.fit(
+        x_train[rest],
+        y_train[rest],
+        batch_size=32,
+        epochs=args.prune_epochs,
+        verbose=2,
+        callbacks=[aware],
+    )
     decisions = [e["decision"] for e in aware.events]
-    print("schedule decisions: " + ", ".join(f"{decisions.count(d)} x {d}" for d in dict.fromkeys(decisions)))
+    print(
+        "schedule decisions: "
+        + ", ".join(f"{decisions.count(d)} x {d}" for d in dict.fromkeys(decisions))
+    )
     robust_small = tfprune.shrink(robust)
     plot_trace(aware.events, out / "robust_schedule.png")
 
@@ -207,7 +262,9 @@ def run(args):
     print(f"\n== 5. baseline: half-width CNN trained from scratch ({total_epochs} epochs)")
     keras.utils.set_random_seed(args.seed)
     half = digits_cnn(width=0.5, name="half_width_cnn")
-    half.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    half.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     half.fit(x_train, y_train, batch_size=32, epochs=total_epochs, validation_split=0.1, verbose=0)
 
     print("\n== 6. export to LiteRT, verify and time (1 thread)")
@@ -218,9 +275,14 @@ def run(args):
         ("robust pruned + shrunk", robust_small, "robust_pruned_shrunk.tflite"),
         ("half width, scratch", half, "half_width.tflite"),
     ]
-    rows = [measure(name, model, tfprune.export_tflite(model, out / file), x_test, y_test) for name, model, file in models]
+    rows = [
+        measure(name, model, tfprune.export_tflite(model, out / file), x_test, y_test)
+        for name, model, file in models
+    ]
     # Full-integer quantization of the shrunk model, calibrated on 200 training images.
-    int8_path = tfprune.export_tflite(small, out / "pruned_shrunk_int8.tflite", quantize="int8", representative_data=x_train[:200])
+    int8_path = tfprune.export_tflite(
+        small, out / "pruned_shrunk_int8.tflite", quantize="int8", representative_data=x_train[:200]
+    )
     rows.append(measure("pruned + shrunk, int8", small, int8_path, x_test, y_test))
     print()
     print_table(rows)
@@ -228,16 +290,20 @@ def run(args):
         # int8 probabilities differ from float by the quantization steps.
         tolerance = 0.1 if row["model"].endswith("int8") else 1e-4
         if row["max_abs_diff_vs_keras"] > tolerance:
-            raise SystemExit(f"LiteRT output of {row['model']} differs from Keras by {row['max_abs_diff_vs_keras']:.2e}")
+            raise SystemExit(
+                f"LiteRT output of {row['model']} differs from Keras by "
+                f"{row['max_abs_diff_vs_keras']:.2e}"
+            )
 
     dense_row = rows[0]
     print()
     for row in rows[1:]:
         print(
-            f"{row['model']:>20}: latency {row['latency_us'] / dense_row['latency_us']:.2f}x dense, "
-            f"FLOPs {row['effective_flops'] / dense_row['flops']:.2f}x, file {row['file_bytes'] / dense_row['file_bytes']:.2f}x, "
-            f"accuracy {100 * (row['keras_accuracy'] - dense_row['keras_accuracy']):+.1f} pt, "
-            f"PGD accuracy {100 * (row['pgd_accuracy'] - dense_row['pgd_accuracy']):+.1f} pt"
+            f"{row['model']:>20}: latency {row['latency_us'] / dense_row['latency_us']:.2f}x "
+            f"dense, FLOPs {row['effective_flops'] / dense_row['flops']:.2f}x, file "
+            f"{row['file_bytes'] / dense_row['file_bytes']:.2f}x, accuracy "
+            f"{100 * (row['keras_accuracy'] - dense_row['keras_accuracy']):+.1f} pt, PGD accuracy "
+            f"{100 * (row['pgd_accuracy'] - dense_row['pgd_accuracy']):+.1f} pt"
         )
     if shrink_diff > 1e-5:
         raise SystemExit(f"the shrunk model differs from the masked one by {shrink_diff:.2e}")
@@ -250,7 +316,16 @@ def run(args):
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot(history, out / "pruning.png")
-    written = ", ".join(str(out / name) for name in ("results.json", "pruning.png", "pruning_log.csv", "robust_trace.csv", "robust_schedule.png"))
+    written = ", ".join(
+        str(out / name)
+        for name in (
+            "results.json",
+            "pruning.png",
+            "pruning_log.csv",
+            "robust_trace.csv",
+            "robust_schedule.png",
+        )
+    )
     print(f"\nwrote {written} in {time.time() - started:.0f} s")
 
 

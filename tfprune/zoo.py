@@ -40,12 +40,18 @@ def load_digits(size: int = 16, test_fraction: float = 0.2, seed: int = 0):
     factor = size // 8
     images = np.kron(images, np.ones((factor, factor), np.float32))[..., None]
     x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target.astype(np.int64), test_size=test_fraction, random_state=seed, stratify=digits.target
+        images,
+        digits.target.astype(np.int64),
+        test_size=test_fraction,
+        random_state=seed,
+        stratify=digits.target,
     )
     return (x_train, y_train), (x_test, y_test)
 
 
-def digits_cnn(width: float = 1.0, size: int = 16, classes: int = 10, name: str = "digits_cnn") -> keras.Model:
+def digits_cnn(
+    width: float = 1.0, size: int = 16, classes: int = 10, name: str = "digits_cnn"
+) -> keras.Model:
     """The demo's 3-conv CNN with BatchNormalization (momentum 0.9, see DESIGN notes).
 
     Args:
@@ -121,7 +127,14 @@ def mnist1d_cnn(width: float = 1.0, name: str = "mnist1d_cnn") -> keras.Model:
     inputs = keras.Input((40, 1), name="sequence")
     x = inputs
     for index, (filters, stride) in enumerate(((32, 1), (64, 2), (64, 2)), start=1):
-        x = keras.layers.Conv1D(max(1, int(round(filters * width))), 5, strides=stride, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = keras.layers.Conv1D(
+            max(1, int(round(filters * width))),
+            5,
+            strides=stride,
+            padding="same",
+            use_bias=False,
+            name=f"conv{index}",
+        )(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{index}")(x)
         x = keras.layers.ReLU(name=f"relu{index}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -165,7 +178,16 @@ def make_counting_task(n: int, length: int = 16, vocab: int = 16, classes: int =
     return x, y.astype(np.int64)
 
 
-def tiny_transformer(vocab: int = 16, length: int = 16, d_model: int = 32, heads: int = 4, ffn: int = 64, blocks: int = 2, classes: int = 4, name: str = "tiny_transformer") -> keras.Model:
+def tiny_transformer(
+    vocab: int = 16,
+    length: int = 16,
+    d_model: int = 32,
+    heads: int = 4,
+    ffn: int = 64,
+    blocks: int = 2,
+    classes: int = 4,
+    name: str = "tiny_transformer",
+) -> keras.Model:
     """A small Keras transformer encoder: token embedding, post-norm blocks, mean pooling.
 
     Each block is `LayerNorm(x + MultiHeadAttention(x, x))` then
@@ -192,9 +214,19 @@ def tiny_transformer(vocab: int = 16, length: int = 16, d_model: int = 32, heads
     inputs = keras.Input((length,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab, d_model, name="embedding")(inputs)
     for b in range(1, blocks + 1):
-        attention = keras.layers.MultiHeadAttention(heads, d_model // heads, name=f"attention{b}")(x, x)
-        x = keras.layers.LayerNormalization(name=f"norm{b}a")(keras.layers.Add(name=f"residual{b}a")([x, attention]))
+        attention = keras.layers.MultiHeadAttention(heads, d_model // heads, name=f"attention{b}")(
+            x, x
+        )
+        x = keras.layers.LayerNormalization(name=f"norm{b}a")(
+            keras.layers.Add(name=f"residual{b}a")([x, attention])
+        )
         hidden = keras.layers.Dense(ffn, activation="relu", name=f"ffn{b}_up")(x)
-        x = keras.layers.LayerNormalization(name=f"norm{b}b")(keras.layers.Add(name=f"residual{b}b")([x, keras.layers.Dense(d_model, name=f"ffn{b}_down")(hidden)]))
+        x = keras.layers.LayerNormalization(name=f"norm{b}b")(
+            keras.layers.Add(name=f"residual{b}b")(
+                [x, keras.layers.Dense(d_model, name=f"ffn{b}_down")(hidden)]
+            )
+        )
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="classifier")(x), name=name)
+    return keras.Model(
+        inputs, keras.layers.Dense(classes, activation="softmax", name="classifier")(x), name=name
+    )

@@ -42,29 +42,42 @@ def run_seed(seed, args, data):
     (x, y), (x_probe, y_probe), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     dense = digits_cnn()
-    dense.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    dense.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     dense.fit(x, y, batch_size=32, epochs=args.dense_epochs, verbose=0)
     results = {"dense": evaluate(dense, x_test, y_test)}
     steps = int(np.ceil(len(x) / 32))
     for variant in VARIANTS[1:]:
         keras.utils.set_random_seed(seed)
         schedule = tfprune.PolynomialDecay(
-            0.0, 0.5, begin_step=0, end_step=steps * (args.prune_epochs * 2 // 3), frequency=max(1, steps // 2)
+            0.0,
+            0.5,
+            begin_step=0,
+            end_step=steps * (args.prune_epochs * 2 // 3),
+            frequency=max(1, steps // 2),
         )
         pruned = tfprune.prune(dense, schedule=schedule, target="flops", ranking="global")
         if variant == "a_plain":
             trainer = pruned
         elif variant == "b_fgsm":
-            trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=args.train_eps), weight=0.5)
+            trainer = tfprune.AdversarialTraining(
+                pruned, tfprune.FGSM(eps=args.train_eps), weight=0.5
+            )
         else:
             trainer = tfprune.AdversarialTraining(pruned, tfprune.CutoffScale(rho=0.9), weight=0.5)
         if variant == "d_bap_aware":
             callback = tfprune.AdversarialAwarePruning(
-                (x_probe, y_probe), tfprune.PGD(eps=0.1, steps=5), tolerance=args.tolerance, hard_limit=args.hard_limit
+                (x_probe, y_probe),
+                tfprune.PGD(eps=0.1, steps=5),
+                tolerance=args.tolerance,
+                hard_limit=args.hard_limit,
             )
         else:
             callback = tfprune.PruningCallback(log_layers=False)
-        trainer.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        trainer.compile(
+            keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         start = time.perf_counter()
         trainer.fit(x, y, batch_size=32, epochs=args.prune_epochs, verbose=0, callbacks=[callback])
         small = tfprune.shrink(pruned)
@@ -75,12 +88,18 @@ def run_seed(seed, args, data):
             decisions = [e["decision"] for e in callback.events]
             row["decisions"] = {d: decisions.count(d) for d in sorted(set(decisions))}
         results[variant] = row
-        print(f"  seed {seed} {variant:12s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+        print(
+            f"  seed {seed} {variant:12s} "
+            + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)),
+            flush=True,
+        )
     return results
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dense-epochs", type=int, default=12)
     parser.add_argument("--prune-epochs", type=int, default=12)
@@ -106,10 +125,16 @@ def main():
         summary[variant] = {}
         for key in ["clean", *[f"pgd_{e}" for e in EPS]]:
             values = np.array([r[variant][key] for r in per_seed])
-            summary[variant][key] = {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+            summary[variant][key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "values": values.tolist(),
+            }
     print("\nvariant         clean            " + "  ".join(f"PGD eps {e:<10}" for e in EPS))
     for variant, row in summary.items():
-        cells = "  ".join(f"{100 * row[k]['mean']:5.1f} ± {100 * row[k]['std']:4.1f} %" for k in row)
+        cells = "  ".join(
+            f"{100 * row[k]['mean']:5.1f} ± {100 * row[k]['std']:4.1f} %" for k in row
+        )
         print(f"{variant:14s}  {cells}")
     write_report(args.json, {"summary": summary, "per_seed": per_seed})
 

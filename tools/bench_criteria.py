@@ -36,19 +36,34 @@ def accuracy(model, x, y):
 
 
 def compile_(model, lr):
-    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     return model
 
 
 def prune_finetune(dense, criterion, data, epochs, lr, calibration, **kwargs):
     (x, y), (x_test, y_test) = data
-    pruned = tfprune.prune(dense, criterion=criterion, schedule=tfprune.OneShot(0.5), target="flops", **kwargs)
+    pruned = tfprune.prune(
+        dense, criterion=criterion, schedule=tfprune.OneShot(0.5), target="flops", **kwargs
+    )
     start = time.perf_counter()
     tfprune.apply_target(pruned, 0.5, data=calibration)
     update_seconds = time.perf_counter() - start
-    compile_(pruned, lr).fit(x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[tfprune.PruningCallback(data=calibration)])
+    compile_(pruned, lr).fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[tfprune.PruningCallback(data=calibration)],
+    )
     small = tfprune.shrink(pruned)
-    return accuracy(small, x_test, y_test), update_seconds, tfprune.count_flops(small) / tfprune.count_flops(dense)
+    return (
+        accuracy(small, x_test, y_test),
+        update_seconds,
+        tfprune.count_flops(small) / tfprune.count_flops(dense),
+    )
 
 
 def run(dataset, seed):
@@ -70,23 +85,33 @@ def run(dataset, seed):
     pruned = tfprune.prune(dense, schedule=tfprune.OneShot(0.5), target="flops")
     tfprune.apply_target(pruned, 0.5)
     row["l1_no_finetune"] = accuracy(tfprune.strip(pruned), x_test, y_test)
-    row["pwc_no_finetune"] = accuracy(tfprune.compensate(dense, pruned, x[: len(x) // 5]), x_test, y_test)
+    row["pwc_no_finetune"] = accuracy(
+        tfprune.compensate(dense, pruned, x[: len(x) // 5]), x_test, y_test
+    )
     # BPPS rates against uniform (local) rates, same fine-tune.
     found = tfprune.layerwise_rates(dense, (x[:500], y[:500]), target_flops=0.5, verbose=False)
     keras.utils.set_random_seed(seed)
     bpps = tfprune.prune(dense, schedule=tfprune.OneShot(0.5), rates=found.rates)
     tfprune.apply_target(bpps, 0.5)
-    compile_(bpps, lr).fit(x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[tfprune.PruningCallback()])
+    compile_(bpps, lr).fit(
+        x, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[tfprune.PruningCallback()]
+    )
     small = tfprune.shrink(bpps)
     row["bpps"] = accuracy(small, x_test, y_test)
     row["bpps_flops_ratio"] = tfprune.count_flops(small) / tfprune.count_flops(dense)
     row["uniform"] = row["l1"]  # l1 above is local (uniform) ranking at the same FLOPs target
-    print(f"  {dataset} seed {seed}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if not k.endswith(("_s", "_ratio"))), flush=True)
+    print(
+        f"  {dataset} seed {seed}: "
+        + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if not k.endswith(("_s", "_ratio"))),
+        flush=True,
+    )
     return row
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--json", default="out/bench_criteria.json")
@@ -96,7 +121,10 @@ def main():
         print(f"{dataset}:", flush=True)
         rows = [run(dataset, seed) for seed in args.seeds]
         results[dataset] = {
-            key: {"mean": float(np.mean([r[key] for r in rows])), "std": float(np.std([r[key] for r in rows]))}
+            key: {
+                "mean": float(np.mean([r[key] for r in rows])),
+                "std": float(np.std([r[key] for r in rows])),
+            }
             for key in rows[0]
         }
         results[dataset]["per_seed"] = rows
@@ -105,7 +133,10 @@ def main():
             if key != "per_seed" and not key.endswith(("_s", "_ratio")):
                 print(f"  {key:16s} {100 * value['mean']:5.1f} ± {100 * value['std']:4.1f} %")
         for criterion in CRITERIA:
-            print(f"  {criterion:16s} one mask update: {1000 * results[dataset][f'{criterion}_update_s']['mean']:.0f} ms")
+            print(
+                f"  {criterion:16s} one mask update: "
+                f"{1000 * results[dataset][f'{criterion}_update_s']['mean']:.0f} ms"
+            )
     write_report(args.json, {"results": results})
 
 

@@ -40,13 +40,18 @@ def ffn():
     for block in (1, 2):
         hidden = keras.layers.Dense(1024, activation="gelu", name=f"ffn{block}_up")(x)
         x = keras.layers.Add()([x, keras.layers.Dense(256, name=f"ffn{block}_down")(hidden)])
-    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="classifier")(x), name="ffn")
+    return keras.Model(
+        inputs, keras.layers.Dense(10, activation="softmax", name="classifier")(x), name="ffn"
+    )
 
 
 MODELS = {
     "digits_cnn": (digits_cnn, False),
     "ffn": (ffn, True),
-    "mobilenetv2": (lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10), False),
+    "mobilenetv2": (
+        lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
+        False,
+    ),
 }
 
 
@@ -73,7 +78,12 @@ def pruned(dense, train, granularity, target, has_dense_blocks):
     """A stripped copy of `dense` pruned to `target` and fine-tuned."""
     if granularity != "filter" and not has_dense_blocks:
         granularity = "unstructured"
-    model = tfprune.prune(dense, granularity=granularity, schedule=tfprune.OneShot(target), protect=None if granularity != "filter" else "auto")
+    model = tfprune.prune(
+        dense,
+        granularity=granularity,
+        schedule=tfprune.OneShot(target),
+        protect=None if granularity != "filter" else "auto",
+    )
     tfprune.apply_target(model, target)
     fit(model, train, 3)
     return tfprune.strip(model)
@@ -100,7 +110,10 @@ def measure(name, rounds, runs, workdir):
         "sparse forced": (sparse90, {"sparse": True}),
         "int8": (dense, {"quantize": "int8", "representative_data": calibration}),
         "int8 shrunk": (shrunk, {"quantize": "int8", "representative_data": calibration}),
-        "int8 sparse auto": (sparse95, {"sparse": "auto", "quantize": "int8", "representative_data": calibration}),
+        "int8 sparse auto": (
+            sparse95,
+            {"sparse": "auto", "quantize": "int8", "representative_data": calibration},
+        ),
     }
     paths, notes = {}, {}
     for variant, (model, options) in variants.items():
@@ -132,7 +145,9 @@ def measure(name, rounds, runs, workdir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds over all files")
     parser.add_argument("--runs", type=int, default=50, help="invokes per file per round")
@@ -146,8 +161,9 @@ def main():
                 rows.append(row)
                 acc = "" if row["accuracy"] is None else f"  acc {row['accuracy']:.1%}"
                 print(
-                    f"    {row['variant']:>17}: {row['latency_ms']:.3f} ms ({row['latency_ratio']:.2f}x)  "
-                    f"{row['bytes'] / 1024:.0f} KiB ({row['size_ratio']:.2f}x)  sparse tensors {row['sparse_tensors']}{acc}",
+                    f"    {row['variant']:>17}: {row['latency_ms']:.3f} ms "
+                    f"({row['latency_ratio']:.2f}x)  {row['bytes'] / 1024:.0f} KiB "
+                    f"({row['size_ratio']:.2f}x)  sparse tensors {row['sparse_tensors']}{acc}",
                     flush=True,
                 )
     write_report(pathlib.Path(args.out) / "bench_deploy.json", {"rows": rows})

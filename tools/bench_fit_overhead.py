@@ -67,7 +67,9 @@ def build(keras):
 
 
 def time_fit(keras, model, x, y, epochs, callbacks=()):
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     timer = EpochTimer.make(keras)
     model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[*callbacks, timer])
     # The fastest epoch: on a shared machine noise only ever adds time, so the minimum is
@@ -89,7 +91,11 @@ def alternate(rounds, labels, plain_fit, pruned_fit):
         order = [(plain_times, plain_fit), (pruned_times, pruned_fit)]
         for times, fit in order if r % 2 == 0 else reversed(order):
             times.append(fit(r))
-        print(f"  round {r + 1}/{rounds}: {labels[0]} {plain_times[-1]:.3f} s/epoch, {labels[1]} {pruned_times[-1]:.3f} s/epoch", flush=True)
+        print(
+            f"  round {r + 1}/{rounds}: {labels[0]} {plain_times[-1]:.3f} s/epoch, {labels[1]} "
+            f"{pruned_times[-1]:.3f} s/epoch",
+            flush=True,
+        )
     return plain_times, pruned_times
 
 
@@ -113,8 +119,17 @@ def run_tfprune(rounds, epochs, frequency):
 
     def pruned(seed):
         keras.utils.set_random_seed(seed)
-        schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
-        return time_fit(keras, tfprune.prune(build(keras), schedule=schedule), x, y, epochs, [tfprune.PruningCallback()])
+        schedule = tfprune.PolynomialDecay(
+            0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
+        )
+        return time_fit(
+            keras,
+            tfprune.prune(build(keras), schedule=schedule),
+            x,
+            y,
+            epochs,
+            [tfprune.PruningCallback()],
+        )
 
     return alternate(rounds, ("plain", "tfprune"), plain_fit(keras, x, y, epochs), pruned)
 
@@ -130,7 +145,9 @@ def run_tfmot(rounds, epochs, frequency):
 
     def pruned(seed):
         keras.utils.set_random_seed(seed)
-        schedule = sparsity.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency)
+        schedule = sparsity.PolynomialDecay(
+            0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
+        )
         model = sparsity.prune_low_magnitude(build(keras), pruning_schedule=schedule)
         return time_fit(keras, model, x, y, epochs, [sparsity.UpdatePruningStep()])
 
@@ -138,13 +155,24 @@ def run_tfmot(rounds, epochs, frequency):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/pruned repetitions")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per fit (the first is not timed)")
-    parser.add_argument(
-        "--frequency", type=int, default=100, help="steps between mask updates (100, tfmot's default; 0: twice per epoch)"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", default="out/bench_fit_overhead.json", help="where to write the numbers")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating plain/pruned repetitions"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=6, help="epochs per fit (the first is not timed)"
+    )
+    parser.add_argument(
+        "--frequency",
+        type=int,
+        default=100,
+        help="steps between mask updates (100, tfmot's default; 0: twice per epoch)",
+    )
+    parser.add_argument(
+        "--json", default="out/bench_fit_overhead.json", help="where to write the numbers"
+    )
     parser.add_argument("--tfmot-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -157,8 +185,17 @@ def main():
     print("tfmot vs plain tf_keras, in a subprocess with TF_USE_LEGACY_KERAS=1:")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     child = subprocess.run(
-        [sys.executable, __file__, "--tfmot-child", "--rounds", str(args.rounds), "--epochs", str(args.epochs),
-         "--frequency", str(args.frequency)],
+        [
+            sys.executable,
+            __file__,
+            "--tfmot-child",
+            "--rounds",
+            str(args.rounds),
+            "--epochs",
+            str(args.epochs),
+            "--frequency",
+            str(args.frequency),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -180,7 +217,10 @@ def main():
         "tfmot_s_per_epoch": float(np.median(tf_pruned)),
         "tfmot_ratio": float(np.median(np.array(tf_pruned) / np.array(tf_plain))),
     }
-    print(f"\ntfprune / plain Keras 3: {result['tfprune_ratio']:.3f}x   tfmot / plain tf_keras: {result['tfmot_ratio']:.3f}x")
+    print(
+        f"\ntfprune / plain Keras 3: {result['tfprune_ratio']:.3f}x   tfmot / plain tf_keras: "
+        f"{result['tfmot_ratio']:.3f}x"
+    )
     write_report(args.json, result)
 
 

@@ -49,7 +49,9 @@ def task_data(name):
 
 
 def compile_model(model):
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
 
 
 def accuracy(model, test):
@@ -74,29 +76,70 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         _, seconds = timed(lambda: model.fit(x, y, epochs=epochs, **fit))
         return model, {"train_seconds": seconds}
     if method == "baseline":
-        schedule = tfprune.PolynomialDecay(0.0, target, begin_step=0, end_step=steps * (epochs * 2 // 3), frequency=max(1, steps // 2))
+        schedule = tfprune.PolynomialDecay(
+            0.0,
+            target,
+            begin_step=0,
+            end_step=steps * (epochs * 2 // 3),
+            frequency=max(1, steps // 2),
+        )
         pruned = tfprune.prune(model, criterion="l1", schedule=schedule, round_to=round_to)
         compile_model(pruned)
-        _, seconds = timed(lambda: pruned.fit(x, y, epochs=epochs, callbacks=[tfprune.PruningCallback(log_layers=False)], **fit))
+        _, seconds = timed(
+            lambda: pruned.fit(
+                x, y, epochs=epochs, callbacks=[tfprune.PruningCallback(log_layers=False)], **fit
+            )
+        )
         return tfprune.shrink(tfprune.strip(pruned)), {"train_seconds": seconds}
     if method in ("pfwt_rebuild", "pfwt_masked"):
         schedule = tfprune.pfwt(target, every=2, events=3, first_epoch=1)
         result, seconds = timed(
-            lambda: tfprune.fit_with_rebuilds(model, schedule, compile_model, x, y, epochs=epochs, rebuild=method == "pfwt_rebuild", prune_kwargs={"criterion": "l1", "round_to": round_to}, **fit)
+            lambda: tfprune.fit_with_rebuilds(
+                model,
+                schedule,
+                compile_model,
+                x,
+                y,
+                epochs=epochs,
+                rebuild=method == "pfwt_rebuild",
+                prune_kwargs={"criterion": "l1", "round_to": round_to},
+                **fit,
+            )
         )
         return result.model, {"train_seconds": seconds}
     if method == "iplt":
-        pruned = tfprune.prune(model, criterion="l1", schedule=tfprune.iplt(target, pretrain_epochs=2, prune_epochs=max(1, epochs // 2)), round_to=round_to)
+        pruned = tfprune.prune(
+            model,
+            criterion="l1",
+            schedule=tfprune.iplt(target, pretrain_epochs=2, prune_epochs=max(1, epochs // 2)),
+            round_to=round_to,
+        )
         compile_model(pruned)
-        _, seconds = timed(lambda: pruned.fit(x, y, epochs=epochs, callbacks=[tfprune.PruningCallback(log_layers=False)], **fit))
+        _, seconds = timed(
+            lambda: pruned.fit(
+                x, y, epochs=epochs, callbacks=[tfprune.PruningCallback(log_layers=False)], **fit
+            )
+        )
         return tfprune.shrink(tfprune.strip(pruned)), {"train_seconds": seconds}
     if method.startswith("imp_"):
         rewind = method[4:]
         # 3 rounds of rate p reach 1 - (1 - p)^3 = target of the weights.
         rate = 1 - (1 - target) ** (1 / 3)
-        imp = tfprune.IterativePruning(rate=rate, rounds=3, rewind=rewind, rewind_epoch=1 if rewind == "epoch" else None, seed=seed)
+        imp = tfprune.IterativePruning(
+            rate=rate,
+            rounds=3,
+            rewind=rewind,
+            rewind_epoch=1 if rewind == "epoch" else None,
+            seed=seed,
+        )
         per_round = max(2, epochs // 4)
-        pruned, seconds = timed(lambda: imp.run(model, compile_model, lambda m, callbacks: m.fit(x, y, epochs=per_round, callbacks=callbacks, **fit)))
+        pruned, seconds = timed(
+            lambda: imp.run(
+                model,
+                compile_model,
+                lambda m, callbacks: m.fit(x, y, epochs=per_round, callbacks=callbacks, **fit),
+            )
+        )
         return tfprune.strip(pruned), {"train_seconds": seconds}
     if method == "dsp":
         # Group learning for two thirds of the budget, then prune, deploy and fine-tune the
@@ -116,28 +159,69 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         (plan, deployed), seconds = timed(train)
         return deployed, {"train_seconds": seconds, "flops_model": plan.masked}
     if method == "leap":
-        leap = tfprune.LEAP(model, target_density=1 - target, granularity="row", initial_threshold=3.0, score_learning_rate=0.05)
+        leap = tfprune.LEAP(
+            model,
+            target_density=1 - target,
+            granularity="row",
+            initial_threshold=3.0,
+            score_learning_rate=0.05,
+        )
         compile_model(leap)
         _, seconds = timed(lambda: leap.fit(x, y, epochs=epochs, **fit))
-        return tfprune.shrink(tfprune.shrink_heads(leap.pruned_model())), {"train_seconds": seconds, "density": unit_density(leap)}
+        return tfprune.shrink(tfprune.shrink_heads(leap.pruned_model())), {
+            "train_seconds": seconds,
+            "density": unit_density(leap),
+        }
     raise ValueError(method)
 
 
 METHODS = {
-    "digits": ["dense", "baseline", "pfwt_rebuild", "pfwt_masked", "iplt", "imp_init", "imp_epoch", "imp_reinit", "imp_keep", "dsp"],
-    "mnist1d": ["dense", "baseline", "pfwt_rebuild", "pfwt_masked", "iplt", "imp_init", "imp_epoch", "imp_reinit", "imp_keep"],
+    "digits": [
+        "dense",
+        "baseline",
+        "pfwt_rebuild",
+        "pfwt_masked",
+        "iplt",
+        "imp_init",
+        "imp_epoch",
+        "imp_reinit",
+        "imp_keep",
+        "dsp",
+    ],
+    "mnist1d": [
+        "dense",
+        "baseline",
+        "pfwt_rebuild",
+        "pfwt_masked",
+        "iplt",
+        "imp_init",
+        "imp_epoch",
+        "imp_reinit",
+        "imp_keep",
+    ],
     "transformer": ["dense", "baseline", "pfwt_rebuild", "iplt", "imp_init", "leap"],
 }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--methods", nargs="+", help="only these methods (dense is always run: it is the reference)")
+    parser.add_argument(
+        "--methods", nargs="+", help="only these methods (dense is always run: it is the reference)"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--target", type=float, default=0.5, help="fraction of filters / weights / FLOPs to remove")
-    parser.add_argument("--round-to", type=int, default=8, help="filter counts of the structured methods stay multiples of this")
+    parser.add_argument(
+        "--target", type=float, default=0.5, help="fraction of filters / weights / FLOPs to remove"
+    )
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=8,
+        help="filter counts of the structured methods stay multiples of this",
+    )
     parser.add_argument("--out", default="out")
     args = parser.parse_args()
     rows = []
@@ -146,8 +230,14 @@ def main():
             (train, test), build = task_data(task)
             for seed in args.seeds:
                 paths, found = {}, []
-                for method in [m for m in METHODS[task] if args.methods is None or m == "dense" or m in args.methods]:
-                    model, extra = run_method(method, build, train, test, args.epochs, args.target, seed, args.round_to)
+                for method in [
+                    m
+                    for m in METHODS[task]
+                    if args.methods is None or m == "dense" or m in args.methods
+                ]:
+                    model, extra = run_method(
+                        method, build, train, test, args.epochs, args.target, seed, args.round_to
+                    )
                     flops_model = extra.pop("flops_model", model)
                     row = {
                         "task": task,
@@ -158,9 +248,15 @@ def main():
                         "nonzero_params": tfprune.summary(model).total["nonzero_params"],
                         **extra,
                     }
-                    paths[method] = tfprune.export_tflite(model, pathlib.Path(tmp) / f"{task}_{seed}_{method}.tflite")
+                    paths[method] = tfprune.export_tflite(
+                        model, pathlib.Path(tmp) / f"{task}_{seed}_{method}.tflite"
+                    )
                     found.append(row)
-                    print(f"{task} seed {seed} {method:>13}: acc {row['accuracy']:.3f}  train {row['train_seconds']:.1f} s", flush=True)
+                    print(
+                        f"{task} seed {seed} {method:>13}: acc {row['accuracy']:.3f}  train "
+                        f"{row['train_seconds']:.1f} s",
+                        flush=True,
+                    )
                 latency = interleaved_latency(list(paths.values()), rounds=3, runs=30)
                 dense = found[0]
                 for row in found:
@@ -179,17 +275,30 @@ def main():
             {
                 "task": task,
                 "method": method,
-                **{f"{k}_mean": float(np.mean([r[k] for r in group])) for k in ("accuracy", "flops_ratio", "params_ratio", "train_time_ratio", "latency_ratio")},
+                **{
+                    f"{k}_mean": float(np.mean([r[k] for r in group]))
+                    for k in (
+                        "accuracy",
+                        "flops_ratio",
+                        "params_ratio",
+                        "train_time_ratio",
+                        "latency_ratio",
+                    )
+                },
                 "accuracy_std": float(np.std([r["accuracy"] for r in group])),
                 "seeds": len(group),
             }
         )
         t = table[-1]
         print(
-            f"{task:>11} {method:>13}: acc {t['accuracy_mean']:.3f} +- {t['accuracy_std']:.3f}  FLOPs {t['flops_ratio_mean']:.2f}  "
-            f"params {t['params_ratio_mean']:.2f}  train time {t['train_time_ratio_mean']:.2f}  latency {t['latency_ratio_mean']:.2f}"
+            f"{task:>11} {method:>13}: acc {t['accuracy_mean']:.3f} +- {t['accuracy_std']:.3f}  "
+            f"FLOPs {t['flops_ratio_mean']:.2f}  params {t['params_ratio_mean']:.2f}  train time "
+            f"{t['train_time_ratio_mean']:.2f}  latency {t['latency_ratio_mean']:.2f}"
         )
-    write_report(pathlib.Path(args.out) / "bench_procedures.json", {"epochs": args.epochs, "target": args.target, "rows": rows, "summary": table})
+    write_report(
+        pathlib.Path(args.out) / "bench_procedures.json",
+        {"epochs": args.epochs, "target": args.target, "rows": rows, "summary": table},
+    )
 
 
 if __name__ == "__main__":

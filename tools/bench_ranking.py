@@ -40,17 +40,27 @@ def seconds_per_update(model, repeats, **kwargs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2, help="timed updates per case (the fastest counts)")
-    parser.add_argument("--input", type=int, default=64, help="input side (only FLOPs targets depend on it)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed updates per case (the fastest counts)"
+    )
+    parser.add_argument(
+        "--input", type=int, default=64, help="input side (only FLOPs targets depend on it)"
+    )
     parser.add_argument("--json", default="out/bench_ranking.json")
     args = parser.parse_args()
-    model = keras.applications.ResNet50(input_shape=(args.input, args.input, 3), weights=None, classes=10)
+    model = keras.applications.ResNet50(
+        input_shape=(args.input, args.input, 3), weights=None, classes=10
+    )
     rows = []
     for case in CASES:
         row = {**case}
         for ranking in ("local", "global"):
-            row[f"{ranking}_seconds"] = seconds_per_update(model, args.repeats, ranking=ranking, **case)
+            row[f"{ranking}_seconds"] = seconds_per_update(
+                model, args.repeats, ranking=ranking, **case
+            )
         row["global_over_local"] = row["global_seconds"] / row["local_seconds"]
         rows.append(row)
         print(

@@ -28,6 +28,7 @@ from benchreport import interleaved_latency, write_report  # noqa: E402
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
 
+
 def plain_cnn():
     """A VGG-style CNN at a phone-camera-like 64x64x3, where convolutions dominate latency."""
     inputs = keras.Input((64, 64, 3))
@@ -44,18 +45,26 @@ def plain_cnn():
 MODELS = {
     "digits_cnn": lambda: digits_cnn(),
     "plain_cnn": plain_cnn,
-    "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
-    "resnet50": lambda: keras.applications.ResNet50(input_shape=(96, 96, 3), weights=None, classes=10),
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(
+        input_shape=(96, 96, 3), weights=None, classes=10
+    ),
+    "resnet50": lambda: keras.applications.ResNet50(
+        input_shape=(96, 96, 3), weights=None, classes=10
+    ),
     # LayerNormalization over channels, depthwise convolutions as grouped Conv2D: shrinks
     # through ShrunkLayerNormalization.
-    "convnext_tiny": lambda: keras.applications.ConvNeXtTiny(input_shape=(96, 96, 3), weights=None, classes=10),
+    "convnext_tiny": lambda: keras.applications.ConvNeXtTiny(
+        input_shape=(96, 96, 3), weights=None, classes=10
+    ),
 }
 
 
 def measure(name, target, rounds, runs, workdir, round_to, ranking):
     keras.utils.set_random_seed(0)
     model = MODELS[name]()
-    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), target="flops", ranking=ranking, round_to=round_to)
+    pruned = tfprune.prune(
+        model, schedule=tfprune.OneShot(target), target="flops", ranking=ranking, round_to=round_to
+    )
     tfprune.apply_target(pruned, target)
     plain = tfprune.strip(pruned)
     start = time.perf_counter()
@@ -69,7 +78,9 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
     paths = [dense_path, small_path]
     stock = with_stock_normalization(small)
     if stock is not None:
-        paths.append(tfprune.export_tflite(stock, workdir / f"{name}_{int(target * 100)}_stock_norm.tflite"))
+        paths.append(
+            tfprune.export_tflite(stock, workdir / f"{name}_{int(target * 100)}_stock_norm.tflite")
+        )
     latency = interleaved_latency(paths, rounds, runs)
     flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
     latency_ratio = latency[small_path] / latency[dense_path]
@@ -141,19 +152,45 @@ def plot(rows, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--targets", nargs="+", type=float, default=[0.25, 0.5], help="fractions of FLOPs to remove")
+    parser.add_argument(
+        "--targets", nargs="+", type=float, default=[0.25, 0.5], help="fractions of FLOPs to remove"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="invokes per timing round")
-    parser.add_argument("--round-to", type=int, default=1, help="keep filter counts a multiple of this")
-    parser.add_argument("--fine", nargs="*", default=[], metavar="LAYER=N", help="per-layer multiples overriding --round-to, e.g. conv3=8")
-    parser.add_argument("--ranking", default="global", choices=["global", "local"], help="group ranking")
+    parser.add_argument(
+        "--round-to", type=int, default=1, help="keep filter counts a multiple of this"
+    )
+    parser.add_argument(
+        "--fine",
+        nargs="*",
+        default=[],
+        metavar="LAYER=N",
+        help="per-layer multiples overriding --round-to, e.g. conv3=8",
+    )
+    parser.add_argument(
+        "--ranking", default="global", choices=["global", "local"], help="group ranking"
+    )
     parser.add_argument("--out", default="out", help="directory for bench_shrink.json and .png")
-    parser.add_argument("--plot", nargs="+", metavar="JSON", help="only draw the rows of these earlier reports into one PNG (--out names the file)")
+    parser.add_argument(
+        "--plot",
+        nargs="+",
+        metavar="JSON",
+        help="only draw the rows of these earlier reports into one PNG (--out names the file)",
+    )
     args = parser.parse_args()
     if args.plot:
-        plot([row for report in args.plot for row in json.loads(pathlib.Path(report).read_text())["rows"]], pathlib.Path(args.out))
+        plot(
+            [
+                row
+                for report in args.plot
+                for row in json.loads(pathlib.Path(report).read_text())["rows"]
+            ],
+            pathlib.Path(args.out),
+        )
         return
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,19 +198,39 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             for target in args.targets:
-                print(f"[{len(rows) + 1}/{len(args.models) * len(args.targets)}] {name}, {target:.0%} of FLOPs ...", flush=True)
-                round_to = {"*": args.round_to, **{k: int(v) for k, v in (item.split("=") for item in args.fine)}} if args.fine else args.round_to
-                row = measure(name, target, args.rounds, args.runs, pathlib.Path(tmp), round_to, args.ranking)
+                print(
+                    f"[{len(rows) + 1}/{len(args.models) * len(args.targets)}] {name}, "
+                    f"{target:.0%} of FLOPs ...",
+                    flush=True,
+                )
+                round_to = (
+                    {
+                        "*": args.round_to,
+                        **{k: int(v) for k, v in (item.split("=") for item in args.fine)},
+                    }
+                    if args.fine
+                    else args.round_to
+                )
+                row = measure(
+                    name, target, args.rounds, args.runs, pathlib.Path(tmp), round_to, args.ranking
+                )
                 rows.append(row)
                 print(
                     f"    FLOPs {row['flops_ratio']:.3f}x  latency {row['latency_ratio']:.3f}x "
                     f"({row['dense_latency_ms']:.2f} -> {row['shrunk_latency_ms']:.2f} ms)  "
-                    f"latency/FLOPs {row['latency_over_flops']:.2f}  shrink {row['shrink_seconds']:.1f} s  "
-                    f"diff {row['max_abs_diff_shrunk_vs_masked']:.1e}"
-                    + (f"  stock-norm twin {row['stock_norm_latency_ms']:.2f} ms" if row["stock_norm_latency_ms"] else ""),
+                    f"latency/FLOPs {row['latency_over_flops']:.2f}  shrink "
+                    f"{row['shrink_seconds']:.1f} s  diff "
+                    f"{row['max_abs_diff_shrunk_vs_masked']:.1e}"
+                    + (
+                        f"  stock-norm twin {row['stock_norm_latency_ms']:.2f} ms"
+                        if row["stock_norm_latency_ms"]
+                        else ""
+                    ),
                     flush=True,
                 )
-    stem = f"bench_shrink_{args.ranking}_round{args.round_to}" + "".join(f"_{item}" for item in args.fine)
+    stem = f"bench_shrink_{args.ranking}_round{args.round_to}" + "".join(
+        f"_{item}" for item in args.fine
+    )
     write_report(out / f"{stem}.json", {"rows": rows})
     plot(rows, out / f"{stem}.png")
 

@@ -27,7 +27,9 @@ from tfprune.export import interpreter as litert  # noqa: E402
 def two_layers(zero_blocks, block, seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((1024,))
-    model = keras.Model(inputs, keras.layers.Dense(1024, name="b")(keras.layers.Dense(1024, name="a")(inputs)))
+    model = keras.Model(
+        inputs, keras.layers.Dense(1024, name="b")(keras.layers.Dense(1024, name="a")(inputs))
+    )
     rng = np.random.default_rng(seed)
     for layer in model.layers[1:]:
         kernel, bias = layer.get_weights()
@@ -37,8 +39,12 @@ def two_layers(zero_blocks, block, seed=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sparsities", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sparsities", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97]
+    )
     parser.add_argument("--out", default="out")
     args = parser.parse_args()
     rows = []
@@ -61,7 +67,11 @@ def main():
                     "size_ratio": len(sparse) / len(dense),
                 }
             )
-            print(f"{rows[-1]['type']:>7} 1x{block} {zero_blocks:.0%} zero blocks: {ratio:.2f}x latency, {len(sparse) / len(dense):.2f}x size", flush=True)
+            print(
+                f"{rows[-1]['type']:>7} 1x{block} {zero_blocks:.0%} zero blocks: {ratio:.2f}x "
+                f"latency, {len(sparse) / len(dense):.2f}x size",
+                flush=True,
+            )
     write_report(pathlib.Path(args.out) / "bench_sparse_breakeven.json", {"rows": rows})
 
 

@@ -52,5 +52,7 @@ def interleaved_latency(paths, rounds, runs, threads=1):
     samples = {p: [] for p in paths}
     for _ in range(rounds):
         for path in paths:
-            samples[path].append(tfprune.benchmark_tflite(path, threads=threads, runs=runs, warmup=10).median)
+            samples[path].append(
+                tfprune.benchmark_tflite(path, threads=threads, runs=runs, warmup=10).median
+            )
     return {p: float(np.median(v)) for p, v in samples.items()}

@@ -29,9 +29,17 @@ def run_schedule(values, digits, epochs=1, trace=None, schedule=None, **kwargs):
     pruned = tfprune.prune(digits_cnn(), schedule=schedule)
     pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     callback = tfprune.AdversarialAwarePruning(
-        (x_test, y_test), tfprune.FGSM(0.05), tolerance=0.02, hard_limit=0.05, trace_path=trace, measure=Scripted(values), **kwargs
+        (x_test, y_test),
+        tfprune.FGSM(0.05),
+        tolerance=0.02,
+        hard_limit=0.05,
+        trace_path=trace,
+        measure=Scripted(values),
+        **kwargs,
     )
-    history = pruned.fit(x[:320], y[:320], batch_size=32, epochs=epochs, verbose=0, callbacks=[callback])
+    history = pruned.fit(
+        x[:320], y[:320], batch_size=32, epochs=epochs, verbose=0, callbacks=[callback]
+    )
     return pruned, callback, history
 
 
@@ -39,10 +47,16 @@ def test_schedule_advances_holds_rolls_back_and_is_forced_at_the_end(digits, tmp
     # planned updates at steps 2, 4, 6, 8; each decision probes once, and once more after a
     # mask change (or a rollback).
     values = [
-        (0.9, 0.60), (0.85, 0.55),  # step 2: first probe is the reference -> advance; after: robust 0.55
-        (0.9, 0.57),                # step 4: drop 0.60 - 0.57 = 0.03 > tolerance -> hold
-        (0.9, 0.50), (0.9, 0.59),   # step 6: drop 0.10 > hard limit -> rollback, re-probe
-        (0.9, 0.45), (0.88, 0.44),  # step 8: drop 0.15, rollback impossible (none left) -> hold, but final -> forced
+        (0.9, 0.60),
+        (0.85, 0.55),  # step 2: first probe is the reference -> advance; after: robust 0.55
+        (0.9, 0.57),  # step 4: drop 0.60 - 0.57 = 0.03 > tolerance -> hold
+        (0.9, 0.50),
+        (0.9, 0.59),  # step 6: drop 0.10 > hard limit -> rollback, re-probe
+        (0.9, 0.45),
+        (
+            0.88,
+            0.44,
+        ),  # step 8: drop 0.15, rollback impossible (none left) -> hold, but final -> forced
     ]
     pruned, callback, history = run_schedule(values, digits, trace=tmp_path / "trace.csv")
     decisions = [e["decision"] for e in callback.events]
@@ -55,7 +69,10 @@ def test_schedule_advances_holds_rolls_back_and_is_forced_at_the_end(digits, tmp
     assert callback.events[2]["accepted_target"] == 0.0  # rolled back to before step 2
     assert callback.events[-1]["accepted_target"] == 0.5
     assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
-    assert history.history["pruning_holds"][-1] == 1.0 and history.history["pruning_rollbacks"][-1] == 1.0
+    assert (
+        history.history["pruning_holds"][-1] == 1.0
+        and history.history["pruning_rollbacks"][-1] == 1.0
+    )
     assert history.history["robust_accuracy"][-1] == 0.44
     trace = (tmp_path / "trace.csv").read_text().splitlines()
     assert trace[0].startswith("step,epoch,planned_target") and len(trace) == 5
@@ -77,9 +94,13 @@ def test_rollback_restores_masks_and_weights(digits):
     pruned = tfprune.prune(digits_cnn(), schedule=schedule)
     before = [w.mask_array().copy() for w in tfprune.wrappers_of(pruned)]
     pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    callback = tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.05), measure=Scripted(values))
+    callback = tfprune.AdversarialAwarePruning(
+        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted(values)
+    )
     with pytest.warns(UserWarning, match="short of the schedule's final"):
-        pruned.fit(x[:160], y[:160], batch_size=32, epochs=1, verbose=0, callbacks=[callback, Capture()])
+        pruned.fit(
+            x[:160], y[:160], batch_size=32, epochs=1, verbose=0, callbacks=[callback, Capture()]
+        )
     assert [e["decision"] for e in callback.events] == ["advance", "rollback", "incomplete"]
     assert any(m.min() == 0 for m in Capture.masks)
     for mask, wrapper in zip(before, tfprune.wrappers_of(pruned)):
@@ -89,7 +110,9 @@ def test_rollback_restores_masks_and_weights(digits):
 def test_unfinished_budget_warns_and_records_it(digits, tmp_path):
     schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=2, end_step=1000, frequency=2)
     with pytest.warns(UserWarning, match="short of the schedule's final 0.500"):
-        _, callback, _ = run_schedule([(0.9, 0.6)] * 40, digits, schedule=schedule, trace=tmp_path / "t.json")
+        _, callback, _ = run_schedule(
+            [(0.9, 0.6)] * 40, digits, schedule=schedule, trace=tmp_path / "t.json"
+        )
     assert callback.events[-1]["decision"] == "incomplete"
     assert json.loads((tmp_path / "t.json").read_text())[-1]["decision"] == "incomplete"
 
@@ -100,23 +123,35 @@ def test_resume_restores_the_schedule_state(digits, tmp_path):
     keras.utils.set_random_seed(0)
     pruned = tfprune.prune(digits_cnn(), schedule=schedule)
     pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
-    first = tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.7), (0.9, 0.65)]))
+    first = tfprune.AdversarialAwarePruning(
+        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.7), (0.9, 0.65)])
+    )
     with pytest.warns(UserWarning):  # each short fit ends before the schedule does
-        pruned.fit(x[:96], y[:96], batch_size=32, epochs=1, verbose=0, callbacks=[first])  # advance at step 2
+        pruned.fit(
+            x[:96], y[:96], batch_size=32, epochs=1, verbose=0, callbacks=[first]
+        )  # advance at step 2
     assert first.events[0]["decision"] == "advance"
     pruned.save(tmp_path / "mid.keras")
     loaded = keras.saving.load_model(tmp_path / "mid.keras")
-    second = tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.62)]))
+    second = tfprune.AdversarialAwarePruning(
+        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.62)])
+    )
     with pytest.warns(UserWarning):
-        loaded.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0, callbacks=[second])  # step 3: nothing planned
-        loaded.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0, callbacks=[second])  # step 4: planned
+        loaded.fit(
+            x[:32], y[:32], batch_size=32, epochs=1, verbose=0, callbacks=[second]
+        )  # step 3: nothing planned
+        loaded.fit(
+            x[:32], y[:32], batch_size=32, epochs=1, verbose=0, callbacks=[second]
+        )  # step 4: planned
     # The reference restored from the file is 0.65 (measured after the step-2 change), so
     # 0.62 is a drop of 0.03 > tolerance: hold. A fresh state would have taken 0.62 as the
     # reference and advanced.
     decisions = [(e["step"], e["decision"]) for e in second.events if e["decision"] != "incomplete"]
     assert decisions == [(4, "hold")]
     held = next(e for e in second.events if e["decision"] == "hold")
-    assert held["accepted_target"] == pytest.approx(first.events[0]["accepted_target"], rel=1e-6)  # float32 state
+    assert held["accepted_target"] == pytest.approx(
+        first.events[0]["accepted_target"], rel=1e-6
+    )  # float32 state
     assert held["accepted_target"] > 0
 
 
@@ -127,7 +162,9 @@ def test_schedule_bad_input(digits):
     with pytest.raises(ValueError, match="probe_data"):
         tfprune.AdversarialAwarePruning((x_test[:0], y_test[:0]), tfprune.FGSM(0.1))
     with pytest.raises(ValueError, match="hard_limit"):
-        tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.1), tolerance=0.1, hard_limit=0.05)
+        tfprune.AdversarialAwarePruning(
+            (x_test, y_test), tfprune.FGSM(0.1), tolerance=0.1, hard_limit=0.05
+        )
     with pytest.raises(TypeError, match="attack"):
         tfprune.AdversarialAwarePruning((x_test, y_test), "pgd")
     pruned = tfprune.prune(digits_cnn(), schedule=0.5)

@@ -5,9 +5,9 @@ import csv
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn, weights_of
 
 import tfprune
+from conftest import small_cnn, weights_of
 
 SCHEDULE = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=12, frequency=2)
 
@@ -36,9 +36,13 @@ class ZeroChecker(keras.callbacks.Callback):
 def test_masks_follow_the_schedule_and_stay_zero_every_step(data):
     pruned = fresh_pruned()
     callback, checker = tfprune.PruningCallback(), ZeroChecker()
-    pruned.fit(*data, batch_size=16, epochs=4, verbose=0, shuffle=False, callbacks=[callback, checker])
+    pruned.fit(
+        *data, batch_size=16, epochs=4, verbose=0, shuffle=False, callbacks=[callback, checker]
+    )
     assert [e["step"] for e in callback.events] == [0, 2, 4, 6, 8, 10, 12]
-    assert [e["target"] for e in callback.events] == [pytest.approx(SCHEDULE(s)) for s in (0, 2, 4, 6, 8, 10, 12)]
+    assert [e["target"] for e in callback.events] == [
+        pytest.approx(SCHEDULE(s)) for s in (0, 2, 4, 6, 8, 10, 12)
+    ]
     assert callback.events[-1]["sparsity"] == pytest.approx(0.5)
     assert checker.checked > 0
     assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
@@ -63,7 +67,9 @@ def test_sparsity_goes_into_logs_csvlogger_and_history(data, tmp_path):
 
 def test_flops_target_is_logged(data):
     pruned = fresh_pruned(schedule=tfprune.OneShot(0.3), target="flops")
-    history = pruned.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    history = pruned.fit(
+        *data, batch_size=16, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()]
+    )
     assert history.history["flops_removed"][-1] == pytest.approx(0.3, abs=0.05)
 
 
@@ -105,7 +111,11 @@ def test_backup_and_restore_resumes_the_same_step_and_masks(data, tmp_path):
     with pytest.raises(RuntimeError, match="interrupted"):
         resumed.fit(
             *data,
-            callbacks=[tfprune.PruningCallback(), keras.callbacks.BackupAndRestore(backup), StopAtEpoch(2)],
+            callbacks=[
+                tfprune.PruningCallback(),
+                keras.callbacks.BackupAndRestore(backup),
+                StopAtEpoch(2),
+            ],
             **fit,
         )
     # A new process would rebuild the model; a fresh copy with untrained weights stands in.
@@ -131,7 +141,9 @@ def test_keras_file_round_trip_in_the_middle_of_pruning(data, tmp_path):
     assert int(loaded.optimizer.iterations) == 8
     for a, b in zip(tfprune.wrappers_of(model), tfprune.wrappers_of(loaded)):
         np.testing.assert_array_equal(a.mask_array(), b.mask_array())
-        assert b.schedule == SCHEDULE and str(b.granularity) == "filter" and b.criterion is tfprune.l1
+        assert (
+            b.schedule == SCHEDULE and str(b.granularity) == "filter" and b.criterion is tfprune.l1
+        )
         assert 0 < b.sparsity() < 0.5
     np.testing.assert_allclose(loaded(data[0]), model(data[0]), atol=1e-6)
 
@@ -157,8 +169,16 @@ def test_fresh_optimizer_for_fine_tuning_never_regrows_masks(data):
     model = fresh_pruned()
     model.fit(*data, batch_size=16, epochs=4, verbose=0, callbacks=[tfprune.PruningCallback()])
     masks = [w.mask_array() for w in tfprune.wrappers_of(model)]
-    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")  # iterations restart at 0
-    model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback(), ZeroChecker()])
+    model.compile(
+        keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy"
+    )  # iterations restart at 0
+    model.fit(
+        *data,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[tfprune.PruningCallback(), ZeroChecker()],
+    )
     for mask, wrapper in zip(masks, tfprune.wrappers_of(model)):
         np.testing.assert_array_equal(mask, wrapper.mask_array())
 

@@ -14,7 +14,11 @@ from tfprune.core import checks
         ({"low": 0, "include_low": False}, 0, r"eps must be > 0, got 0\."),
         ({"low": 0, "high": 1}, 1.5, r"eps must be in \[0, 1\], got 1.5\."),
         ({"low": 0, "high": 1, "include_high": False}, 1.0, r"eps must be in \[0, 1\), got 1.0\."),
-        ({"low": 0, "high": 1, "include_low": False, "include_high": False}, 0.0, r"eps must be in \(0, 1\), got 0.0\."),
+        (
+            {"low": 0, "high": 1, "include_low": False, "include_high": False},
+            0.0,
+            r"eps must be in \(0, 1\), got 0.0\.",
+        ),
         ({"high": 2}, 3, r"eps must be <= 2, got 3\."),
         ({"low": 0}, float("nan"), r"eps must be >= 0, got nan\."),
     ],

@@ -29,13 +29,17 @@ def test_is_functional_tells_graph_models_from_the_rest(functional):
     assert keras_internals.is_functional(BuiltFunctionally())
     assert not keras_internals.is_functional(BuiltFunctionally(), subclasses=False)
     assert not keras_internals.is_functional(Subclassed())
-    assert not keras_internals.is_functional(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+    assert not keras_internals.is_functional(
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    )
 
 
 def test_graph_of_a_sequential_model_is_functional():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
     graph = keras_internals.graph_of(model)
-    assert keras_internals.is_functional(graph) and [layer.name for layer in graph.layers[1:]] == ["fc"]
+    assert keras_internals.is_functional(graph) and [layer.name for layer in graph.layers[1:]] == [
+        "fc"
+    ]
 
 
 def test_node_calls_are_in_topological_order_without_inputs(functional):
@@ -44,7 +48,10 @@ def test_node_calls_are_in_topological_order_without_inputs(functional):
     assert names[0] == "hidden" and names[-1] == "out" and len(calls) == 3  # hidden, `+ 1.0`, out
     add = calls[1]
     assert isinstance(add.operation, keras_internals.numpy_op("Add"))
-    assert add.inputs == [functional.get_layer("hidden").output] and add.outputs[0].shape == (None, 3)
+    assert add.inputs == [functional.get_layer("hidden").output] and add.outputs[0].shape == (
+        None,
+        3,
+    )
 
 
 def test_calls_of_lists_every_call_of_a_shared_layer():
@@ -67,7 +74,9 @@ def test_array_arguments_and_fill_arguments():
     call = keras_internals.node_calls(keras.Model(inputs, outputs))[0]
     (constant,) = keras_internals.array_arguments(call.arguments)
     np.testing.assert_array_equal(constant, [1.0, 2.0, 3.0])
-    args, kwargs = keras_internals.fill_arguments(call.arguments, {id(inputs): np.ones((1, 3), np.float32)})
+    args, kwargs = keras_internals.fill_arguments(
+        call.arguments, {id(inputs): np.ones((1, 3), np.float32)}
+    )
     np.testing.assert_array_equal(call.operation(*args, **kwargs), [[1.0, 2.0, 3.0]])
 
 
@@ -98,7 +107,11 @@ def test_loss_tracker_is_what_logs_loss():
 
 
 def test_op_classes_are_keras_operations():
-    for op in (keras_internals.numpy_op("Add"), keras_internals.numpy_op("Multiply"), keras_internals.nn_op("Relu")):
+    for op in (
+        keras_internals.numpy_op("Add"),
+        keras_internals.numpy_op("Multiply"),
+        keras_internals.nn_op("Relu"),
+    ):
         assert issubclass(op, keras.Operation)
     inputs = keras.Input((3,))
     (call,) = keras_internals.node_calls(keras.Model(inputs, keras.ops.relu(inputs)))

@@ -23,9 +23,20 @@ def test_lap_equals_the_formula_on_a_three_layer_dense_net(bn):
     model = dense_chain(bn)
     if bn:
         model.get_layer("bn").set_weights(
-            [np.array([1.0, 2.0, 0.5, 3.0]), np.zeros(4), np.zeros(4), np.array([1.0, 4.0, 0.25, 9.0])]
+            [
+                np.array([1.0, 2.0, 0.5, 3.0]),
+                np.zeros(4),
+                np.zeros(4),
+                np.array([1.0, 4.0, 0.25, 9.0]),
+            ]
         )
-    pruned = tfprune.prune(model, granularity="unstructured", criterion="lap_bn" if bn else "lap", layers=["d2"], schedule=0.5)
+    pruned = tfprune.prune(
+        model,
+        granularity="unstructured",
+        criterion="lap_bn" if bn else "lap",
+        layers=["d2"],
+        schedule=0.5,
+    )
     w1, w2, w3 = (model.get_layer(n).kernel.numpy().astype(np.float64) for n in ("d1", "d2", "d3"))
     into = (w1**2).sum(axis=0)  # weights into each unit k of d1
     out_of = (w3**2).sum(axis=1)  # weights out of each unit j of d2
@@ -47,14 +58,30 @@ def test_lap_sees_through_conv_flatten_dense():
     pruned = tfprune.prune(model, criterion="lap", layers=["conv"], schedule=0.5)
     conv = pruned.get_layer("prune_conv").layer
     fc = model.get_layer("fc").kernel.numpy().astype(np.float64)
-    out_of = np.array([(fc[c::4] ** 2).sum() for c in range(4)])  # feature i belongs to channel i % 4
+    out_of = np.array(
+        [(fc[c::4] ** 2).sum() for c in range(4)]
+    )  # feature i belongs to channel i % 4
     expected = conv.kernel.numpy().astype(np.float64) ** 2 * out_of  # no layer before: factor 1
-    np.testing.assert_allclose(LAP()(conv.kernel.numpy(), conv, ScoringContext(pruned)), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        LAP()(conv.kernel.numpy(), conv, ScoringContext(pruned)), expected, rtol=1e-5
+    )
 
 
 def test_lap_forward_prunes_layer_by_layer():
-    pruned = tfprune.prune(dense_chain(), granularity="unstructured", criterion="lap_forward", protect=None, schedule=0.5)
+    pruned = tfprune.prune(
+        dense_chain(),
+        granularity="unstructured",
+        criterion="lap_forward",
+        protect=None,
+        schedule=0.5,
+    )
     plan = tfprune.apply_target(pruned, 0.5)
     assert plan.removed() == pytest.approx(0.5, abs=0.05)
     with pytest.raises(ValueError, match="layer by layer"):
-        tfprune.prune(dense_chain(), granularity="unstructured", criterion="lap_forward", ranking="global", schedule=0.5)
+        tfprune.prune(
+            dense_chain(),
+            granularity="unstructured",
+            criterion="lap_forward",
+            ranking="global",
+            schedule=0.5,
+        )

@@ -16,7 +16,9 @@ def test_random_criterion_is_seeded_and_serializes():
         criterion = tfprune.criteria.get(name)
         restored = tfprune.criteria.from_name(tfprune.criteria.name_of(criterion))
         assert restored == criterion and type(restored) is type(criterion)
-    assert isinstance(tfprune.criteria.get("fpgm"), FPGM) and isinstance(tfprune.criteria.get("bn_scale"), BNScale)
+    assert isinstance(tfprune.criteria.get("fpgm"), FPGM) and isinstance(
+        tfprune.criteria.get("bn_scale"), BNScale
+    )
 
 
 def test_criteria_names_and_custom_callables():

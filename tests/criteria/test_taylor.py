@@ -17,7 +17,9 @@ def test_taylor_matches_a_finite_difference_estimate():
     hidden.kernel.assign(hidden.kernel * 0.05)  # small weights: first order is accurate
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)).astype(np.float32), rng.integers(0, 3, 64)
-    pruned = tfprune.prune(model, granularity="unstructured", criterion="taylor", layers=["hidden"], schedule=0.5)
+    pruned = tfprune.prune(
+        model, granularity="unstructured", criterion="taylor", layers=["hidden"], schedule=0.5
+    )
     layer = pruned.get_layer("prune_hidden").layer
     weight = layer.kernel.numpy()
     scores = Taylor()(weight, layer, ScoringContext(pruned, data=(x, y)))
@@ -27,7 +29,9 @@ def test_taylor_matches_a_finite_difference_estimate():
 
     base = loss()
     for i, j in [(0, 0), (2, 3), (5, 1), (4, 4)]:
-        layer.kernel.assign(np.where(np.arange(weight.size).reshape(weight.shape) == i * 5 + j, 0, weight))
+        layer.kernel.assign(
+            np.where(np.arange(weight.size).reshape(weight.shape) == i * 5 + j, 0, weight)
+        )
         assert abs(base - loss()) == pytest.approx(scores[i, j], rel=0.05, abs=1e-6)
         layer.kernel.assign(weight)
     with pytest.raises(ValueError, match="calibration data"):
@@ -41,19 +45,32 @@ def test_taylor_runs_inside_fit_with_callback_data():
     (x, y), _ = load_digits()
     pruned = tfprune.prune(digits_cnn(), criterion="taylor", schedule=tfprune.OneShot(0.5, step=2))
     pruned.compile("adam", "sparse_categorical_crossentropy")
-    pruned.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback(data=(x[:128], y[:128]))])
+    pruned.fit(
+        x[:128],
+        y[:128],
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        callbacks=[tfprune.PruningCallback(data=(x[:128], y[:128]))],
+    )
     assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
 
 
 def test_taylor_scores_layers_inside_nested_models():
     keras.utils.set_random_seed(10)
     inner_in = keras.Input((6,))
-    inner = keras.Model(inner_in, keras.layers.Dense(5, activation="tanh", name="inner_fc")(inner_in), name="inner")
+    inner = keras.Model(
+        inner_in, keras.layers.Dense(5, activation="tanh", name="inner_fc")(inner_in), name="inner"
+    )
     inputs = keras.Input((6,))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(inner(inputs)))
+    model = keras.Model(
+        inputs, keras.layers.Dense(3, activation="softmax", name="out")(inner(inputs))
+    )
     rng = np.random.default_rng(1)
     data = (rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, 3, 32))
-    pruned = tfprune.prune(model, granularity="unstructured", criterion="taylor", layers=["inner_fc"], schedule=0.5)
+    pruned = tfprune.prune(
+        model, granularity="unstructured", criterion="taylor", layers=["inner_fc"], schedule=0.5
+    )
     tfprune.apply_target(pruned, 0.5, data=data)
     wrapper = tfprune.wrappers_of(pruned)[0]
     assert wrapper.layer.name == "inner_fc" and wrapper.sparsity() == pytest.approx(0.5)

@@ -5,9 +5,9 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 from tfprune.masking.ranking import apply_target
 
 
@@ -41,7 +41,9 @@ def test_sparse_export_stores_block_sparse_dense_weights(tmp_path):
     x = keras.layers.Dense(64, name="fc1")(inputs)
     outputs = keras.layers.Dense(8, name="fc2")(x)
     model = keras.Model(inputs, outputs)
-    pruned = tfprune.prune(model, granularity="block", schedule=tfprune.OneShot(0.8), layers=["fc1"])
+    pruned = tfprune.prune(
+        model, granularity="block", schedule=tfprune.OneShot(0.8), layers=["fc1"]
+    )
     apply_target(pruned, 0.8)
     dense_path = tfprune.export_tflite(pruned, tmp_path / "dense.tflite")
     sparse_path = tfprune.export_tflite(pruned, tmp_path / "sparse.tflite", sparse=True)
@@ -56,7 +58,9 @@ def test_sparse_export_stores_block_sparse_dense_weights(tmp_path):
 
 def test_int8_export_keeps_zeros_and_stays_close(tmp_path, data):
     plain = tfprune.strip(pruned_cnn())
-    path = tfprune.export_tflite(plain, tmp_path / "q.tflite", quantize="int8", representative_data=data[0])
+    path = tfprune.export_tflite(
+        plain, tmp_path / "q.tflite", quantize="int8", representative_data=data[0]
+    )
     types = {t["type"] for t in tfprune.inspect_tflite(path)["tensors"]}
     assert "INT8" in types
     interpreter = tfprune.load_interpreter(path)

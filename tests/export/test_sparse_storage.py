@@ -5,9 +5,9 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 from tfprune.export import converter, interpreter, sparse_storage
 
 
@@ -38,7 +38,11 @@ def mlp(fractions, block=4, width=512, units=None):
 
 
 def stored(path):
-    return {t["name"]: t for t in tfprune.inspect_tflite(path)["tensors"] if t["constant"] and len(t["shape"]) == 2}
+    return {
+        t["name"]: t
+        for t in tfprune.inspect_tflite(path)["tensors"]
+        if t["constant"] and len(t["shape"]) == 2
+    }
 
 
 def by_layer(tensors, layer):
@@ -61,13 +65,17 @@ def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
     auto = tfprune.export_tflite(model, tmp_path / "auto.tflite", sparse="auto")
     dense = tfprune.export_tflite(model, tmp_path / "dense.tflite")
     tensors = stored(auto)
-    assert by_layer(tensors, "very_sparse")["sparse"] and by_layer(tensors, "very_sparse")["block_shape"] == [1, 4]
+    assert by_layer(tensors, "very_sparse")["sparse"] and by_layer(tensors, "very_sparse")[
+        "block_shape"
+    ] == [1, 4]
     assert not by_layer(tensors, "half_sparse")["sparse"]
     x = np.random.default_rng(1).random((8, 1024), dtype=np.float32)
     assert tfprune.verify_tflite(auto, model, x) <= 1e-4
     # Alternating rounds; auto keeps sparse storage only where it measured faster, so the
     # file is never slower than dense beyond noise.
-    _, _, ratio = interpreter.latency_ratio(auto.read_bytes(), dense.read_bytes(), rounds=5, runs=30)
+    _, _, ratio = interpreter.latency_ratio(
+        auto.read_bytes(), dense.read_bytes(), rounds=5, runs=30
+    )
     assert ratio < 1.15
     assert auto.stat().st_size < dense.stat().st_size
 
@@ -97,7 +105,9 @@ def test_int8_sparse_dense_layers_use_1x16_blocks_and_zeros_survive(tmp_path):
     x = np.random.default_rng(2).random((64, 256), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # forcing the 50 % layer sparse is slower, and says so
-        path = tfprune.export_tflite(model, tmp_path / "q.tflite", sparse=True, quantize="int8", representative_data=x)
+        path = tfprune.export_tflite(
+            model, tmp_path / "q.tflite", sparse=True, quantize="int8", representative_data=x
+        )
     tensors = stored(path)
     very, half = by_layer(tensors, "very_sparse"), by_layer(tensors, "half_sparse")
     assert very["type"] == "INT8" and very["sparse"] and very["block_shape"] == [1, 16]
@@ -119,7 +129,11 @@ def test_int8_auto_keeps_sparse_weights_only_when_measured_faster():
     if any(c.sparse for c in report.choices):
         assert report.ratio <= sparse_storage.NOISE and not report.fell_back
     else:
-        assert report.fell_back and report.ratio > sparse_storage.NOISE and "measured" in report.choices[0].reason
+        assert (
+            report.fell_back
+            and report.ratio > sparse_storage.NOISE
+            and "measured" in report.choices[0].reason
+        )
 
 
 def test_xnnpack_sparse_path_is_named_and_near_misses_explained():

@@ -3,12 +3,21 @@
 import keras
 import numpy as np
 import pytest
-from conftest import inputs_for, max_diff, prune_and_shrink, randomize_bn
 
 import tfprune
+from conftest import inputs_for, max_diff, prune_and_shrink, randomize_bn
 
 
-@pytest.mark.parametrize("merge", [keras.layers.Subtract, keras.layers.Multiply, keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum])
+@pytest.mark.parametrize(
+    "merge",
+    [
+        keras.layers.Subtract,
+        keras.layers.Multiply,
+        keras.layers.Average,
+        keras.layers.Maximum,
+        keras.layers.Minimum,
+    ],
+)
 def test_other_elementwise_merges_couple_their_inputs(merge):
     inputs = keras.Input((6, 6, 3))
     a = keras.layers.Conv2D(8, 1, name="a")(inputs)
@@ -46,7 +55,9 @@ def test_depthwise_follows_its_input_channels(multiplier):
     x = keras.layers.Conv2D(6, 1, name="expand")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=multiplier, name="dw")(x)
-    x = keras.layers.SeparableConv2D(4, 3, padding="same", depth_multiplier=multiplier, name="sep")(x)
+    x = keras.layers.SeparableConv2D(4, 3, padding="same", depth_multiplier=multiplier, name="sep")(
+        x
+    )
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.5, protect=["sep"])
@@ -67,7 +78,9 @@ def test_flatten_to_dense_uses_channels_last_expansion():
     conv.assign_mask(np.broadcast_to(keep, conv.mask.shape))
     small = tfprune.shrink(pruned)
     rows = [i for i in range(96) if keep[i % 6]]
-    np.testing.assert_array_equal(small.get_layer("fc").kernel.numpy(), pruned.get_layer("fc").kernel.numpy()[rows])
+    np.testing.assert_array_equal(
+        small.get_layer("fc").kernel.numpy(), pruned.get_layer("fc").kernel.numpy()[rows]
+    )
     assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
 
 
@@ -102,9 +115,14 @@ def test_keras_ops_in_the_graph_follow_the_layers_rules():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y)))
     rows = {r["layer"]: r for r in tfprune.explain(model)}
     assert rows["a"]["removable"] == rows["b"]["removable"] == rows["reader"]["removable"] == 8
-    assert rows["biased"]["removable"] == 0 and "constant of 8 channels" in rows["biased"]["reasons"][0]
+    assert (
+        rows["biased"]["removable"] == 0
+        and "constant of 8 channels" in rows["biased"]["reasons"][0]
+    )
     pruned, small = prune_and_shrink(model, 0.5, layers=["a", "b"])
-    np.testing.assert_array_equal(pruned.get_layer("prune_a").mask_array(), pruned.get_layer("prune_b").mask_array())
+    np.testing.assert_array_equal(
+        pruned.get_layer("prune_a").mask_array(), pruned.get_layer("prune_b").mask_array()
+    )
     assert small.get_layer("a").filters == small.get_layer("b").filters == 4
     assert small.get_layer("reader").kernel.shape[2] == 4
     assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
@@ -116,15 +134,23 @@ def test_grouped_conv_with_one_group_per_channel_is_depthwise(multiplier):
     x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
     x = keras.layers.Conv2D(8 * multiplier, 3, padding="same", groups=8, name="grouped_dw")(x)
     x = keras.layers.Conv2D(4, 1, name="reader")(x)
-    x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name="grouped")(x)  # two channels per group
+    x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name="grouped")(
+        x
+    )  # two channels per group
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
     rows = {r["layer"]: r for r in tfprune.explain(model)}
     assert rows["conv"]["removable"] == 8 and rows["reader"]["removable"] == 0
-    assert "grouped convolution with several input channels per group" in rows["reader"]["reasons"][0]
+    assert (
+        "grouped convolution with several input channels per group" in rows["reader"]["reasons"][0]
+    )
     pruned, small = prune_and_shrink(model, 0.5, layers=["conv", "grouped_dw"])
     assert pruned.get_layer("prune_grouped_dw").spec.coupled
     dw = small.get_layer("grouped_dw")
-    assert (dw.groups, dw.filters, dw.kernel.shape) == (4, 4 * multiplier, (3, 3, 1, 4 * multiplier))
+    assert (dw.groups, dw.filters, dw.kernel.shape) == (
+        4,
+        4 * multiplier,
+        (3, 3, 1, 4 * multiplier),
+    )
     assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
 
 

@@ -15,8 +15,12 @@ def zero_filter(layer, index, bias):
     layer.set_weights([kernel, biases])
 
 
-@pytest.mark.parametrize("border,constant", [(keras.layers.Cropping2D, True), (keras.layers.ZeroPadding2D, False)])
-def test_a_zeroed_filter_carries_its_bias_through_relu_and_bn_but_not_zero_padding(border, constant):
+@pytest.mark.parametrize(
+    "border,constant", [(keras.layers.Cropping2D, True), (keras.layers.ZeroPadding2D, False)]
+)
+def test_a_zeroed_filter_carries_its_bias_through_relu_and_bn_but_not_zero_padding(
+    border, constant
+):
     inputs = keras.Input((6, 6, 2))
     conv = keras.layers.Conv2D(3, 1, name="conv")
     x = keras.layers.ReLU()(conv(inputs))
@@ -37,7 +41,9 @@ def test_a_channel_multiplied_by_zero_is_zero_and_merges_agree():
     inputs = keras.Input((4,))
     dense = keras.layers.Dense(3, name="features")
     h = dense(inputs)
-    gated = keras.layers.Multiply()([h, keras.layers.Dense(3, kernel_initializer="zeros", name="gate")(inputs)])
+    gated = keras.layers.Multiply()(
+        [h, keras.layers.Dense(3, kernel_initializer="zeros", name="gate")(inputs)]
+    )
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(gated))
     values = constant_channels(ChannelGraph(model))
     assert np.isnan(values[id(h)]).all()

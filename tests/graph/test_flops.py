@@ -2,9 +2,9 @@
 
 import keras
 import pytest
-from conftest import conv_model
 
 import tfprune
+from conftest import conv_model
 
 
 def test_flops_match_hand_counts():

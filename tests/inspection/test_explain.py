@@ -17,8 +17,13 @@ def test_barriers_pin_channels_and_explain_says_why():
     model = keras.Model(inputs, keras.layers.Flatten()(x))
     rows = {r["layer"]: r for r in tfprune.explain(model)}
     assert rows["before_reshape"]["removable"] == 8
-    assert rows["before_lambda"]["removable"] == 0 and "Lambda" in rows["before_lambda"]["reasons"][0]
-    assert rows["after_lambda"]["removable"] == 0 and "changes the channel count" in rows["after_lambda"]["reasons"][0]
+    assert (
+        rows["before_lambda"]["removable"] == 0 and "Lambda" in rows["before_lambda"]["reasons"][0]
+    )
+    assert (
+        rows["after_lambda"]["removable"] == 0
+        and "changes the channel count" in rows["after_lambda"]["reasons"][0]
+    )
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.3), protect=None)
     assert [w.layer.name for w in tfprune.wrappers_of(pruned)] == ["before_reshape"]
     with pytest.raises(ValueError, match="'before_lambda' cannot be pruned: Lambda"):

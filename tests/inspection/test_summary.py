@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import conv_model
 
 import tfprune
+from conftest import conv_model
 from tfprune.masking.ranking import apply_target
 
 
@@ -25,7 +25,12 @@ def test_summary_rows_and_totals_follow_the_masks():
     assert d["total"]["flops"] == tfprune.count_flops(model)
     assert d["total"]["effective_flops"] == tfprune.count_flops(pruned, effective=True)
     text = str(s)
-    assert "conv" in text and "2/4" in text and "50.0%" in text and text.splitlines()[-1].startswith("total")
+    assert (
+        "conv" in text
+        and "2/4" in text
+        and "50.0%" in text
+        and text.splitlines()[-1].startswith("total")
+    )
 
 
 def test_summary_counts_a_nested_model_once_per_call():

@@ -9,7 +9,12 @@ import tfprune
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(1, 4), st.integers(0, 2**31 - 1), st.sampled_from(["same", "valid"]), st.sampled_from([1, 2]))
+@given(
+    st.integers(1, 4),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["same", "valid"]),
+    st.sampled_from([1, 2]),
+)
 def test_grouped_conv_equals_a_masked_conv(n_groups, seed, padding, strides):
     rng = np.random.default_rng(seed)
     channels, filters = 5, 6
@@ -29,10 +34,17 @@ def test_grouped_conv_equals_a_masked_conv(n_groups, seed, padding, strides):
     x = rng.random((2, 9, 9, channels), dtype=np.float32)
     reference = conv(x)
     conv.set_weights([kernel, bias])
-    grouped = tfprune.GroupedConv2D(filters, 3, groups, strides=strides, padding=padding, activation="relu")
+    grouped = tfprune.GroupedConv2D(
+        filters, 3, groups, strides=strides, padding=padding, activation="relu"
+    )
     grouped.build(x.shape)
     for (inputs, outputs), variable in zip(groups, grouped.kernels):
-        variable.assign(kernel[:, :, np.asarray(inputs or [0], int)[:, None], np.asarray(outputs)[None, :]])
+        variable.assign(
+            kernel[:, :, np.asarray(inputs or [0], int)[:, None], np.asarray(outputs)[None, :]]
+        )
     grouped.bias.assign(bias)
     assert reference.shape == grouped(x).shape
-    assert np.abs(keras.ops.convert_to_numpy(grouped(x)) - keras.ops.convert_to_numpy(conv(x))).max() <= 1e-5
+    assert (
+        np.abs(keras.ops.convert_to_numpy(grouped(x)) - keras.ops.convert_to_numpy(conv(x))).max()
+        <= 1e-5
+    )

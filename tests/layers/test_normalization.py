@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 import pytest
+
+import tfprune
 from conftest import (
     convnext_style,
     inputs_for,
@@ -10,8 +12,6 @@ from conftest import (
     prune_and_shrink,
     randomize_bn,
 )
-
-import tfprune
 
 
 @pytest.mark.parametrize(
@@ -64,11 +64,16 @@ def test_layer_normalization_keeps_a_removed_nonzero_constant_in_its_statistics(
     kernel, bias = model.get_layer("d").get_weights()
     kernel[:, 1], bias[1] = 0.0, 2.0
     model.get_layer("d").set_weights([kernel, bias])
-    model.get_layer("norm").set_weights([np.array([1.0, 0.0, 0.7, 1.3], np.float32), np.array([0.1, 0.0, -0.2, 0.3], np.float32)])
+    model.get_layer("norm").set_weights(
+        [np.array([1.0, 0.0, 0.7, 1.3], np.float32), np.array([0.1, 0.0, -0.2, 0.3], np.float32)]
+    )
     small = tfprune.shrink(model)
     norm = small.get_layer("norm")
     assert norm.removed_values == [2.0]
-    assert max_diff(small, model, np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)) <= 1e-5
+    assert (
+        max_diff(small, model, np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32))
+        <= 1e-5
+    )
     # Shrinking again adds to what the layer already remembers.
     kernel, bias = small.get_layer("d").get_weights()
     kernel[:, 0], bias[0] = 0.0, -1.0
@@ -79,7 +84,10 @@ def test_layer_normalization_keeps_a_removed_nonzero_constant_in_its_statistics(
     smaller = tfprune.shrink(small)
     norm = smaller.get_layer("norm")
     assert norm.removed_values == [2.0, -1.0]
-    assert max_diff(smaller, small, np.random.default_rng(1).normal(size=(8, 5)).astype(np.float32)) <= 1e-5
+    assert (
+        max_diff(smaller, small, np.random.default_rng(1).normal(size=(8, 5)).astype(np.float32))
+        <= 1e-5
+    )
 
 
 def test_shrunk_layer_normalization_quantizes_like_the_masked_model(tmp_path):
@@ -90,10 +98,14 @@ def test_shrunk_layer_normalization_quantizes_like_the_masked_model(tmp_path):
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.3)
     assert any(isinstance(layer, tfprune.ShrunkLayerNormalization) for layer in small.layers)
-    calibration, test = (np.random.default_rng(seed).random((64, 16, 16, 3), dtype=np.float32) for seed in (0, 1))
+    calibration, test = (
+        np.random.default_rng(seed).random((64, 16, 16, 3), dtype=np.float32) for seed in (0, 1)
+    )
     errors = {}
     for name, candidate in (("masked", tfprune.strip(pruned)), ("shrunk", small)):
-        path = tfprune.export_tflite(candidate, tmp_path / f"{name}.tflite", quantize="int8", representative_data=calibration)
+        path = tfprune.export_tflite(
+            candidate, tmp_path / f"{name}.tflite", quantize="int8", representative_data=calibration
+        )
         (quantized,) = tfprune.run_tflite(path, test)
         errors[name] = float(np.abs(quantized - np.asarray(candidate(test))).mean())
     assert errors["shrunk"] <= 1.3 * errors["masked"]
@@ -112,7 +124,10 @@ def test_normalization_that_cannot_zero_a_channel_or_pools_other_axes_is_a_barri
     rows = {r["layer"]: r for r in tfprune.explain(model)}
     for name in ("into_unscaled", "into_time_norm", "into_two_axes"):
         assert rows[name]["removable"] == 0
-        assert "normalises over other axes than the channels alone, or has no per-channel scale" in rows[name]["reasons"][0]
+        assert (
+            "normalises over other axes than the channels alone, or has no per-channel scale"
+            in rows[name]["reasons"][0]
+        )
     assert rows["free"]["removable"] == 8
     with pytest.raises(ValueError, match="last axis only"):
         tfprune.ShrunkLayerNormalization(axis=1)(np.zeros((2, 3, 4), np.float32))
@@ -129,14 +144,24 @@ def test_training_keeps_pruned_layer_norm_channels_at_zero_and_shrinks_exactly()
     x = keras.layers.LayerNormalization(name="norm")(x)
     x = keras.layers.Dense(16, activation="relu", name="d2")(x)
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
-    pruned = tfprune.prune(model, schedule=tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4), protect=["head"])
-    pruned.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned = tfprune.prune(
+        model,
+        schedule=tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=8, frequency=4),
+        protect=["head"],
+    )
+    pruned.compile(
+        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     rng = np.random.default_rng(0)
     x_train, y_train = rng.normal(size=(64, 12)).astype(np.float32), rng.integers(0, 3, 64)
-    pruned.fit(x_train, y_train, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
+    pruned.fit(
+        x_train, y_train, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()]
+    )
     kept = pruned.get_layer("prune_d1").mask_array().any(axis=0)
     assert kept.sum() == 8
-    np.testing.assert_array_equal(pruned.get_layer("prune_norm").mask_array(), kept.astype(np.float32))
+    np.testing.assert_array_equal(
+        pruned.get_layer("prune_norm").mask_array(), kept.astype(np.float32)
+    )
     gamma, beta = pruned.get_layer("prune_norm").layer.get_weights()
     assert not gamma[~kept].any() and not beta[~kept].any() and gamma[kept].all()
     stripped = tfprune.strip(pruned)

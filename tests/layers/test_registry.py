@@ -25,7 +25,11 @@ LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("layer,input_shape", LAYERS, ids=lambda v: type(v).__name__ if isinstance(v, keras.layers.Layer) else "")
+@pytest.mark.parametrize(
+    "layer,input_shape",
+    LAYERS,
+    ids=lambda v: type(v).__name__ if isinstance(v, keras.layers.Layer) else "",
+)
 def test_filter_axes_index_output_channels(layer, input_shape):
     """Zeroing one filter (per the registry) must zero exactly that output channel."""
     spec = registry.spec_for(layer)
@@ -57,8 +61,12 @@ def test_register_layer_extends_pruning_to_a_new_type(cnn):
     class MyDense(keras.layers.Dense):
         pass
 
-    assert registry.spec_for(MyDense(2)) is registry.spec_for(keras.layers.Dense(2))  # subclasses inherit
-    tfprune.register_layer(MyDense, tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None))
+    assert registry.spec_for(MyDense(2)) is registry.spec_for(
+        keras.layers.Dense(2)
+    )  # subclasses inherit
+    tfprune.register_layer(
+        MyDense, tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+    )
     assert registry.spec_for(MyDense(2)).bias is None
     with pytest.raises(TypeError, match="keras.layers.Layer subclass"):
         tfprune.register_layer(int, registry.spec_for(MyDense(2)))
@@ -91,8 +99,13 @@ def test_softmax_activation_is_a_barrier_but_relu_is_not():
 
 
 def test_layer_normalization_passes_channels_only_when_it_normalises_them_alone():
-    assert registry.channel_rule(keras.layers.LayerNormalization(), (None, 5, 6)).kind == "passthrough"
-    assert registry.channel_rule(keras.layers.LayerNormalization(axis=2), (None, 5, 6)).kind == "passthrough"
+    assert (
+        registry.channel_rule(keras.layers.LayerNormalization(), (None, 5, 6)).kind == "passthrough"
+    )
+    assert (
+        registry.channel_rule(keras.layers.LayerNormalization(axis=2), (None, 5, 6)).kind
+        == "passthrough"
+    )
     assert registry.channel_rule(keras.layers.LayerNormalization(axis=1), (None, 5, 6)) is None
     assert registry.channel_rule(keras.layers.LayerNormalization(scale=False), (None, 6)) is None
     assert registry.channel_rule(keras.layers.RMSNormalization(), (None, 6)).masked == ("scale",)

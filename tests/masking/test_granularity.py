@@ -37,7 +37,10 @@ def test_nm_keeps_n_per_group_along_input_axis():
     kept = np.abs(weight.T.reshape(3, 2, 4)) * groups
     dropped = np.abs(weight.T.reshape(3, 2, 4)) * (1 - groups)
     assert np.all(kept.max(axis=-1) >= dropped.max(axis=-1))
-    assert np.all(np.sort(np.where(groups, np.abs(weight.T.reshape(3, 2, 4)), np.inf), -1)[..., 0] >= dropped.max(-1))
+    assert np.all(
+        np.sort(np.where(groups, np.abs(weight.T.reshape(3, 2, 4)), np.inf), -1)[..., 0]
+        >= dropped.max(-1)
+    )
 
 
 def test_nm_ramps_with_the_schedule():
@@ -50,7 +53,7 @@ def test_block_1x4_prunes_whole_blocks_of_inputs():
     weight = np.random.default_rng(2).normal(size=(8, 4)).astype(np.float32)
     mask = granularity.Block(1, 4).mask(np.abs(weight), np.ones_like(weight), 0.5, DENSE)
     blocks = mask.T.reshape(4, 2, 4)  # (out, in-blocks, 4)
-    assert np.all((blocks.min(-1) == blocks.max(-1)))  # each block all kept or all pruned
+    assert np.all(blocks.min(-1) == blocks.max(-1))  # each block all kept or all pruned
     assert blocks.mean() == 0.5
 
 
@@ -76,7 +79,14 @@ def test_masks_never_regrow():
 
 @pytest.mark.parametrize(
     "name,expected",
-    [("filter", "filter"), ("unstructured", "unstructured"), ("n:m", "2:4"), ("1:4", "1:4"), ("block", "block:1x4"), ("block:1x16", "block:1x16")],
+    [
+        ("filter", "filter"),
+        ("unstructured", "unstructured"),
+        ("n:m", "2:4"),
+        ("1:4", "1:4"),
+        ("block", "block:1x4"),
+        ("block:1x16", "block:1x16"),
+    ],
 )
 def test_get_parses_names(name, expected):
     assert str(granularity.get(name)) == expected

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn, weights_of, wrapped_names
 
 import tfprune
+from conftest import small_cnn, weights_of, wrapped_names
 
 
 def test_prune_returns_a_copy_and_leaves_the_user_model_alone(cnn, data):
@@ -60,7 +60,9 @@ def test_nested_models_are_pruned_inside(data):
 
 
 def test_keras_applications_mobilenetv2_prunes_and_trains():
-    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3)
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3
+    )
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.3))
     names = wrapped_names(pruned)
     assert "Conv1" not in names and "predictions" not in names  # auto-protected
@@ -112,7 +114,11 @@ def test_unbuilt_model_is_rejected():
         ({"round_to": {"conv2": 0}}, ValueError, "round_to"),
         ({"round_to": {"conv9": 8}}, ValueError, "not pruned layers"),
         ({"granularity": "2:4", "schedule": 0.3}, ValueError, "ends at sparsity 0.5"),
-        ({"granularity": "2:4", "schedule": 0.5, "ranking": "global"}, ValueError, "ranking='local'"),
+        (
+            {"granularity": "2:4", "schedule": 0.5, "ranking": "global"},
+            ValueError,
+            "ranking='local'",
+        ),
         ({"granularity": 7}, TypeError, "granularity"),
         ({"schedule": "cubic"}, TypeError, "schedule"),
         ({"protect": None, "exclude": lambda layer: True}, ValueError, "no layer to prune"),

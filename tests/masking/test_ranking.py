@@ -39,9 +39,15 @@ def test_flops_target_removes_that_fraction_of_model_flops_after_shrink(cnn, ran
 
 def test_round_to_per_layer(cnn):
     pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.5), round_to={"conv2": 8, "*": 4})
-    assert {w.layer.name: w.round_to for w in tfprune.wrappers_of(pruned)} == {"conv2": 8, "conv3": 4}
+    assert {w.layer.name: w.round_to for w in tfprune.wrappers_of(pruned)} == {
+        "conv2": 8,
+        "conv3": 4,
+    }
     tfprune.apply_target(pruned, 0.5)
-    kept = {w.layer.name: int(w.mask_array().reshape(-1, w.mask_array().shape[-1]).any(axis=0).sum()) for w in tfprune.wrappers_of(pruned)}
+    kept = {
+        w.layer.name: int(w.mask_array().reshape(-1, w.mask_array().shape[-1]).any(axis=0).sum())
+        for w in tfprune.wrappers_of(pruned)
+    }
     assert kept["conv2"] % 8 == 0 and kept["conv3"] % 4 == 0
 
 
@@ -75,4 +81,6 @@ def test_vectorised_global_greedy_matches_the_step_by_step_rule(n, families, goa
     cost = rng.choice([1.0, 2.0, 4.0, 8.0, 16.0], n) * rng.choice([1.0, rng.random() + 0.5])
     goal = goal_share * cost.sum()
     expected = _greedy_reference(score, family_of, cost, goal, families)
-    np.testing.assert_array_equal(greedy_selection(score, family_of, cost, goal, families), expected)
+    np.testing.assert_array_equal(
+        greedy_selection(score, family_of, cost, goal, families), expected
+    )

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import weights_of, wrapped_names
 
 import tfprune
+from conftest import weights_of, wrapped_names
 
 
 def test_default_protects_first_conv_and_classifier(cnn):
@@ -33,7 +33,11 @@ def test_layer_selection(cnn, kwargs, expected):
 
 def test_filter_pruning_skips_layers_whose_channels_are_the_models_outputs(cnn):
     pruned = tfprune.prune(cnn, protect=None)
-    assert wrapped_names(pruned) == ["conv1", "conv2", "conv3"]  # not the head: its filters are the outputs
+    assert wrapped_names(pruned) == [
+        "conv1",
+        "conv2",
+        "conv3",
+    ]  # not the head: its filters are the outputs
     followers = [layer for layer in pruned.layers if isinstance(layer, tfprune.ChannelMaskWrapper)]
     assert [f.layer.name for f in followers] == ["bn"]  # BN after conv2 follows its masks
     with pytest.raises(ValueError, match="'head' cannot be pruned: a model output"):

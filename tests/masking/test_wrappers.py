@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import wrapped_names
 
 import tfprune
+from conftest import wrapped_names
 
 
 def test_every_supported_layer_type_can_be_wrapped():
@@ -29,6 +29,10 @@ def test_every_supported_layer_type_can_be_wrapped():
         assert wrapper.sparsity() == pytest.approx(0.5)
         spec = wrapper.spec
         weight = wrapper.weight_array()
-        per_filter = np.abs(spec.to_canonical(weight)).reshape(spec.filter_count(weight.shape), -1).max(axis=1)
+        per_filter = (
+            np.abs(spec.to_canonical(weight))
+            .reshape(spec.filter_count(weight.shape), -1)
+            .max(axis=1)
+        )
         bias = wrapper.layer.bias.numpy()
         np.testing.assert_array_equal(bias[per_filter == 0], 0)  # bias follows the filter

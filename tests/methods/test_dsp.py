@@ -4,9 +4,9 @@ deployment computing the masked model's function (also in LiteRT)."""
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ def test_flops_target_and_grouped_deployment_match_the_masked_model(trained, dat
     x, _ = data_module
     plan = dsp.prune(flops_target=0.3)
     assert abs(plan.flops_removed - 0.3) <= 0.02
-    assert 1 - tfprune.count_flops(plan.masked, effective=True) / tfprune.count_flops(dsp.inner_model) == pytest.approx(plan.flops_removed)
+    assert 1 - tfprune.count_flops(plan.masked, effective=True) / tfprune.count_flops(
+        dsp.inner_model
+    ) == pytest.approx(plan.flops_removed)
     for layer_groups in plan.groups.values():
         assert all(inputs for inputs, _ in layer_groups)
     deployed = tfprune.deploy_groups(plan)

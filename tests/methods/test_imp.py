@@ -3,23 +3,29 @@
 import keras
 import numpy as np
 import pytest
-from conftest import small_cnn
 
 import tfprune
+from conftest import small_cnn
 
 
 def imp_run(rewind, data, rounds=2, rewind_epoch=None):
     x, y = data
     keras.utils.set_random_seed(0)
     model = small_cnn()
-    imp = tfprune.IterativePruning(rate=0.5, rounds=rounds, rewind=rewind, rewind_epoch=rewind_epoch)
+    imp = tfprune.IterativePruning(
+        rate=0.5, rounds=rounds, rewind=rewind, rewind_epoch=rewind_epoch
+    )
     snapshots = []
 
     def fit(m, callbacks):
         snapshots.append([w.weight_array().copy() for w in tfprune.wrappers_of(m)])
         return m.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks)
 
-    pruned = imp.run(model, compile=lambda m: m.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy"), fit=fit)
+    pruned = imp.run(
+        model,
+        compile=lambda m: m.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy"),
+        fit=fit,
+    )
     return imp, pruned, snapshots, model
 
 
@@ -28,7 +34,9 @@ def test_rewinding_restores_exactly_the_stored_values_for_survivors(rewind, data
     imp, pruned, snapshots, _ = imp_run(rewind, data, rewind_epoch=1 if rewind == "epoch" else None)
     assert [h["target"] for h in imp.history] == [0.0, 0.5, 0.75]
     assert imp.history[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
-    stored = {layer.name: layer.get_weights()[0] for layer in imp.rewind_point.layers if layer.weights}
+    stored = {
+        layer.name: layer.get_weights()[0] for layer in imp.rewind_point.layers if layer.weights
+    }
     for round_index in (1, 2):
         # What each later round started from: the rewind point on survivors, zeros elsewhere.
         for wrapper, start in zip(tfprune.wrappers_of(pruned), snapshots[round_index]):
@@ -36,7 +44,12 @@ def test_rewinding_restores_exactly_the_stored_values_for_survivors(rewind, data
             assert np.array_equal(start[survivors], stored[wrapper.layer.name][survivors])
             assert survivors.mean() <= 1 - imp.target(round_index) + 0.01
     if rewind == "init":
-        assert all(np.array_equal(a, b) for a, b in zip(snapshots[0], [stored[w.layer.name] for w in tfprune.wrappers_of(pruned)]))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                snapshots[0], [stored[w.layer.name] for w in tfprune.wrappers_of(pruned)]
+            )
+        )
 
 
 def test_reinit_and_keep_differ_from_the_rewind_point(data):
@@ -47,7 +60,9 @@ def test_reinit_and_keep_differ_from_the_rewind_point(data):
     survivors = reinit_snapshots[1][0] != 0
     assert not np.allclose(reinit_snapshots[1][0][survivors], initial[survivors])
     # "keep" continues from the trained values: round 2 starts where round 1 ended, masked.
-    assert not np.allclose(keep_snapshots[1][0][keep_snapshots[1][0] != 0], initial[keep_snapshots[1][0] != 0])
+    assert not np.allclose(
+        keep_snapshots[1][0][keep_snapshots[1][0] != 0], initial[keep_snapshots[1][0] != 0]
+    )
     similarity = tfprune.mask_similarity(pruned_reinit, pruned_keep)
     assert 0 < similarity["mean"]["jaccard"] <= 1
 
@@ -65,12 +80,19 @@ def test_mask_similarity_on_hand_made_masks(cnn):
     result = tfprune.mask_similarity(a, b)[wrapper_a.layer.name]
     # kept: a = filters 4-15 (12), b = 0-1 and 8-15 (10); both = 8-15 (8); either = 0-1, 4-15 (14).
     assert result["jaccard"] == pytest.approx(8 / 14)
-    assert result["empty_filters_a"] == pytest.approx(4 / 16) and result["empty_filters_b"] == pytest.approx(6 / 16)
+    assert result["empty_filters_a"] == pytest.approx(4 / 16) and result[
+        "empty_filters_b"
+    ] == pytest.approx(6 / 16)
     with pytest.raises(ValueError, match="tfprune.prune"):
         tfprune.mask_similarity(cnn, b)
 
 
 def test_imp_arguments_are_checked():
-    for kwargs, message in (({"rate": 1.5}, "rate"), ({"rounds": 0}, "rounds"), ({"rewind": "back"}, "rewind"), ({"rewind": "epoch"}, "rewind_epoch")):
+    for kwargs, message in (
+        ({"rate": 1.5}, "rate"),
+        ({"rounds": 0}, "rounds"),
+        ({"rewind": "back"}, "rewind"),
+        ({"rewind": "epoch"}, "rewind_epoch"),
+    ):
         with pytest.raises(ValueError, match=message):
             tfprune.IterativePruning(**kwargs)

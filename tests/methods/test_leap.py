@@ -19,8 +19,12 @@ def task():
 def trained_leap(task, epochs=6, **kwargs):
     (x, y), _ = task
     keras.utils.set_random_seed(0)
-    leap = tfprune.LEAP(tiny_transformer(), initial_threshold=3.0, score_learning_rate=0.05, **kwargs)
-    leap.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    leap = tfprune.LEAP(
+        tiny_transformer(), initial_threshold=3.0, score_learning_rate=0.05, **kwargs
+    )
+    leap.compile(
+        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     history = leap.fit(x, y, batch_size=32, epochs=epochs, verbose=0).history
     return leap, history
 
@@ -48,7 +52,11 @@ def test_head_and_row_pruning_shrink_physically_and_export(task, tmp_path):
     assert np.abs(masked.predict(x_test, verbose=0) - reference).max() <= 1e-6
     fewer_heads = tfprune.shrink_heads(masked)
     small = tfprune.shrink(fewer_heads)
-    heads = [layer.num_heads for layer in small.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    heads = [
+        layer.num_heads
+        for layer in small.layers
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+    ]
     units = [small.get_layer(name).units for name in ("ffn1_up", "ffn2_up")]
     assert sum(heads) < 8 or sum(units) < 128
     assert small.count_params() < masked.count_params()
@@ -56,7 +64,9 @@ def test_head_and_row_pruning_shrink_physically_and_export(task, tmp_path):
     path = tfprune.export_tflite(small, tmp_path / "transformer.tflite")
     assert tfprune.verify_tflite(path, small, x_test[:32]) <= 1e-4
     accuracy = np.mean(np.argmax(tfprune.run_tflite(path, x_test)[0], axis=1) == y_test)
-    assert accuracy == pytest.approx(np.mean(np.argmax(reference, axis=1) == y_test), abs=1 / len(y_test))
+    assert accuracy == pytest.approx(
+        np.mean(np.argmax(reference, axis=1) == y_test), abs=1 / len(y_test)
+    )
 
 
 def test_straight_through_gradients():
@@ -80,7 +90,10 @@ def test_leap_saves_and_loads_with_its_scores(task, tmp_path):
     for a, b in zip(leap.scores + leap.thresholds, loaded.scores + loaded.thresholds):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     _, (x_test, _) = task
-    assert np.abs(loaded.predict(x_test[:16], verbose=0) - leap.predict(x_test[:16], verbose=0)).max() <= 1e-6
+    assert (
+        np.abs(loaded.predict(x_test[:16], verbose=0) - leap.predict(x_test[:16], verbose=0)).max()
+        <= 1e-6
+    )
 
 
 def test_leap_bad_input(cnn):
@@ -98,7 +111,9 @@ def test_leap_bad_input(cnn):
 def test_einsum_dense_rows_are_masked_whole():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
-    hidden = keras.layers.EinsumDense("ab,bc->ac", output_shape=16, bias_axes="c", activation="relu", name="einsum")(inputs)
+    hidden = keras.layers.EinsumDense(
+        "ab,bc->ac", output_shape=16, bias_axes="c", activation="relu", name="einsum"
+    )(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(hidden))
     leap = tfprune.LEAP(model, target_density=0.25, granularity="row", initial_threshold=0.0)
     # sigmoid(0) = 0.5: half of the 16 rows kept before any training.
@@ -107,4 +122,6 @@ def test_einsum_dense_rows_are_masked_whole():
     dead = ~kernel.any(axis=0)
     assert dead.sum() == 8 and not bias[dead].any()
     x = np.random.default_rng(0).random((4, 8), dtype=np.float32)
-    assert np.abs(leap.pruned_model().predict(x, verbose=0) - leap.predict(x, verbose=0)).max() <= 1e-6
+    assert (
+        np.abs(leap.pruned_model().predict(x, verbose=0) - leap.predict(x, verbose=0)).max() <= 1e-6
+    )

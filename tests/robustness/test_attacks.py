@@ -34,7 +34,9 @@ def test_pgd_is_at_least_as_strong_as_fgsm_and_respects_its_ball(trained_cnn, di
     else:
         assert np.linalg.norm(delta, axis=1).max() <= eps + 1e-4
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    assert tfprune.robust_accuracy(trained_cnn, x, y, pgd) < tfprune.robust_accuracy(trained_cnn, x, y, None)
+    assert tfprune.robust_accuracy(trained_cnn, x, y, pgd) < tfprune.robust_accuracy(
+        trained_cnn, x, y, None
+    )
 
 
 def test_deepfool_finds_small_perturbations_that_flip_predictions(trained_cnn, digits):
@@ -49,14 +51,18 @@ def test_deepfool_finds_small_perturbations_that_flip_predictions(trained_cnn, d
 
 def test_cutoff_scale_caps_each_example_by_the_formula():
     rng = np.random.default_rng(0)
-    eta = rng.normal(size=(6, 4, 4, 1)).astype(np.float32) * np.array([0.01, 0.1, 1, 2, 3, 0.5]).reshape(6, 1, 1, 1)
+    eta = rng.normal(size=(6, 4, 4, 1)).astype(np.float32) * np.array(
+        [0.01, 0.1, 1, 2, 3, 0.5]
+    ).reshape(6, 1, 1, 1)
     rms = np.sqrt(np.mean(eta**2, axis=(1, 2, 3)))
     fixed = tfprune.cutoff_scale(eta, rho=0.9, delta=0.2).numpy()
     expected = 0.9 * eta * np.minimum(1.0, 0.2 / rms).reshape(6, 1, 1, 1)
     np.testing.assert_allclose(fixed, expected, rtol=1e-5)
     assert np.sqrt(np.mean(fixed**2, axis=(1, 2, 3))).max() <= 0.9 * 0.2 + 1e-6
     adaptive = tfprune.cutoff_scale(eta, rho=0.9).numpy()
-    np.testing.assert_allclose(adaptive, 0.9 * eta * np.minimum(1.0, rms.mean() / rms).reshape(6, 1, 1, 1), rtol=1e-5)
+    np.testing.assert_allclose(
+        adaptive, 0.9 * eta * np.minimum(1.0, rms.mean() / rms).reshape(6, 1, 1, 1), rtol=1e-5
+    )
 
 
 def test_cutoff_scale_attack_clips_to_the_input_range(trained_cnn, digits):

@@ -12,7 +12,9 @@ from tfprune.shrinking.heads import dead_heads
 def attention_model(heads=4):
     inputs = keras.Input((5, 8))
     attention = keras.layers.MultiHeadAttention(heads, key_dim=2, name="attention")(inputs, inputs)
-    return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(attention)))
+    return keras.Model(
+        inputs, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(attention))
+    )
 
 
 def kill_heads(model, heads):

@@ -3,6 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tfprune
 from conftest import (
     convnext_style,
     densenet_style,
@@ -13,10 +17,6 @@ from conftest import (
     random_network,
     randomize_bn,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-import tfprune
 from tfprune.core import modelwalk
 from tfprune.masking.ranking import apply_target
 
@@ -60,8 +60,17 @@ def test_nested_models_get_their_new_input_width():
     is rebuilt on the new width, not on the width in its config."""
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", name="outer")(inputs)
-    down = keras.Sequential([keras.Input((8, 8, 8)), keras.layers.LayerNormalization(name="ln"), keras.layers.Conv2D(6, 2, strides=2, name="down")], name="down_block")
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(down(x))))
+    down = keras.Sequential(
+        [
+            keras.Input((8, 8, 8)),
+            keras.layers.LayerNormalization(name="ln"),
+            keras.layers.Conv2D(6, 2, strides=2, name="down"),
+        ],
+        name="down_block",
+    )
+    model = keras.Model(
+        inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(down(x)))
+    )
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.5, layers=["outer"])
     block = small.get_layer("down_block")
@@ -78,7 +87,9 @@ def test_nested_models_shrink_inside_and_stay_nested():
     backbone = keras.Model(inner_in, h, name="backbone")
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(8, 1, name="outer")(backbone(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x)))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    )
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.5, protect=None)
     assert isinstance(small.get_layer("backbone"), keras.Model)
@@ -129,8 +140,12 @@ def convnext_tiny():
 
 ARCHITECTURES = {
     "plain_cnn": plain_cnn,
-    "mobilenetv2": lambda: keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=4),
-    "resnet50": lambda: keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=4),
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=4
+    ),
+    "resnet50": lambda: keras.applications.ResNet50(
+        input_shape=(32, 32, 3), weights=None, classes=4
+    ),
     "densenet_style": densenet_style,
     "efficientnet_style": efficientnet_style,
     "convnext_style": convnext_style,
@@ -155,12 +170,20 @@ def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
     loaded = keras.saving.load_model(tmp_path / f"{name}.keras")
     assert max_diff(loaded, small, x) <= 1e-6
     # trains further with a fresh compile: finite loss, and every shrunk layer learns
-    loss = "sparse_categorical_crossentropy" if name != "plain_cnn" else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss = (
+        "sparse_categorical_crossentropy"
+        if name != "plain_cnn"
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     loaded.compile(keras.optimizers.Adam(1e-3), loss)
     before = {v.path: np.array(v) for v in loaded.trainable_variables}
     losses = loaded.fit(x, np.arange(len(x)) % 4, epochs=2, verbose=0).history["loss"]
     assert np.isfinite(losses).all()
-    changed = {v.path for v in loaded.trainable_variables if not np.array_equal(before[v.path], np.array(v))}
+    changed = {
+        v.path
+        for v in loaded.trainable_variables
+        if not np.array_equal(before[v.path], np.array(v))
+    }
     assert all(v.path in changed for v in loaded.trainable_variables if v.name == "kernel")
 
 
@@ -173,7 +196,11 @@ def test_convnext_tiny_shrinks_through_its_layer_normalization(tmp_path):
     pruned, small = prune_and_shrink(model, 0.3)
     x = inputs_for(model)
     assert max_diff(small, pruned, x) <= 1e-5
-    norms = [layer for layer in modelwalk.all_layers(small) if isinstance(layer, tfprune.ShrunkLayerNormalization)]
+    norms = [
+        layer
+        for layer in modelwalk.all_layers(small)
+        if isinstance(layer, tfprune.ShrunkLayerNormalization)
+    ]
     assert len(norms) >= 10 and all(norm.removed_values for norm in norms)
     depthwise = [layer for layer in modelwalk.all_layers(small) if getattr(layer, "groups", 1) > 1]
     assert depthwise and all(layer.groups == layer.filters for layer in depthwise)

@@ -75,16 +75,26 @@ class AdversarialAwarePruning(PruningCallback):
     ):
         super().__init__(log_layers=log_layers)
         if probe_data is None or len(probe_data) != 2 or len(probe_data[0]) == 0:
-            raise ValueError("AdversarialAwarePruning needs probe_data=(x, y) with at least one held-out example.")
+            raise ValueError(
+                "AdversarialAwarePruning needs probe_data=(x, y) with at least one held-out "
+                "example."
+            )
         if len(probe_data[0]) != len(probe_data[1]):
-            raise ValueError(f"probe_data: {len(probe_data[0])} inputs but {len(probe_data[1])} labels.")
+            raise ValueError(
+                f"probe_data: {len(probe_data[0])} inputs but {len(probe_data[1])} labels."
+            )
         if not isinstance(attack, Attack):
-            raise TypeError(f"attack must be a tfprune attack (e.g. tfprune.PGD(eps=0.1)), got {attack!r}.")
+            raise TypeError(
+                f"attack must be a tfprune attack (e.g. tfprune.PGD(eps=0.1)), got {attack!r}."
+            )
         for name, value in (("tolerance", tolerance), ("hard_limit", hard_limit)):
             checks.check_number(name, value, low=0)
         if hard_limit < tolerance:
             raise ValueError(f"hard_limit ({hard_limit}) must be >= tolerance ({tolerance}).")
-        self.probe_x, self.probe_y = np.asarray(probe_data[0], np.float32), np.asarray(probe_data[1])
+        self.probe_x, self.probe_y = (
+            np.asarray(probe_data[0], np.float32),
+            np.asarray(probe_data[1]),
+        )
         self.attack = attack
         self.tolerance, self.hard_limit = float(tolerance), float(hard_limit)
         self.trace_path = None if trace_path is None else pathlib.Path(trace_path)
@@ -195,15 +205,17 @@ class AdversarialAwarePruning(PruningCallback):
         if logs is not None:
             logs["clean_accuracy"], logs["robust_accuracy"] = self._last
             logs["pruning_holds"] = float(sum(e["decision"] == "hold" for e in self.events))
-            logs["pruning_rollbacks"] = float(sum(e["decision"].startswith("rollback") for e in self.events))
+            logs["pruning_rollbacks"] = float(
+                sum(e["decision"].startswith("rollback") for e in self.events)
+            )
 
     def on_train_end(self, logs=None):
         final = self.plan.schedule.final_target
         if self._accepted < final - 1e-9:
             message = (
-                f"AdversarialAwarePruning stopped at target {self._accepted:.3f}, short of the schedule's final "
-                f"{final:.3f}: training ended before the schedule's last planned step. Train longer or end the "
-                "schedule earlier."
+                f"AdversarialAwarePruning stopped at target {self._accepted:.3f}, short of the "
+                f"schedule's final {final:.3f}: training ended before the schedule's last planned "
+                "step. Train longer or end the schedule earlier."
             )
             warnings.warn(message, stacklevel=2)
             self._record(self.last_step or 0, final, *self._last, float("nan"), "incomplete")

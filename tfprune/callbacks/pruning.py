@@ -58,17 +58,34 @@ class PruningCallback(keras.callbacks.Callback):
     >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
     """
 
-    def __init__(self, log_layers: bool = True, data=None, validation_data=None, max_instability=None, batch_size=256):
+    def __init__(
+        self,
+        log_layers: bool = True,
+        data=None,
+        validation_data=None,
+        max_instability=None,
+        batch_size=256,
+    ):
         super().__init__()
         self.log_layers = log_layers
         self.data = data
         if validation_data is not None:
-            if len(validation_data) != 2 or len(validation_data[0]) != len(validation_data[1]) or not len(validation_data[0]):
-                raise ValueError("PruningCallback: validation_data must be (x, y) with as many labels as inputs, at least one.")
+            if (
+                len(validation_data) != 2
+                or len(validation_data[0]) != len(validation_data[1])
+                or not len(validation_data[0])
+            ):
+                raise ValueError(
+                    "PruningCallback: validation_data must be (x, y) with as many labels as "
+                    "inputs, at least one."
+                )
             validation_data = (validation_data[0], np.asarray(validation_data[1]).reshape(-1))
         if max_instability is not None:
             if validation_data is None:
-                raise ValueError("PruningCallback: max_instability needs validation_data=(x, y) to measure accuracy before and after each event.")
+                raise ValueError(
+                    "PruningCallback: max_instability needs validation_data=(x, y) to measure "
+                    "accuracy before and after each event."
+                )
             checks.check_number("PruningCallback: max_instability", max_instability, 0, 1)
         self.validation_data = validation_data
         self.max_instability = max_instability
@@ -104,13 +121,17 @@ class PruningCallback(keras.callbacks.Callback):
         # or a reload has restored it); reading it every batch would stall Keras' pipeline.
         # `batch` counts steps within the epoch, also under steps_per_execution.
         if self._epoch_base is None:
-            self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
+            self._epoch_base = (
+                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
+            )
         step = self._epoch_base + batch
         schedule = self.plan.schedule
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
         # the steps in between, so an update planned there is applied now, not skipped.
         first = step if self.last_step is None else min(self.last_step + 1, step)
-        targets = [schedule(s, self.epoch, self._epoch_start and s == step) for s in range(first, step + 1)]
+        targets = [
+            schedule(s, self.epoch, self._epoch_start and s == step) for s in range(first, step + 1)
+        ]
         self.last_step = step
         self._epoch_start = False
         target = next((t for t in reversed(targets) if t is not None), None)
@@ -202,7 +223,8 @@ class PruningCallback(keras.callbacks.Callback):
         final = self.plan.schedule.final_target
         if self.max_instability is not None and self.events and self._applied < final - 1e-9:
             warnings.warn(
-                f"PruningCallback: max_instability={self.max_instability} held pruning at target {self._applied:.3f}, "
-                f"short of the schedule's {final:.3f}. Raise the cap or prune more gradually.",
+                f"PruningCallback: max_instability={self.max_instability} held pruning at target "
+                f"{self._applied:.3f}, short of the schedule's {final:.3f}. Raise the cap or prune "
+                "more gradually.",
                 stacklevel=2,
             )

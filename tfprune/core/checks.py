@@ -28,7 +28,9 @@ def _interval(low, high, include_low, include_high) -> str:
     return f"in {'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
 
 
-def check_number(name: str, value, low=None, high=None, *, include_low=True, include_high=True, hint="") -> float:
+def check_number(
+    name: str, value, low=None, high=None, *, include_low=True, include_high=True, hint=""
+) -> float:
     """`value` as a float, if it is a real number within the given bounds.
 
     Args:
@@ -61,7 +63,9 @@ def check_number(name: str, value, low=None, high=None, *, include_low=True, inc
     too_low = low is not None and (value < low or (value == low and not include_low))
     too_high = high is not None and (value > high or (value == high and not include_high))
     if too_low or too_high or np.isnan(value):
-        message = f"{name} must be {_interval(low, high, include_low, include_high)}, got {value!r}."
+        message = (
+            f"{name} must be {_interval(low, high, include_low, include_high)}, got {value!r}."
+        )
         raise ValueError(f"{message} {hint}" if hint else message)
     return float(value)
 
@@ -187,9 +191,15 @@ def check_labels(model, y) -> np.ndarray:
     y = np.asarray(y)
     classes = model.outputs[0].shape[-1]
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D array of integer class ids, got shape {y.shape} and dtype {y.dtype}.")
+        raise ValueError(
+            f"labels must be a 1-D array of integer class ids, got shape {y.shape} and dtype "
+            f"{y.dtype}."
+        )
     if y.size and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"labels must lie in [0, {classes}) for this model's {classes} outputs; got {y.min()}..{y.max()}.")
+        raise ValueError(
+            f"labels must lie in [0, {classes}) for this model's {classes} outputs; got "
+            f"{y.min()}..{y.max()}."
+        )
     return y
 
 
@@ -219,14 +229,16 @@ def check_model(model, function: str) -> None:
         )
     if not isinstance(model, keras.Model):
         raise TypeError(f"{function}: expected a keras.Model, got {type(model).__name__}.")
-    if type(model) is not keras.Sequential and not keras_internals.is_functional(model, subclasses=False):
+    if type(model) is not keras.Sequential and not keras_internals.is_functional(
+        model, subclasses=False
+    ):
         raise TypeError(
-            f"{function}: '{model.name}' is a subclassed model ({type(model).__name__}); tfprune needs the "
-            "graph of layers that only functional and Sequential models expose. Rebuild it with "
-            "keras.Input(...) and layer calls, or as keras.Sequential([...])."
+            f"{function}: '{model.name}' is a subclassed model ({type(model).__name__}); tfprune "
+            "needs the graph of layers that only functional and Sequential models expose. Rebuild "
+            "it with keras.Input(...) and layer calls, or as keras.Sequential([...])."
         )
     if not model.built or not model.inputs:
         raise ValueError(
-            f"{function}: model '{model.name}' is not built. Give it a keras.Input(shape=...) "
-            "(for Sequential, as the first layer) so tfprune can trace shapes."
+            f"{function}: model '{model.name}' is not built. Give it a keras.Input(shape=...) (for "
+            "Sequential, as the first layer) so tfprune can trace shapes."
         )

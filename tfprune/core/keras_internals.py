@@ -82,7 +82,11 @@ def node_calls(functional) -> list[NodeCall]:
         for node in functional._nodes_by_depth[depth]:
             if node.is_input or node.operation is None:
                 continue
-            calls.append(NodeCall(node.operation, list(node.input_tensors), list(node.outputs), node.arguments))
+            calls.append(
+                NodeCall(
+                    node.operation, list(node.input_tensors), list(node.outputs), node.arguments
+                )
+            )
     return calls
 
 
@@ -95,7 +99,10 @@ def calls_of(layer) -> list[tuple[list, list]]:
     Returns:
         `(input tensors, output tensors)` per call, in the order they were made.
     """
-    return [(list(node.input_tensors), list(node.output_tensors)) for node in getattr(layer, "_inbound_nodes", [])]
+    return [
+        (list(node.input_tensors), list(node.output_tensors))
+        for node in getattr(layer, "_inbound_nodes", [])
+    ]
 
 
 def producer_of(tensor) -> tuple[object, int]:

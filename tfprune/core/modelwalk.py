@@ -63,7 +63,9 @@ def clone_layer(layer, config=None, layer_class=None):
     3
     """
     with keras_internals.unsafe_deserialization():
-        return (layer_class or type(layer)).from_config(layer.get_config() if config is None else config)
+        return (layer_class or type(layer)).from_config(
+            layer.get_config() if config is None else config
+        )
 
 
 def all_layers(model):
@@ -145,5 +147,7 @@ def copy_weights(source, target) -> None:
         if isinstance(layer, keras.Model):
             copy_weights(layer, twin)
             continue
-        weights = layer.masked_weights() if hasattr(layer, "masked_weights") else layer.get_weights()
+        weights = (
+            layer.masked_weights() if hasattr(layer, "masked_weights") else layer.get_weights()
+        )
         _unwrapped(twin).set_weights(weights)

@@ -30,4 +30,6 @@ def track_loss(model, loss, x) -> None:
     """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     batch = tf.shape(tf.nest.flatten(x)[0])[0]
-    keras_internals.loss_tracker(model).update_state(loss * tf.cast(replicas, loss.dtype), sample_weight=batch)
+    keras_internals.loss_tracker(model).update_state(
+        loss * tf.cast(replicas, loss.dtype), sample_weight=batch
+    )

@@ -26,7 +26,11 @@ def following_bn(context, layer):
     out = context.call_of(layer).outputs[0]
     for call in context.graph.calls():
         owner = weights_owner(call.layer)
-        if isinstance(owner, keras.layers.BatchNormalization) and call.inputs and call.inputs[0] is out:
+        if (
+            isinstance(owner, keras.layers.BatchNormalization)
+            and call.inputs
+            and call.inputs[0] is out
+        ):
             return owner
     return None
 
@@ -51,8 +55,9 @@ class BNScale(ContextCriterion):
         for layer in layers:
             if following_bn(context, layer) is None:
                 raise ValueError(
-                    f"criterion 'bn_scale': layer '{layer.name}' is not followed by a BatchNormalization. "
-                    f"Exclude it (exclude=['{layer.name}']) or use another criterion."
+                    f"criterion 'bn_scale': layer '{layer.name}' is not followed by a "
+                    f"BatchNormalization. Exclude it (exclude=['{layer.name}']) or use another "
+                    "criterion."
                 )
 
     def __call__(self, weight, layer, context):

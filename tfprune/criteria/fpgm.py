@@ -30,7 +30,11 @@ class FPGM(ContextCriterion):
 
     def __call__(self, weight, layer, context=None):
         spec = registry.spec_for(layer)
-        filters = spec.to_canonical(weight.astype(np.float64)).reshape(spec.filter_count(weight.shape), -1)
+        filters = spec.to_canonical(weight.astype(np.float64)).reshape(
+            spec.filter_count(weight.shape), -1
+        )
         squared = (filters**2).sum(axis=1)
-        distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * filters @ filters.T, 0.0))
+        distances = np.sqrt(
+            np.maximum(squared[:, None] + squared[None, :] - 2 * filters @ filters.T, 0.0)
+        )
         return spread_over_filters(layer, weight, distances.sum(axis=1))

@@ -29,7 +29,9 @@ def neighbour_norms(graph):
     for call in graph.calls():
         owner, rule = weights_owner(call.layer), call.rule
         if isinstance(rule, registry.LayerSpec) and not rule.coupled:
-            kernel = keras.ops.convert_to_numpy(registry.variable(owner, rule.weight)).astype(np.float64)
+            kernel = keras.ops.convert_to_numpy(registry.variable(owner, rule.weight)).astype(
+                np.float64
+            )
             canonical = rule.to_canonical(kernel)
             out = call.outputs[0]
             for c, value in enumerate((canonical**2).reshape(canonical.shape[0], -1).sum(axis=1)):
@@ -37,13 +39,17 @@ def neighbour_norms(graph):
                 producers[root] = producers.get(root, 0.0) + value
             tensor = call.inputs[0]
             per_input = (canonical**2).sum(axis=(0, 1))
-            multiplier = per_input.size // tensor.shape[-1]  # separable: inputs are channel x multiplier
+            multiplier = (
+                per_input.size // tensor.shape[-1]
+            )  # separable: inputs are channel x multiplier
             for i, value in enumerate(per_input):
                 root = graph.root(tensor, i // multiplier)
                 consumers[root] = consumers.get(root, 0.0) + value
         elif isinstance(owner, keras.layers.BatchNormalization):
             gamma = keras.ops.convert_to_numpy(owner.gamma)
-            scale = gamma / np.sqrt(keras.ops.convert_to_numpy(owner.moving_variance) + owner.epsilon)
+            scale = gamma / np.sqrt(
+                keras.ops.convert_to_numpy(owner.moving_variance) + owner.epsilon
+            )
             for c, value in enumerate(scale):
                 root = graph.root(call.inputs[0], c)
                 bn_scale[root] = bn_scale.get(root, 1.0) * float(value) ** 2
@@ -81,7 +87,9 @@ class LAP(ContextCriterion):
     def __call__(self, weight, layer, context):
         spec = registry.spec_for(layer)
         call = context.call_of(layer)
-        producers, consumers, bn_scale = context.cached((LAP, "neighbour_norms"), lambda: neighbour_norms(context.graph))
+        producers, consumers, bn_scale = context.cached(
+            (LAP, "neighbour_norms"), lambda: neighbour_norms(context.graph)
+        )
         graph = context.graph
         out = call.outputs[0]
 
@@ -91,7 +99,9 @@ class LAP(ContextCriterion):
         canonical = spec.to_canonical(weight.astype(np.float64) ** 2)
         if spec.coupled:  # depthwise: input channel and output channel are one group
             roots = [graph.root(out, f) for f in range(canonical.shape[0])]
-            factor = np.array([producers.get(r, 1.0) * consumers.get(r, 1.0) * bn_factor(r) for r in roots])
+            factor = np.array(
+                [producers.get(r, 1.0) * consumers.get(r, 1.0) * bn_factor(r) for r in roots]
+            )
             return spec.from_canonical(canonical * factor[:, None, None], weight.shape)
         out_roots = [graph.root(out, f) for f in range(spec.filter_count(weight.shape))]
         tensor = call.inputs[0]
@@ -99,7 +109,9 @@ class LAP(ContextCriterion):
         in_roots = [graph.root(tensor, i // multiplier) for i in range(canonical.shape[2])]
         in_factor = np.array([producers.get(r, 1.0) * bn_factor(r) for r in in_roots])
         out_factor = np.array([consumers.get(r, 1.0) * bn_factor(r) for r in out_roots])
-        return spec.from_canonical(canonical * out_factor[:, None, None] * in_factor[None, None, :], weight.shape)
+        return spec.from_canonical(
+            canonical * out_factor[:, None, None] * in_factor[None, None, :], weight.shape
+        )
 
     def get_config(self):
         return {"bn": self.bn, "forward": self.forward}

@@ -72,10 +72,14 @@ def get(identifier):
         if name in _GRADIENT_CRITERIA:
             module, cls = _GRADIENT_CRITERIA[name]
             return getattr(importlib.import_module(module), cls)()
-        raise ValueError(f"Unknown criterion {identifier!r}. Built in: {names()}, or pass a callable.")
+        raise ValueError(
+            f"Unknown criterion {identifier!r}. Built in: {names()}, or pass a callable."
+        )
     if callable(identifier):
         return identifier
-    raise TypeError(f"criterion must be a name or a callable(weight, layer), got {type(identifier).__name__}.")
+    raise TypeError(
+        f"criterion must be a name or a callable(weight, layer), got {type(identifier).__name__}."
+    )
 
 
 def name_of(criterion) -> str | dict:

@@ -40,7 +40,12 @@ def patches(layer, inputs: np.ndarray) -> np.ndarray:
     if len(kernel) == 1:
         kernel, strides, dilation = (1, *kernel), (1, *strides), (1, *dilation)
     rows = keras.ops.image.extract_patches(
-        images, kernel, strides=strides, dilation_rate=dilation, padding=layer.padding, data_format="channels_last"
+        images,
+        kernel,
+        strides=strides,
+        dilation_rate=dilation,
+        padding=layer.padding,
+        data_format="channels_last",
     )
     return keras.ops.convert_to_numpy(rows).reshape(-1, int(np.prod(kernel)) * inputs.shape[-1])
 
@@ -62,7 +67,12 @@ def compensable(layer) -> bool:
     >>> compensable(keras.layers.Conv2D(4, 3)), compensable(keras.layers.Conv2DTranspose(4, 3))
     (True, False)
     """
-    excluded = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+    excluded = (
+        keras.layers.Conv1DTranspose,
+        keras.layers.Conv2DTranspose,
+        keras.layers.SeparableConv1D,
+        keras.layers.SeparableConv2D,
+    )
     return (
         isinstance(layer, (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D))
         and not isinstance(layer, excluded)
@@ -71,7 +81,9 @@ def compensable(layer) -> bool:
     )
 
 
-def greedy_channel_order(rows: np.ndarray, kernel_2d: np.ndarray, channels: int, ridge: float = 1e-6) -> list:
+def greedy_channel_order(
+    rows: np.ndarray, kernel_2d: np.ndarray, channels: int, ridge: float = 1e-6
+) -> list:
     """PwC's compensation-aware ranking: input channels in the order greedy selection keeps them.
 
     Each step adds the channel that most reduces the output error left after least-squares
@@ -146,7 +158,9 @@ class PwCRanking(ContextCriterion):
 
     def __call__(self, weight, layer, context):
         if context.data is None:
-            raise ValueError("The pwc criterion needs calibration data: pass PruningCallback(data=(x, y)).")
+            raise ValueError(
+                "The pwc criterion needs calibration data: pass PruningCallback(data=(x, y))."
+            )
         graph = context.graph
         out = context.call_of(layer).outputs[0]
         channel_of = {graph.root(out, c): c for c in range(out.shape[-1])}
@@ -160,13 +174,19 @@ class PwCRanking(ContextCriterion):
             if not any(c is not None for c in mapping.values()):
                 continue
             inputs = np.asarray(context.data[0])[:512]
-            activations = keras.Model(functional_of(context.model).inputs, tensor).predict(inputs, verbose=0)
+            activations = keras.Model(functional_of(context.model).inputs, tensor).predict(
+                inputs, verbose=0
+            )
             rows = patches(reader, activations)
             kernel = keras.ops.convert_to_numpy(registry.variable(reader, spec.weight))
-            order = greedy_channel_order(rows[:20000], kernel.reshape(-1, kernel.shape[-1]), tensor.shape[-1])
+            order = greedy_channel_order(
+                rows[:20000], kernel.reshape(-1, kernel.shape[-1]), tensor.shape[-1]
+            )
             scores = np.zeros(out.shape[-1])
             for position, i in enumerate(order):
                 if mapping[i] is not None:
                     scores[mapping[i]] = max(scores[mapping[i]], len(order) - position)
             return spread_over_filters(layer, weight, scores)
-        raise ValueError(f"criterion 'pwc': no dense or convolution layer reads the filters of '{layer.name}'.")
+        raise ValueError(
+            f"criterion 'pwc': no dense or convolution layer reads the filters of '{layer.name}'."
+        )

@@ -34,8 +34,8 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
     """
     if data is None:
         raise ValueError(
-            "The taylor criterion needs calibration data: pass PruningCallback(data=(x, y)) "
-            "(a few hundred training examples) or apply_target(model, target, data=(x, y))."
+            "The taylor criterion needs calibration data: pass PruningCallback(data=(x, y)) (a "
+            "few hundred training examples) or apply_target(model, target, data=(x, y))."
         )
     x, y = np.asarray(data[0], np.float32), np.asarray(data[1])
     variables = []
@@ -52,7 +52,11 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with tf.GradientTape() as tape:
             predictions = model(xb, training=False)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, predictions, from_logits=from_logits))
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    yb, predictions, from_logits=from_logits
+                )
+            )
         for total, gradient in zip(totals, tape.gradient(loss, variables)):
             total += keras.ops.convert_to_numpy(gradient)
         count += 1
@@ -74,5 +78,7 @@ class Taylor(ContextCriterion):
 
     def __call__(self, weight, layer, context):
         variable = registry.variable(layer, registry.spec_for(layer).weight)
-        gradients = context.cached((Taylor, "mean_gradients"), lambda: mean_gradients(context.model, context.data))
+        gradients = context.cached(
+            (Taylor, "mean_gradients"), lambda: mean_gradients(context.model, context.data)
+        )
         return np.abs(weight * gradients[id(variable)])

@@ -27,11 +27,16 @@ SPARSE_MODES = {False: None, True: "forced", "auto": "auto"}
 def _representative(data, model, limit=200):
     """A converter calibration generator: one example at a time, as a list per input."""
     if data is None:
-        raise ValueError("quantize='int8' needs representative_data=: a few hundred typical inputs (an array).")
+        raise ValueError(
+            "quantize='int8' needs representative_data=: a few hundred typical inputs (an array)."
+        )
     arrays = data if isinstance(data, (list, tuple)) else [data]
     arrays = [np.asarray(a, np.float32) for a in arrays]
     if len(arrays) != len(model.inputs):
-        raise ValueError(f"representative_data has {len(arrays)} arrays; the model has {len(model.inputs)} inputs.")
+        raise ValueError(
+            f"representative_data has {len(arrays)} arrays; the model has {len(model.inputs)} "
+            "inputs."
+        )
 
     def generate():
         for i in range(min(limit, len(arrays[0]))):
@@ -82,7 +87,9 @@ def _prepare(model, sparse, quantize, caller):
     return strip(model) if wrappers_of(model) else model
 
 
-def plan_sparse_storage(model, sparse="auto", quantize=None, representative_data=None, threads: int = 1):
+def plan_sparse_storage(
+    model, sparse="auto", quantize=None, representative_data=None, threads: int = 1
+):
     """Convert without writing, and say which weights `export_tflite(..., sparse=...)` stores sparse.
 
     Args:
@@ -113,7 +120,9 @@ def plan_sparse_storage(model, sparse="auto", quantize=None, representative_data
     return report
 
 
-def export_tflite(model, path, sparse=False, quantize=None, representative_data=None, verbose=None) -> pathlib.Path:
+def export_tflite(
+    model, path, sparse=False, quantize=None, representative_data=None, verbose=None
+) -> pathlib.Path:
     """Convert a Keras model to a LiteRT `.tflite` file.
 
     A pruned model (with wrappers) is stripped first, on a copy. The file is written to a
@@ -153,10 +162,16 @@ def export_tflite(model, path, sparse=False, quantize=None, representative_data=
     path = checks.check_path(path)
     model = _prepare(model, sparse, quantize, "export_tflite")
     if not path.parent.is_dir():
-        raise ValueError(f"export_tflite: directory '{path.parent}' does not exist; create it first.")
+        raise ValueError(
+            f"export_tflite: directory '{path.parent}' does not exist; create it first."
+        )
     flatbuffer = convert(model, quantize, representative_data)
     # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
-    xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer) if quantize is None and verbose is not False else None
+    xnnpack = (
+        sparse_storage.xnnpack_sparse_path(flatbuffer)
+        if quantize is None and verbose is not False
+        else None
+    )
     if sparse is not False:
         flatbuffer, report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse])
         report.xnnpack = xnnpack

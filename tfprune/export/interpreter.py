@@ -28,7 +28,10 @@ def interpreter_from_bytes(data: bytes, threads: int = 1, source="the model"):
         interpreter = Interpreter(model_content=data, num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        raise TFLiteFileError(f"LiteRT cannot load '{source}': {error}. The file is corrupt or truncated; re-export it.") from error
+        raise TFLiteFileError(
+            f"LiteRT cannot load '{source}': {error}. The file is corrupt or truncated; re-export "
+            "it."
+        ) from error
     return interpreter
 
 
@@ -96,11 +99,18 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
     # Signature inputs are named after the Keras inputs and listed in sorted order; the
     # converter keeps Keras' order in the interpreter's tensor indices.
     names = sorted(details, key=lambda name: details[name]["index"])
-    feed = {name: _quantize(np.asarray(a, np.float32), details[name]) for name, a in zip(names, arrays)}
+    feed = {
+        name: _quantize(np.asarray(a, np.float32), details[name]) for name, a in zip(names, arrays)
+    }
     outputs = runner(**feed)
     out_details = runner.get_output_details()
     # Output keys are output_0, output_1, ... in the Keras model's output order.
-    ordered = sorted(outputs, key=lambda name: int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else name)
+    ordered = sorted(
+        outputs,
+        key=lambda name: (
+            int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else name
+        ),
+    )
     return [_dequantize(outputs[name], out_details[name]) for name in ordered]
 
 
@@ -128,10 +138,16 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     """
     checks.check_model(model, "verify_tflite")
     expected = model(inputs, training=False)
-    expected = [keras.ops.convert_to_numpy(e) for e in (expected if isinstance(expected, (list, tuple)) else [expected])]
+    expected = [
+        keras.ops.convert_to_numpy(e)
+        for e in (expected if isinstance(expected, (list, tuple)) else [expected])
+    ]
     actual = run_tflite(path, inputs, threads)
     if len(actual) != len(expected):
-        raise ValueError(f"'{path}' has {len(actual)} outputs; the Keras model has {len(expected)}. Is it the same model?")
+        raise ValueError(
+            f"'{path}' has {len(actual)} outputs; the Keras model has {len(expected)}. Is it the "
+            "same model?"
+        )
     return float(max(np.max(np.abs(a.reshape(e.shape) - e)) for a, e in zip(actual, expected)))
 
 
@@ -148,12 +164,15 @@ class Latency:
 
     def __str__(self):
         return (
-            f"{pathlib.Path(self.path).name}: median {self.median * 1e6:.1f} us "
-            f"(p10 {self.p10 * 1e6:.1f}, p90 {self.p90 * 1e6:.1f}; {self.runs} runs, {self.threads} thread(s))"
+            f"{pathlib.Path(self.path).name}: median {self.median * 1e6:.1f} us (p10 "
+            f"{self.p10 * 1e6:.1f}, p90 {self.p90 * 1e6:.1f}; {self.runs} runs, {self.threads} "
+            "thread(s))"
         )
 
 
-def benchmark_tflite(path, threads: int = 1, runs: int = 200, warmup: int = 20, seed: int = 0) -> Latency:
+def benchmark_tflite(
+    path, threads: int = 1, runs: int = 200, warmup: int = 20, seed: int = 0
+) -> Latency:
     """Median latency of one invoke of a `.tflite` file in LiteRT, after a warm-up.
 
     Inputs are random (batch 1, dynamic dimensions set to 1): latency does not depend on
@@ -181,7 +200,14 @@ def benchmark_tflite(path, threads: int = 1, runs: int = 200, warmup: int = 20, 
     checks.check_integer("runs", runs, minimum=1)
     checks.check_integer("warmup", warmup, minimum=0)
     times = _invoke_times(_ready(load_interpreter(path, threads), seed), runs, warmup)
-    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs, threads, str(path))
+    return Latency(
+        float(np.median(times)),
+        float(np.percentile(times, 10)),
+        float(np.percentile(times, 90)),
+        runs,
+        threads,
+        str(path),
+    )
 
 
 def random_input(detail, rng, shape=None) -> np.ndarray:
@@ -223,7 +249,9 @@ def _invoke_times(interpreter, runs, warmup) -> np.ndarray:
     return times
 
 
-def latency_ratio(candidate: bytes, reference: bytes, threads: int = 1, rounds: int = 5, runs: int = 20) -> tuple[float, float, float]:
+def latency_ratio(
+    candidate: bytes, reference: bytes, threads: int = 1, rounds: int = 5, runs: int = 20
+) -> tuple[float, float, float]:
     """Median latency of two flatbuffers measured in alternating rounds, so drift hits both.
 
     Args:
@@ -250,4 +278,3 @@ def latency_ratio(candidate: bytes, reference: bytes, threads: int = 1, rounds: 
             samples[which].append(_invoke_times(interpreter, runs, 0))
     medians = [float(np.median(np.concatenate(s))) for s in samples]
     return medians[0], medians[1], medians[0] / medians[1]
-

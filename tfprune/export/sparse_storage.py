@@ -25,7 +25,6 @@ import dataclasses
 import warnings
 
 import numpy as np
-
 from tensorflow.lite.python.convert import mlir_sparsify
 
 from tfprune.export import interpreter as litert
@@ -123,11 +122,19 @@ class StorageReport:
         lines = [f"sparse storage ({self.mode}):"]
         for c in self.choices:
             blocks = "" if c.block_zeros is None else f", {c.block_zeros:.0%} zero blocks"
-            lines.append(f"  {'SPARSE' if c.sparse else 'dense '} {c.tensor} [{c.op} {c.shape}, {c.zeros:.0%} zeros{blocks}]: {c.reason}")
+            lines.append(
+                f"  {'SPARSE' if c.sparse else 'dense '} {c.tensor} [{c.op} {c.shape}, "
+                f"{c.zeros:.0%} zeros{blocks}]: {c.reason}"
+            )
         if self.ratio is not None:
-            lines.append(f"  measured: {self.sparse_seconds * 1e6:.1f} us with sparse weights vs {self.dense_seconds * 1e6:.1f} us dense-stored ({self.ratio:.2f}x)")
+            lines.append(
+                f"  measured: {self.sparse_seconds * 1e6:.1f} us with sparse weights vs "
+                f"{self.dense_seconds * 1e6:.1f} us dense-stored ({self.ratio:.2f}x)"
+            )
         if self.fell_back:
-            lines.append("  -> slower than dense storage beyond noise, so every weight is stored dense")
+            lines.append(
+                "  -> slower than dense storage beyond noise, so every weight is stored dense"
+            )
         if self.xnnpack is not None:
             lines.append("  " + str(self.xnnpack).replace("\n", "\n  "))
         return "\n".join(lines)
@@ -154,18 +161,36 @@ def _choose(op, values, type_name, mode) -> tuple[bool, float | None, str]:
     block, break_even = BREAK_EVEN.get(type_name, (4, 1.01))
     block_zeros = _block_zeros(values, block) if op == "FULLY_CONNECTED" else None
     if zeros < CONVERTER_MIN_ZEROS:
-        return False, block_zeros, f"under {CONVERTER_MIN_ZEROS:.0%} zeros: the converter stores it dense"
+        return (
+            False,
+            block_zeros,
+            f"under {CONVERTER_MIN_ZEROS:.0%} zeros: the converter stores it dense",
+        )
     if mode == "forced":
         return True, block_zeros, "sparse=True"
     if op != "FULLY_CONNECTED":
-        return False, block_zeros, "LiteRT has no sparse kernel for this op; sparse storage would only add a DENSIFY op at load"
+        return (
+            False,
+            block_zeros,
+            "LiteRT has no sparse kernel for this op; sparse storage would only add a DENSIFY op "
+            "at load",
+        )
     if type_name not in BREAK_EVEN:
         return False, block_zeros, f"no sparse kernel for {type_name} weights"
     if block_zeros is None:
         return False, block_zeros, f"input size not a multiple of the 1x{block} block"
     if block_zeros < break_even:
-        return False, block_zeros, f"{block_zeros:.0%} zero 1x{block} blocks is under the {break_even:.0%} break-even: the sparse kernel would be slower"
-    return True, block_zeros, f"{block_zeros:.0%} zero 1x{block} blocks is at or over the {break_even:.0%} break-even"
+        return (
+            False,
+            block_zeros,
+            f"{block_zeros:.0%} zero 1x{block} blocks is under the {break_even:.0%} break-even: "
+            "the sparse kernel would be slower",
+        )
+    return (
+        True,
+        block_zeros,
+        f"{block_zeros:.0%} zero 1x{block} blocks is at or over the {break_even:.0%} break-even",
+    )
 
 
 def plan(data: bytes, mode: str) -> list[StorageChoice]:
@@ -188,10 +213,22 @@ def plan(data: bytes, mode: str) -> list[StorageChoice]:
         if index in seen or raw is None or type_name not in ("FLOAT32", "INT8"):
             continue
         seen.add(index)
-        values = raw.view(np.float32 if type_name == "FLOAT32" else np.int8).reshape([int(d) for d in tensor.shape])
+        values = raw.view(np.float32 if type_name == "FLOAT32" else np.int8).reshape(
+            [int(d) for d in tensor.shape]
+        )
         sparse, block_zeros, reason = _choose(op, values, type_name, mode)
         name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
-        choices.append(StorageChoice(name, op, [int(d) for d in tensor.shape], float(np.mean(values == 0)), block_zeros, sparse, reason))
+        choices.append(
+            StorageChoice(
+                name,
+                op,
+                [int(d) for d in tensor.shape],
+                float(np.mean(values == 0)),
+                block_zeros,
+                sparse,
+                reason,
+            )
+        )
     return choices
 
 
@@ -230,7 +267,9 @@ def encode(data: bytes, choices: list[StorageChoice]) -> bytes:
         buffer = model.buffers[tensor.buffer]
         if name not in keep_dense or tensor.buffer in {b for b, _ in originals.values()}:
             continue
-        placeholder = _placeholder(tflite_file.buffer_bytes(model, tensor), tflite_file.type_name(tensor), tensor.buffer)
+        placeholder = _placeholder(
+            tflite_file.buffer_bytes(model, tensor), tflite_file.type_name(tensor), tensor.buffer
+        )
         originals[placeholder.tobytes()] = (tensor.buffer, np.asarray(buffer.data, np.uint8).copy())
         buffer.data = placeholder
     sparsified = tflite_file.unpack(mlir_sparsify(tflite_file.pack(model)))
@@ -242,7 +281,10 @@ def encode(data: bytes, choices: list[StorageChoice]) -> bytes:
                 buffer.data = original[1]
                 restored += 1
     if restored != len(originals):
-        raise RuntimeError(f"sparse storage: {len(originals) - restored} kept-dense weight(s) were not found after TensorFlow's sparsify pass.")
+        raise RuntimeError(
+            f"sparse storage: {len(originals) - restored} kept-dense weight(s) were not found "
+            "after TensorFlow's sparsify pass."
+        )
     return tflite_file.pack(sparsified)
 
 
@@ -257,10 +299,18 @@ def same_outputs(a: bytes, b: bytes, atol: float = 1e-5) -> bool:
         interpreter = litert.interpreter_from_bytes(data)
         runner = interpreter.get_signature_runner()
         rng = np.random.default_rng(0)
-        feed = {name: litert.random_input(detail, rng) for name, detail in runner.get_input_details().items()}
+        feed = {
+            name: litert.random_input(detail, rng)
+            for name, detail in runner.get_input_details().items()
+        }
         outputs.append(runner(**feed))
     return all(
-        np.allclose(outputs[0][k].astype(np.float64), outputs[1][k].astype(np.float64), atol=1 if np.issubdtype(outputs[0][k].dtype, np.integer) else atol, rtol=0)
+        np.allclose(
+            outputs[0][k].astype(np.float64),
+            outputs[1][k].astype(np.float64),
+            atol=1 if np.issubdtype(outputs[0][k].dtype, np.integer) else atol,
+            rtol=0,
+        )
         for k in outputs[0]
     )
 
@@ -285,14 +335,24 @@ def xnnpack_sparse_path(data: bytes) -> XnnpackSparsePath:
     tensors = subgraph.tensors
     failures, qualified = [], []
     first = next((i for i, name in enumerate(names) if name == "CONV_2D"), None)
-    if first is None or first != next(i for i, name in enumerate(names) if name in tflite_file.WEIGHT_OPS):
+    if first is None or first != next(
+        i for i, name in enumerate(names) if name in tflite_file.WEIGHT_OPS
+    ):
         failures.append("the first weight op is not a CONV_2D")
     else:
         op = subgraph.operators[first]
         weight = [int(d) for d in tensors[op.inputs[1]].shape]
         options = op.builtinOptions
-        if weight[1:] != [3, 3, 3] or getattr(options, "strideH", 0) != 2 or getattr(options, "strideW", 0) != 2:
-            failures.append(f"the first convolution is {weight[1]}x{weight[2]} stride {getattr(options, 'strideH', '?')} on {weight[3]} channels; it needs 3x3 stride 2 on 3 channels")
+        if (
+            weight[1:] != [3, 3, 3]
+            or getattr(options, "strideH", 0) != 2
+            or getattr(options, "strideW", 0) != 2
+        ):
+            failures.append(
+                f"the first convolution is {weight[1]}x{weight[2]} stride "
+                f"{getattr(options, 'strideH', '?')} on {weight[3]} channels; it needs 3x3 stride "
+                "2 on 3 channels"
+            )
     pointwise = []
     for name, index in _weight_reads(model):
         tensor = tensors[index]
@@ -303,9 +363,14 @@ def xnnpack_sparse_path(data: bytes) -> XnnpackSparsePath:
     for tensor, zeros in pointwise:
         label = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         if tflite_file.type_name(tensor) != "FLOAT32":
-            failures.append(f"{label}: {tflite_file.type_name(tensor)} weights; the sparse path is float only")
+            failures.append(
+                f"{label}: {tflite_file.type_name(tensor)} weights; the sparse path is float only"
+            )
         elif zeros is None:
-            failures.append(f"{label}: stored sparse-encoded (DENSIFY); XNNPACK needs its 1x1 weights stored dense")
+            failures.append(
+                f"{label}: stored sparse-encoded (DENSIFY); XNNPACK needs its 1x1 weights stored "
+                "dense"
+            )
         elif zeros < 2 / 3:
             near = " (a near miss: prune it a little further)" if zeros >= 0.5 else ""
             failures.append(f"{label}: {zeros:.0%} zeros, under the 67 % XNNPACK needs{near}")
@@ -336,23 +401,34 @@ def store(data: bytes, mode: str, threads: int = 1) -> tuple[bytes, StorageRepor
     if encoded is data:
         return data, report
     if not same_outputs(encoded, data):
-        raise RuntimeError("sparse storage changed the model's outputs; please report this with the model. Export with sparse=False meanwhile.")
-    report.sparse_seconds, report.dense_seconds, ratio = litert.latency_ratio(encoded, data, threads)
+        raise RuntimeError(
+            "sparse storage changed the model's outputs; please report this with the model. "
+            "Export with sparse=False meanwhile."
+        )
+    report.sparse_seconds, report.dense_seconds, ratio = litert.latency_ratio(
+        encoded, data, threads
+    )
     if ratio > NOISE:
         # A shared machine has bursts; only a slowdown seen twice counts.
         report.sparse_seconds, report.dense_seconds, ratio = min(
-            (report.sparse_seconds, report.dense_seconds, ratio), litert.latency_ratio(encoded, data, threads, rounds=10), key=lambda m: m[2]
+            (report.sparse_seconds, report.dense_seconds, ratio),
+            litert.latency_ratio(encoded, data, threads, rounds=10),
+            key=lambda m: m[2],
         )
     if ratio > NOISE and mode == "auto":
         report.fell_back = True
         for choice in choices:
             if choice.sparse:
-                choice.sparse, choice.reason = False, f"{choice.reason}, but the file measured {ratio:.2f}x dense storage"
+                choice.sparse, choice.reason = (
+                    False,
+                    f"{choice.reason}, but the file measured {ratio:.2f}x dense storage",
+                )
         return data, report
     if ratio > NOISE:
         warnings.warn(
-            f"sparse=True makes this model slower: {report.sparse_seconds * 1e6:.1f} us vs {report.dense_seconds * 1e6:.1f} us "
-            f"dense-stored ({ratio:.2f}x). sparse='auto' stores only the weights whose sparse kernels pay.",
+            f"sparse=True makes this model slower: {report.sparse_seconds * 1e6:.1f} us vs "
+            f"{report.dense_seconds * 1e6:.1f} us dense-stored ({ratio:.2f}x). sparse='auto' "
+            "stores only the weights whose sparse kernels pay.",
             stacklevel=3,
         )
     return encoded, report

@@ -57,14 +57,20 @@ def read_flatbuffer(path) -> bytes:
     """
     path = checks.check_path(path)
     if not path.exists():
-        raise TFLiteNotFoundError(2, "No such .tflite file; check the path or export one with tfprune.export_tflite", str(path))
+        raise TFLiteNotFoundError(
+            2,
+            "No such .tflite file; check the path or export one with tfprune.export_tflite",
+            str(path),
+        )
     try:
         data = path.read_bytes()
     except OSError as error:
         raise TFLiteFileError(f"Cannot read '{path}': {error}.") from error
     # Every TFLite flatbuffer carries the file identifier "TFL3" at bytes 4-8.
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise TFLiteFileError(f"'{path}' is not a TFLite flatbuffer (no 'TFL3' identifier); re-export it.")
+        raise TFLiteFileError(
+            f"'{path}' is not a TFLite flatbuffer (no 'TFL3' identifier); re-export it."
+        )
     return data
 
 
@@ -79,7 +85,9 @@ def unpack(data: bytes, source="the model"):
         if not model.subgraphs:
             raise ValueError("it has no subgraph")
     except Exception as error:  # the generated reader raises assorted errors on bad offsets
-        raise TFLiteFileError(f"'{source}' is not a readable TFLite flatbuffer: {error}. Re-export it.") from error
+        raise TFLiteFileError(
+            f"'{source}' is not a readable TFLite flatbuffer: {error}. Re-export it."
+        ) from error
     return model
 
 
@@ -99,7 +107,13 @@ def operator_names(model) -> list[str]:
     names = _enum_names(schema.BuiltinOperator)
     codes = model.operatorCodes
     # Builtin codes above 127 live in the newer 32-bit field.
-    return [names.get(max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode), "CUSTOM") for op in model.subgraphs[0].operators]
+    return [
+        names.get(
+            max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode),
+            "CUSTOM",
+        )
+        for op in model.subgraphs[0].operators
+    ]
 
 
 def type_name(tensor) -> str:
@@ -131,7 +145,11 @@ def zero_fraction(model, tensor, data: bytes | None = None) -> float | None:
     if raw is None or dtype is None:
         return None
     values = raw.view(dtype)
-    size = int(np.prod(tensor.shape)) if tensor.shape is not None and len(tensor.shape) else values.size
+    size = (
+        int(np.prod(tensor.shape))
+        if tensor.shape is not None and len(tensor.shape)
+        else values.size
+    )
     if size == 0:
         return None
     return float(size - values.size + np.count_nonzero(values == 0)) / size
@@ -175,14 +193,22 @@ def signatures(model) -> dict:
         described = {}
         for item in tensor_maps or []:
             tensor = tensors[item.tensorIndex]
-            dims = tensor.shapeSignature if tensor.shapeSignature is not None and len(tensor.shapeSignature) else tensor.shape
+            dims = (
+                tensor.shapeSignature
+                if tensor.shapeSignature is not None and len(tensor.shapeSignature)
+                else tensor.shape
+            )
             name = item.name.decode() if isinstance(item.name, bytes) else item.name
             described[name] = {"shape": [int(d) for d in dims], "dtype": type_name(tensor).lower()}
         return described
 
     result = {}
     for signature in model.signatureDefs or []:
-        key = signature.signatureKey.decode() if isinstance(signature.signatureKey, bytes) else signature.signatureKey
+        key = (
+            signature.signatureKey.decode()
+            if isinstance(signature.signatureKey, bytes)
+            else signature.signatureKey
+        )
         result[key] = {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
     return result
 
@@ -238,18 +264,24 @@ def inspect_tflite(path) -> dict:
             tensors.append(
                 {
                     "index": index,
-                    "name": tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name),
+                    "name": tensor.name.decode()
+                    if isinstance(tensor.name, bytes)
+                    else str(tensor.name),
                     "shape": [int(d) for d in tensor.shape] if tensor.shape is not None else [],
                     "type": type_name(tensor),
                     "constant": zeros is not None,
                     "zeros": zeros,
                     "sparse": sparsity is not None,
-                    "block_map": [int(d) for d in sparsity.blockMap] if sparsity is not None and sparsity.blockMap is not None else [],
+                    "block_map": [int(d) for d in sparsity.blockMap]
+                    if sparsity is not None and sparsity.blockMap is not None
+                    else [],
                     "block_shape": block_shape(tensor),
                 }
             )
     except (IndexError, TypeError, ValueError, AttributeError) as error:
-        raise TFLiteFileError(f"'{path}' is not a consistent TFLite model: {error}. Re-export it.") from error
+        raise TFLiteFileError(
+            f"'{path}' is not a consistent TFLite model: {error}. Re-export it."
+        ) from error
     return {
         "operators": names,
         "ops": ops,

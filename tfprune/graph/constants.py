@@ -50,7 +50,9 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
             computed = [_zero_filter_values(layer, step.rule)]
         else:
             inputs = [value_of(t) for t in step.inputs]
-            if all(np.isnan(v).all() for v in inputs) and not isinstance(step.rule, registry.LayerSpec):
+            if all(np.isnan(v).all() for v in inputs) and not isinstance(
+                step.rule, registry.LayerSpec
+            ):
                 computed = [np.full(width(t), np.nan) for t in step.outputs]
             else:
                 computed = _probe(layer, step, inputs, rng)
@@ -71,7 +73,9 @@ def _zero_filter_values(layer, spec) -> np.ndarray:
     kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec.weight))
     dead = ~spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1).any(axis=1)
     bias = registry.variable(layer, spec.bias) if spec.bias else None
-    bias = np.zeros(dead.size) if bias is None else keras.ops.convert_to_numpy(bias).astype(np.float64)
+    bias = (
+        np.zeros(dead.size) if bias is None else keras.ops.convert_to_numpy(bias).astype(np.float64)
+    )
     return np.where(dead, bias, np.nan)
 
 
@@ -94,7 +98,9 @@ def _probe(layer, call, input_values, rng) -> list:
         if isinstance(layer, keras.layers.Layer):
             outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
         else:  # a Keras op, whose call may mix tensors and Python constants (`x * 2.0`)
-            args, kwargs = keras_internals.fill_arguments(call.arguments, {id(t): a for t, a in zip(call.inputs, arrays)})
+            args, kwargs = keras_internals.fill_arguments(
+                call.arguments, {id(t): a for t, a in zip(call.inputs, arrays)}
+            )
             outputs = layer(*args, **kwargs)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         runs.append([keras.ops.convert_to_numpy(o).astype(np.float64) for o in outputs])

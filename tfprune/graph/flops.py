@@ -34,7 +34,11 @@ def _positions(node_layer, shape_of_weight, spec, where: str) -> int | None:
     Dividing the element count by the channel count finds the spatial size whatever the
     data format (channels first or last) or rank (sequences, images, volumes).
     """
-    channels = spec.filter_count(shape_of_weight) if where == "output" else shape_of_weight[spec.input_axis]
+    channels = (
+        spec.filter_count(shape_of_weight)
+        if where == "output"
+        else shape_of_weight[spec.input_axis]
+    )
     total = 0
     for shape in _node_shapes(node_layer, where):
         if any(dim is None for dim in shape[1:]):
@@ -85,7 +89,11 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
         positions = weight_positions(layer, node_layer or layer, name)
         if positions is None:
             return None
-        count = np.count_nonzero(keras.ops.convert_to_numpy(weight)) if effective else math.prod(weight.shape)
+        count = (
+            np.count_nonzero(keras.ops.convert_to_numpy(weight))
+            if effective
+            else math.prod(weight.shape)
+        )
         total += 2 * int(count) * positions
     return total
 
@@ -102,7 +110,9 @@ def compute_layers(model, multiplier: int = 1):
         if isinstance(item, keras.layers.Wrapper) and registry.spec_for(item.layer) is not None:
             yield item.layer, item, multiplier
         elif isinstance(item, keras.Model):
-            yield from compute_layers(item, multiplier * max(1, len(keras_internals.calls_of(item))))
+            yield from compute_layers(
+                item, multiplier * max(1, len(keras_internals.calls_of(item)))
+            )
         elif registry.spec_for(item) is not None:
             yield item, item, multiplier
 
@@ -130,8 +140,8 @@ def count_flops(model, effective: bool = False) -> int:
         flops = layer_flops(layer, node_layer, effective)
         if flops is None:
             raise ValueError(
-                f"Cannot count FLOPs of layer '{layer.name}': its shapes are not static. "
-                "Build the model from a keras.Input with fixed spatial sizes."
+                f"Cannot count FLOPs of layer '{layer.name}': its shapes are not static. Build the "
+                "model from a keras.Input with fixed spatial sizes."
             )
         total += flops * calls
     return total

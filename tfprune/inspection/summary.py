@@ -59,10 +59,24 @@ class Summary:
 
     def to_dict(self) -> dict:
         """`{"model": name, "layers": [row dicts], "total": totals}`, JSON-ready."""
-        return {"model": self.model_name, "layers": [dataclasses.asdict(r) for r in self.rows], "total": self.total, "events": list(self.events)}
+        return {
+            "model": self.model_name,
+            "layers": [dataclasses.asdict(r) for r in self.rows],
+            "total": self.total,
+            "events": list(self.events),
+        }
 
     def __str__(self):
-        header = ("layer", "type", "params", "nonzero", "sparsity", "filters", "MFLOPs", "eff. MFLOPs")
+        header = (
+            "layer",
+            "type",
+            "params",
+            "nonzero",
+            "sparsity",
+            "filters",
+            "MFLOPs",
+            "eff. MFLOPs",
+        )
         lines = []
         for r in self.rows:
             filters = f"{r.filters_kept}/{r.filters_total}" if r.filters_total else "-"
@@ -94,22 +108,41 @@ class Summary:
         widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
 
         def fmt(row):
-            return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            return "  ".join(
+                str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths))
+            )
 
         rule = "-" * len(fmt(header))
-        table = [f"Model: {self.model_name}", fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])]
+        table = [
+            f"Model: {self.model_name}",
+            fmt(header),
+            rule,
+            *map(fmt, lines[:-1]),
+            rule,
+            fmt(lines[-1]),
+        ]
         return "\n".join(table + self._event_lines())
 
     def _event_lines(self) -> list:
         measured = [e for e in self.events if "instability" in e]
         if not measured:
             return []
-        lines = ["", "Pruning events (instability = (acc before - acc after) / acc before; stability = 100 (1 - instability)):"]
-        lines.append(f"{'step':>7} {'epoch':>5} {'target':>7} {'applied':>7} {'acc before':>10} {'acc after':>9} {'instability':>11} {'stability':>9}")
+        lines = [
+            "",
+            "Pruning events (instability = (acc before - acc after) / acc before; stability = 100 "
+            "(1 - instability)):",
+        ]
+        lines.append(
+            f"{'step':>7} {'epoch':>5} {'target':>7} {'applied':>7} {'acc before':>10} "
+            f"{'acc after':>9} {'instability':>11} {'stability':>9}"
+        )
         for e in measured:
             lines.append(
-                f"{e['step']:>7} {e['epoch']:>5} {e['target']:>7.3f} {e.get('applied_target', e['target']):>7.3f} "
-                f"{e['accuracy_before']:>10.3f} {e['accuracy_after']:>9.3f} {e['instability']:>11.4f} {100 * (1 - e['instability']):>9.1f}"
+                f"{e['step']:>7} {e['epoch']:>5} {e['target']:>7.3f} "
+                f"{e.get('applied_target', e['target']):>7.3f} {e['accuracy_before']:>10.3f} "
+                f"{e['accuracy_after']:>9.3f} {e['instability']:>11.4f} "
+                f"{100 * (1 - e['instability']):>9.1f}"
             )
         return lines
 
@@ -134,7 +167,10 @@ def _row(layer, node_layer, calls) -> LayerRow:
         row.sparsity = float(1.0 - np.count_nonzero(kernel) / kernel.size)
         row.filters_total = per_filter.shape[0]
         row.filters_kept = int(np.count_nonzero(np.abs(per_filter).max(axis=1)))
-        dense, effective = flops.layer_flops(layer, node_layer), flops.layer_flops(layer, node_layer, effective=True)
+        dense, effective = (
+            flops.layer_flops(layer, node_layer),
+            flops.layer_flops(layer, node_layer, effective=True),
+        )
         row.flops = None if dense is None else dense * calls
         row.effective_flops = None if effective is None else effective * calls
     return row
@@ -164,7 +200,10 @@ def summary(model, events=None) -> Summary:
     >>> print(tfprune.summary(plain))
     """
     checks.check_model(model, "summary")
-    compute = {id(node_layer): (layer, node_layer, calls) for layer, node_layer, calls in flops.compute_layers(model)}
+    compute = {
+        id(node_layer): (layer, node_layer, calls)
+        for layer, node_layer, calls in flops.compute_layers(model)
+    }
     rows = []
 
     def visit(m):

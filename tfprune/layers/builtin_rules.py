@@ -19,7 +19,9 @@ _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 def _kernel_spec(filter_axis, input_axis, **extra):
     """A spec for kernels with one filter axis and one input axis, plus a per-filter bias."""
     slices = (("kernel", filter_axis, "out"), ("kernel", input_axis, "in"), ("bias", 0, "out"))
-    return LayerSpec("kernel", filter_axes=(filter_axis,), input_axis=input_axis, slices=slices, **extra)
+    return LayerSpec(
+        "kernel", filter_axes=(filter_axis,), input_axis=input_axis, slices=slices, **extra
+    )
 
 
 register_layer(keras.layers.Dense, _kernel_spec(-1, 0, config_key="units", fold="always"))
@@ -37,7 +39,11 @@ for _conv in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
     register_layer(_conv, _kernel_spec(-1, -2, depthwise_form=_GROUPED_DEPTHWISE))
 # Transposed kernels are (..., out, in): filters sit on the second-to-last axis. A constant
 # input channel does not scatter to a constant output (borders overlap less), hence "zero".
-for _conv in (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose):
+for _conv in (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+):
     register_layer(_conv, _kernel_spec(-2, -1, flops_weights=(("kernel", "input"),), fold="zero"))
 # Depthwise kernels are (..., in, multiplier); output channel c * multiplier + m.
 _DEPTHWISE = LayerSpec(
@@ -81,7 +87,9 @@ register_channel_rule(
     keras.layers.Activation,
     ChannelRule(
         "passthrough",
-        applies=lambda layer, shape: getattr(layer.activation, "__name__", "") not in _CHANNEL_MIXING,
+        applies=lambda layer, shape: (
+            getattr(layer.activation, "__name__", "") not in _CHANNEL_MIXING
+        ),
         reason="a softmax over channels mixes them",
     ),
 )
@@ -101,9 +109,7 @@ def _normalises_channels_alone(layer, input_shape) -> bool:
 # A normalization over channels mixes them through its mean and variance. Its channels still
 # pass through: pruning zeroes a channel's input and its gamma (and beta), so the channel leaves
 # exactly zero, and the shrunk layer remembers the removed inputs' share of the statistics.
-_NORMALIZATION_REASON = (
-    "it normalises over other axes than the channels alone, or has no per-channel scale to zero a pruned channel with"
-)
+_NORMALIZATION_REASON = "it normalises over other axes than the channels alone, or has no per-channel scale to zero a pruned channel with"
 register_channel_rule(
     keras.layers.LayerNormalization,
     ChannelRule(
@@ -143,13 +149,28 @@ for _name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"):
     register_channel_rule(keras_internals.numpy_op(_name), ChannelRule("elementwise"))
 for _name in ("Negative", "Absolute", "Square", "Tanh"):
     register_channel_rule(keras_internals.numpy_op(_name), ChannelRule("passthrough"))
-for _name in ("Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "HardSigmoid", "HardSilu", "LeakyRelu", "Elu", "Selu", "Softplus"):
+for _name in (
+    "Relu",
+    "Relu6",
+    "Sigmoid",
+    "Silu",
+    "Gelu",
+    "HardSigmoid",
+    "HardSilu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Softplus",
+):
     register_channel_rule(keras_internals.nn_op(_name), ChannelRule("passthrough"))
 # keras.applications' ConvNeXt scales each channel by a learned `gamma` after its blocks.
 _LAYER_SCALE = keras_internals.convnext_layer_scale()
 if _LAYER_SCALE is not None:
     # Its weight is created without a name of its own, so it is given by position.
-    register_channel_rule(_LAYER_SCALE, ChannelRule("passthrough", slices=((0, 0, "in"),), config_key="projection_dim"))
+    register_channel_rule(
+        _LAYER_SCALE,
+        ChannelRule("passthrough", slices=((0, 0, "in"),), config_key="projection_dim"),
+    )
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))

@@ -27,14 +27,34 @@ class GroupedConv2D(keras.layers.Layer):
     >>> layer = GroupedConv2D(8, 3, groups=[[[0, 2], [0, 1, 2, 3]], [[1], [4, 5, 6, 7]]], padding="same")
     """
 
-    def __init__(self, filters, kernel_size, groups, strides=1, padding="valid", dilation_rate=1, activation=None, use_bias=True, **kwargs):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups,
+        strides=1,
+        padding="valid",
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.kernel_size = tuple(kernel_size) if isinstance(kernel_size, (list, tuple)) else (kernel_size, kernel_size)
-        self.groups = [[list(map(int, inputs)), list(map(int, outputs))] for inputs, outputs in groups]
+        self.kernel_size = (
+            tuple(kernel_size)
+            if isinstance(kernel_size, (list, tuple))
+            else (kernel_size, kernel_size)
+        )
+        self.groups = [
+            [list(map(int, inputs)), list(map(int, outputs))] for inputs, outputs in groups
+        ]
         order = sorted(f for _, outputs in self.groups for f in outputs)
         if order != list(range(self.filters)):
-            raise ValueError(f"GroupedConv2D '{self.name}': the groups' filter indices must cover 0..{self.filters - 1} once each.")
+            raise ValueError(
+                f"GroupedConv2D '{self.name}': the groups' filter indices must cover "
+                f"0..{self.filters - 1} once each."
+            )
         self.strides = strides
         self.padding = padding
         self.dilation_rate = dilation_rate
@@ -45,10 +65,18 @@ class GroupedConv2D(keras.layers.Layer):
 
     def build(self, input_shape):
         self.kernels = [
-            self.add_weight(shape=(*self.kernel_size, max(1, len(inputs)), len(outputs)), initializer="glorot_uniform", name=f"kernel_{g}")
+            self.add_weight(
+                shape=(*self.kernel_size, max(1, len(inputs)), len(outputs)),
+                initializer="glorot_uniform",
+                name=f"kernel_{g}",
+            )
             for g, (inputs, outputs) in enumerate(self.groups)
         ]
-        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
+        self.bias = (
+            self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+            if self.use_bias
+            else None
+        )
 
     def call(self, inputs):
         parts = []
@@ -57,14 +85,30 @@ class GroupedConv2D(keras.layers.Layer):
             if not channels:
                 # A group that reads no channel outputs zeros (its kernel is unused).
                 selected = keras.ops.zeros_like(selected)
-            parts.append(keras.ops.conv(selected, kernel, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate))
-        outputs = keras.ops.take(keras.ops.concatenate(parts, axis=-1), self._restore_order, axis=-1)
+            parts.append(
+                keras.ops.conv(
+                    selected,
+                    kernel,
+                    strides=self.strides,
+                    padding=self.padding,
+                    dilation_rate=self.dilation_rate,
+                )
+            )
+        outputs = keras.ops.take(
+            keras.ops.concatenate(parts, axis=-1), self._restore_order, axis=-1
+        )
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
-        reference = keras.layers.Conv2D(self.filters, self.kernel_size, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
+        reference = keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
         return reference.compute_output_shape(input_shape)
 
     def get_config(self):

@@ -25,7 +25,9 @@ class _RemovedChannels:
         super().__init__(**kwargs)
         values = np.asarray(removed_values, np.float64).reshape(-1)
         if not np.isfinite(values).all():
-            raise ValueError(f"{self.name}: removed_values must be finite numbers, got {removed_values!r}.")
+            raise ValueError(
+                f"{self.name}: removed_values must be finite numbers, got {removed_values!r}."
+            )
         self.removed_values = [float(v) for v in values]
 
     @classmethod
@@ -40,12 +42,18 @@ class _RemovedChannels:
             `(cls, config)`.
         """
         earlier = list(getattr(layer, "removed_values", []))
-        return cls, {**layer.get_config(), "removed_values": earlier + [float(v) for v in removed_values]}
+        return cls, {
+            **layer.get_config(),
+            "removed_values": earlier + [float(v) for v in removed_values],
+        }
 
     def build(self, input_shape):
         axes = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
         if [a % len(input_shape) for a in axes] != [len(input_shape) - 1]:
-            raise ValueError(f"{self.name}: {type(self).__name__} normalises the last axis only, got axis={self.axis}.")
+            raise ValueError(
+                f"{self.name}: {type(self).__name__} normalises the last axis only, got "
+                f"axis={self.axis}."
+            )
         super().build(input_shape)
 
     def _widened(self, x):
@@ -59,7 +67,9 @@ class _RemovedChannels:
         """A per-channel weight with zeros for the removed channels (their outputs are dropped)."""
         if weight is None or not self.removed_values:
             return weight
-        return ops.concatenate([weight, ops.zeros((len(self.removed_values),), weight.dtype)], axis=0)
+        return ops.concatenate(
+            [weight, ops.zeros((len(self.removed_values),), weight.dtype)], axis=0
+        )
 
     def get_config(self):
         return {**super().get_config(), "removed_values": list(self.removed_values)}
@@ -119,5 +129,7 @@ class ShrunkRMSNormalization(_RemovedChannels, keras.layers.RMSNormalization):
     """
 
     def call(self, inputs):
-        outputs = ops.rms_normalization(self._widened(inputs), scale=self._padded(self.scale), axis=-1, epsilon=self.epsilon)
+        outputs = ops.rms_normalization(
+            self._widened(inputs), scale=self._padded(self.scale), axis=-1, epsilon=self.epsilon
+        )
         return ops.cast(outputs[..., : inputs.shape[-1]], self.compute_dtype)

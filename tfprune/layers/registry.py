@@ -166,9 +166,14 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     >>> register_channel_rule(MyActivation, ChannelRule("passthrough"))
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
-        raise TypeError(f"register_channel_rule: expected a keras.layers.Layer or keras.Operation subclass, got {layer_class!r}.")
+        raise TypeError(
+            "register_channel_rule: expected a keras.layers.Layer or keras.Operation subclass, "
+            f"got {layer_class!r}."
+        )
     if not isinstance(rule, ChannelRule):
-        raise TypeError(f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}.")
+        raise TypeError(
+            f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}."
+        )
     if rule.kind not in ("passthrough", "elementwise", "concat", "flatten", "reshape"):
         raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
     _CHANNEL_RULES[layer_class] = rule
@@ -205,7 +210,11 @@ def channel_rule(layer, input_shape=None):
         spec = spec_for(layer, input_shape)
         # A grouped convolution other than a depthwise one mixes channels within each group.
         return None if getattr(layer, "groups", 1) != 1 and not spec.coupled else spec
-    if isinstance(rule, ChannelRule) and rule.applies is not None and not rule.applies(layer, input_shape):
+    if (
+        isinstance(rule, ChannelRule)
+        and rule.applies is not None
+        and not rule.applies(layer, input_shape)
+    ):
         return None
     return rule
 
@@ -242,9 +251,14 @@ def register_layer(layer_class: type, spec: LayerSpec) -> None:
     >>> register_layer(MyConv, LayerSpec("kernel", filter_axes=(3,), input_axis=2))
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(f"register_layer: layer_class must be a keras.layers.Layer subclass, got {layer_class!r}.")
+        raise TypeError(
+            "register_layer: layer_class must be a keras.layers.Layer subclass, got "
+            f"{layer_class!r}."
+        )
     if not isinstance(spec, LayerSpec):
-        raise TypeError(f"register_layer: spec must be a tfprune.LayerSpec, got {type(spec).__name__}.")
+        raise TypeError(
+            f"register_layer: spec must be a tfprune.LayerSpec, got {type(spec).__name__}."
+        )
     _REGISTRY[layer_class] = spec
 
 
@@ -278,7 +292,11 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             spec = _REGISTRY[cls]
-            if spec.depthwise_form is not None and getattr(layer, "groups", 1) != 1 and _one_group_per_input(layer, input_shape):
+            if (
+                spec.depthwise_form is not None
+                and getattr(layer, "groups", 1) != 1
+                and _one_group_per_input(layer, input_shape)
+            ):
                 return spec.depthwise_form
             return spec
     return None

@@ -32,7 +32,9 @@ class Family:
     install: object  # (bool array of pruned units) -> None
     rate: float | None = None  # own final sparsity (layer-wise rates), else the schedule's
     layers: list = dataclasses.field(default_factory=list)  # names of the wrapped layers
-    group_ids: list = dataclasses.field(default_factory=list)  # for group families: indices into the plan's groups
+    group_ids: list = dataclasses.field(
+        default_factory=list
+    )  # for group families: indices into the plan's groups
 
     @property
     def n_units(self):
@@ -41,7 +43,9 @@ class Family:
     def lowest(self, n_prune: int, scores, already, order=None) -> np.ndarray:
         """Boolean vector of the units pruned when `n_prune` are asked to go (`order`:
         `pruning_order(scores, already)`, if already computed)."""
-        keep = self.granularity.kept_units(self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to)
+        keep = self.granularity.kept_units(
+            self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to
+        )
         order = pruning_order(scores, already) if order is None else order
         pruned = np.zeros(self.n_units, bool)
         pruned[order[: self.n_units - keep]] = True
@@ -63,7 +67,8 @@ def element_scores(wrapper, context):
     if scores.shape != weight.shape:
         raise ValueError(
             f"Criterion {wrapper.criterion!r} returned scores of shape {scores.shape} for layer "
-            f"'{wrapper.layer.name}', whose weight has shape {weight.shape}; return one score per weight."
+            f"'{wrapper.layer.name}', whose weight has shape {weight.shape}; return one score per "
+            "weight."
         )
     return scores
 
@@ -110,7 +115,8 @@ def group_families(groups, structural, by_flops: bool, reduction: str) -> list[F
         wrappers = {id(w): w for g in members for w, _ in g.members}
         first = next(iter(wrappers.values()))
         sizes = {
-            id(w): w.granularity.unit_size(tuple(w.pruned_variable.shape), w.spec) for w in wrappers.values()
+            id(w): w.granularity.unit_size(tuple(w.pruned_variable.shape), w.spec)
+            for w in wrappers.values()
         }
         if by_flops:
             costs = structural.group_costs()[indices]
@@ -125,16 +131,23 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
 
     def score(context):
         per_wrapper = {
-            key: w.granularity.unit_scores(element_scores(w, context), w.spec) for key, w in wrappers.items()
+            key: w.granularity.unit_scores(element_scores(w, context), w.spec)
+            for key, w in wrappers.items()
         }
-        return np.array([combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members])
+        return np.array(
+            [combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members]
+        )
 
     def already():
-        masks = {key: w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        masks = {
+            key: w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()
+        }
         return np.array([all(masks[id(w)][f] for w, f in g.members) for g in members])
 
     def install(pruned):
-        keep = {key: ~w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()}
+        keep = {
+            key: ~w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()
+        }
         channel_keep = {}
         for g, gone in zip(members, pruned):
             if not gone:
@@ -148,11 +161,24 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
         for key, w in wrappers.items():
             shape = tuple(w.pruned_variable.shape)
             canonical_shape = w.spec.to_canonical(np.zeros(shape)).shape
-            w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep[key], canonical_shape), shape))
+            w.assign_mask(
+                w.spec.from_canonical(w.granularity.expand(keep[key], canonical_shape), shape)
+            )
         for follower, mask in channel_keep.values():
             follower.assign_channel_mask(mask)
 
     rates = [w.rate for w in wrappers.values() if w.rate is not None]
     rate = max(rates) if rates else None
     names = [w.layer.name for w in wrappers.values()]
-    return Family(first.granularity, first.min_filters, first.round_to, costs, score, already, install, rate, names, indices)
+    return Family(
+        first.granularity,
+        first.min_filters,
+        first.round_to,
+        costs,
+        score,
+        already,
+        install,
+        rate,
+        names,
+        indices,
+    )

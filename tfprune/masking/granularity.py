@@ -53,7 +53,9 @@ class Granularity:
         """Boolean vector: which units are already fully pruned in `mask`."""
         return self.units(spec.to_canonical(mask)).max(axis=1) == 0
 
-    def kept_units(self, n_units: int, n_prune: int, n_already: int, min_filters: int, round_to: int) -> int:
+    def kept_units(
+        self, n_units: int, n_prune: int, n_already: int, min_filters: int, round_to: int
+    ) -> int:
         """How many units stay when `n_prune` are asked to go and `n_already` are gone.
 
         The safeguards: at least one unit (and `min_filters` filters) stays, filter
@@ -64,7 +66,9 @@ class Granularity:
             keep = math.ceil(keep / round_to) * round_to
         return max(1, min(keep, n_units - n_already))
 
-    def pruned_fraction(self, n_units: int, sparsity: float, n_already: int, min_filters=1, round_to=1) -> float:
+    def pruned_fraction(
+        self, n_units: int, sparsity: float, n_already: int, min_filters=1, round_to=1
+    ) -> float:
         """Fraction of a layer's weights that `mask(sparsity=...)` would prune."""
         n_prune = int(math.floor(sparsity * n_units + 1e-9))
         return 1.0 - self.kept_units(n_units, n_prune, n_already, min_filters, round_to) / n_units
@@ -92,7 +96,9 @@ class Granularity:
         unit_keep = np.ones(n_units, bool)
         unit_keep[order[: n_units - keep]] = False
         canonical_shape = spec.to_canonical(previous_mask).shape
-        return spec.from_canonical(self.expand(unit_keep, canonical_shape), previous_mask.shape).astype(np.float32)
+        return spec.from_canonical(
+            self.expand(unit_keep, canonical_shape), previous_mask.shape
+        ).astype(np.float32)
 
     def mask(self, scores, previous_mask, sparsity: float, spec, min_filters=1, round_to=1):
         """Mask that prunes a `sparsity` fraction of this layer's units.
@@ -144,13 +150,15 @@ class Unstructured(Granularity):
 def _require_input_axis(kind: str, layer_name: str, shape, spec, size: int) -> None:
     if spec.input_axis is None:
         raise ValueError(
-            f"Layer '{layer_name}': {kind} pruning runs along input channels, and this layer type has "
-            "none (depthwise convolutions). Exclude it with `exclude=[...]` or use granularity='filter'."
+            f"Layer '{layer_name}': {kind} pruning runs along input channels, and this layer type "
+            "has none (depthwise convolutions). Exclude it with `exclude=[...]` or use "
+            "granularity='filter'."
         )
     if shape[spec.input_axis] % size:
         raise ValueError(
-            f"Layer '{layer_name}': {kind} pruning needs its {shape[spec.input_axis]} input channels to be a "
-            f"multiple of {size}. Exclude this layer with `exclude=['{layer_name}']`."
+            f"Layer '{layer_name}': {kind} pruning needs its {shape[spec.input_axis]} input "
+            f"channels to be a multiple of {size}. Exclude this layer with "
+            f"`exclude=['{layer_name}']`."
         )
 
 
@@ -201,7 +209,9 @@ class NM(Granularity):
         np.put_along_axis(keep, ranked[:, :per_group], False, axis=1)
         keep &= previous != 0
         canonical_shape = spec.to_canonical(previous_mask).shape
-        return spec.from_canonical(keep.reshape(canonical_shape), previous_mask.shape).astype(np.float32)
+        return spec.from_canonical(keep.reshape(canonical_shape), previous_mask.shape).astype(
+            np.float32
+        )
 
     def __str__(self):
         return f"{self.n}:{self.m}"
@@ -224,7 +234,9 @@ class Block(Granularity):
 
     def __init__(self, rows: int = 1, cols: int = 4):
         if not (isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0):
-            raise ValueError(f"Block granularity needs positive integers, got rows={rows!r}, cols={cols!r}.")
+            raise ValueError(
+                f"Block granularity needs positive integers, got rows={rows!r}, cols={cols!r}."
+            )
         self.rows, self.cols = rows, cols
 
     def check(self, layer_name, shape, spec):
@@ -232,8 +244,8 @@ class Block(Granularity):
         if spec.filter_count(shape) % self.rows:
             raise ValueError(
                 f"Layer '{layer_name}': block {self.rows}x{self.cols} pruning needs its "
-                f"{spec.filter_count(shape)} filters to be a multiple of {self.rows}. "
-                f"Exclude it with `exclude=['{layer_name}']`."
+                f"{spec.filter_count(shape)} filters to be a multiple of {self.rows}. Exclude it "
+                f"with `exclude=['{layer_name}']`."
             )
 
     def units(self, canonical):
@@ -274,7 +286,9 @@ def get(identifier) -> Granularity:
     if isinstance(identifier, Granularity):
         return identifier
     if not isinstance(identifier, str):
-        raise TypeError(f"granularity must be a string or tfprune.Granularity, got {type(identifier).__name__}.")
+        raise TypeError(
+            f"granularity must be a string or tfprune.Granularity, got {type(identifier).__name__}."
+        )
     name = identifier.strip().lower()
     if name == "filter":
         return Filter()

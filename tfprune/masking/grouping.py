@@ -65,7 +65,10 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
                 if isinstance(call.layer, PruneWrapper):
                     g.members.append((call.layer, c))
                 else:
-                    _block(g, f"'{weights_owner(call.layer).name}' writes this channel and is not pruned")
+                    _block(
+                        g,
+                        f"'{weights_owner(call.layer).name}' writes this channel and is not pruned",
+                    )
         elif isinstance(call.layer, ChannelMaskWrapper):
             tensor = call.inputs[0]
             for c in range(tensor.shape[-1]):
@@ -106,7 +109,9 @@ class StructuralFlops:
             seen.add(id(layer))
 
             def ids(tensor):
-                return np.array([index.get(graph.root(tensor, c), -1) for c in range(tensor.shape[-1])])
+                return np.array(
+                    [index.get(graph.root(tensor, c), -1) for c in range(tensor.shape[-1])]
+                )
 
             in_ids, out_ids = ids(call.inputs[0]), ids(call.outputs[0])
             for name, _ in spec.flops_weights:

@@ -22,7 +22,9 @@ def _check_round_to(round_to, selected):
     names = {layer.name for layer in selected}
     unknown = sorted(set(round_to) - names - {"*"})
     if unknown:
-        raise ValueError(f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}.")
+        raise ValueError(
+            f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}."
+        )
     return lambda name: round_to.get(name, round_to.get("*", 1))
 
 
@@ -30,13 +32,19 @@ def _check_rates(rates, selected, ranking_mode, target) -> dict:
     if rates is None:
         return {}
     if not isinstance(rates, dict):
-        raise TypeError(f"rates must be a dict of layer name -> sparsity, got {type(rates).__name__}.")
+        raise TypeError(
+            f"rates must be a dict of layer name -> sparsity, got {type(rates).__name__}."
+        )
     if ranking_mode != "local" or target != "sparsity":
-        raise ValueError("rates are per-layer sparsities: use ranking='local' and target='sparsity'.")
+        raise ValueError(
+            "rates are per-layer sparsities: use ranking='local' and target='sparsity'."
+        )
     names = {layer.name for layer in selected}
     for name, rate in rates.items():
         if name not in names:
-            raise ValueError(f"rates: '{name}' is not a layer being pruned; pruned layers: {sorted(names)}.")
+            raise ValueError(
+                f"rates: '{name}' is not a layer being pruned; pruned layers: {sorted(names)}."
+            )
         checks.check_fraction(f"rates['{name}']", rate)
     return dict(rates)
 
@@ -45,33 +53,45 @@ def _check_criterion(criterion, granularity, ranking_mode, target, model, select
     allowed = getattr(criterion, "granularities", None)
     if allowed is not None and str(granularity) not in allowed:
         raise ValueError(
-            f"criterion {criterion!r} scores {' or '.join(allowed)} units and cannot rank '{granularity}'; "
-            "use granularity='filter' or another criterion."
+            f"criterion {criterion!r} scores {' or '.join(allowed)} units and cannot rank "
+            f"'{granularity}'; use granularity='filter' or another criterion."
         )
-    if getattr(criterion, "sequential", False) and (ranking_mode != "local" or target != "sparsity"):
-        raise ValueError(f"criterion {criterion!r} prunes layer by layer: use ranking='local' and target='sparsity'.")
+    if getattr(criterion, "sequential", False) and (
+        ranking_mode != "local" or target != "sparsity"
+    ):
+        raise ValueError(
+            f"criterion {criterion!r} prunes layer by layer: use ranking='local' and "
+            "target='sparsity'."
+        )
     if hasattr(criterion, "check"):
         criterion.check(model, selected)
 
 
-def _check_policy(granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction):
+def _check_policy(
+    granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction
+):
     checks.check_choice("group_reduction", group_reduction, ("sum", "mean", "max", "first"))
     checks.check_choice("ranking", ranking_mode, ("local", "global"))
     checks.check_choice("target", target, ("sparsity", "flops"))
     values = [("min_filters", min_filters)]
-    values += [(f"round_to[{k!r}]", v) for k, v in round_to.items()] if isinstance(round_to, dict) else [("round_to", round_to)]
+    values += (
+        [(f"round_to[{k!r}]", v) for k, v in round_to.items()]
+        if isinstance(round_to, dict)
+        else [("round_to", round_to)]
+    )
     for name, value in values:
         checks.check_integer(name, value, minimum=1)
     if isinstance(granularity, granularities.NM):
         if ranking_mode == "global" or target == "flops":
             raise ValueError(
-                f"granularity '{granularity}' fixes the sparsity of every group; use ranking='local' and target='sparsity'."
+                f"granularity '{granularity}' fixes the sparsity of every group; use "
+                "ranking='local' and target='sparsity'."
             )
         expected = 1 - granularity.n / granularity.m
         if abs(schedule.final_target - expected) > 1e-6:
             raise ValueError(
-                f"granularity '{granularity}' ends at sparsity {expected:g}, but the schedule ends at "
-                f"{schedule.final_target:g}. Use a schedule whose final target is {expected:g}."
+                f"granularity '{granularity}' ends at sparsity {expected:g}, but the schedule ends "
+                f"at {schedule.final_target:g}. Use a schedule whose final target is {expected:g}."
             )
 
 
@@ -148,7 +168,10 @@ def prune(
     """
     checks.check_model(model, "prune")
     if wrappers_of(model):
-        raise ValueError("prune: this model is already pruned (it has PruneWrapper layers). Call tfprune.strip first.")
+        raise ValueError(
+            "prune: this model is already pruned (it has PruneWrapper layers). Call tfprune.strip "
+            "first."
+        )
     granularity = granularities.get(granularity)
     criterion = criteria.get(criterion)
     schedule = schedules.get(0.5 if schedule is None else schedule)
@@ -186,7 +209,9 @@ def prune(
     def clone(layer):
         fresh = modelwalk.clone_layer(layer)
         if id(layer) in selected_ids:
-            return PruneWrapper(fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)})
+            return PruneWrapper(
+                fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)}
+            )
         return ChannelMaskWrapper(fresh) if id(layer) in follower_ids else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
@@ -194,8 +219,9 @@ def prune(
     reachable = PruningPlan(pruned).max_removable()
     if not rates and schedule.final_target > reachable + 1e-9:
         raise ValueError(
-            f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: with "
-            f"min_filters={min_filters}, round_to={round_to} and the protected layers, at most "
-            f"{reachable:.3f} can be removed. Lower the target, or prune more layers (protect=None)."
+            f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: "
+            f"with min_filters={min_filters}, round_to={round_to} and the protected layers, at "
+            f"most {reachable:.3f} can be removed. Lower the target, or prune more layers "
+            "(protect=None)."
         )
     return pruned

@@ -53,8 +53,8 @@ class PruningPlan:
         self.wrappers = wrappers_of(model)
         if not self.wrappers:
             raise ValueError(
-                f"model '{model.name}' has no PruneWrapper layers. Pass it through tfprune.prune(model, ...) "
-                "and train the returned model."
+                f"model '{model.name}' has no PruneWrapper layers. Pass it through "
+                "tfprune.prune(model, ...) and train the returned model."
             )
         policy = self.wrappers[0]
         for wrapper in self.wrappers[1:]:
@@ -65,8 +65,9 @@ class PruningPlan:
                 str(policy.granularity),
             ):
                 raise ValueError(
-                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or granularity "
-                    f"than '{policy.layer.name}'. Prune a model with one tfprune.prune call."
+                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or "
+                    f"granularity than '{policy.layer.name}'. Prune a model with one tfprune.prune "
+                    "call."
                 )
         self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
         self.granularity = policy.granularity
@@ -78,7 +79,9 @@ class PruningPlan:
             graph = ChannelGraph(model)
             self.groups = [g for g in channel_groups(model, graph) if g.prunable]
             self.structural = StructuralFlops(graph, self.groups)
-            self.families = group_families(self.groups, self.structural, self.by_flops, policy.group_reduction)
+            self.families = group_families(
+                self.groups, self.structural, self.by_flops, policy.group_reduction
+            )
         else:
             self.families = [wrapper_family(w, self.by_flops) for w in self.wrappers]
         if self.by_flops:
@@ -96,7 +99,9 @@ class PruningPlan:
 
     def _local(self, sparsity, scored, orders):
         return [
-            f.lowest(int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a, o)
+            f.lowest(
+                int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a, o
+            )
             for f, (s, a), o in zip(self.families, scored, orders)
         ]
 
@@ -105,7 +110,9 @@ class PruningPlan:
         arrays, lowest score first."""
         steps = [
             self._family_steps(index, family, scores, already, order)
-            for index, (family, (scores, already), order) in enumerate(zip(self.families, scored, orders))
+            for index, (family, (scores, already), order) in enumerate(
+                zip(self.families, scored, orders)
+            )
         ]
         columns = [np.concatenate([s[k] for s in steps]) for k in range(4)]
         # Stable: a family's steps stay in order (their mean scores never decrease).
@@ -115,8 +122,13 @@ class PruningPlan:
     def _global(self, goal, ranked, scored, orders):
         score, family_of, size, cost = ranked
         taken = greedy_selection(score, family_of, cost, goal, len(self.families))
-        counts = np.bincount(family_of[taken], weights=size[taken], minlength=len(self.families)).astype(np.int64)
-        return [f.lowest(int(n), s, a, o) for f, n, (s, a), o in zip(self.families, counts, scored, orders)]
+        counts = np.bincount(
+            family_of[taken], weights=size[taken], minlength=len(self.families)
+        ).astype(np.int64)
+        return [
+            f.lowest(int(n), s, a, o)
+            for f, n, (s, a), o in zip(self.families, counts, scored, orders)
+        ]
 
     def _family_steps(self, index, family, scores, already, order):
         """One family's steps in pruning `order`: `(mean normalised score, family index,
@@ -126,12 +138,23 @@ class PruningPlan:
         normalised = np.where(already, -np.inf, scores / scale)
         starts, stops = self._steps(family, int(already.sum()))
         cumulative_cost = np.concatenate([[0.0], np.cumsum(family.unit_costs[order])])
-        cumulative_score = np.concatenate([[0.0], np.cumsum(np.where(already, 0.0, normalised)[order])])
+        cumulative_score = np.concatenate(
+            [[0.0], np.cumsum(np.where(already, 0.0, normalised)[order])]
+        )
         sizes = stops - starts
         forced = np.concatenate([[0], np.cumsum(already[order])])
         all_forced = forced[stops] - forced[starts] == sizes
-        means = np.where(all_forced, -np.inf, (cumulative_score[stops] - cumulative_score[starts]) / np.maximum(sizes, 1))
-        return means, np.full(sizes.size, index), sizes, cumulative_cost[stops] - cumulative_cost[starts]
+        means = np.where(
+            all_forced,
+            -np.inf,
+            (cumulative_score[stops] - cumulative_score[starts]) / np.maximum(sizes, 1),
+        )
+        return (
+            means,
+            np.full(sizes.size, index),
+            sizes,
+            cumulative_cost[stops] - cumulative_cost[starts],
+        )
 
     @staticmethod
     def _steps(family, n_already):
@@ -154,7 +177,10 @@ class PruningPlan:
             for family, pruned in zip(self.families, selection):
                 chosen[np.asarray(family.group_ids, dtype=np.int64)[pruned]] = True
             return 1.0 - self.structural(chosen) / self.total_flops
-        return sum(float(f.unit_costs[p].sum()) for f, p in zip(self.families, selection)) / self.denominator
+        return (
+            sum(float(f.unit_costs[p].sum()) for f, p in zip(self.families, selection))
+            / self.denominator
+        )
 
     def _search(self, select, target):
         """Bisect a monotone selection parameter for the removal closest to `target`."""
@@ -178,7 +204,9 @@ class PruningPlan:
             ranked = self._ranked_steps(scored, orders)
             if exact_additive:
                 return self._global(target * self.denominator, ranked, scored, orders)
-            return self._search(lambda p: self._global(p * self.denominator * 2, ranked, scored, orders), target)
+            return self._search(
+                lambda p: self._global(p * self.denominator * 2, ranked, scored, orders), target
+            )
         if not self.by_flops:
             return self._local(target, scored, orders)
         return self._search(lambda p: self._local(p, scored, orders), target)
@@ -189,14 +217,18 @@ class PruningPlan:
             context = ScoringContext(self.model, self.data)
             for wrapper in self.wrappers:
                 wrapper.assign_mask(
-                    wrapper.granularity.mask(element_scores(wrapper, context), wrapper.mask_array(), target, wrapper.spec)
+                    wrapper.granularity.mask(
+                        element_scores(wrapper, context), wrapper.mask_array(), target, wrapper.spec
+                    )
                 )
             return
         if getattr(self.wrappers[0].criterion, "sequential", False):
             # Forward mode: each family is scored after the ones before it were pruned.
             for family in self.families:
                 scores = family.score(ScoringContext(self.model, self.data))
-                n_prune = int(math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9))
+                n_prune = int(
+                    math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9)
+                )
                 family.install(family.lowest(n_prune, scores, family.already()))
             return
         for family, pruned in zip(self.families, self.select(target)):
@@ -209,7 +241,9 @@ class PruningPlan:
     def max_removable(self) -> float:
         """The largest target the safeguards allow."""
         scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in self.families]
-        return self.removed_by(self._local(1.0 - 1e-9, scored, [np.arange(f.n_units) for f in self.families]))
+        return self.removed_by(
+            self._local(1.0 - 1e-9, scored, [np.arange(f.n_units) for f in self.families])
+        )
 
 
 def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
@@ -227,7 +261,9 @@ def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
         open_steps = ~closed[family_of[position:]]
         costs = np.where(open_steps, cost[position:], 0.0)
         before = removed + np.concatenate([[0.0], np.cumsum(costs)[:-1]])
-        overshoots = open_steps & (score[position:] != -np.inf) & (before + costs - goal > goal - before)
+        overshoots = (
+            open_steps & (score[position:] != -np.inf) & (before + costs - goal > goal - before)
+        )
         if not overshoots.any():
             taken[position:] = open_steps
             break

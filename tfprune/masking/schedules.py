@@ -65,7 +65,6 @@ class PruningSchedule(Configurable):
         raise NotImplementedError
 
 
-
 @keras.saving.register_keras_serializable(package="tfprune")
 class ConstantSparsity(PruningSchedule):
     """Prune to a fixed target, re-applied every `frequency` steps from `begin_step`.
@@ -92,7 +91,10 @@ class ConstantSparsity(PruningSchedule):
         self.end_step = check_integer("end_step", end_step, minimum=-1)
         self.frequency = check_integer("frequency", frequency, minimum=1)
         if end_step != -1 and end_step < begin_step:
-            raise ValueError(f"end_step ({end_step}) comes before begin_step ({begin_step}); use end_step >= begin_step.")
+            raise ValueError(
+                f"end_step ({end_step}) comes before begin_step ({begin_step}); use end_step >= "
+                "begin_step."
+            )
 
     def __call__(self, step, epoch=0, epoch_start=False):
         if step < self.begin_step or (self.end_step != -1 and step > self.end_step):
@@ -104,7 +106,12 @@ class ConstantSparsity(PruningSchedule):
         return self.target
 
     def get_config(self):
-        return {"target": self.target, "begin_step": self.begin_step, "end_step": self.end_step, "frequency": self.frequency}
+        return {
+            "target": self.target,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -133,7 +140,9 @@ class PolynomialDecay(PruningSchedule):
     0.5
     """
 
-    def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100):
+    def __init__(
+        self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100
+    ):
         self.initial_sparsity = check_target("initial_sparsity", initial_sparsity)
         self.final_sparsity = check_target("final_sparsity", final_sparsity)
         self.begin_step = check_integer("begin_step", begin_step, minimum=0)
@@ -150,7 +159,10 @@ class PolynomialDecay(PruningSchedule):
     def target_at(self, step: int) -> float:
         """The schedule's curve at `step`, whether or not masks update there."""
         progress = min(max((step - self.begin_step) / (self.end_step - self.begin_step), 0.0), 1.0)
-        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** self.power
+        return (
+            self.final_sparsity
+            + (self.initial_sparsity - self.final_sparsity) * (1.0 - progress) ** self.power
+        )
 
     def __call__(self, step, epoch=0, epoch_start=False):
         if step < self.begin_step or step > self.end_step:
@@ -196,13 +208,18 @@ class Iterative(PruningSchedule):
     def __init__(self, targets, epochs):
         targets, epochs = list(targets), list(epochs)
         if not targets or len(targets) != len(epochs):
-            raise ValueError(f"Iterative needs one epoch per target; got {len(targets)} targets and {len(epochs)} epochs.")
+            raise ValueError(
+                f"Iterative needs one epoch per target; got {len(targets)} targets and "
+                f"{len(epochs)} epochs."
+            )
         self.targets = [check_target(f"targets[{i}]", t) for i, t in enumerate(targets)]
         self.epochs = [check_integer(f"epochs[{i}]", e, minimum=0) for i, e in enumerate(epochs)]
         if any(b <= a for a, b in zip(self.epochs, self.epochs[1:])):
             raise ValueError(f"Iterative epochs must strictly increase, got {self.epochs}.")
         if any(b < a for a, b in zip(self.targets, self.targets[1:])):
-            raise ValueError(f"Iterative targets must not decrease (masks never regrow), got {self.targets}.")
+            raise ValueError(
+                f"Iterative targets must not decrease (masks never regrow), got {self.targets}."
+            )
 
     def __call__(self, step, epoch=0, epoch_start=False):
         if epoch_start and epoch in self.epochs:
@@ -260,4 +277,7 @@ def get(identifier) -> PruningSchedule:
         return keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, (int, float)) and not isinstance(identifier, bool):
         return ConstantSparsity(identifier)
-    raise TypeError(f"schedule must be a tfprune schedule (e.g. PolynomialDecay) or a number, got {type(identifier).__name__}.")
+    raise TypeError(
+        "schedule must be a tfprune schedule (e.g. PolynomialDecay) or a number, got "
+        f"{type(identifier).__name__}."
+    )

@@ -30,7 +30,9 @@ def _check_names_exist(selectors, layers, argument):
     names = {layer.name for layer in layers}
     for selector in selectors:
         if isinstance(selector, str) and selector not in names:
-            raise ValueError(f"{argument}: the model has no layer named '{selector}'. Layers: {sorted(names)}.")
+            raise ValueError(
+                f"{argument}: the model has no layer named '{selector}'. Layers: {sorted(names)}."
+            )
 
 
 def _heads(tensor, memo):
@@ -80,8 +82,9 @@ def select_layers(model, layers, exclude, protect):
         explicit = any(matches(layer, s) for s in chosen if isinstance(s, str))
         if explicit and registry.spec_for(layer) is None:
             raise ValueError(
-                f"layers: '{layer.name}' ({type(layer).__name__}) cannot be pruned. Prunable types: "
-                f"{', '.join(registry.supported_types())}; register others with tfprune.register_layer."
+                f"layers: '{layer.name}' ({type(layer).__name__}) cannot be pruned. Prunable "
+                f"types: {', '.join(registry.supported_types())}; register others with "
+                "tfprune.register_layer."
             )
     if protect == "auto":
         protected = _auto_protected(model, candidates)
@@ -111,8 +114,8 @@ def without_pinned(graph, selected, chosen):
         if roots and all(graph.is_pinned(r) for r in roots):
             if any(isinstance(s, str) and s == layer.name for s in chosen):
                 raise ValueError(
-                    f"layers: the filters of '{layer.name}' cannot be pruned: {graph.pinned[roots[0]]}. "
-                    "Leave it out, or use granularity='unstructured'."
+                    f"layers: the filters of '{layer.name}' cannot be pruned: "
+                    f"{graph.pinned[roots[0]]}. Leave it out, or use granularity='unstructured'."
                 )
             continue
         kept.append(layer)

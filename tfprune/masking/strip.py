@@ -36,9 +36,10 @@ def strip(model):
     wrappers = wrappers_of(model)
     if not wrappers:
         raise ValueError(
-            f"strip: model '{model.name}' has no PruneWrapper layers, so there is nothing to strip. "
-            "Pass the model returned by tfprune.prune."
+            f"strip: model '{model.name}' has no PruneWrapper layers, so there is nothing to "
+            "strip. Pass the model returned by tfprune.prune."
         )
+
     def unwrap(layer):
         inner = layer.layer if isinstance(layer, (PruneWrapper, ChannelMaskWrapper)) else layer
         return modelwalk.clone_layer(inner)

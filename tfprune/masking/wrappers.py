@@ -83,8 +83,8 @@ class PruneWrapper(keras.layers.Wrapper):
         self.spec = registry.spec_for(layer)
         if self.spec is None:
             raise TypeError(
-                f"Layer '{layer.name}' ({type(layer).__name__}) cannot be pruned. "
-                f"Prunable types: {', '.join(registry.supported_types())}."
+                f"Layer '{layer.name}' ({type(layer).__name__}) cannot be pruned. Prunable types: "
+                f"{', '.join(registry.supported_types())}."
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
@@ -119,7 +119,11 @@ class PruneWrapper(keras.layers.Wrapper):
         bias = self._bias_variable()
         if bias is not None:
             self.bias_mask = self.add_weight(
-                name="bias_mask", shape=bias.shape, initializer="ones", trainable=False, dtype=bias.dtype
+                name="bias_mask",
+                shape=bias.shape,
+                initializer="ones",
+                trainable=False,
+                dtype=bias.dtype,
             )
             bias.constraint = _MaskConstraint(self.bias_mask, bias.constraint)
         self.built = True
@@ -161,7 +165,10 @@ class PruneWrapper(keras.layers.Wrapper):
         kernel = self.pruned_variable
         mask = np.asarray(mask, dtype=np.float32)
         if mask.shape != tuple(kernel.shape):
-            raise ValueError(f"Mask for '{self.layer.name}' must have shape {tuple(kernel.shape)}, got {mask.shape}.")
+            raise ValueError(
+                f"Mask for '{self.layer.name}' must have shape {tuple(kernel.shape)}, got "
+                f"{mask.shape}."
+            )
         self.mask.assign(mask)
         kernel.assign(self.weight_array() * mask)
         bias = self._bias_variable()
@@ -177,7 +184,9 @@ class PruneWrapper(keras.layers.Wrapper):
         if bias is not None:
             masked[id(bias)] = keras.ops.convert_to_numpy(self.bias_mask)
         return [
-            keras.ops.convert_to_numpy(v) * masked[id(v)] if id(v) in masked else keras.ops.convert_to_numpy(v)
+            keras.ops.convert_to_numpy(v) * masked[id(v)]
+            if id(v) in masked
+            else keras.ops.convert_to_numpy(v)
             for v in self.layer.weights
         ]
 
@@ -210,7 +219,6 @@ class PruneWrapper(keras.layers.Wrapper):
         return super().from_config(config)
 
 
-
 @keras.saving.register_keras_serializable(package="tfprune")
 class ChannelMaskWrapper(keras.layers.Wrapper):
     """Wraps a per-channel layer (BatchNormalization, LayerNormalization) whose channels follow pruned filters.
@@ -238,7 +246,9 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
     def __init__(self, layer, **kwargs):
         masked = registry.masked_weights(layer)
         if not masked:
-            raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) has no per-channel weights to mask.")
+            raise TypeError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has no per-channel weights to mask."
+            )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
         self.masked_names = masked
@@ -248,9 +258,17 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
         if not self.layer.built:
             self.layer.build(input_shape)
         # A LayerNormalization built with center=False has a gamma but no beta.
-        present = [v for v in (registry.variable(self.layer, name) for name in self.masked_names) if v is not None]
+        present = [
+            v
+            for v in (registry.variable(self.layer, name) for name in self.masked_names)
+            if v is not None
+        ]
         self.channel_mask = self.add_weight(
-            name="channel_mask", shape=present[0].shape, initializer="ones", trainable=False, dtype=present[0].dtype
+            name="channel_mask",
+            shape=present[0].shape,
+            initializer="ones",
+            trainable=False,
+            dtype=present[0].dtype,
         )
         for variable in present:
             variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)

@@ -113,7 +113,10 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
         try:
             source = original.get_layer(layer.name)
         except ValueError as error:
-            raise ValueError(f"compensate: the original model has no layer '{layer.name}'; pass the model that was pruned.") from error
+            raise ValueError(
+                f"compensate: the original model has no layer '{layer.name}'; pass the model that "
+                "was pruned."
+            ) from error
         reader = keras.Model(original.inputs, source.input)
         rows = patches(source, keras.ops.convert_to_numpy(reader.predict(data, verbose=0)))
         if len(rows) > max_rows:
@@ -123,14 +126,20 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
         bias = keras.ops.convert_to_numpy(source.bias) if source.use_bias else np.zeros(outputs)
         taps = rows.shape[1] // tensor.shape[-1]
         kept_rows = np.tile(~zero, taps)  # patch columns are (taps..., channels), channels fastest
-        new_kernel, new_bias = least_squares_weights(rows, kernel.reshape(-1, outputs), bias, kept_rows, rescale)
-        filter_kept = np.abs(keras.ops.convert_to_numpy(layer.kernel)).reshape(-1, outputs).max(axis=0) > 0
+        new_kernel, new_bias = least_squares_weights(
+            rows, kernel.reshape(-1, outputs), bias, kept_rows, rescale
+        )
+        filter_kept = (
+            np.abs(keras.ops.convert_to_numpy(layer.kernel)).reshape(-1, outputs).max(axis=0) > 0
+        )
         if layer.use_bias:
             filter_kept |= keras.ops.convert_to_numpy(layer.bias) != 0
         new_kernel *= filter_kept
         new_bias *= filter_kept
         if layer.use_bias:
-            layer.set_weights([new_kernel.reshape(kernel.shape).astype(np.float32), new_bias.astype(np.float32)])
+            layer.set_weights(
+                [new_kernel.reshape(kernel.shape).astype(np.float32), new_bias.astype(np.float32)]
+            )
         else:
             layer.set_weights([new_kernel.reshape(kernel.shape).astype(np.float32)])
             _fold_into_next_bn(graph, call, new_bias)

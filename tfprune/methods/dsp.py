@@ -35,14 +35,23 @@ from tfprune.layers.grouped_conv import GroupedConv2D
 
 
 def _eligible(model, layers):
-    convs = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D and layer.groups == 1 and layer.data_format == "channels_last"]
+    convs = [
+        layer
+        for layer in model.layers
+        if type(layer) is keras.layers.Conv2D
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+    ]
     if layers is None:
         # Not the first convolution (it reads the image), as in the paper.
         return convs[1:]
     names = {layer.name: layer for layer in convs}
     unknown = sorted(set(layers) - set(names))
     if unknown:
-        raise ValueError(f"DSP: {unknown} are not plain channels_last Conv2D layers of the model (top level, groups=1).")
+        raise ValueError(
+            f"DSP: {unknown} are not plain channels_last Conv2D layers of the model (top level, "
+            "groups=1)."
+        )
     return [names[name] for name in layers]
 
 
@@ -89,7 +98,17 @@ class DSP(keras.Model):
     >>> fast = tfprune.deploy_groups(plan)
     """
 
-    def __init__(self, model, groups=4, lam=5e-4, ramp_steps=1000, layers=None, temperature=0.5, logit_learning_rate=1e-3, **kwargs):
+    def __init__(
+        self,
+        model,
+        groups=4,
+        lam=5e-4,
+        ramp_steps=1000,
+        layers=None,
+        temperature=0.5,
+        logit_learning_rate=1e-3,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(model, dict):
             model = keras.saving.deserialize_keras_object(model)
@@ -99,14 +118,21 @@ class DSP(keras.Model):
         checks.check_integer("DSP: ramp_steps", ramp_steps, minimum=1)
         self.convs = _eligible(model, layers)
         if not self.convs:
-            raise ValueError("DSP: the model has no Conv2D layer to prune (the first convolution is left alone).")
+            raise ValueError(
+                "DSP: the model has no Conv2D layer to prune (the first convolution is left alone)."
+            )
         self.model = model
         self.n_groups, self.lam, self.ramp_steps = groups, float(lam), ramp_steps
         self.temperature, self.logit_learning_rate = float(temperature), float(logit_learning_rate)
         self.layer_names = [layer.name for layer in self.convs]
         # Small random logits, so that filters start spread over the groups.
         self.logits = [
-            self.add_weight(shape=(groups, layer.filters), initializer=keras.initializers.RandomNormal(stddev=0.01), trainable=False, name=f"logits_{i}")
+            self.add_weight(
+                shape=(groups, layer.filters),
+                initializer=keras.initializers.RandomNormal(stddev=0.01),
+                trainable=False,
+                name=f"logits_{i}",
+            )
             for i, layer in enumerate(self.convs)
         ]
         self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="dsp_step")
@@ -132,8 +158,12 @@ class DSP(keras.Model):
                 scaled = scaled - tf.math.log(-tf.math.log(uniform))
             assignment = tf.nn.softmax(scaled, axis=0)  # (G, filters)
             kernel = layer.kernel.value  # (kh, kw, in, filters)
-            group_kernels = kernel[None] * assignment[:, None, None, None, :]  # (G, kh, kw, in, filters)
-            norms = tf.sqrt(tf.reduce_sum(tf.square(group_kernels), axis=(1, 2, 4)) + 1e-12)  # (G, in)
+            group_kernels = (
+                kernel[None] * assignment[:, None, None, None, :]
+            )  # (G, kh, kw, in, filters)
+            norms = tf.sqrt(
+                tf.reduce_sum(tf.square(group_kernels), axis=(1, 2, 4)) + 1e-12
+            )  # (G, in)
             sizes = tf.square(tf.reduce_sum(tf.sqrt(assignment + 1e-12), axis=1))  # (G,)
             total += tf.reduce_sum(sizes * tf.reduce_sum(norms, axis=1))
         return total
@@ -145,7 +175,9 @@ class DSP(keras.Model):
         with tf.GradientTape() as tape:
             tape.watch([v.value for v in self.logits])
             y_pred = self.model(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
             penalty = self.regulariser()
             total = loss + coefficient * penalty
         gradients = tape.gradient(total, weights + self.logits)
@@ -153,11 +185,18 @@ class DSP(keras.Model):
         self.logit_optimizer.apply(gradients[len(weights) :], self.logits)
         self.step.assign_add(1.0)
         track_loss(self, loss, x)
-        return {**self.compute_metrics(x, y, y_pred, sample_weight=sample_weight), "group_lasso": penalty, "dsp_lambda": coefficient}
+        return {
+            **self.compute_metrics(x, y, y_pred, sample_weight=sample_weight),
+            "group_lasso": penalty,
+            "dsp_lambda": coefficient,
+        }
 
     def assignments(self) -> dict:
         """`{layer name: group index per filter}` (the argmax of the logits)."""
-        return {layer.name: np.argmax(keras.ops.convert_to_numpy(logits), axis=0) for layer, logits in zip(self.convs, self.logits)}
+        return {
+            layer.name: np.argmax(keras.ops.convert_to_numpy(logits), axis=0)
+            for layer, logits in zip(self.convs, self.logits)
+        }
 
     def _channel_shares(self):
         """Per layer, `(filters, input channels in rising share, cumulative share)` for each
@@ -184,7 +223,10 @@ class DSP(keras.Model):
         for name, (channels, groups) in shares.items():
             # Drop the least important channels while their cumulative share stays below beta.
             result[name] = [
-                [np.setdiff1d(np.arange(channels), order[cumulative < beta]).tolist(), filters.tolist()]
+                [
+                    np.setdiff1d(np.arange(channels), order[cumulative < beta]).tolist(),
+                    filters.tolist(),
+                ]
                 for filters, order, cumulative in groups
             ]
         return result
@@ -214,16 +256,27 @@ class DSP(keras.Model):
         Raises:
             ValueError: for a target outside (0, 1), or one the pruned layers cannot reach.
         """
-        checks.check_number("DSP.prune: flops_target", flops_target, 0, 1, include_low=False, include_high=False)
+        checks.check_number(
+            "DSP.prune: flops_target", flops_target, 0, 1, include_low=False, include_high=False
+        )
         dense_flops = count_flops(self.model)
         # FLOPs per kernel weight of each pruned convolution: the bisection counts zeroed
         # weights instead of building and counting a masked model at every step.
-        per_weight = {layer.name: layer_flops(layer) / int(np.prod(layer.kernel.shape)) for layer in self.convs}
+        per_weight = {
+            layer.name: layer_flops(layer) / int(np.prod(layer.kernel.shape))
+            for layer in self.convs
+        }
         taps = {layer.name: int(np.prod(layer.kernel_size)) for layer in self.convs}
         channels = {layer.name: int(layer.kernel.shape[2]) for layer in self.convs}
 
         def removed_by(groups):
-            zeroed = {name: sum(len(filters) * (channels[name] - len(inputs)) * taps[name] for inputs, filters in layer_groups) for name, layer_groups in groups.items()}
+            zeroed = {
+                name: sum(
+                    len(filters) * (channels[name] - len(inputs)) * taps[name]
+                    for inputs, filters in layer_groups
+                )
+                for name, layer_groups in groups.items()
+            }
             return sum(zeroed[name] * per_weight[name] for name in zeroed) / dense_flops
 
         shares = self._channel_shares()
@@ -232,15 +285,19 @@ class DSP(keras.Model):
             beta = (low + high) / 2
             groups = self._groups_at(beta, shares)
             removed = removed_by(groups)
-            best = min(best or (np.inf, None), (abs(removed - flops_target), (beta, groups, removed)), key=lambda item: item[0])
+            best = min(
+                best or (np.inf, None),
+                (abs(removed - flops_target), (beta, groups, removed)),
+                key=lambda item: item[0],
+            )
             if abs(removed - flops_target) <= tolerance / 4:
                 break
             low, high = (beta, high) if removed < flops_target else (low, beta)
         distance, (beta, groups, removed) = best
         if distance > tolerance:
             raise ValueError(
-                f"DSP.prune: the pruned convolutions can remove at most about {removed:.1%} of the FLOPs here, "
-                f"not {flops_target:.0%}; lower the target or prune more layers."
+                f"DSP.prune: the pruned convolutions can remove at most about {removed:.1%} of the "
+                f"FLOPs here, not {flops_target:.0%}; lower the target or prune more layers."
             )
         masked = self._masked(groups)
         return GroupPlan(masked, groups, beta, removed)
@@ -301,7 +358,11 @@ def deploy_groups(plan: GroupPlan) -> keras.Model:
             continue
         kernel = keras.ops.convert_to_numpy(source.kernel)
         for (inputs, filters), variable in zip(plan.groups[source.name], target.kernels):
-            variable.assign(kernel[:, :, np.asarray(inputs or [0], int)[:, None], np.asarray(filters, int)[None, :]])
+            variable.assign(
+                kernel[
+                    :, :, np.asarray(inputs or [0], int)[:, None], np.asarray(filters, int)[None, :]
+                ]
+            )
         if source.use_bias:
             target.bias.assign(keras.ops.convert_to_numpy(source.bias))
     return deployed

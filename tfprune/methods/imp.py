@@ -86,16 +86,33 @@ class IterativePruning:
     0.488
     """
 
-    def __init__(self, rate=0.2, rounds=3, rewind="init", rewind_epoch=None, seed=None, **prune_kwargs):
-        checks.check_number("IterativePruning: rate", rate, 0, 1, include_low=False, include_high=False)
+    def __init__(
+        self, rate=0.2, rounds=3, rewind="init", rewind_epoch=None, seed=None, **prune_kwargs
+    ):
+        checks.check_number(
+            "IterativePruning: rate", rate, 0, 1, include_low=False, include_high=False
+        )
         checks.check_integer("IterativePruning: rounds", rounds, minimum=1)
         checks.check_choice("IterativePruning: rewind", rewind, REWIND_MODES)
         if rewind == "epoch":
             if rewind_epoch is None:
-                raise ValueError("IterativePruning: rewind='epoch' needs rewind_epoch, an epoch >= 1 of the first round.")
+                raise ValueError(
+                    "IterativePruning: rewind='epoch' needs rewind_epoch, an epoch >= 1 of the "
+                    "first round."
+                )
             checks.check_integer("IterativePruning: rewind_epoch", rewind_epoch, minimum=1)
-        self.rate, self.rounds, self.rewind, self.rewind_epoch, self.seed = float(rate), rounds, rewind, rewind_epoch, seed
-        self.prune_kwargs = {"granularity": "unstructured", "criterion": "magnitude", **prune_kwargs}
+        self.rate, self.rounds, self.rewind, self.rewind_epoch, self.seed = (
+            float(rate),
+            rounds,
+            rewind,
+            rewind_epoch,
+            seed,
+        )
+        self.prune_kwargs = {
+            "granularity": "unstructured",
+            "criterion": "magnitude",
+            **prune_kwargs,
+        }
         self.rewind_point = None
         self.history = []
 
@@ -132,7 +149,10 @@ class IterativePruning:
             compile(pruned)
             result = fit(pruned, callbacks)
             if callbacks and not callbacks[0].taken:
-                raise RuntimeError(f"IterativePruning: the first round ended before epoch {self.rewind_epoch}, the rewind point; train longer or lower rewind_epoch.")
+                raise RuntimeError(
+                    f"IterativePruning: the first round ended before epoch {self.rewind_epoch}, "
+                    "the rewind point; train longer or lower rewind_epoch."
+                )
             self.history.append(
                 {
                     "round": round_index,
@@ -184,14 +204,22 @@ def mask_similarity(a, b) -> dict:
     wrapped_a = {w.layer.name: w for w in wrappers_of(a)}
     wrapped_b = {w.layer.name: w for w in wrappers_of(b)}
     if not wrapped_a or not wrapped_b:
-        raise ValueError("mask_similarity needs two models returned by tfprune.prune (with PruneWrappers).")
+        raise ValueError(
+            "mask_similarity needs two models returned by tfprune.prune (with PruneWrappers)."
+        )
     if set(wrapped_a) != set(wrapped_b):
-        raise ValueError(f"mask_similarity: the models prune different layers: {sorted(set(wrapped_a) ^ set(wrapped_b))}.")
+        raise ValueError(
+            "mask_similarity: the models prune different layers: "
+            f"{sorted(set(wrapped_a) ^ set(wrapped_b))}."
+        )
     result = {}
     for name, wrapper in wrapped_a.items():
         mask_a, mask_b = wrapper.mask_array() > 0, wrapped_b[name].mask_array() > 0
         if mask_a.shape != mask_b.shape:
-            raise ValueError(f"mask_similarity: layer '{name}' has masks of shape {mask_a.shape} and {mask_b.shape}.")
+            raise ValueError(
+                f"mask_similarity: layer '{name}' has masks of shape {mask_a.shape} and "
+                f"{mask_b.shape}."
+            )
         union = np.logical_or(mask_a, mask_b).sum()
         result[name] = {
             "jaccard": float(np.logical_and(mask_a, mask_b).sum() / union) if union else 1.0,
@@ -201,4 +229,3 @@ def mask_similarity(a, b) -> dict:
     fields = ("jaccard", "empty_filters_a", "empty_filters_b")
     result["mean"] = {f: float(np.mean([row[f] for row in result.values()])) for f in fields}
     return result
-

@@ -44,11 +44,20 @@ class _Trials:
     """A pruned copy of `model` whose layer families can be pruned for a trial and restored."""
 
     def __init__(self, model, criterion, min_filters, round_to):
-        self.pruned = prune(model, granularity="filter", criterion=criterion, schedule=OneShot(0.0), target="flops",
-                            min_filters=min_filters, round_to=round_to)
+        self.pruned = prune(
+            model,
+            granularity="filter",
+            criterion=criterion,
+            schedule=OneShot(0.0),
+            target="flops",
+            min_filters=min_filters,
+            round_to=round_to,
+        )
         self.plan = PruningPlan(self.pruned)
         self.families = self.plan.families
-        self.variables = [v for layer in self.plan.wrappers + followers_of(self.pruned) for v in layer.weights]
+        self.variables = [
+            v for layer in self.plan.wrappers + followers_of(self.pruned) for v in layer.weights
+        ]
         self.snapshot = [keras.ops.convert_to_numpy(v) for v in self.variables]
         self.scored = [(f.score(ScoringContext(self.pruned)), f.already()) for f in self.families]
 
@@ -64,7 +73,9 @@ class _Trials:
 
     def removed(self, counts):
         """FLOPs fraction these counts remove after `shrink`."""
-        return self.plan.removed_by([f.lowest(n, *s) for f, n, s in zip(self.families, counts, self.scored)])
+        return self.plan.removed_by(
+            [f.lowest(n, *s) for f, n, s in zip(self.families, counts, self.scored)]
+        )
 
     def rates(self, counts):
         return {name: n / f.n_units for f, n in zip(self.families, counts) for name in f.layers}
@@ -72,7 +83,9 @@ class _Trials:
 
 def _check_data(model, data, function):
     if data is None or len(data) != 2 or len(data[0]) == 0 or len(data[0]) != len(data[1]):
-        raise ValueError(f"{function} needs data=(x, y): matching, non-empty calibration inputs and labels.")
+        raise ValueError(
+            f"{function} needs data=(x, y): matching, non-empty calibration inputs and labels."
+        )
     return np.asarray(data[0], np.float32), checks.check_labels(model, data[1])
 
 
@@ -80,7 +93,9 @@ def _calibration_loss(model, x, y, from_logits, batch_size):
     total = 0.0
     for start in range(0, len(x), batch_size):
         predictions = model(x[start : start + batch_size], training=False)
-        losses = keras.losses.sparse_categorical_crossentropy(y[start : start + batch_size], predictions, from_logits=from_logits)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y[start : start + batch_size], predictions, from_logits=from_logits
+        )
         total += float(np.sum(keras.ops.convert_to_numpy(losses)))
     return total / len(x)
 
@@ -137,7 +152,9 @@ def layerwise_rates(
             counts = [0] * len(families)
             counts[index] = n_prune
             trials.install(counts)
-            cache[(index, n_prune)] = _calibration_loss(trials.pruned, x, y, from_logits, batch_size) - base
+            cache[(index, n_prune)] = (
+                _calibration_loss(trials.pruned, x, y, from_logits, batch_size) - base
+            )
             trials.restore()
         return cache[(index, n_prune)]
 
@@ -217,7 +234,9 @@ def compensated_rates(
     x, y = _check_data(model, data, "compensated_rates")
 
     def accuracy(m):
-        return float(np.mean(np.argmax(keras.ops.convert_to_numpy(m(x, training=False)), axis=1) == y))
+        return float(
+            np.mean(np.argmax(keras.ops.convert_to_numpy(m(x, training=False)), axis=1) == y)
+        )
 
     trials = _Trials(model, criterion, min_filters, round_to)
     families = trials.families
@@ -235,9 +254,13 @@ def compensated_rates(
         while low < high:
             mid = (low + high + 1) // 2
             trial = counts[:index] + [mid] + counts[index + 1 :]
-            low, high = (mid, high) if compensated_accuracy(trial) >= floors[index] else (low, mid - 1)
+            low, high = (
+                (mid, high) if compensated_accuracy(trial) >= floors[index] else (low, mid - 1)
+            )
         counts[index] = low
         progress.update(index + 1)
     final_accuracy = compensated_accuracy(counts)
     trials.restore()
-    return LayerwiseRates(trials.rates(counts), float("nan"), trials.removed(counts), base - final_accuracy)
+    return LayerwiseRates(
+        trials.rates(counts), float("nan"), trials.removed(counts), base - final_accuracy
+    )

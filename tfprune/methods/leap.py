@@ -61,19 +61,39 @@ def _targets_of(layer, granularity):
     if isinstance(layer, keras.layers.MultiHeadAttention):
         sub = list(keras_internals.attention_projections(layer).values())
         if granularity == "element":
-            return [_Target(d, int(np.prod(d.kernel.shape)), 1, [(d.kernel, lambda m, s=tuple(d.kernel.shape): tf.reshape(m, s))]) for d in sub]
+            return [
+                _Target(
+                    d,
+                    int(np.prod(d.kernel.shape)),
+                    1,
+                    [(d.kernel, lambda m, s=tuple(d.kernel.shape): tf.reshape(m, s))],
+                )
+                for d in sub
+            ]
         value = sub[2]
         heads = layer.num_heads
-        per_head = sum(int(np.prod(v.shape)) for d in sub[:3] for v in d.weights) // heads + int(np.prod(sub[3].kernel.shape)) // heads
+        per_head = (
+            sum(int(np.prod(v.shape)) for d in sub[:3] for v in d.weights) // heads
+            + int(np.prod(sub[3].kernel.shape)) // heads
+        )
         masked = [(value.kernel, _along(1, 3))]
         if value.bias is not None:
             masked.append((value.bias, _along(0, 2)))
         return [_Target(layer, heads, per_head, masked)]
-    if granularity == "head" or not isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)):
+    if granularity == "head" or not isinstance(
+        layer, (keras.layers.Dense, keras.layers.EinsumDense)
+    ):
         return []
     kernel = layer.kernel
     if granularity == "element":
-        return [_Target(layer, int(np.prod(kernel.shape)), 1, [(kernel, lambda m, s=tuple(kernel.shape): tf.reshape(m, s))])]
+        return [
+            _Target(
+                layer,
+                int(np.prod(kernel.shape)),
+                1,
+                [(kernel, lambda m, s=tuple(kernel.shape): tf.reshape(m, s))],
+            )
+        ]
     units = int(kernel.shape[-1])
     bias = getattr(layer, "bias", None)
     masked = [(kernel, _along(len(kernel.shape) - 1, len(kernel.shape)))]
@@ -86,7 +106,9 @@ def _targets_of(layer, granularity):
 def top_k_mask(scores, threshold):
     """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients."""
     n = tf.shape(scores)[0]
-    keep = tf.clip_by_value(tf.cast(tf.math.ceil(tf.sigmoid(threshold) * tf.cast(n, tf.float32)), tf.int32), 1, n)
+    keep = tf.clip_by_value(
+        tf.cast(tf.math.ceil(tf.sigmoid(threshold) * tf.cast(n, tf.float32)), tf.int32), 1, n
+    )
     ranks = tf.argsort(tf.argsort(-scores, stable=True), stable=True)
     mask = tf.cast(ranks < keep, scores.dtype)
 
@@ -142,7 +164,9 @@ class LEAP(keras.Model):
         if isinstance(model, dict):
             model = keras.saving.deserialize_keras_object(model)
         checks.check_model(model, "LEAP")
-        checks.check_number("LEAP: target_density", target_density, 0, 1, include_low=False, include_high=False)
+        checks.check_number(
+            "LEAP: target_density", target_density, 0, 1, include_low=False, include_high=False
+        )
         checks.check_choice("LEAP: granularity", granularity, GRANULARITIES)
         eligible = [layer for layer in all_layers(model) if _targets_of(layer, granularity)]
         if layers is None:
@@ -151,11 +175,16 @@ class LEAP(keras.Model):
             names = {layer.name: layer for layer in eligible}
             unknown = sorted(set(layers) - set(names))
             if unknown:
-                raise ValueError(f"LEAP: {unknown} are not layers LEAP can prune at granularity '{granularity}' (Dense, EinsumDense, MultiHeadAttention).")
+                raise ValueError(
+                    f"LEAP: {unknown} are not layers LEAP can prune at granularity '{granularity}' "
+                    "(Dense, EinsumDense, MultiHeadAttention)."
+                )
             chosen = [names[name] for name in layers]
         self.targets = [t for layer in chosen for t in _targets_of(layer, granularity)]
         if not self.targets:
-            raise ValueError(f"LEAP: the model has no layer to prune at granularity '{granularity}'.")
+            raise ValueError(
+                f"LEAP: the model has no layer to prune at granularity '{granularity}'."
+            )
         self.model = model
         self.target_density = float(target_density)
         self.granularity = granularity
@@ -165,13 +194,30 @@ class LEAP(keras.Model):
         self.initial_threshold = float(initial_threshold)
         # Not trainable as far as Keras knows: the compiled optimizer must see the model's
         # weights only (also when a saved model is loaded); LEAP's own Adam trains these.
-        self.scores = [self.add_weight(shape=(t.n_units,), initializer="zeros", trainable=False, name=f"scores_{i}") for i, t in enumerate(self.targets)]
+        self.scores = [
+            self.add_weight(
+                shape=(t.n_units,), initializer="zeros", trainable=False, name=f"scores_{i}"
+            )
+            for i, t in enumerate(self.targets)
+        ]
         self.thresholds = [
-            self.add_weight(shape=(), initializer=keras.initializers.Constant(initial_threshold), trainable=False, name=f"threshold_{i}")
+            self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(initial_threshold),
+                trainable=False,
+                name=f"threshold_{i}",
+            )
             for i in range(len(self.targets))
         ]
-        self.coefficient = self.add_weight(shape=(), initializer=keras.initializers.Constant(50.0), trainable=False, name="leap_lambda")
-        self._weights_per_target = np.array([t.n_units * t.params_per_unit for t in self.targets], np.float32)
+        self.coefficient = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(50.0),
+            trainable=False,
+            name="leap_lambda",
+        )
+        self._weights_per_target = np.array(
+            [t.n_units * t.params_per_unit for t in self.targets], np.float32
+        )
         self.score_optimizer = keras.optimizers.Adam(self.score_learning_rate)
         self.score_optimizer.build(self.scores + self.thresholds)
         # The wrapped model is built, so this model is too (saving would warn otherwise).
@@ -186,7 +232,11 @@ class LEAP(keras.Model):
         return [top_k_mask(s.value, t.value) for s, t in zip(self.scores, self.thresholds)]
 
     def _mapping(self, unit_masks):
-        return [(variable, variable.value * expand(mask)) for target, mask in zip(self.targets, unit_masks) for variable, expand in target.masked]
+        return [
+            (variable, variable.value * expand(mask))
+            for target, mask in zip(self.targets, unit_masks)
+            for variable, expand in target.masked
+        ]
 
     def call(self, inputs, training=False):
         with keras.StatelessScope(state_mapping=self._mapping(self._unit_masks())):
@@ -211,7 +261,9 @@ class LEAP(keras.Model):
             unit_masks = self._unit_masks()
             with keras.StatelessScope(state_mapping=self._mapping(unit_masks)):
                 y_pred = self.model(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
             hard, soft = self.densities(unit_masks)
             # The value is the masks' real density (ceil per layer included), the gradient
             # the thresholds' smooth one: the target is met by the masks, not the sigmoids.
@@ -221,7 +273,13 @@ class LEAP(keras.Model):
         gradients = tape.gradient(total, weights + learnable)
         self.optimizer.apply(gradients[: len(weights)], weights)
         self.score_optimizer.apply(gradients[len(weights) :], learnable)
-        self.coefficient.assign(tf.where(regulariser < 3e-4, 10.0, tf.maximum(self.lambda_max * regulariser / (1 - r) ** 2, 50.0)))
+        self.coefficient.assign(
+            tf.where(
+                regulariser < 3e-4,
+                10.0,
+                tf.maximum(self.lambda_max * regulariser / (1 - r) ** 2, 50.0),
+            )
+        )
         track_loss(self, loss, x)
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         return {**logs, "density": hard, "leap_lambda": self.coefficient.value}
@@ -235,7 +293,10 @@ class LEAP(keras.Model):
         """
         copy = keras.models.clone_model(self.model)
         copy.set_weights(self.model.get_weights())
-        masked = {id(v): keras.ops.convert_to_numpy(value) for v, value in self._mapping(self._unit_masks())}
+        masked = {
+            id(v): keras.ops.convert_to_numpy(value)
+            for v, value in self._mapping(self._unit_masks())
+        }
         for source, target in zip(self.model.weights, copy.weights):
             if id(source) in masked:
                 target.assign(masked[id(source)])

@@ -15,7 +15,10 @@ def _equal_steps(target, first_epoch, events, every) -> Iterative:
     first_epoch = check_integer("first epoch", first_epoch, minimum=0)
     events = check_integer("number of pruning events", events, minimum=1)
     every = check_integer("epochs between events", every, minimum=1)
-    return Iterative([target * (i + 1) / events for i in range(events)], [first_epoch + i * every for i in range(events)])
+    return Iterative(
+        [target * (i + 1) / events for i in range(events)],
+        [first_epoch + i * every for i in range(events)],
+    )
 
 
 def iplt(target, pretrain_epochs=2, prune_epochs=4) -> Iterative:

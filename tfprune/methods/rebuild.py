@@ -55,14 +55,24 @@ class RebuildResult:
 def _events(schedule) -> dict:
     if not isinstance(schedule, Iterative):
         raise TypeError(
-            f"fit_with_rebuilds prunes between epochs, so it needs an epoch schedule "
-            f"(tfprune.pfwt(...), tfprune.iplt(...) or tfprune.Iterative), got {type(schedule).__name__}."
+            "fit_with_rebuilds prunes between epochs, so it needs an epoch schedule "
+            "(tfprune.pfwt(...), tfprune.iplt(...) or tfprune.Iterative), got "
+            f"{type(schedule).__name__}."
         )
     return dict(zip(schedule.epochs, schedule.targets))
 
 
 def fit_with_rebuilds(
-    model, schedule, compile, x, y=None, epochs=1, rebuild=True, carry_optimizer=True, prune_kwargs=None, **fit_kwargs
+    model,
+    schedule,
+    compile,
+    x,
+    y=None,
+    epochs=1,
+    rebuild=True,
+    carry_optimizer=True,
+    prune_kwargs=None,
+    **fit_kwargs,
 ) -> RebuildResult:
     """Train `model` from its current weights, pruning filters on an epoch schedule.
 
@@ -115,7 +125,12 @@ def fit_with_rebuilds(
             if rebuild:
                 # Count what the rebuilt model really kept (rounding keeps a little more than
                 # asked), and prune the share of it that leaves (1 - target) of the original.
-                apply_target(current, min(max(1.0 - (1.0 - target) * original_filters / _filters(current), 0.0), 0.99))
+                apply_target(
+                    current,
+                    min(
+                        max(1.0 - (1.0 - target) * original_filters / _filters(current), 0.0), 0.99
+                    ),
+                )
                 current, record = _rebuilt(current, compile, prune_kwargs, probe, carry_optimizer)
             else:
                 apply_target(current, target)
@@ -132,20 +147,38 @@ def fit_with_rebuilds(
 
 def _filters(pruned) -> int:
     """Filters of the wrapped layers that are still unpruned."""
-    return sum(int((~w.granularity.pruned_units(w.mask_array(), w.spec)).sum()) for w in wrappers_of(pruned))
+    return sum(
+        int((~w.granularity.pruned_units(w.mask_array(), w.spec)).sum())
+        for w in wrappers_of(pruned)
+    )
 
 
 def _rebuilt(pruned, compile, prune_kwargs, probe, carry_optimizer):
     """Shrink the masked model, wrap and compile the result."""
     masked = strip(pruned)
     smaller, cuts = shrink_with_cuts(masked)
-    difference = float(np.max(np.abs(keras.ops.convert_to_numpy(smaller(probe)) - keras.ops.convert_to_numpy(masked(probe)))))
+    difference = float(
+        np.max(
+            np.abs(
+                keras.ops.convert_to_numpy(smaller(probe))
+                - keras.ops.convert_to_numpy(masked(probe))
+            )
+        )
+    )
     if difference > 1e-4:
-        raise RuntimeError(f"fit_with_rebuilds: the shrunk model differs from the masked one by {difference:.2e}; please report this model.")
+        raise RuntimeError(
+            f"fit_with_rebuilds: the shrunk model differs from the masked one by {difference:.2e}; "
+            "please report this model."
+        )
     rewrapped = prune(smaller, schedule=OneShot(0.0), **prune_kwargs)
     compile(rewrapped)
     carried = _carry_optimizer(pruned, rewrapped, cuts) if carry_optimizer else 0
-    return rewrapped, {"params": smaller.count_params(), "flops": count_flops(smaller), "max_abs_diff": difference, "slots_carried": carried}
+    return rewrapped, {
+        "params": smaller.count_params(),
+        "flops": count_flops(smaller),
+        "max_abs_diff": difference,
+        "slots_carried": carried,
+    }
 
 
 def _trainable_by_key(model) -> dict:
@@ -163,12 +196,14 @@ def _trainable_by_key(model) -> dict:
 def _slots(optimizer, variables) -> dict:
     """`{(id(variable), slot name): slot}`: Keras names a slot `<variable path>_<slot name>`
     (`..._kernel_momentum`); the longest matching path wins."""
-    by_prefix = sorted(((v.path.replace("/", "_") + "_", v) for v in variables), key=lambda item: -len(item[0]))
+    by_prefix = sorted(
+        ((v.path.replace("/", "_") + "_", v) for v in variables), key=lambda item: -len(item[0])
+    )
     slots = {}
     for slot in optimizer.variables:
         for prefix, variable in by_prefix:
             if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(variable.shape):
-                slots[(id(variable), slot.name[len(prefix):])] = slot
+                slots[(id(variable), slot.name[len(prefix) :])] = slot
                 break
     return slots
 
@@ -181,7 +216,10 @@ def _carry_optimizer(old_model, new_model, cuts) -> int:
         return 0
     old_vars, new_vars = _trainable_by_key(old_model), _trainable_by_key(new_model)
     new_optimizer.build(new_model.trainable_variables)
-    old_slots, new_slots = _slots(old_optimizer, old_vars.values()), _slots(new_optimizer, new_vars.values())
+    old_slots, new_slots = (
+        _slots(old_optimizer, old_vars.values()),
+        _slots(new_optimizer, new_vars.values()),
+    )
     key_of = {id(variable): key for key, variable in new_vars.items()}
     carried = 0
     for (owner, slot_name), slot in new_slots.items():

@@ -39,7 +39,10 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels.")
     if attack is not None and not isinstance(attack, Attack):
-        raise TypeError(f"attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale) or None, got {attack!r}.")
+        raise TypeError(
+            "attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale) or None, got "
+            f"{attack!r}."
+        )
     output_kind(model, attack.output if attack is not None else "auto")
     correct = 0
     for start in range(0, len(x), batch_size):

@@ -44,7 +44,9 @@ def loss_gradient(model, x, y, kind):
     """
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = tf.keras.losses.sparse_categorical_crossentropy(y, scores(model, x, kind), from_logits=True)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(
+            y, scores(model, x, kind), from_logits=True
+        )
     return tape.gradient(loss, x)
 
 
@@ -99,17 +101,34 @@ class PGD(Attack):
     >>> robust_accuracy(model, x, y, PGD(eps=0.1, steps=10))
     """
 
-    def __init__(self, eps=0.1, steps=10, step_size=None, norm="linf", random_start=True, seed=0, clip=(0.0, 1.0), output="auto"):
+    def __init__(
+        self,
+        eps=0.1,
+        steps=10,
+        step_size=None,
+        norm="linf",
+        random_start=True,
+        seed=0,
+        clip=(0.0, 1.0),
+        output="auto",
+    ):
         super().__init__(clip, output)
         self.eps = check_number("eps", eps, low=0)
         self.steps = check_integer("steps", steps, minimum=1)
-        self.step_size = 2.5 * self.eps / steps if step_size is None else check_number("step_size", step_size, low=0)
+        self.step_size = (
+            2.5 * self.eps / steps
+            if step_size is None
+            else check_number("step_size", step_size, low=0)
+        )
         self.norm = check_choice("norm", norm, ("linf", "l2"))
         self.random_start = bool(random_start)
         self.seed = seed
 
     def _flat_norm(self, t):
-        return tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True)) + 1e-12
+        return (
+            tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True))
+            + 1e-12
+        )
 
     def _into_ball(self, delta):
         if self.norm == "linf":
@@ -119,7 +138,9 @@ class PGD(Attack):
     def generate(self, model, x, y, kind):
         delta = tf.zeros_like(x)
         if self.random_start and self.eps > 0:
-            delta = tf.random.stateless_uniform(tf.shape(x), seed=[self.seed, 0], minval=-self.eps, maxval=self.eps)
+            delta = tf.random.stateless_uniform(
+                tf.shape(x), seed=[self.seed, 0], minval=-self.eps, maxval=self.eps
+            )
             delta = self._into_ball(delta)
         x_adv = self.project(x + delta)
         for _ in range(self.steps):
@@ -176,7 +197,9 @@ class DeepFool(Attack):
                 tape.watch(x_adv)
                 class_scores = scores(model, x_adv, kind)
                 per_class = [class_scores[:, k] for k in range(classes)]
-            gradients = tf.stack([tape.gradient(s, x_adv) for s in per_class], axis=1)  # (b, K, ...)
+            gradients = tf.stack(
+                [tape.gradient(s, x_adv) for s in per_class], axis=1
+            )  # (b, K, ...)
             del tape
             true_score = tf.gather(class_scores, y, batch_dims=1)
             true_grad = tf.gather(gradients, y, batch_dims=1)

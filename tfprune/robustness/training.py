@@ -53,7 +53,10 @@ class AdversarialTraining(keras.Model):
             raise TypeError(f"AdversarialTraining needs a keras.Model, got {type(model).__name__}.")
         attack = CutoffScale() if attack is None else attack
         if not isinstance(attack, Attack):
-            raise TypeError(f"attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale), got {attack!r}.")
+            raise TypeError(
+                "attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale), got "
+                f"{attack!r}."
+            )
         checks.check_number("weight", weight, 0, 1)
         self.kind = output_kind(model, attack.output)
         self.model = model
@@ -76,9 +79,13 @@ class AdversarialTraining(keras.Model):
         x_adv = tf.stop_gradient(self.attack.generate(self.model, x, y_flat, self.kind))
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            clean = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            clean = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
             y_adv = self(x_adv, training=True)
-            adversarial = self.compute_loss(x=x_adv, y=y, y_pred=y_adv, sample_weight=sample_weight, training=True)
+            adversarial = self.compute_loss(
+                x=x_adv, y=y, y_pred=y_adv, sample_weight=sample_weight, training=True
+            )
             loss = (1.0 - self.weight) * clean + self.weight * adversarial
             track_loss(self, loss, x)
             scaled = self.optimizer.scale_loss(loss)

@@ -19,7 +19,9 @@ def _fold_allowed(layer, spec, value: float) -> bool:
     if spec.fold == "always":
         return True
     if spec.fold == "valid":
-        return getattr(layer, "padding", "valid") == "valid" or all(k == 1 for k in layer.kernel_size)
+        return getattr(layer, "padding", "valid") == "valid" or all(
+            k == 1 for k in layer.kernel_size
+        )
     return False
 
 
@@ -49,7 +51,9 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
             if root not in candidates or root in blocked:
                 continue
             constant = np.nan if value is None else value[c]
-            if np.isnan(constant) or (spec is not None and not _fold_allowed(layer, spec, float(constant))):
+            if np.isnan(constant) or (
+                spec is not None and not _fold_allowed(layer, spec, float(constant))
+            ):
                 blocked.add(root)
     removable = candidates - blocked
     # Never remove every channel of a tensor: keep the group of its first channel.

@@ -43,7 +43,9 @@ def _index(role: str, kept_in, kept_out, multiplier: int):
         return kept_out
     if role == "in":
         return kept_in
-    return np.array([c * multiplier + m for c in kept_in for m in range(multiplier)], dtype=np.int64)
+    return np.array(
+        [c * multiplier + m for c in kept_in for m in range(multiplier)], dtype=np.int64
+    )
 
 
 def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
@@ -82,7 +84,9 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
     removed_in = np.setdiff1d(np.arange(width), kept_in)
-    multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
+    multiplier = (
+        spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
+    )
     for name, axis, role in spec_or_rule.slices:
         if isinstance(name, int):  # a weight without a name of its own
             name = layer.weights[name].name
@@ -101,7 +105,9 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
             extra = _fold(layer, spec_or_rule, kernel, in_values, removed_in)
             if extra is not None:
                 bias = weights.get(spec_or_rule.bias)
-                weights[spec_or_rule.bias] = (0 if bias is None else bias) + extra[kept_out].astype(np.float32)
+                weights[spec_or_rule.bias] = (0 if bias is None else bias) + extra[kept_out].astype(
+                    np.float32
+                )
                 config["use_bias"] = True
     elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
@@ -165,7 +171,9 @@ def shrink_with_cuts(model):
     values = constant_channels(graph)
     removed = removable_groups(graph, values)
     kept = {
-        tensor_id: np.array([c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64)
+        tensor_id: np.array(
+            [c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64
+        )
         for tensor_id, t in graph.tensors.items()
     }
     plans = {}
@@ -191,7 +199,11 @@ def shrink_with_cuts(model):
 
     small = keras.models.clone_model(model, clone_function=rebuild)
     _set_weights(model, small, plans)
-    cuts = {(plan.layer.name, position): cut for plan in plans.values() for position, cut in plan.cuts.items()}
+    cuts = {
+        (plan.layer.name, position): cut
+        for plan in plans.values()
+        for position, cut in plan.cuts.items()
+    }
     return small, cuts
 
 
