@@ -22,7 +22,10 @@ $(VENV)/.installed-core: pyproject.toml setup.py | $(PY)
 demo: $(VENV)/.installed-core
 	$(VENV)/bin/tfprune demo --out out
 
+# The linter and formatter run first: CI holds the style as it holds the tests.
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 test-all: $(VENV)/.installed-test

@@ -3,7 +3,8 @@ TensorFlow starts, which a pytest process that already ran other tests cannot do
 
 Trains the same pruned model on one device and under MirroredStrategy on two logical CPUs
 (same seed, same global batch), with PruningCallback, AdversarialTraining and
-AdversarialAwarePruning, and prints one JSON line per mode (plain, adversarial, aware) of what the test checks.
+AdversarialAwarePruning, and prints one JSON line per mode (plain, adversarial, aware) of
+what the test checks.
 """
 
 import json

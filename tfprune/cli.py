@@ -2,7 +2,8 @@
 
     tfprune inspect model.tflite [--json]
     tfprune bench model.tflite [other.tflite] [--threads N] [--runs N]
-    tfprune convert model.keras out.tflite [--sparse {off,auto,force}] [--int8 --calibration data.npz]
+    tfprune convert model.keras out.tflite [--sparse {off,auto,force}]
+                    [--int8 --calibration data.npz]
     tfprune summary model.keras
     tfprune demo [--out DIR]
 
@@ -262,8 +263,8 @@ def main(argv=None) -> int:
 
     Example:
 
-    >>> main(["inspect", "model.tflite"])
-    0
+    >>> main(["inspect", "no-such-file.tflite"])  # the error goes to stderr, one line
+    1
     """
     from tfprune.export.tflite_file import TFLiteFileError
 

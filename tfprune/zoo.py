@@ -13,9 +13,10 @@ def load_digits(size: int = 16, test_fraction: float = 0.2, seed: int = 0):
     """scikit-learn's 1,797 real 8x8 handwritten digits, upsampled, as train/test arrays.
 
     Args:
-        size: output side in pixels, a multiple of 8 (each pixel is repeated).
-        test_fraction: share of the examples held out, stratified by class.
-        seed: seed of the split.
+        size: output side in pixels, a multiple of 8 (each pixel is repeated). Defaults
+            to 16.
+        test_fraction: share of the examples held out, stratified by class. Defaults to 0.2.
+        seed: seed of the split. Defaults to 0.
 
     Returns:
         `(x_train, y_train), (x_test, y_test)`; images are float32 in [0, 1] with shape
@@ -56,9 +57,10 @@ def digits_cnn(
 
     Args:
         width: multiplier of every conv's filter count (0.5 = the half-width baseline).
-        size: input side in pixels.
-        classes: output classes (softmax).
-        name: model name.
+            Defaults to 1.
+        size: input side in pixels. Defaults to 16.
+        classes: output classes (softmax). Defaults to 10.
+        name: model name. Defaults to "digits_cnn".
 
     Returns:
         An uncompiled functional model.
@@ -88,7 +90,7 @@ def load_mnist1d(seed: int = 0):
     4,000 training and 1,000 test sequences of length 40 in 10 classes; never downloads.
 
     Args:
-        seed: the generator's seed.
+        seed: the generator's seed. Defaults to 0.
 
     Returns:
         `(x_train, y_train), (x_test, y_test)`, inputs float32 of shape `(n, 40, 1)`.
@@ -98,7 +100,9 @@ def load_mnist1d(seed: int = 0):
 
     Example:
 
-    >>> (x, y), (x_test, y_test) = load_mnist1d()
+    ```python
+    (x, y), (x_test, y_test) = load_mnist1d()  # x.shape == (4000, 40, 1)
+    ```
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -113,8 +117,8 @@ def mnist1d_cnn(width: float = 1.0, name: str = "mnist1d_cnn") -> keras.Model:
     """A 3-layer Conv1D CNN for MNIST-1D with BatchNormalization (momentum 0.9).
 
     Args:
-        width: multiplier of every conv's filter count.
-        name: model name.
+        width: multiplier of every conv's filter count. Defaults to 1.
+        name: model name. Defaults to "mnist1d_cnn".
 
     Returns:
         An uncompiled functional model with a softmax over 10 classes.
@@ -151,10 +155,10 @@ def make_counting_task(n: int, length: int = 16, vocab: int = 16, classes: int =
 
     Args:
         n: number of sequences.
-        length: tokens per sequence.
-        vocab: vocabulary size (token 0 is unused padding).
-        classes: number of classes (signal tokens).
-        seed: generator seed.
+        length: tokens per sequence. Defaults to 16.
+        vocab: vocabulary size (token 0 is unused padding). Defaults to 16.
+        classes: number of classes (signal tokens). Defaults to 4.
+        seed: generator seed. Defaults to 0.
 
     Returns:
         `(x, y)`: int32 tokens of shape `(n, length)` and int64 labels in `[0, classes)`.
@@ -194,14 +198,14 @@ def tiny_transformer(
     `LayerNorm(x + Dense(d_model)(Dense(ffn, relu)(x)))`.
 
     Args:
-        vocab: vocabulary size.
-        length: sequence length.
-        d_model: embedding width.
-        heads: attention heads per block (key_dim = d_model // heads).
-        ffn: hidden units of each feed-forward layer.
-        blocks: number of encoder blocks.
-        classes: output classes (softmax).
-        name: model name.
+        vocab: vocabulary size. Defaults to 16.
+        length: sequence length. Defaults to 16.
+        d_model: embedding width. Defaults to 32.
+        heads: attention heads per block (key_dim = d_model // heads). Defaults to 4.
+        ffn: hidden units of each feed-forward layer. Defaults to 64.
+        blocks: number of encoder blocks. Defaults to 2.
+        classes: output classes (softmax). Defaults to 4.
+        name: model name. Defaults to "tiny_transformer".
 
     Returns:
         An uncompiled functional model taking int32 tokens of shape `(batch, length)`.

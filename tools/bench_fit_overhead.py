@@ -6,7 +6,8 @@ same comparison on the tf_keras twin of the model in a subprocess. Reports the f
 of each fit (the first epoch, which traces the graph, left out; noise on a shared machine
 only adds time) and the median over rounds of the per-round ratios.
 
-    python tools/bench_fit_overhead.py [--rounds 10] [--epochs 8] [--frequency 100] [--json out/bench_fit_overhead.json]
+    python tools/bench_fit_overhead.py [--rounds 10] [--epochs 8] [--frequency 100]
+        [--json out/bench_fit_overhead.json]
 """
 
 import argparse

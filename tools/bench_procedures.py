@@ -20,7 +20,8 @@ Reports test accuracy, FLOPs and nonzero params relative to dense, training wall
 the LiteRT latency (1 thread) of each exported result next to dense. Writes
 `bench_procedures.json`.
 
-    python tools/bench_procedures.py [--tasks digits mnist1d transformer] [--methods pfwt_rebuild] [--seeds 0 1 2] [--epochs 12] [--round-to 8]
+    python tools/bench_procedures.py [--tasks digits mnist1d transformer]
+        [--methods pfwt_rebuild] [--seeds 0 1 2] [--epochs 12] [--round-to 8]
 """
 
 import argparse

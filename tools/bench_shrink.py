@@ -8,7 +8,8 @@ criterion, shrinks, exports dense and shrunk models to LiteRT and times them sid
 needed. Also times `shrink` itself. Writes a JSON and a PNG (latency ratio against FLOPs
 ratio; the diagonal is "speed-up equals FLOPs saved").
 
-    python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5] [--round-to 8] [--fine conv3=8] [--ranking local]
+    python tools/bench_shrink.py [--models plain_cnn mobilenetv2 resnet50] [--rounds 5]
+        [--round-to 8] [--fine conv3=8] [--ranking local]
     python tools/bench_shrink.py --plot out/a.json out/b.json --out docs/bench_shrink.png
 """
 

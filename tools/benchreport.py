@@ -22,7 +22,9 @@ def write_report(path, results: dict) -> pathlib.Path:
     """
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
         "command": " ".join(["python", f"tools/{pathlib.Path(sys.argv[0]).name}", *sys.argv[1:]]),
         **results,
     }

@@ -1,4 +1,5 @@
-"""The shared argument checks: one wording per kind of mistake, TypeError for types, ValueError for ranges."""
+"""The shared argument checks: one wording per kind of mistake, TypeError for types and
+ValueError for ranges."""
 
 import keras
 import numpy as np

@@ -1,4 +1,5 @@
-"""Normalizations over channels: pruned channels leave at zero, and the shrunk layer keeps their statistics."""
+"""Normalizations over channels: pruned channels leave at zero, and the shrunk layer keeps
+their statistics."""
 
 import keras
 import numpy as np

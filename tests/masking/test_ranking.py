@@ -52,7 +52,7 @@ def test_round_to_per_layer(cnn):
 
 
 def _greedy_reference(score, family_of, cost, goal, n_families):
-    """The global ranking's rule, one step at a time (what `ranking.greedy_selection` vectorises)."""
+    """The global ranking's rule, one step at a time (what `greedy_selection` vectorises)."""
     taken, closed, removed = np.zeros(score.size, bool), set(), 0.0
     for i in range(score.size):
         if family_of[i] in closed:

@@ -6,6 +6,8 @@ import pytest
 
 import tfprune
 
+LOSS = "sparse_categorical_crossentropy"
+
 
 def test_pfwt_rebuild_keeps_training_on_a_smaller_model():
     from tfprune.zoo import digits_cnn, load_digits
@@ -51,7 +53,7 @@ def test_pfwt_rebuild_carries_the_optimizer_so_training_goes_on_as_if_masked():
         result = tfprune.fit_with_rebuilds(
             digits_cnn(),
             tfprune.pfwt(0.5, every=2, events=1, first_epoch=1),
-            compile=lambda m: m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy"),
+            compile=lambda m: m.compile(keras.optimizers.Adam(3e-3), LOSS),
             x=x, y=y, epochs=3, batch_size=32, verbose=0, shuffle=False, **kwargs,
         )  # fmt: skip
         return np.array(result.history["loss"]), result.rebuilds

@@ -1,4 +1,5 @@
-"""tfprune.shrink: smaller models computing the same function, from hand-made nets to keras.applications."""
+"""tfprune.shrink: smaller models computing the same function, from hand-made nets to
+keras.applications."""
 
 import keras
 import numpy as np
@@ -132,6 +133,32 @@ def plain_cnn():
     return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="plain_cnn")
 
 
+def resnet_style():
+    """ResNet's bottleneck stages (1x1, 3x3, 1x1 with BN), a strided projection shortcut and
+    an identity block: what ResNet50 is made of, at a size the suite can afford."""
+
+    def bottleneck(x, width, stride, name):
+        h = keras.layers.Conv2D(width, 1, strides=stride, use_bias=False, name=f"{name}_a")(x)
+        h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+        h = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_b")(h)
+        h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+        h = keras.layers.Conv2D(4 * width, 1, use_bias=False, name=f"{name}_c")(h)
+        return keras.layers.BatchNormalization()(h)
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for stage, (width, stride) in enumerate(((8, 1), (16, 2))):
+        shortcut = keras.layers.Conv2D(4 * width, 1, strides=stride, name=f"proj{stage}")(x)
+        shortcut = keras.layers.BatchNormalization()(shortcut)
+        x = keras.layers.ReLU()(
+            keras.layers.Add()([shortcut, bottleneck(x, width, stride, f"s{stage}")])
+        )
+        x = keras.layers.ReLU()(keras.layers.Add()([x, bottleneck(x, width, 1, f"s{stage}_id")]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x), name="resnet_style")
+
+
 def convnext_tiny():
     """keras.applications' ConvNeXt: LayerNormalization over channels, depthwise convolutions
     written as grouped Conv2D, LayerScale, `inputs + x` residuals, nested Sequential stems."""
@@ -146,13 +173,19 @@ ARCHITECTURES = {
     "resnet50": lambda: keras.applications.ResNet50(
         input_shape=(32, 32, 3), weights=None, classes=4
     ),
+    "resnet_style": resnet_style,
     "densenet_style": densenet_style,
     "efficientnet_style": efficientnet_style,
     "convnext_style": convnext_style,
 }
+# ResNet50 itself (25M parameters) takes a minute here: its bottlenecks and projection
+# shortcuts are covered quickly by resnet_style, the real one by `make test-all`.
+SLOW = {"resnet50"}
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ARCHITECTURES]
+)
 def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = ARCHITECTURES[name]()
@@ -175,7 +208,9 @@ def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
         if name != "plain_cnn"
         else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    loaded.compile(keras.optimizers.Adam(1e-3), loss)
+    # Eagerly: tracing MobileNetV2's train step costs 20 s, one eager step 1 s; graph-mode
+    # training of shrunk models is what fit_with_rebuilds' tests do.
+    loaded.compile(keras.optimizers.Adam(1e-3), loss, run_eagerly=True)
     before = {v.path: np.array(v) for v in loaded.trainable_variables}
     losses = loaded.fit(x, np.arange(len(x)) % 4, epochs=2, verbose=0).history["loss"]
     assert np.isfinite(losses).all()
@@ -187,6 +222,7 @@ def test_architectures_prune_shrink_export_save_and_train(name, tmp_path):
     assert all(v.path in changed for v in loaded.trainable_variables if v.name == "kernel")
 
 
+@pytest.mark.slow  # 28M parameters; ConvNeXt's rules are covered quickly by convnext_style
 def test_convnext_tiny_shrinks_through_its_layer_normalization(tmp_path):
     """The real keras.applications ConvNeXt (28M parameters; .keras and training are covered
     by the ConvNeXt-style net above, to keep the suite quick)."""

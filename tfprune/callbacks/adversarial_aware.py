@@ -45,21 +45,30 @@ class AdversarialAwarePruning(PruningCallback):
         probe_data: `(x, y)` held-out examples with integer labels.
         attack: a `tfprune` attack for robust accuracy (e.g. `PGD(eps=0.1)`).
         tolerance: robust-accuracy drop (absolute, as a fraction) that makes it hold.
-        hard_limit: drop that makes it roll back; >= tolerance.
-        trace_path: where to write the decision trace, or `None`.
-        batch_size: probe batch size.
-        log_layers: also log each layer's sparsity.
+            Defaults to 0.02.
+        hard_limit: drop that makes it roll back; >= tolerance. Defaults to 0.05.
+        trace_path: where to write the decision trace, or `None`. Defaults to `None`.
+        batch_size: probe batch size. Defaults to 256.
+        log_layers: also log each layer's sparsity. Defaults to `False`.
         measure: optional `model -> (clean, robust)` replacing the probe measurement
-            (for custom metrics or scripted tests).
+            (for custom metrics or scripted tests). Defaults to `None`.
 
     Raises:
+        TypeError: for an attack that is not a `tfprune.Attack`, or tolerances that are not
+            numbers.
         ValueError: for missing or empty probe data, labels that do not fit the model,
             a negative tolerance or a hard limit below it.
 
     Example:
 
-    >>> callback = tfprune.AdversarialAwarePruning((x_val, y_val), tfprune.PGD(eps=0.1), tolerance=0.03)
-    >>> trainer.fit(x, y, epochs=20, callbacks=[callback])
+    ```python
+    pruned = tfprune.prune(model, schedule=schedule)
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.CutoffScale())
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    callback = tfprune.AdversarialAwarePruning((x_val, y_val), tfprune.PGD(eps=0.1), tolerance=0.03)
+    trainer.fit(x, y, epochs=20, callbacks=[callback])
+    print(callback.events[-1]["decision"])
+    ```
     """
 
     def __init__(

@@ -23,27 +23,37 @@ class PruningCallback(keras.callbacks.Callback):
     At the end of every epoch it writes `sparsity` (over all pruned layers) and, with
     `log_layers`, `sparsity/<layer>` into `logs`; with a FLOPs target also
     `flops_removed`. Keras' progress bar, `CSVLogger` and `TensorBoard` show them when they
-    come after this callback in the `callbacks` list.
+    come after this callback in the `callbacks` list. With filter granularity the units are
+    channel groups (see `tfprune.masking.grouping`), and `flops_removed` counts FLOPs as
+    `tfprune.shrink` will leave them.
 
-    With `validation_data`, every pruning event also measures its *instability*
-    (Bartoldson et al., PAPERS.md §8): `(acc_before - acc_after) / acc_before`, accuracy on
-    `validation_data` just before and right after the masks change, with no training in
-    between. Each event in `events` records both accuracies and the instability; `logs`
+    With `validation_data`, every pruning event also measures its *instability*:
+    `(acc_before - acc_after) / acc_before`, accuracy on `validation_data` just before and
+    right after the masks change, with no training in between ("The
+    Generalization-Stability Tradeoff In Neural Network Pruning", Bartoldson et al., arXiv
+    1906.03728). Each event in `events` records both accuracies and the instability; `logs`
     gets `instability`, the largest of the epoch's events (0 in an epoch without pruning);
     `tfprune.summary(model, events=callback.events)` tabulates them. `max_instability`
     caps it: an event that would exceed the cap is undone and the largest target under the
     schedule's that stays within the cap is applied instead (bisection), or none.
 
     Args:
-        log_layers: also log each layer's sparsity.
-        data: calibration batches for data-dependent criteria (`"taylor"`, `"lap_forward"`).
-        validation_data: `(x, y)` with integer labels, to measure instability.
-        max_instability: cap on an event's instability, in [0, 1], or None; needs
-            `validation_data`.
-        batch_size: batch size of the accuracy measurements.
+        log_layers: also log each layer's sparsity. Defaults to `True`.
+        data: calibration batches `(x, y)` for data-dependent criteria (`"taylor"`,
+            `"pwc"`). Defaults to `None`.
+        validation_data: `(x, y)` with integer labels, to measure instability. Defaults to
+            `None`.
+        max_instability: cap on an event's instability, in [0, 1], or `None`; needs
+            `validation_data`. Defaults to `None`.
+        batch_size: batch size of the accuracy measurements. Defaults to 256.
 
-    With filter granularity the units are channel groups (see `tfprune.grouping`), and
-    `flops_removed` counts FLOPs as `tfprune.shrink` will leave them.
+    Attributes:
+        events: one dict per mask update: step, epoch, target and sparsity reached (and,
+            with `validation_data`, the accuracies and instability).
+        plan: the `PruningPlan` of the model being trained (set when training begins).
+        wrappers: its `PruneWrapper`s.
+        epoch: the current epoch.
+        last_step: the last training step seen.
 
     Raises:
         ValueError: at the start of training, if the model has no `PruneWrapper` (it was
@@ -53,9 +63,16 @@ class PruningCallback(keras.callbacks.Callback):
 
     Example:
 
-    >>> pruned = tfprune.prune(model, schedule=tfprune.PolynomialDecay(0.0, 0.5, 0, 300, frequency=25))
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=3, frequency=1)
+    >>> pruned = tfprune.prune(model, schedule=schedule)
     >>> pruned.compile("adam", "sparse_categorical_crossentropy")
-    >>> pruned.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback(), keras.callbacks.CSVLogger("log.csv")])
+    >>> x, y = np.random.rand(32, 4), np.arange(32) % 2
+    >>> history = pruned.fit(x, y, batch_size=8, verbose=0, callbacks=[PruningCallback()])
+    >>> logs = history.history
+    >>> logs["sparsity"], logs["sparsity/fc"]
+    ([0.5], [0.5])
     """
 
     def __init__(
@@ -163,12 +180,21 @@ class PruningCallback(keras.callbacks.Callback):
         return float(np.mean(np.argmax(probabilities, axis=-1).reshape(-1) == y))
 
     def weights_snapshot(self) -> list:
-        """Every weight of the pruned layers and their BN followers, masks included."""
+        """Every weight of the pruned layers and their BN followers, masks included.
+
+        Returns:
+            `(variable, value)` pairs, for `restore_snapshot`.
+        """
         layers = self.wrappers + followers_of(getattr(self.model, "inner_model", self.model))
         return [(v, keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights]
 
     @staticmethod
     def restore_snapshot(snapshot) -> None:
+        """Assign every variable of a `weights_snapshot` its saved value.
+
+        Args:
+            snapshot: what `weights_snapshot` returned.
+        """
         for variable, value in snapshot:
             variable.assign(value)
 

@@ -9,7 +9,20 @@ import pathlib
 
 
 def write_trace(path: pathlib.Path, events) -> None:
-    """Write the decision trace atomically (CSV, or JSON for a .json path)."""
+    """Write a decision trace atomically: a reader never sees half a file.
+
+    Args:
+        path: the file to write; a `.json` name gives JSON, anything else CSV.
+        events: a non-empty list of dicts with the same keys (one row each).
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "trace.csv"
+    >>> write_trace(path, [{"step": 0, "decision": "advance"}])
+    >>> path.read_text().splitlines()
+    ['step,decision', '0,advance']
+    """
     temporary = path.with_name(f".{path.name}.part")
     if path.suffix == ".json":
         temporary.write_text(json.dumps(events, indent=2))

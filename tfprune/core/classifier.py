@@ -24,7 +24,8 @@ def output_kind(model, output: str = "auto") -> str:
 
     Example:
 
-    >>> output_kind(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")]))
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> output_kind(model)
     'probabilities'
     """
     checks.check_choice("output", output, OUTPUT_KINDS)

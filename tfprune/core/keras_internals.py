@@ -34,6 +34,12 @@ def is_functional(model, subclasses: bool = True) -> bool:
 
     Returns:
         True for a functional model.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> is_functional(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    True
     """
     return isinstance(model, Functional) if subclasses else type(model) is Functional
 
@@ -46,6 +52,12 @@ def graph_of(model):
 
     Returns:
         A functional model with the same layers.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> is_functional(graph_of(model)), graph_of(model).layers[-1].name
+    (True, 'fc')
     """
     return model._functional if isinstance(model, keras.Sequential) else model
 
@@ -60,6 +72,13 @@ class NodeCall:
         outputs: its symbolic output tensors.
         arguments: the call's arguments, tensors and constants alike (for
             `array_arguments` and `fill_arguments`).
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> (call,) = node_calls(keras.Model(inputs, keras.layers.Dense(2, name="fc")(inputs)))
+    >>> call.operation.name, tuple(call.outputs[0].shape)
+    ('fc', (None, 2))
     """
 
     operation: object
@@ -76,6 +95,14 @@ def node_calls(functional) -> list[NodeCall]:
 
     Returns:
         A list of `NodeCall`s; a nested model appears as one call.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(3, name="hidden")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    >>> [call.operation.name for call in node_calls(model)]
+    ['hidden', 'out']
     """
     calls = []
     for depth in sorted(functional._nodes_by_depth, reverse=True):
@@ -98,6 +125,14 @@ def calls_of(layer) -> list[tuple[list, list]]:
 
     Returns:
         `(input tensors, output tensors)` per call, in the order they were made.
+
+    Example:
+
+    >>> shared = keras.layers.Dense(2)
+    >>> a, b = keras.Input((4,)), keras.Input((4,))
+    >>> _ = keras.Model([a, b], [shared(a), shared(b)])
+    >>> len(calls_of(shared))
+    2
     """
     return [
         (list(node.input_tensors), list(node.output_tensors))
@@ -113,6 +148,13 @@ def producer_of(tensor) -> tuple[object, int]:
 
     Returns:
         `(operation, call index)`; `calls_of(operation)[call index]` is that call.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> dense = keras.layers.Dense(2)
+    >>> producer_of(dense(inputs)) == (dense, 0)
+    True
     """
     operation, node_index, _ = tensor._keras_history
     return operation, node_index
@@ -126,6 +168,13 @@ def array_arguments(arguments) -> list:
 
     Returns:
         Every argument that has a shape and is not a symbolic tensor.
+
+    Example:
+
+    >>> inputs = keras.Input((3,))
+    >>> (call,) = node_calls(keras.Model(inputs, inputs * np.arange(3.0)))
+    >>> array_arguments(call.arguments)
+    [array([0., 1., 2.])]
     """
     flat = keras.tree.flatten((arguments.args, arguments.kwargs))
     return [a for a in flat if not isinstance(a, keras.KerasTensor) and hasattr(a, "shape")]
@@ -140,6 +189,14 @@ def fill_arguments(arguments, values: dict) -> tuple[list, dict]:
 
     Returns:
         `(args, kwargs)` to call the operation with.
+
+    Example:
+
+    >>> inputs = keras.Input((3,))
+    >>> (call,) = node_calls(keras.Model(inputs, inputs * 2.0))
+    >>> args, kwargs = fill_arguments(call.arguments, {id(inputs): np.ones((1, 3))})
+    >>> keras.ops.convert_to_numpy(call.operation(*args, **kwargs)).tolist()
+    [[2.0, 2.0, 2.0]]
     """
     return arguments.fill_in(values)
 
@@ -149,6 +206,17 @@ def unsafe_deserialization():
     """Let `from_config` rebuild Python lambdas (Keras' safe mode off) inside the block.
 
     Used when cloning the user's own layers from memory, never when loading files.
+
+    Yields:
+        Nothing; the block runs with safe mode off.
+
+    Example:
+
+    >>> layer = keras.layers.Lambda(lambda t: t + 1.0)
+    >>> with unsafe_deserialization():
+    ...     clone = keras.layers.Lambda.from_config(layer.get_config())
+    >>> float(keras.ops.convert_to_numpy(clone(np.zeros((1,))))[0])
+    1.0
     """
     with SafeModeScope(False):
         yield
@@ -164,6 +232,13 @@ def attention_projections(layer) -> dict:
         `{"query", "key", "value", "output"}` -> their `EinsumDense` layers. The query, key
         and value kernels are `(model dim, heads, head dim)`, the output kernel
         `(heads, head dim, model dim)`.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    >>> _ = attention(np.zeros((1, 4, 6)), np.zeros((1, 4, 6)))
+    >>> tuple(attention_projections(attention)["value"].kernel.shape)
+    (6, 2, 3)
     """
     return {name: getattr(layer, f"_{name}_dense") for name in ("query", "key", "value", "output")}
 
@@ -176,6 +251,13 @@ def loss_tracker(model):
 
     Returns:
         Its `keras.metrics.Mean` loss tracker.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> type(loss_tracker(model)).__name__
+    'Mean'
     """
     return model._loss_tracker
 
@@ -188,6 +270,13 @@ def numpy_op(name: str) -> type:
 
     Returns:
         The `keras.Operation` subclass.
+
+    Example:
+
+    >>> inputs = keras.Input((3,))
+    >>> (call,) = node_calls(keras.Model(inputs, inputs + inputs))
+    >>> isinstance(call.operation, numpy_op("Add"))
+    True
     """
     return getattr(numpy_ops, name)
 
@@ -200,6 +289,13 @@ def nn_op(name: str) -> type:
 
     Returns:
         The `keras.Operation` subclass.
+
+    Example:
+
+    >>> inputs = keras.Input((3,))
+    >>> (call,) = node_calls(keras.Model(inputs, keras.ops.relu(inputs)))
+    >>> isinstance(call.operation, nn_op("Relu"))
+    True
     """
     return getattr(nn_ops, name)
 
@@ -209,6 +305,11 @@ def convnext_layer_scale() -> type | None:
 
     Returns:
         The layer class, or `None`.
+
+    Example:
+
+    >>> convnext_layer_scale().__name__
+    'LayerScale'
     """
     try:
         from keras.src.applications.convnext import LayerScale

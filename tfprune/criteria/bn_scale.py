@@ -22,6 +22,14 @@ def following_bn(context, layer):
 
     Returns:
         A `keras.layers.BatchNormalization`, or `None`.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 4, 2))
+    >>> conv = keras.layers.Conv2D(3, 1, name="conv")
+    >>> model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(conv(inputs)))
+    >>> following_bn(ScoringContext(model), conv).name
+    'bn'
     """
     out = context.call_of(layer).outputs[0]
     for call in context.graph.calls():

@@ -24,6 +24,20 @@ def neighbour_norms(graph):
 
     Returns:
         `(producers, consumers, bn_scale)`, three dicts keyed by group root.
+
+    Example:
+
+    >>> from tfprune.graph.channel_graph import ChannelGraph
+    >>> inputs = keras.Input((2,))
+    >>> d1, d2 = keras.layers.Dense(2, use_bias=False), keras.layers.Dense(1, use_bias=False)
+    >>> model = keras.Model(inputs, d2(d1(inputs)))
+    >>> d1.set_weights([np.array([[1.0, 0.0], [2.0, 3.0]])])
+    >>> d2.set_weights([np.array([[4.0], [5.0]])])
+    >>> graph = ChannelGraph(model)
+    >>> producers, consumers, _ = neighbour_norms(graph)
+    >>> hidden = d1.output
+    >>> producers[graph.root(hidden, 0)], consumers[graph.root(hidden, 1)]  # 1 + 4, 5 ** 2
+    (np.float64(5.0), np.float64(25.0))
     """
     producers, consumers, bn_scale = {}, {}, {}
     for call in graph.calls():

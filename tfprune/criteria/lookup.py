@@ -32,6 +32,9 @@ _GRADIENT_CRITERIA = {"taylor": ("tfprune.criteria.taylor", "Taylor")}
 def names() -> list[str]:
     """Every criterion name `get` accepts, sorted.
 
+    Returns:
+        A list of names.
+
     Example:
 
     >>> "lap_bn" in names()

@@ -104,7 +104,7 @@ def greedy_channel_order(
 
     >>> rng = np.random.default_rng(0)
     >>> rows = rng.normal(size=(200, 3))
-    >>> rows[:, 2] = rows[:, 0]  # channel 2 repeats channel 0: compensation rebuilds one from the other
+    >>> rows[:, 2] = rows[:, 0]  # channel 2 repeats 0: compensation rebuilds one from the other
     >>> greedy_channel_order(rows, np.array([[1.0], [0.1], [1.0]]), channels=3)[-1] in (0, 2)
     True
     """

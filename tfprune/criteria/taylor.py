@@ -31,6 +31,15 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
 
     Raises:
         ValueError: if `data` is `None`.
+
+    Example:
+
+    >>> inputs = keras.Input((3,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    >>> pruned = tfprune.prune(model, granularity="unstructured", protect=None)
+    >>> data = (np.ones((4, 3)), np.array([0, 1, 0, 1]))
+    >>> [gradient.shape for gradient in mean_gradients(pruned, data).values()]
+    [(3, 2)]
     """
     if data is None:
         raise ValueError(

@@ -90,26 +90,30 @@ def _prepare(model, sparse, quantize, caller):
 def plan_sparse_storage(
     model, sparse="auto", quantize=None, representative_data=None, threads: int = 1
 ):
-    """Convert without writing, and say which weights `export_tflite(..., sparse=...)` stores sparse.
+    """Convert without writing, and say which weights `export_tflite(sparse=...)` stores sparse.
 
     Args:
         model: a Keras 3 functional or Sequential model, pruned or not.
-        sparse: "auto" (per layer, where LiteRT's sparse kernel pays) or True (forced).
-        quantize: `None` or `"int8"`, as in `export_tflite`.
-        representative_data: calibration inputs for `"int8"`.
+        sparse: `"auto"` (per layer, where LiteRT's sparse kernel pays) or `True` (forced).
+            Defaults to `"auto"`.
+        quantize: `None` or `"int8"`, as in `export_tflite`. Defaults to `None`.
+        representative_data: calibration inputs for `"int8"`. Defaults to `None`.
         threads: interpreter threads for the timing of sparse against dense storage.
+            Defaults to 1.
 
     Returns:
-        A `tfprune.sparse_storage.StorageReport`; print it for a table.
+        A `tfprune.StorageReport`; print it for a table.
 
     Raises:
         TypeError / ValueError: as `export_tflite`.
 
     Example:
 
-    >>> print(tfprune.plan_sparse_storage(model))
-    sparse storage (auto):
-      SPARSE functional/fc1/MatMul [FULLY_CONNECTED [1024, 1024], 95% zeros, 95% zero blocks]: ...
+    ```python
+    print(tfprune.plan_sparse_storage(model))
+    # sparse storage (auto):
+    #   SPARSE functional/fc1/MatMul [FULLY_CONNECTED [1024, 1024], 95% zeros, 95% zero blocks]: ...
+    ```
     """
     if sparse is False:
         raise ValueError("plan_sparse_storage needs sparse='auto' or True.")
@@ -136,15 +140,16 @@ def export_tflite(
             measured block-sparsity break-even), times the result against dense storage and
             keeps dense storage if it is slower. `True` stores every weight with at least 30 %
             zeros sparse (smallest file) and warns, with the numbers, if that is slower.
-            See `tfprune.sparse_storage`.
+            See `tfprune.export.sparse_storage`. Defaults to `False`.
         quantize: `None` for float32, or `"int8"` for full-integer quantization with int8
             inputs and outputs (zeros stay exactly zero: weights are quantized symmetrically).
+            Defaults to `None`.
         representative_data: typical inputs (an array, or a list per model input) to
-            calibrate `"int8"`.
+            calibrate `"int8"`. Defaults to `None`.
         verbose: `True` prints the sparse storage report (`plan_sparse_storage` returns it
-            instead); `None` (default) prints only a note when a float model qualifies for
-            XNNPACK's sparse inference path, or narrowly misses it, and why; `False` prints
-            nothing.
+            instead); `None` prints only a note when a float model qualifies for XNNPACK's
+            sparse inference path, or narrowly misses it, and why; `False` prints nothing.
+            Defaults to `None`.
 
     Returns:
         The path written, as a `pathlib.Path`.
@@ -156,8 +161,11 @@ def export_tflite(
 
     Example:
 
-    >>> tfprune.export_tflite(tfprune.strip(pruned), "model.tflite", sparse="auto")
-    PosixPath('model.tflite')
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> path.name, path.read_bytes()[4:8]
+    ('model.tflite', b'TFL3')
     """
     path = checks.check_path(path)
     model = _prepare(model, sparse, quantize, "export_tflite")

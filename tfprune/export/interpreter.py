@@ -20,8 +20,22 @@ from tfprune.export.tflite_file import TFLiteFileError, read_flatbuffer
 def interpreter_from_bytes(data: bytes, threads: int = 1, source="the model"):
     """A LiteRT interpreter with tensors allocated, from flatbuffer bytes.
 
+    Args:
+        data: the flatbuffer bytes.
+        threads: interpreter threads. Defaults to 1.
+        source: what to call the model in error messages. Defaults to "the model".
+
+    Returns:
+        An `ai_edge_litert.interpreter.Interpreter`.
+
     Raises:
         TFLiteFileError: if LiteRT rejects the flatbuffer.
+
+    Example:
+
+    ```python
+    interpreter = interpreter_from_bytes(converter.convert(model), threads=2)
+    ```
     """
     checks.check_integer("threads", threads, minimum=1)
     try:
@@ -40,7 +54,7 @@ def load_interpreter(path, threads: int = 1):
 
     Args:
         path: the `.tflite` file.
-        threads: interpreter threads.
+        threads: interpreter threads. Defaults to 1.
 
     Returns:
         An `ai_edge_litert.interpreter.Interpreter`.
@@ -52,7 +66,11 @@ def load_interpreter(path, threads: int = 1):
 
     Example:
 
-    >>> interpreter = tfprune.load_interpreter("model.tflite")
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> [detail["shape"].tolist() for detail in load_interpreter(path).get_input_details()]
+    [[1, 4]]
     """
     checks.check_integer("threads", threads, minimum=1)
     return interpreter_from_bytes(read_flatbuffer(path), threads, path)
@@ -77,7 +95,7 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
     Args:
         path: the `.tflite` file.
         inputs: an array, or a list of arrays in the Keras model's input order.
-        threads: interpreter threads.
+        threads: interpreter threads. Defaults to 1.
 
     Returns:
         The outputs as float32 arrays, in the Keras model's output order.
@@ -88,7 +106,12 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
 
     Example:
 
-    >>> (probabilities,) = tfprune.run_tflite("model.tflite", x[:8])
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> (probabilities,) = run_tflite(path, np.random.rand(8, 4))
+    >>> probabilities.shape, bool(np.allclose(probabilities.sum(axis=1), 1.0))
+    ((8, 3), True)
     """
     interpreter = load_interpreter(path, threads)
     runner = interpreter.get_signature_runner()
@@ -121,7 +144,7 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
         path: the `.tflite` file.
         model: the Keras model it was exported from (pruned, stripped or plain).
         inputs: a batch (array, or list of arrays per model input).
-        threads: interpreter threads.
+        threads: interpreter threads. Defaults to 1.
 
     Returns:
         The max abs difference over all outputs, as a float. For float32 exports expect
@@ -133,7 +156,10 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
 
     Example:
 
-    >>> tfprune.verify_tflite("model.tflite", plain, x[:64]) < 1e-4
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> verify_tflite(path, model, np.random.rand(16, 4)) < 1e-4
     True
     """
     checks.check_model(model, "verify_tflite")
@@ -153,7 +179,21 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
 
 @dataclasses.dataclass
 class Latency:
-    """Result of `benchmark_tflite`: latency statistics in seconds, per invoke."""
+    """Result of `benchmark_tflite`: latency statistics in seconds, per invoke.
+
+    Attributes:
+        median: the median latency.
+        p10: its 10th percentile.
+        p90: its 90th percentile.
+        runs: timed invokes.
+        threads: interpreter threads.
+        path: the file timed.
+
+    Example:
+
+    >>> print(Latency(23.9e-6, 23.1e-6, 25.0e-6, runs=200, threads=1, path="out/model.tflite"))
+    model.tflite: median 23.9 us (p10 23.1, p90 25.0; 200 runs, 1 thread(s))
+    """
 
     median: float
     p10: float
@@ -180,10 +220,11 @@ def benchmark_tflite(
 
     Args:
         path: the `.tflite` file.
-        threads: interpreter threads.
-        runs: timed invokes.
-        warmup: untimed invokes first (XNNPACK packs weights on the first one).
-        seed: seed of the random inputs.
+        threads: interpreter threads. Defaults to 1.
+        runs: timed invokes. Defaults to 200.
+        warmup: untimed invokes first (XNNPACK packs weights on the first one). Defaults
+            to 20.
+        seed: seed of the random inputs. Defaults to 0.
 
     Returns:
         A `Latency`; `.median` is in seconds.
@@ -194,8 +235,12 @@ def benchmark_tflite(
 
     Example:
 
-    >>> print(tfprune.benchmark_tflite("model.tflite"))
-    model.tflite: median 23.9 us (p10 23.1, p90 25.0; 200 runs, 1 thread(s))
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> latency = benchmark_tflite(path, runs=20, warmup=2)
+    >>> latency.runs, 0 < latency.p10 <= latency.median <= latency.p90
+    (20, True)
     """
     checks.check_integer("runs", runs, minimum=1)
     checks.check_integer("warmup", warmup, minimum=0)
@@ -215,6 +260,21 @@ def random_input(detail, rng, shape=None) -> np.ndarray:
 
     Float inputs are uniform in [0, 1); quantized integer inputs span their range;
     unquantized integer inputs (token ids) are 0, always a valid index.
+
+    Args:
+        detail: one entry of `interpreter.get_input_details()`.
+        rng: a `numpy.random.Generator`.
+        shape: the shape to draw, or `None` for the detail's (1 where dynamic). Defaults
+            to `None`.
+
+    Returns:
+        An array of the input's dtype.
+
+    Example:
+
+    >>> detail = {"shape_signature": [-1, 3], "dtype": np.int32, "quantization": (0.0, 0)}
+    >>> random_input(detail, np.random.default_rng(0))
+    array([[0, 0, 0]], dtype=int32)
     """
     shape = [d if d > 0 else 1 for d in detail["shape_signature"]] if shape is None else shape
     dtype = detail["dtype"]
@@ -257,17 +317,18 @@ def latency_ratio(
     Args:
         candidate: flatbuffer bytes to judge.
         reference: flatbuffer bytes to compare with.
-        threads: interpreter threads.
-        rounds: alternations; each times `runs` invokes of both.
-        runs: invokes per round.
+        threads: interpreter threads. Defaults to 1.
+        rounds: alternations; each times `runs` invokes of both. Defaults to 5.
+        runs: invokes per round. Defaults to 20.
 
     Returns:
         `(candidate median s, reference median s, candidate / reference)`.
 
     Example:
 
-    >>> latency_ratio(sparse_bytes, dense_bytes)[2]
-    0.43
+    ```python
+    sparse_s, dense_s, ratio = latency_ratio(sparse_bytes, dense_bytes)  # 0.43: sparse pays
+    ```
     """
     pair = [_ready(interpreter_from_bytes(data, threads), 0) for data in (candidate, reference)]
     for interpreter in pair:

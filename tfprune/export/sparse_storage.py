@@ -54,6 +54,12 @@ class StorageChoice:
             kernel skips), for FULLY_CONNECTED; None otherwise.
         sparse: whether it is stored sparse-encoded.
         reason: one line saying why.
+
+    Example:
+
+    >>> choice = StorageChoice("fc/MatMul", "FULLY_CONNECTED", [8, 16], 0.9, 0.9, True, "pays")
+    >>> choice.sparse, choice.block_zeros
+    (True, 0.9)
     """
 
     tensor: str
@@ -67,11 +73,20 @@ class StorageChoice:
 
 @dataclasses.dataclass
 class XnnpackSparsePath:
-    """Whether a float model has the shape XNNPACK's sparse inference accelerates (PAPERS.md §0).
+    """Whether a float model has the shape XNNPACK's sparse inference accelerates.
+
+    The conditions are those of "Fast Sparse ConvNets" (Elsen et al., arXiv 1911.09723), as
+    XNNPACK implements them.
 
     Attributes:
         eligible: every condition holds.
         reasons: per condition that fails, why; for an eligible model, what qualified.
+
+    Example:
+
+    >>> print(XnnpackSparsePath(False, ["there are no 1x1 convolutions"]))
+    XNNPACK sparse path: not eligible
+      - there are no 1x1 convolutions
     """
 
     eligible: bool
@@ -101,7 +116,11 @@ class StorageReport:
 
     Example:
 
-    >>> print(tfprune.plan_sparse_storage(model))
+    ```python
+    report = tfprune.plan_sparse_storage(model)
+    print(report)  # one line per weight: SPARSE or dense, and why
+    print(report.ratio)  # measured latency of the stored choice over dense storage
+    ```
     """
 
     mode: str
@@ -202,6 +221,13 @@ def plan(data: bytes, mode: str) -> list[StorageChoice]:
 
     Returns:
         One `StorageChoice` per distinct weight tensor, in operator order.
+
+    Example:
+
+    >>> from tfprune.export import converter
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> [(c.op, c.sparse) for c in plan(converter.convert(model), "auto")]  # nothing is zero
+    [('FULLY_CONNECTED', False)]
     """
     model = tflite_file.unpack(data)
     tensors = model.subgraphs[0].tensors
@@ -254,6 +280,13 @@ def encode(data: bytes, choices: list[StorageChoice]) -> bytes:
 
     Raises:
         RuntimeError: if a kept-dense tensor cannot be found again after the pass.
+
+    Example:
+
+    ```python
+    choices = plan(data, "forced")
+    smaller = encode(data, choices)  # the choices with `sparse` True are sparse-encoded
+    ```
     """
     if not any(c.sparse for c in choices):
         return data
@@ -293,6 +326,20 @@ def same_outputs(a: bytes, b: bytes, atol: float = 1e-5) -> bool:
 
     Float outputs must agree within `atol`; int8 outputs within one quantization step, since
     sparse and dense kernels round their accumulators in a different order.
+
+    Args:
+        a: flatbuffer bytes.
+        b: flatbuffer bytes of a model with the same signature.
+        atol: the largest difference of float outputs. Defaults to 1e-5.
+
+    Returns:
+        True if they agree.
+
+    Example:
+
+    ```python
+    assert same_outputs(encode(data, choices), data)
+    ```
     """
     outputs = []
     for data in (a, b):
@@ -316,7 +363,9 @@ def same_outputs(a: bytes, b: bytes, atol: float = 1e-5) -> bool:
 
 
 def xnnpack_sparse_path(data: bytes) -> XnnpackSparsePath:
-    """Check the conditions of XNNPACK's sparse inference (PAPERS.md §0) on a flatbuffer.
+    """Check the conditions of XNNPACK's sparse inference on a flatbuffer.
+
+    The conditions are those of "Fast Sparse ConvNets" (Elsen et al., arXiv 1911.09723).
 
     The subgraph must start with a 3x3 stride-2 CONV_2D on 3 input channels, its 1x1
     convolutions must be at least 2/3 zeros and stored dense (XNNPACK finds the zeros
@@ -328,6 +377,13 @@ def xnnpack_sparse_path(data: bytes) -> XnnpackSparsePath:
 
     Returns:
         An `XnnpackSparsePath`.
+
+    Example:
+
+    >>> from tfprune.export import converter
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> xnnpack_sparse_path(converter.convert(model)).eligible
+    False
     """
     model = tflite_file.unpack(data)
     subgraph = model.subgraphs[0]
@@ -387,13 +443,20 @@ def store(data: bytes, mode: str, threads: int = 1) -> tuple[bytes, StorageRepor
     Args:
         data: flatbuffer bytes, converted without sparsity.
         mode: "auto" or "forced".
-        threads: interpreter threads for the timing.
+        threads: interpreter threads for the timing. Defaults to 1.
 
     Returns:
         `(flatbuffer bytes to write, StorageReport)`.
 
     Raises:
         RuntimeError: if the sparse-encoded file does not compute what the dense one does.
+
+    Example:
+
+    ```python
+    data, report = store(converter.convert(model), "auto")
+    print(report)
+    ```
     """
     choices = plan(data, mode)
     report = StorageReport(mode, choices)

@@ -14,11 +14,29 @@ from tfprune.core import checks
 
 
 class TFLiteFileError(ValueError):
-    """A `.tflite` path that is not a readable LiteRT flatbuffer."""
+    """A `.tflite` path that is not a readable LiteRT flatbuffer.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "broken.tflite"
+    >>> _ = path.write_bytes(b"not a model")
+    >>> try:
+    ...     read_flatbuffer(path)
+    ... except TFLiteFileError as error:
+    ...     print("refused:", type(error).__name__)
+    refused: TFLiteFileError
+    """
 
 
 class TFLiteNotFoundError(FileNotFoundError, TFLiteFileError):
-    """A `.tflite` path that does not exist (both a FileNotFoundError and a ValueError)."""
+    """A `.tflite` path that does not exist (both a FileNotFoundError and a ValueError).
+
+    Example:
+
+    >>> [issubclass(TFLiteNotFoundError, kind) for kind in (FileNotFoundError, ValueError)]
+    [True, True]
+    """
 
 
 # Operators whose input 1 is a weight tensor, and how to count their FLOPs.
@@ -53,7 +71,11 @@ def read_flatbuffer(path) -> bytes:
 
     Example:
 
-    >>> data = read_flatbuffer("model.tflite")
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> read_flatbuffer(path)[4:8]
+    b'TFL3'
     """
     path = checks.check_path(path)
     if not path.exists():
@@ -77,8 +99,22 @@ def read_flatbuffer(path) -> bytes:
 def unpack(data: bytes, source="the model"):
     """The flatbuffer as the schema's mutable object tree (`ModelT`).
 
+    Args:
+        data: flatbuffer bytes.
+        source: what to call the model in error messages. Defaults to "the model".
+
+    Returns:
+        An `ai_edge_litert.schema_py_generated.ModelT`.
+
     Raises:
         TFLiteFileError: if the flatbuffer's offsets are corrupt.
+
+    Example:
+
+    ```python
+    model = unpack(read_flatbuffer("model.tflite"))
+    print(operator_names(model))  # ['FULLY_CONNECTED']
+    ```
     """
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -92,7 +128,22 @@ def unpack(data: bytes, source="the model"):
 
 
 def pack(model) -> bytes:
-    """Serialise a `ModelT` back to flatbuffer bytes with the TFLite identifier."""
+    """Serialise a `ModelT` back to flatbuffer bytes with the TFLite identifier.
+
+    Args:
+        model: a `ModelT` (from `unpack`, possibly edited).
+
+    Returns:
+        Flatbuffer bytes.
+
+    Example:
+
+    ```python
+    model = unpack(data)
+    model.buffers[index].data = new_bytes
+    data = pack(model)
+    ```
+    """
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -103,7 +154,20 @@ def _enum_names(enum) -> dict:
 
 
 def operator_names(model) -> list[str]:
-    """Builtin operator name per operator of the first subgraph ("CUSTOM" for custom ops)."""
+    """Builtin operator name per operator of the first subgraph ("CUSTOM" for custom ops).
+
+    Args:
+        model: a `ModelT`.
+
+    Returns:
+        One name per operator, in execution order.
+
+    Example:
+
+    ```python
+    operator_names(unpack(read_flatbuffer("model.tflite")))  # ['FULLY_CONNECTED']
+    ```
+    """
     names = _enum_names(schema.BuiltinOperator)
     codes = model.operatorCodes
     # Builtin codes above 127 live in the newer 32-bit field.
@@ -117,12 +181,42 @@ def operator_names(model) -> list[str]:
 
 
 def type_name(tensor) -> str:
-    """The TensorType name of a `TensorT` ("FLOAT32", "INT8", ...)."""
+    """The TensorType name of a `TensorT` ("FLOAT32", "INT8", ...).
+
+    Args:
+        tensor: a `TensorT`.
+
+    Returns:
+        The type's name.
+
+    Example:
+
+    ```python
+    type_name(unpack(data).subgraphs[0].tensors[0])  # 'FLOAT32'
+    ```
+    """
     return _enum_names(schema.TensorType).get(tensor.type, str(tensor.type))
 
 
 def buffer_bytes(model, tensor, data: bytes | None = None) -> np.ndarray | None:
-    """The raw constant bytes of `tensor` (uint8), or None for an activation."""
+    """The raw constant bytes of `tensor` (uint8), or None for an activation.
+
+    Args:
+        model: the `ModelT` holding the tensor.
+        tensor: a `TensorT`.
+        data: the file's bytes, for buffers stored after the flatbuffer (files over 2 GB).
+            Defaults to `None`.
+
+    Returns:
+        A uint8 array, or `None`.
+
+    Example:
+
+    ```python
+    raw = buffer_bytes(model, tensor)
+    weights = raw.view(np.float32).reshape(tensor.shape)
+    ```
+    """
     if tensor.buffer <= 0 or tensor.buffer >= len(model.buffers):
         return None
     buffer = model.buffers[tensor.buffer]
@@ -139,6 +233,20 @@ def zero_fraction(model, tensor, data: bytes | None = None) -> float | None:
 
     A sparse-encoded buffer holds every nonzero (plus the zeros inside kept blocks), so the
     missing elements are zeros.
+
+    Args:
+        model: the `ModelT` holding the tensor.
+        tensor: a `TensorT`.
+        data: the file's bytes, as for `buffer_bytes`. Defaults to `None`.
+
+    Returns:
+        The fraction, or `None` for activations and unknown types.
+
+    Example:
+
+    ```python
+    zero_fraction(model, tensor)  # 0.75 for a weight pruned to 75 %
+    ```
     """
     raw = buffer_bytes(model, tensor, data)
     dtype = _NUMPY_TYPES.get(type_name(tensor))
@@ -156,7 +264,20 @@ def zero_fraction(model, tensor, data: bytes | None = None) -> float | None:
 
 
 def block_shape(tensor) -> list[int]:
-    """The block shape of a sparse-encoded tensor ([1, 4] for the 1x4 blocks), else []."""
+    """The block shape of a sparse-encoded tensor ([1, 4] for the 1x4 blocks), else [].
+
+    Args:
+        tensor: a `TensorT`.
+
+    Returns:
+        The block shape, one entry per dimension, or `[]`.
+
+    Example:
+
+    ```python
+    block_shape(tensor)  # [1, 4] for a weight stored in 1x4 blocks
+    ```
+    """
     sparsity = tensor.sparsity
     if sparsity is None or sparsity.blockMap is None or not len(sparsity.blockMap):
         return []
@@ -186,7 +307,21 @@ def _operator_flops(name, op, tensors) -> int | None:
 
 
 def signatures(model) -> dict:
-    """`{signature key: {"inputs": {name: {"shape", "dtype"}}, "outputs": {...}}}`."""
+    """The model's signatures, as the LiteRT runtime on a phone sees them.
+
+    Args:
+        model: a `ModelT`.
+
+    Returns:
+        `{signature key: {"inputs": {name: {"shape", "dtype"}}, "outputs": {...}}}`, with
+        -1 for a dynamic dimension.
+
+    Example:
+
+    ```python
+    signatures(model)["serving_default"]["inputs"]  # {'keras_tensor': {'shape': [-1, 4], ...}}
+    ```
+    """
     tensors = model.subgraphs[0].tensors
 
     def describe(tensor_maps):
@@ -239,9 +374,12 @@ def inspect_tflite(path) -> dict:
 
     Example:
 
-    >>> info = tfprune.inspect_tflite("m.tflite")
-    >>> [t["name"] for t in info["tensors"] if t["sparse"]]
-    ['sequential/dense/MatMul']
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")])
+    >>> path = tfprune.export_tflite(model, pathlib.Path(tempfile.mkdtemp()) / "model.tflite")
+    >>> info = inspect_tflite(path)
+    >>> info["operators"], info["flops"]
+    (['FULLY_CONNECTED'], 24)
     """
     data = read_flatbuffer(path)
     model = unpack(data, path)

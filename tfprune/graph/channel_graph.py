@@ -27,25 +27,67 @@ from tfprune.layers import registry
 
 @dataclasses.dataclass
 class Call:
-    """One call of a layer (or a Keras op such as `x + y`) in the (flattened) graph."""
+    """One call of a layer (or a Keras op such as `x + y`) in the (flattened) graph.
+
+    Attributes:
+        layer: the layer, wrapper or op called.
+        inputs: its symbolic input tensors.
+        outputs: its symbolic output tensors.
+        rule: its `LayerSpec` or `ChannelRule`, or `None` for a barrier.
+        arguments: the call's symbolic arguments, tensors and constants alike.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 4, 3))
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv")(inputs))
+    >>> (call,) = ChannelGraph(model).calls()
+    >>> call.layer.name, call.rule.weight
+    ('conv', 'kernel')
+    """
 
     layer: object
-    inputs: list  # KerasTensors
+    inputs: list
     outputs: list
-    rule: object  # LayerSpec, ChannelRule, or None for a barrier
-    arguments: object = None  # the node's symbolic arguments, tensors and constants alike
+    rule: object
+    arguments: object = None
 
 
 @dataclasses.dataclass
 class Link:
-    """Identity between two tensors: the inside and outside of a nested model's call."""
+    """Identity between two tensors: the inside and outside of a nested model's call.
+
+    Attributes:
+        source: the tensor whose values flow.
+        target: the tensor that carries the same values.
+
+    Example:
+
+    >>> inner_in = keras.Input((3,))
+    >>> inner = keras.Model(inner_in, keras.layers.Dense(2)(inner_in))
+    >>> inputs = keras.Input((3,))
+    >>> graph = ChannelGraph(keras.Model(inputs, inner(inputs)))
+    >>> sum(isinstance(step, Link) for step in graph.steps)  # into and out of `inner`
+    2
+    """
 
     source: object
     target: object
 
 
 def width(tensor) -> int:
-    """The channel count (last axis) of a symbolic tensor."""
+    """The channel count (last axis) of a symbolic tensor.
+
+    Args:
+        tensor: a `keras.KerasTensor` with a known last axis.
+
+    Returns:
+        The channel count.
+
+    Example:
+
+    >>> width(keras.Input((8, 8, 3)))
+    3
+    """
     return int(tensor.shape[-1])
 
 
@@ -70,8 +112,15 @@ class ChannelGraph:
 
     Example:
 
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    >>> b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Add()([a, b]))
     >>> graph = ChannelGraph(model)
-    >>> graph.group_of(model.get_layer("conv1").output, 3)
+    >>> graph.root(a, 2) == graph.root(b, 2)  # an Add ties the same channel of its inputs
+    True
+    >>> graph.is_pinned(graph.root(a, 2))  # ... and it is the model's output
+    True
     """
 
     def __init__(self, model):

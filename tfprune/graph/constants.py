@@ -22,16 +22,24 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
     bias), and stays constant through layers that map constants to constants. Those are
     found by running each layer on random inputs (around several offsets) that share the
     constant channels: a channel is constant if it is uniform over positions and equal in
-    every run. That
-    catches, without a rule per layer, that zero padding breaks a nonzero constant, and
-    that a channel multiplied by zero is zero.
+    every run. That catches, without a rule per layer, that zero padding breaks a nonzero
+    constant, and that a channel multiplied by zero is zero.
 
     Args:
         graph: a `ChannelGraph`.
-        seed: seed of the random probes.
+        seed: seed of the random probes. Defaults to 0.
 
     Returns:
         `{id(tensor): float array of channel values, NaN where the channel varies}`.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 4, 2))
+    >>> conv = keras.layers.Conv2D(2, 1)
+    >>> out = keras.layers.ReLU()(conv(inputs))
+    >>> conv.set_weights([np.array([[[[1.0, 0.0], [1.0, 0.0]]]]), np.array([0.0, -3.0])])
+    >>> constant_channels(ChannelGraph(keras.Model(inputs, out)))[id(out)]  # relu(-3) = 0
+    array([nan,  0.])
     """
     rng = np.random.default_rng(seed)
     values = {}

@@ -57,6 +57,14 @@ def weight_positions(layer, node_layer, name: str) -> int | None:
 
     Returns:
         The number of spatial positions, or `None` if shapes are not static.
+
+    Example:
+
+    >>> inputs = keras.Input((10, 10, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)  # 8x8 outputs, 27 weights each
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    >>> weight_positions(model.get_layer("conv"), model.get_layer("conv"), "kernel")
+    64
     """
     spec = registry.spec_for(layer)
     kernel_shape = tuple(registry.variable(layer, spec.weight).shape)
@@ -70,15 +78,19 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     Args:
         layer: the layer owning the weights (for a wrapper, its inner layer).
         node_layer: the layer that appears in the model graph (the wrapper), if different.
-        effective: count only nonzero weights.
+            Defaults to `None` (the layer itself).
+        effective: count only nonzero weights. Defaults to `False`.
 
     Returns:
         FLOPs, or `None` if the layer is not registered or its shapes are not static.
 
     Example:
 
-    >>> layer_flops(model.get_layer("conv1"))
-    27648
+    >>> inputs = keras.Input((10, 10, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)  # 8x8 outputs, 27 weights each
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    >>> layer_flops(model.get_layer("conv"))  # 2 * 27 * 4 filters * 64 positions
+    13824
     """
     spec = registry.spec_for(layer)
     if spec is None:
@@ -99,10 +111,24 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
 
 
 def compute_layers(model, multiplier: int = 1):
-    """Yield `(layer, node_layer, calls)` for every registered layer in `model`.
+    """Every registered layer in `model`, nested models included.
 
-    `layer` owns the weights, `node_layer` is what the graph holds (a wrapper or the layer
-    itself), and `calls` counts how often an enclosing nested model is called.
+    Args:
+        model: a Keras model.
+        multiplier: how often `model` itself is called. Defaults to 1.
+
+    Yields:
+        `(layer, node_layer, calls)`: `layer` owns the weights, `node_layer` is what the
+        graph holds (a wrapper or the layer itself), and `calls` counts how often an
+        enclosing nested model is called.
+
+    Example:
+
+    >>> inputs = keras.Input((10, 10, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)  # 8x8 outputs, 27 weights each
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    >>> [(layer.name, calls) for layer, _, calls in compute_layers(model)]
+    [('conv', 1), ('fc', 1)]
     """
     for item in model.layers:
         # Wrappers (tfprune's, or Keras' own such as TimeDistributed) hold the weights
@@ -122,7 +148,7 @@ def count_flops(model, effective: bool = False) -> int:
 
     Args:
         model: a built Keras model (wrapped, stripped or plain).
-        effective: count only nonzero weights (what the masks leave).
+        effective: count only nonzero weights (what the masks leave). Defaults to `False`.
 
     Returns:
         FLOPs per example.
@@ -132,8 +158,11 @@ def count_flops(model, effective: bool = False) -> int:
 
     Example:
 
-    >>> count_flops(model) / 1e6
-    1.2
+    >>> inputs = keras.Input((10, 10, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)  # 8x8 outputs, 27 weights each
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    >>> count_flops(model)  # conv 13824 + fc 2 * 256 * 2
+    14848
     """
     total = 0
     for layer, node_layer, calls in compute_layers(model):

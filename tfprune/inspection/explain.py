@@ -1,4 +1,5 @@
-"""`tfprune.explain`: which filters of each layer the channel graph lets `shrink` remove, and why not."""
+"""`tfprune.explain`: which filters of each layer the channel graph lets `shrink` remove,
+and why not."""
 
 from __future__ import annotations
 
@@ -23,8 +24,16 @@ def explain(model) -> list[dict]:
 
     Example:
 
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    >>> x = keras.layers.Conv2D(16, 3, name="conv2")(x)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
     >>> for row in tfprune.explain(model):
     ...     print(row["layer"], row["removable"], "/", row["filters"], row["reasons"])
+    conv1 8 / 8 []
+    conv2 16 / 16 []
+    head 0 / 3 ["a model output (its width is the model's interface)"]
     """
     checks.check_model(model, "explain")
     graph = ChannelGraph(model)

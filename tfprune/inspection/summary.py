@@ -14,7 +14,26 @@ from tfprune.layers import registry
 
 @dataclasses.dataclass
 class LayerRow:
-    """One layer's line in a `Summary`."""
+    """One layer's line in a `Summary`.
+
+    Attributes:
+        name: the layer's name.
+        type: its class name.
+        params: its weights' element count.
+        nonzero_params: how many of them are nonzero.
+        sparsity: of the prunable weight; `None` for layers tfprune cannot prune.
+        filters_kept: filters with a nonzero weight, or `None`.
+        filters_total: filters, or `None`.
+        flops: FLOPs per example, or `None`.
+        effective_flops: FLOPs of the nonzero weights, or `None`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> row = tfprune.summary(model).rows[0]
+    >>> row.name, row.params, row.filters_total, row.flops
+    ('fc', 10, 2, 16)
+    """
 
     name: str
     type: str
@@ -33,9 +52,16 @@ class Summary:
 
     Example:
 
-    >>> s = tfprune.summary(model)
-    >>> print(s)
-    >>> s.to_dict()["total"]["flops"]
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")], name="tiny")
+    >>> print(tfprune.summary(model))  # the bias starts at zero
+    Model: tiny
+    layer  type   params  nonzero  sparsity  filters  MFLOPs  eff. MFLOPs
+    ---------------------------------------------------------------------
+    fc     Dense      10        8      0.0%      2/2   0.000        0.000
+    ---------------------------------------------------------------------
+    total             10        8     20.0%            0.000        0.000
+    >>> tfprune.summary(model).to_dict()["total"]["flops"]
+    16
     """
 
     model_name: str
@@ -186,7 +212,7 @@ def summary(model, events=None) -> Summary:
     Args:
         model: a built Keras 3 functional or Sequential model.
         events: optionally a `PruningCallback`'s `events`; those measured with
-            `validation_data` are listed with their instability after the table.
+            `validation_data` are listed with their instability after the table. Defaults to `None`.
 
     Returns:
         A `Summary`: `print()` it for a table, `.to_dict()` for data.
@@ -197,7 +223,16 @@ def summary(model, events=None) -> Summary:
 
     Example:
 
-    >>> print(tfprune.summary(plain))
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    >>> x = keras.layers.Conv2D(16, 3, name="conv2")(x)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    >>> pruned = tfprune.prune(model, schedule=0.5)
+    >>> plan = tfprune.apply_target(pruned, 0.5)
+    >>> total = tfprune.summary(pruned).to_dict()["total"]
+    >>> round(total["effective_flops"] / total["flops"], 3)  # conv2 at half its filters
+    0.563
     """
     checks.check_model(model, "summary")
     compute = {

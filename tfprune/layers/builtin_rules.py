@@ -109,7 +109,10 @@ def _normalises_channels_alone(layer, input_shape) -> bool:
 # A normalization over channels mixes them through its mean and variance. Its channels still
 # pass through: pruning zeroes a channel's input and its gamma (and beta), so the channel leaves
 # exactly zero, and the shrunk layer remembers the removed inputs' share of the statistics.
-_NORMALIZATION_REASON = "it normalises over other axes than the channels alone, or has no per-channel scale to zero a pruned channel with"
+_NORMALIZATION_REASON = (
+    "it normalises over other axes than the channels alone, or has no per-channel scale to "
+    "zero a pruned channel with"
+)
 register_channel_rule(
     keras.layers.LayerNormalization,
     ChannelRule(
@@ -134,11 +137,13 @@ register_channel_rule(
 )
 for _name in (
     "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
-    "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "ActivityRegularization", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D",
+    "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D",
+    "UpSampling3D", "Resizing",
 ):  # fmt: skip
     register_channel_rule(getattr(keras.layers, _name), ChannelRule("passthrough"))
 for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):

@@ -20,11 +20,21 @@ class GroupedConv2D(keras.layers.Layer):
         kernel_size: as Conv2D.
         groups: one `[input channel indices, filter indices]` pair per group; the filter
             indices of all groups together are a permutation of `range(filters)`.
-        strides, padding, dilation_rate, activation, use_bias: as Conv2D (channels_last).
+        strides: as Conv2D. Defaults to 1.
+        padding: as Conv2D, `"valid"` or `"same"`. Defaults to `"valid"`.
+        dilation_rate: as Conv2D. Defaults to 1.
+        activation: as Conv2D. Defaults to `None`.
+        use_bias: as Conv2D. Defaults to `True`.
+
+    Raises:
+        ValueError: if the groups' filter indices do not cover every filter exactly once.
 
     Example:
 
-    >>> layer = GroupedConv2D(8, 3, groups=[[[0, 2], [0, 1, 2, 3]], [[1], [4, 5, 6, 7]]], padding="same")
+    >>> groups = [[[0, 2], [0, 1, 2, 3]], [[1], [4, 5, 6, 7]]]  # filters 4-7 read channel 1 only
+    >>> layer = GroupedConv2D(8, 3, groups=groups, padding="same")
+    >>> tuple(layer(np.zeros((1, 5, 5, 3))).shape), [tuple(k.shape) for k in layer.kernels]
+    ((1, 5, 5, 8), [(3, 3, 2, 4), (3, 3, 1, 4)])
     """
 
     def __init__(

@@ -84,7 +84,7 @@ class ShrunkLayerNormalization(_RemovedChannels, keras.layers.LayerNormalization
     creates it; it is rarely built by hand.
 
     Args:
-        removed_values: the constants the removed channels carried.
+        removed_values: the constants the removed channels carried. Defaults to `()`.
         **kwargs: `keras.layers.LayerNormalization` arguments; `axis` must be the last axis.
 
     Raises:
@@ -116,7 +116,7 @@ class ShrunkRMSNormalization(_RemovedChannels, keras.layers.RMSNormalization):
     """An RMSNormalization over the last axis that still counts channels `shrink` removed.
 
     Args:
-        removed_values: the constants the removed channels carried.
+        removed_values: the constants the removed channels carried. Defaults to `()`.
         **kwargs: `keras.layers.RMSNormalization` arguments; `axis` must be the last axis.
 
     Raises:
@@ -125,7 +125,8 @@ class ShrunkRMSNormalization(_RemovedChannels, keras.layers.RMSNormalization):
     Example:
 
     >>> narrow = ShrunkRMSNormalization(removed_values=[0.0, 0.0])
-    >>> narrow(np.ones((1, 2), np.float32))  # the rms over 4 channels is sqrt(2 / 4)
+    >>> np.round(keras.ops.convert_to_numpy(narrow(np.ones((1, 2)))), 4)  # rms of 1, 1, 0, 0
+    array([[1.4142, 1.4142]], dtype=float32)
     """
 
     def call(self, inputs):

@@ -129,7 +129,9 @@ class ChannelRule:
 
     Example:
 
-    >>> register_channel_rule(MyScale, ChannelRule("passthrough", slices=(("scale", -1, "in"),)))
+    >>> rule = ChannelRule("passthrough", slices=(("scale", -1, "in"),))  # a per-channel scale
+    >>> rule.kind, rule.masked
+    ('passthrough', ())
     """
 
     kind: str
@@ -163,7 +165,16 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
 
     Example:
 
-    >>> register_channel_rule(MyActivation, ChannelRule("passthrough"))
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.scale = self.add_weight(shape=input_shape[-1:], name="scale")
+    ...     def call(self, x):
+    ...         return x * self.scale
+    >>> channel_rule(Scale()) is None  # unknown layers are barriers
+    True
+    >>> register_channel_rule(Scale, ChannelRule("passthrough", slices=(("scale", -1, "in"),)))
+    >>> channel_rule(Scale()).kind
+    'passthrough'
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
         raise TypeError(
@@ -195,7 +206,7 @@ def channel_rule(layer, input_shape=None):
     Args:
         layer: a Keras layer instance.
         input_shape: the shape of its (first) input in this call, if known; some rules
-            depend on it (which axis a LayerNormalization normalises).
+            depend on it (which axis a LayerNormalization normalises). Defaults to `None`.
 
     Returns:
         The spec or rule, or `None` where the layer is a barrier.
@@ -220,7 +231,19 @@ def channel_rule(layer, input_shape=None):
 
 
 def barrier_reason(layer) -> str:
-    """Why `layer` is a barrier, in words for `explain` (after `channel_rule` returned `None`)."""
+    """Why `layer` is a barrier, in words for `explain` (after `channel_rule` returned `None`).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        The reason.
+
+    Example:
+
+    >>> barrier_reason(keras.layers.Activation("softmax"))
+    'a softmax over channels mixes them'
+    """
     rule = _registered_rule(layer)
     if isinstance(rule, ChannelRule) and rule.reason:
         return rule.reason
@@ -230,7 +253,19 @@ def barrier_reason(layer) -> str:
 
 
 def masked_weights(layer) -> tuple:
-    """Names of the per-channel weights of `layer` that filter pruning masks (BN's gamma, beta)."""
+    """Names of the per-channel weights of `layer` that filter pruning masks (BN's gamma, beta).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        A tuple of variable names, empty for layers without such weights.
+
+    Example:
+
+    >>> masked_weights(keras.layers.BatchNormalization())
+    ('gamma', 'beta')
+    """
     rule = _registered_rule(layer)
     return rule.masked if isinstance(rule, ChannelRule) else ()
 
@@ -248,7 +283,21 @@ def register_layer(layer_class: type, spec: LayerSpec) -> None:
 
     Example:
 
-    >>> register_layer(MyConv, LayerSpec("kernel", filter_axes=(3,), input_axis=2))
+    >>> class Projection(keras.layers.Layer):
+    ...     def __init__(self, units, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.units = units
+    ...     def build(self, input_shape):
+    ...         self.kernel = self.add_weight(shape=(input_shape[-1], self.units), name="kernel")
+    ...     def call(self, x):
+    ...         return x @ self.kernel
+    ...     def get_config(self):
+    ...         return {**super().get_config(), "units": self.units}
+    >>> spec = LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None, config_key="units",
+    ...                  slices=(("kernel", -1, "out"), ("kernel", 0, "in")))
+    >>> register_layer(Projection, spec)
+    >>> spec_for(Projection(4)) is spec
+    True
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise TypeError(
@@ -279,7 +328,7 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
 
     Args:
         layer: a Keras layer instance.
-        input_shape: the shape it is called on, if known.
+        input_shape: the shape it is called on, if known. Defaults to `None`.
 
     Returns:
         The spec, or `None` if the layer type is not prunable.
@@ -303,7 +352,16 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
 
 
 def supported_types() -> list[str]:
-    """Names of the registered layer types, for error messages and docs."""
+    """Names of the registered layer types, for error messages and docs.
+
+    Returns:
+        The class names, sorted.
+
+    Example:
+
+    >>> "Conv2D" in supported_types()
+    True
+    """
     return sorted(cls.__name__ for cls in _REGISTRY)
 
 
@@ -312,6 +370,20 @@ def variable(layer, name: str):
 
     Looked up by variable name rather than attribute, because attributes such as
     `Dense.kernel` may return a derived tensor (LoRA, quantization) instead of the variable.
+
+    Args:
+        layer: a built Keras layer.
+        name: the variable's name.
+
+    Returns:
+        The `keras.Variable`, or `None`.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> dense.build((None, 3))
+    >>> tuple(variable(dense, "kernel").shape), variable(dense, "gamma")
+    ((3, 2), None)
     """
     for var in layer.weights:
         if var.name == name:

@@ -21,28 +21,58 @@ _REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "first": lambda va
 
 @dataclasses.dataclass
 class Family:
-    """Units ranked together, and how to install a choice of pruned units."""
+    """Units ranked together, and how to install a choice of pruned units.
+
+    Attributes:
+        granularity: the wrappers' `Granularity`.
+        min_filters: the fewest filters a structured mask keeps.
+        round_to: structured masks keep a multiple of this many filters.
+        unit_costs: what removing each unit removes (weights, or FLOPs).
+        score: `(ScoringContext) -> unit scores` from the current weights.
+        already: `() -> boolean vector` of the units pruned before.
+        install: `(boolean vector of pruned units) -> None`, which sets the masks.
+        rate: the family's own final sparsity (layer-wise rates), else `None`.
+        layers: names of the wrapped layers.
+        group_ids: for group families, indices into the plan's groups.
+
+    Example:
+
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> (wrapper,) = tfprune.wrappers_of(tfprune.prune(model, schedule=0.5))
+    >>> family = wrapper_family(wrapper, by_flops=False)
+    >>> family.n_units, family.layers
+    (8, ['fc'])
+    """
 
     granularity: object
     min_filters: int
     round_to: int
     unit_costs: np.ndarray
-    score: object  # (ScoringContext) -> unit scores now
-    already: object  # () -> bool array of units pruned before
-    install: object  # (bool array of pruned units) -> None
-    rate: float | None = None  # own final sparsity (layer-wise rates), else the schedule's
-    layers: list = dataclasses.field(default_factory=list)  # names of the wrapped layers
-    group_ids: list = dataclasses.field(
-        default_factory=list
-    )  # for group families: indices into the plan's groups
+    score: object
+    already: object
+    install: object
+    rate: float | None = None
+    layers: list = dataclasses.field(default_factory=list)
+    group_ids: list = dataclasses.field(default_factory=list)
 
     @property
     def n_units(self):
+        """The number of units."""
         return self.unit_costs.size
 
     def lowest(self, n_prune: int, scores, already, order=None) -> np.ndarray:
-        """Boolean vector of the units pruned when `n_prune` are asked to go (`order`:
-        `pruning_order(scores, already)`, if already computed)."""
+        """The units pruned when `n_prune` are asked to go, within the safeguards.
+
+        Args:
+            n_prune: how many units to prune.
+            scores: one score per unit.
+            already: which units were pruned before (they stay pruned).
+            order: `pruning_order(scores, already)`, if already computed. Defaults to `None`.
+
+        Returns:
+            A boolean vector, True where a unit is pruned.
+        """
         keep = self.granularity.kept_units(
             self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to
         )
@@ -53,11 +83,44 @@ class Family:
 
 
 def pruning_order(scores, already) -> np.ndarray:
-    """Units in the order they go: those pruned before, then by rising score (stable)."""
+    """Units in the order they go: those pruned before, then by rising score (stable).
+
+    Args:
+        scores: one score per unit.
+        already: a boolean vector of the units pruned before.
+
+    Returns:
+        Unit indices.
+
+    Example:
+
+    >>> pruning_order(np.array([0.5, 0.1, 0.9]), np.array([False, False, True]))
+    array([2, 1, 0])
+    """
     return np.argsort(np.where(already, -np.inf, scores), kind="stable")
 
 
 def element_scores(wrapper, context):
+    """The wrapper's criterion applied to its current weight, checked for shape.
+
+    Args:
+        wrapper: a `PruneWrapper`.
+        context: the `ScoringContext` of this mask update.
+
+    Returns:
+        Scores of the weight's shape, float64.
+
+    Raises:
+        ValueError: if the criterion returns another shape.
+
+    Example:
+
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> (wrapper,) = tfprune.wrappers_of(tfprune.prune(model, schedule=0.5))
+    >>> element_scores(wrapper, context=None).shape
+    (4, 8)
+    """
     weight = wrapper.weight_array()
     if getattr(wrapper.criterion, "uses_context", False):
         scores = wrapper.criterion(weight, wrapper.layer, context)
@@ -74,6 +137,23 @@ def element_scores(wrapper, context):
 
 
 def wrapper_family(wrapper, by_flops: bool) -> Family:
+    """One wrapper's filters, weights or blocks, as a family of its own.
+
+    Args:
+        wrapper: a `PruneWrapper`.
+        by_flops: whether unit costs are FLOPs (else weights).
+
+    Returns:
+        A `Family`.
+
+    Example:
+
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> (wrapper,) = tfprune.wrappers_of(tfprune.prune(model, schedule=0.5))
+    >>> float(wrapper_family(wrapper, by_flops=True).unit_costs[0])  # 4 weights, 2 FLOPs each
+    8.0
+    """
     g, spec = wrapper.granularity, wrapper.spec
     shape = tuple(wrapper.pruned_variable.shape)
     n_units = g.unit_scores(np.zeros(shape), spec).size
@@ -100,7 +180,31 @@ def wrapper_family(wrapper, by_flops: bool) -> Family:
 
 
 def group_families(groups, structural, by_flops: bool, reduction: str) -> list[Family]:
-    """Families of channel groups: wrappers linked by shared groups are ranked together."""
+    """Families of channel groups: wrappers linked by shared groups are ranked together.
+
+    Args:
+        groups: the prunable `Group`s of the model.
+        structural: their `StructuralFlops`.
+        by_flops: whether unit costs are FLOPs (else weights).
+        reduction: how member scores combine: `"sum"`, `"mean"`, `"max"` or `"first"`.
+
+    Returns:
+        A list of `Family`s.
+
+    Example:
+
+    >>> from tfprune.graph.channel_graph import ChannelGraph
+    >>> from tfprune.masking.grouping import StructuralFlops, channel_groups
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    >>> b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    >>> x = keras.layers.Conv2D(2, 1, name="head")(keras.layers.Add()([a, b]))
+    >>> pruned = tfprune.prune(keras.Model(inputs, x), layers=["a", "b"])
+    >>> graph = ChannelGraph(pruned)
+    >>> groups = channel_groups(pruned, graph)
+    >>> [f.layers for f in group_families(groups, StructuralFlops(graph, groups), False, "sum")]
+    [['a', 'b']]
+    """
     links = UnionFind()
     for g in groups:
         for wrapper, _ in g.members[1:]:

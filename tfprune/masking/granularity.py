@@ -21,8 +21,11 @@ class Granularity:
 
     Example:
 
-    >>> g = get("filter")
-    >>> g.mask(scores, previous_mask, sparsity=0.5, spec=spec)
+    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)  # a Dense kernel
+    >>> weight = np.array([[1.0, -4.0, 0.5], [1.0, 2.0, -0.5]])  # 2 inputs, 3 filters
+    >>> get("filter").mask(np.abs(weight), np.ones_like(weight), sparsity=0.34, spec=spec)
+    array([[1., 1., 0.],
+           [1., 1., 0.]], dtype=float32)
     """
 
     #: Whether a pruned unit is a whole output channel, so the bias follows the mask.
@@ -60,6 +63,16 @@ class Granularity:
 
         The safeguards: at least one unit (and `min_filters` filters) stays, filter
         counts round up to a multiple of `round_to`, and pruned units never come back.
+
+        Args:
+            n_units: the layer's units.
+            n_prune: how many are asked to go.
+            n_already: how many are pruned already.
+            min_filters: the fewest filters a structured mask keeps.
+            round_to: structured masks keep a multiple of this many filters.
+
+        Returns:
+            The number of units kept.
         """
         keep = max(n_units - n_prune, 1, min_filters if self.structured else 1)
         if self.structured and round_to > 1:
@@ -81,8 +94,8 @@ class Granularity:
             previous_mask: the current mask; its pruned units stay pruned.
             n_prune: how many units to prune.
             spec: the layer's `LayerSpec`.
-            min_filters: the fewest filters a structured mask keeps.
-            round_to: structured masks keep a multiple of this many filters.
+            min_filters: the fewest filters a structured mask keeps. Defaults to 1.
+            round_to: structured masks keep a multiple of this many filters. Defaults to 1.
 
         Returns:
             A float32 mask of the weight's shape, 1 = kept.
@@ -108,8 +121,8 @@ class Granularity:
             previous_mask: the current mask.
             sparsity: fraction of units to prune, in [0, 1).
             spec: the layer's `LayerSpec`.
-            min_filters: the fewest filters a structured mask keeps.
-            round_to: structured masks keep a multiple of this many filters.
+            min_filters: the fewest filters a structured mask keeps. Defaults to 1.
+            round_to: structured masks keep a multiple of this many filters. Defaults to 1.
 
         Returns:
             A float32 mask of the weight's shape.
@@ -120,7 +133,13 @@ class Granularity:
 
 
 class Filter(Granularity):
-    """Whole output channels: the granularity that `shrink` turns into smaller layers."""
+    """Whole output channels: the granularity that `shrink` turns into smaller layers.
+
+    Example:
+
+    >>> get("filter")
+    Filter()
+    """
 
     structured = True
 
@@ -133,9 +152,21 @@ class Filter(Granularity):
     def __str__(self):
         return "filter"
 
+    def __repr__(self):
+        return "Filter()"
+
 
 class Unstructured(Granularity):
-    """Single weights (magnitude pruning in the style of tfmot)."""
+    """Single weights (magnitude pruning in the style of tfmot).
+
+    Example:
+
+    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> weight = np.array([[0.1, -2.0], [3.0, 0.2]])
+    >>> Unstructured().mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec)
+    array([[0., 1.],
+           [1., 0.]], dtype=float32)
+    """
 
     def units(self, canonical):
         return canonical.reshape(-1, 1)
@@ -145,6 +176,9 @@ class Unstructured(Granularity):
 
     def __str__(self):
         return "unstructured"
+
+    def __repr__(self):
+        return "Unstructured()"
 
 
 def _require_input_axis(kind: str, layer_name: str, shape, spec, size: int) -> None:
@@ -170,12 +204,18 @@ class NM(Granularity):
     must be `1 - n / m`.
 
     Args:
-        n: weights kept per group.
-        m: group size.
+        n: weights kept per group. Defaults to 2.
+        m: group size. Defaults to 4.
+
+    Raises:
+        ValueError: unless `0 < n < m` are integers.
 
     Example:
 
-    >>> NM(2, 4)   # 2:4, 50 % sparsity
+    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> weight = np.array([[4.0], [1.0], [3.0], [2.0]])  # one filter reading 4 inputs
+    >>> NM(2, 4).mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec).ravel()
+    array([1., 0., 1., 0.], dtype=float32)
     """
 
     supports_global = False
@@ -216,6 +256,9 @@ class NM(Granularity):
     def __str__(self):
         return f"{self.n}:{self.m}"
 
+    def __repr__(self):
+        return f"NM(n={self.n}, m={self.m})"
+
 
 class Block(Granularity):
     """Blocks of `rows` output channels x `cols` consecutive input channels.
@@ -224,12 +267,18 @@ class Block(Granularity):
     (1x16 for int8).
 
     Args:
-        rows: block height along the filter axis.
-        cols: block width along the input-channel axis.
+        rows: block height along the filter axis. Defaults to 1.
+        cols: block width along the input-channel axis. Defaults to 4.
+
+    Raises:
+        ValueError: unless both are positive integers.
 
     Example:
 
-    >>> Block(1, 4)
+    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> weight = np.concatenate([np.full((4, 1), 0.1), np.full((4, 1), 1.0)])  # 8 inputs
+    >>> Block(1, 4).mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec).ravel()
+    array([0., 0., 0., 0., 1., 1., 1., 1.], dtype=float32)
     """
 
     def __init__(self, rows: int = 1, cols: int = 4):
@@ -262,6 +311,9 @@ class Block(Granularity):
     def __str__(self):
         return f"block:{self.rows}x{self.cols}"
 
+    def __repr__(self):
+        return f"Block(rows={self.rows}, cols={self.cols})"
+
 
 def get(identifier) -> Granularity:
     """Resolve a granularity from a name or instance.
@@ -280,8 +332,8 @@ def get(identifier) -> Granularity:
 
     Example:
 
-    >>> str(get("2:4"))
-    '2:4'
+    >>> get("2:4"), get("block:1x16")
+    (NM(n=2, m=4), Block(rows=1, cols=16))
     """
     if isinstance(identifier, Granularity):
         return identifier

@@ -1,6 +1,6 @@
 """Channel groups of a pruned model, as units that filter pruning keeps or removes whole.
 
-A group (see `tfprune.graph`) ties the filters of every producer that writes the same
+A group (see `tfprune.graph.channel_graph`) ties the filters of every producer that writes the same
 channel (the convolutions meeting at a residual Add, a depthwise filter and its input) and
 the BN channels they pass through. Pruning a group masks all of them at once, so the
 channel becomes exactly zero and `shrink` can remove it.
@@ -22,15 +22,29 @@ from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
 
 @dataclasses.dataclass
 class Group:
-    """One channel group of a pruned model."""
+    """One channel group of a pruned model.
+
+    Attributes:
+        root: the group's id in the `ChannelGraph`.
+        members: `(PruneWrapper, filter index)` pairs that write the channel.
+        followers: `(ChannelMaskWrapper, channel)` pairs it passes through.
+        blocked: why it cannot be pruned, or `None`.
+
+    Example:
+
+    >>> group = Group(root=("tensor", 0))
+    >>> group.prunable  # no filter writes it yet
+    False
+    """
 
     root: object
-    members: list = dataclasses.field(default_factory=list)  # (PruneWrapper, filter index)
-    followers: list = dataclasses.field(default_factory=list)  # (ChannelMaskWrapper, channel)
-    blocked: str | None = None  # why it cannot be pruned, if it cannot
+    members: list = dataclasses.field(default_factory=list)
+    followers: list = dataclasses.field(default_factory=list)
+    blocked: str | None = None
 
     @property
     def prunable(self) -> bool:
+        """Whether filter pruning may remove the group: nothing blocks it and it has filters."""
         return self.blocked is None and bool(self.members)
 
 
@@ -44,11 +58,21 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
 
     Args:
         model: a model returned by `tfprune.prune` with filter granularity.
-        graph: its `ChannelGraph`, if already built.
+        graph: its `ChannelGraph`, if already built. Defaults to `None` (built here).
 
     Returns:
         A list of `Group`s; those with `prunable` False keep their filters (pinned, or a
         producer in the group is not wrapped).
+
+    Example:
+
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    >>> b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    >>> x = keras.layers.Conv2D(2, 1, name="head")(keras.layers.Add()([a, b]))
+    >>> groups = channel_groups(tfprune.prune(keras.Model(inputs, x), layers=["a", "b"]))
+    >>> len(groups), [len(g.members) for g in groups]  # a and b write each channel together
+    (4, [2, 2, 2, 2])
     """
     graph = graph or ChannelGraph(model)
     groups = {}
@@ -92,9 +116,17 @@ class StructuralFlops:
 
     Example:
 
-    >>> sf = StructuralFlops(graph, groups)
-    >>> sf(np.zeros(len(groups), bool)) == tfprune.count_flops(model)
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="head")(x))
+    >>> pruned = tfprune.prune(model, layers=["conv"])
+    >>> graph = ChannelGraph(pruned)
+    >>> groups = [g for g in channel_groups(pruned, graph) if g.prunable]
+    >>> structural = StructuralFlops(graph, groups)
+    >>> bool(structural(np.zeros(len(groups), bool)) == tfprune.count_flops(model))
     True
+    >>> float(structural(np.arange(8) < 4) / tfprune.count_flops(model))  # half the filters
+    0.5
     """
 
     def __init__(self, graph: ChannelGraph, groups: list[Group]):

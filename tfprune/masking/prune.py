@@ -119,33 +119,37 @@ def prune(
 
     Args:
         model: a built Keras 3 functional or Sequential model (nested models allowed).
-        granularity: `"filter"` (whole output channels, the default), `"unstructured"`,
-            `"n:m"` or `"N:M"` like `"2:4"`, `"block"` or `"block:RxC"` like `"block:1x16"`,
-            or a `tfprune.Granularity`.
-        criterion: `"l1"`, `"l2"`, `"magnitude"` or a callable `(weight, layer) -> scores`
-            (see `tfprune.criteria`).
+        granularity: `"filter"` (whole output channels), `"unstructured"`, `"n:m"` or
+            `"N:M"` like `"2:4"`, `"block"` or `"block:RxC"` like `"block:1x16"`, or a
+            `tfprune.Granularity`. Defaults to `"filter"`.
+        criterion: a name (`"l1"`, `"l2"`, `"magnitude"`, `"lap"`, `"fpgm"`...; see
+            `tfprune.criteria`) or a callable `(weight, layer) -> scores`. Defaults to `"l1"`.
         schedule: a `tfprune` schedule (`PolynomialDecay`, `ConstantSparsity`, `Iterative`,
-            `OneShot`), or a number meaning `ConstantSparsity(number)`. Default 0.5.
+            `OneShot`), or a number meaning `ConstantSparsity(number)`. Defaults to `None`,
+            which means 0.5.
         ranking: `"local"`: every layer pruned to the target; `"global"`: units ranked across
-            layers by score normalised by each layer's mean.
+            layers by score normalised by each layer's mean. Defaults to `"local"`.
         target: what the schedule's numbers mean: `"sparsity"` (fraction of the prunable
-            weights) or `"flops"` (fraction of the whole model's FLOPs to remove).
+            weights) or `"flops"` (fraction of the whole model's FLOPs to remove). Defaults
+            to `"sparsity"`.
         layers: prune only these layers: names, layer classes, or predicates
-            `layer -> bool`. Default: every registered layer that is not protected.
-        exclude: never prune these (same forms as `layers`).
+            `layer -> bool`. Defaults to `None`: every registered layer that is not protected.
+        exclude: never prune these (same forms as `layers`). Defaults to `None`.
         protect: `"auto"` protects the first convolution and the classifier head(s); or a
             list in the forms above; or `None`. Layers named in `layers=` override it.
-        min_filters: the fewest filters a filter mask keeps (at least 1).
+            Defaults to `"auto"`.
+        min_filters: the fewest filters a filter mask keeps (at least 1). Defaults to 1.
         round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD); or
-            `{layer name: multiple}` per layer, with `"*"` for the others (default 1), e.g.
-            coarse multiples where the kernels want them and a fine one where a FLOPs target
-            needs the last few percent.
+            `{layer name: multiple}` per layer, with `"*"` for the others (1 if absent),
+            e.g. coarse multiples where the kernels want them and a fine one where a FLOPs
+            target needs the last few percent. Defaults to 1.
         group_reduction: filter pruning ranks channel groups (filters that write the same
             channel, e.g. the convolutions meeting at a residual Add); their scores combine
-            by `"sum"`, `"mean"`, `"max"` or `"first"`.
-        rates: `{layer name: final sparsity}` per layer, e.g. `tfprune.layerwise_rates(...).rates`;
-            each layer reaches its rate as the schedule reaches its final target (local
-            ranking, sparsity target). Layers not listed follow the schedule.
+            by `"sum"`, `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
+        rates: `{layer name: final sparsity}` per layer, e.g.
+            `tfprune.layerwise_rates(...).rates`; each layer reaches its rate as the schedule
+            reaches its final target (local ranking, sparsity target). Layers not listed
+            follow the schedule. Defaults to `None`.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -161,10 +165,15 @@ def prune(
 
     Example:
 
-    >>> pruned = tfprune.prune(model, granularity="filter", criterion="l1",
-    ...     schedule=tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=300, frequency=25))
-    >>> pruned.compile("adam", "sparse_categorical_crossentropy")
-    >>> pruned.fit(x, y, epochs=3, callbacks=[tfprune.PruningCallback()])
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    >>> x = keras.layers.Conv2D(16, 3, name="conv2")(x)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    >>> schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=300, frequency=25)
+    >>> pruned = tfprune.prune(model, granularity="filter", criterion="l1", schedule=schedule)
+    >>> [w.layer.name for w in tfprune.wrappers_of(pruned)]  # conv1 and the head are protected
+    ['conv2']
     """
     checks.check_model(model, "prune")
     if wrappers_of(model):

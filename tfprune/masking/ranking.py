@@ -38,7 +38,9 @@ class PruningPlan:
 
     Example:
 
-    >>> plan = PruningPlan(pruned)
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> plan = PruningPlan(tfprune.prune(model, schedule=0.5))
     >>> plan.apply(0.5)
     >>> plan.removed()
     0.5
@@ -171,7 +173,14 @@ class PruningPlan:
         return np.concatenate([[0], stops])[:-1].astype(np.int64), stops.astype(np.int64)
 
     def removed_by(self, selection) -> float:
-        """Fraction removed by a selection, in the target's unit."""
+        """Fraction removed by a selection, in the target's unit.
+
+        Args:
+            selection: one boolean vector of pruned units per family (as `select` returns).
+
+        Returns:
+            The fraction of weights, or of FLOPs as `shrink` would leave them.
+        """
         if self.by_flops and self.structural is not None:
             chosen = np.zeros(len(self.groups), bool)
             for family, pruned in zip(self.families, selection):
@@ -194,7 +203,14 @@ class PruningPlan:
         return below if target - self.removed_by(below) < self.removed_by(above) - target else above
 
     def select(self, target: float):
-        """Which units each family prunes for `target` (nothing is installed)."""
+        """Which units each family prunes for `target` (nothing is installed).
+
+        Args:
+            target: in [0, 1), in the policy's unit.
+
+        Returns:
+            One boolean vector of pruned units per family, in `families` order.
+        """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
         # Sorted and ranked once: a FLOPs search tries up to 40 selections from the same scores.
@@ -212,7 +228,11 @@ class PruningPlan:
         return self._search(lambda p: self._local(p, scored, orders), target)
 
     def apply(self, target: float) -> None:
-        """Recompute scores and install the masks for `target`."""
+        """Recompute scores and install the masks for `target`.
+
+        Args:
+            target: in [0, 1), in the policy's unit.
+        """
         if self.granularity.supports_global is False:  # N:M: every group of every layer alike
             context = ScoringContext(self.model, self.data)
             for wrapper in self.wrappers:
@@ -247,12 +267,29 @@ class PruningPlan:
 
 
 def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
-    """Which of the sorted steps are taken. Steps pruned before (score -inf) always go;
-    others only while they bring the removal closer to `goal`. A step that would overshoot
-    closes its family, and cheaper steps of other families may still fill the gap (this is
-    what lets coarse `round_to` families and fine ones share a FLOPs target).
+    """Which of the globally ranked steps the global ranking takes.
 
-    Vectorised between closings: at most one pass over the steps per family.
+    Steps pruned before (score -inf) always go; others only while they bring the removal
+    closer to `goal`. A step that would overshoot closes its family, and cheaper steps of
+    other families may still fill the gap (this is what lets coarse `round_to` families and
+    fine ones share a FLOPs target). Vectorised between closings: at most one pass over the
+    steps per family.
+
+    Args:
+        score: the steps' scores, sorted ascending.
+        family_of: the family index of each step.
+        cost: what each step removes.
+        goal: the removal to get closest to.
+        n_families: the number of families.
+
+    Returns:
+        A boolean vector: which steps are taken.
+
+    Example:
+
+    >>> score, family = np.array([0.1, 0.2, 0.3]), np.array([0, 1, 0])
+    >>> greedy_selection(score, family, np.array([1.0, 4.0, 1.0]), goal=2.0, n_families=2)
+    array([ True, False,  True])
     """
     taken = np.zeros(score.size, bool)
     closed = np.zeros(n_families, bool)
@@ -287,13 +324,19 @@ def apply_target(model, target: float, data=None) -> PruningPlan:
         model: a model returned by `tfprune.prune`.
         target: in [0, 1), in the unit of the model's policy (`"sparsity"` or `"flops"`).
         data: `(x, y)` calibration examples, for criteria that need them (`"taylor"`).
+            Defaults to `None`.
 
     Returns:
         The `PruningPlan` used, for further queries.
 
+    Raises:
+        ValueError: if the model has no `PruneWrapper`s.
+
     Example:
 
-    >>> apply_target(pruned, 0.5).removed()
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> apply_target(tfprune.prune(model, schedule=0.5), 0.5).removed()
     0.5
     """
     plan = PruningPlan(model)

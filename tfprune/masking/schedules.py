@@ -42,8 +42,10 @@ class PruningSchedule(Configurable):
     Example:
 
     >>> schedule = PolynomialDecay(0.0, 0.5, begin_step=0, end_step=100, frequency=10)
-    >>> schedule(10)   # masks update at step 10, to this target
+    >>> round(schedule(10), 4)  # masks update at step 10, to this target
     0.1355
+    >>> schedule(11) is None  # and not at step 11
+    True
     """
 
     def __call__(self, step: int, epoch: int = 0, epoch_start: bool = False) -> float | None:
@@ -51,8 +53,8 @@ class PruningSchedule(Configurable):
 
         Args:
             step: the training step (optimizer iterations), from 0.
-            epoch: the current epoch, from 0.
-            epoch_start: whether `step` is the first batch of `epoch`.
+            epoch: the current epoch, from 0. Defaults to 0.
+            epoch_start: whether `step` is the first batch of `epoch`. Defaults to `False`.
 
         Returns:
             A target in [0, 1), or `None`.
@@ -71,11 +73,12 @@ class ConstantSparsity(PruningSchedule):
 
     Args:
         target: fraction to prune, in [0, 1).
-        begin_step: first step at which masks update.
-        end_step: last step at which masks may update; -1 for no end.
-        frequency: steps between mask updates.
+        begin_step: first step at which masks update. Defaults to 0.
+        end_step: last step at which masks may update; -1 for no end. Defaults to -1.
+        frequency: steps between mask updates. Defaults to 100.
 
     Raises:
+        TypeError: for a target that is not a number, or steps that are not integers.
         ValueError: for a target outside [0, 1), negative steps, end before begin, or a
             frequency below 1.
 
@@ -116,7 +119,10 @@ class ConstantSparsity(PruningSchedule):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class PolynomialDecay(PruningSchedule):
-    """Zhu & Gupta's gradual schedule: fast pruning early, slower as the target nears.
+    """Gradual pruning: fast early, slower as the target nears.
+
+    From "To prune, or not to prune: exploring the efficacy of pruning for model
+    compression" (Zhu and Gupta, arXiv 1710.01878).
 
     `s_t = s_f + (s_i - s_f) * (1 - (t - begin) / (end - begin)) ** power`, applied every
     `frequency` steps between `begin_step` and `end_step`, and once more at `end_step`
@@ -127,11 +133,13 @@ class PolynomialDecay(PruningSchedule):
         final_sparsity: target at `end_step`, in [0, 1).
         begin_step: first step at which masks update.
         end_step: step at which the final target is applied.
-        power: exponent; 3 is the paper's cubic schedule.
-        frequency: steps between mask updates.
+        power: exponent; 3 is the paper's cubic schedule. Defaults to 3.
+        frequency: steps between mask updates. Defaults to 100.
 
     Raises:
-        ValueError: for targets outside [0, 1), end before begin, or a frequency below 1.
+        TypeError: for targets or a power that are not numbers, or steps that are not integers.
+        ValueError: for targets outside [0, 1), end before begin, a power <= 0 or a
+            frequency below 1.
 
     Example:
 
@@ -195,6 +203,7 @@ class Iterative(PruningSchedule):
         epochs: strictly increasing epoch indices (from 0), one per target.
 
     Raises:
+        TypeError: for targets that are not numbers or epochs that are not integers.
         ValueError: if the lists differ in length or are empty, targets decrease or leave
             [0, 1), or epochs do not increase.
 
@@ -240,7 +249,10 @@ class OneShot(PruningSchedule):
 
     Args:
         target: fraction to prune, in [0, 1).
-        step: the step at which masks update.
+        step: the step at which masks update. Defaults to 0.
+
+    Raises:
+        TypeError, ValueError: as `ConstantSparsity`.
 
     Example:
 
@@ -268,8 +280,19 @@ def get(identifier) -> PruningSchedule:
 
     A number `s` means `ConstantSparsity(s)`.
 
+    Args:
+        identifier: a `PruningSchedule`, its Keras serialization, or a number in [0, 1).
+
+    Returns:
+        A `PruningSchedule`.
+
     Raises:
         TypeError: for anything else.
+
+    Example:
+
+    >>> get(0.5)
+    ConstantSparsity(target=0.5, begin_step=0, end_step=-1, frequency=100)
     """
     if isinstance(identifier, PruningSchedule):
         return identifier

@@ -9,6 +9,24 @@ from tfprune.layers import registry
 
 
 def matches(layer, selector) -> bool:
+    """Whether `layer` is what a selector of `layers=`, `exclude=` or `protect=` names.
+
+    Args:
+        layer: a Keras layer.
+        selector: a layer name, a layer class, or a predicate `layer -> bool`.
+
+    Returns:
+        True if it matches.
+
+    Raises:
+        TypeError: for any other selector.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2, name="fc")
+    >>> matches(dense, "fc"), matches(dense, keras.layers.Conv2D), matches(dense, lambda l: True)
+    (True, False, True)
+    """
     if isinstance(selector, str):
         return layer.name == selector
     if isinstance(selector, type):
@@ -19,6 +37,19 @@ def matches(layer, selector) -> bool:
 
 
 def as_list(selectors):
+    """One selector or several, as a list.
+
+    Args:
+        selectors: `None`, one selector, or an iterable of them.
+
+    Returns:
+        A list (empty for `None`).
+
+    Example:
+
+    >>> as_list("conv1"), as_list(["a", "b"]), as_list(None)
+    (['conv1'], ['a', 'b'], [])
+    """
     if selectors is None:
         return []
     if isinstance(selectors, (str, type)) or callable(selectors):
@@ -74,6 +105,31 @@ def _auto_protected(model, layers):
 
 
 def select_layers(model, layers, exclude, protect):
+    """The layers `prune` wraps, before the channel graph has its say.
+
+    Args:
+        model: the model being pruned.
+        layers: `prune`'s `layers=` (selectors), or `None` for every registered layer.
+        exclude: `prune`'s `exclude=`, or `None`.
+        protect: `"auto"` (the first convolution and the classifier heads), selectors, or
+            `None`.
+
+    Returns:
+        The selected layers, in model order.
+
+    Raises:
+        ValueError: for names the model does not have, or a named layer that cannot be pruned.
+
+    Example:
+
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    >>> x = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(4, 3, name="conv2")(x))
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    >>> [layer.name for layer in select_layers(model, None, None, "auto")]
+    ['conv2']
+    """
     candidates = list(modelwalk.all_layers(model))
     chosen, exclude = as_list(layers), as_list(exclude)
     _check_names_exist(chosen, candidates, "layers")
@@ -105,8 +161,34 @@ def select_layers(model, layers, exclude, protect):
 
 
 def without_pinned(graph, selected, chosen):
-    """Filter pruning cannot touch a layer whose every channel is pinned (it writes a model
-    output, or feeds a barrier): drop it, or fail if the user named it."""
+    """The selected layers whose filters the graph lets filter pruning touch.
+
+    A layer whose every channel is pinned (it writes a model output, or feeds a barrier) is
+    dropped, or refused if the user named it.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        selected: the layers `select_layers` chose.
+        chosen: the user's `layers=` selectors, as a list.
+
+    Returns:
+        The layers that stay selected.
+
+    Raises:
+        ValueError: for a layer named in `chosen` whose channels are all pinned.
+
+    Example:
+
+    >>> from tfprune.graph.channel_graph import ChannelGraph
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    >>> x = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(4, 3, name="conv2")(x))
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    >>> candidates = [model.get_layer(name) for name in ("conv1", "conv2", "head")]
+    >>> [layer.name for layer in without_pinned(ChannelGraph(model), candidates, [])]
+    ['conv1', 'conv2']
+    """
     kept = []
     for layer in selected:
         calls = [c for c in graph.calls() if c.layer is layer]
@@ -123,7 +205,23 @@ def without_pinned(graph, selected, chosen):
 
 
 def followers(graph, selected):
-    """Layers with maskable per-channel weights (BN) fed by a selected layer's filters."""
+    """Layers with maskable per-channel weights (BN) fed by a selected layer's filters.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        selected: the layers filter pruning wraps.
+
+    Returns:
+        The `id`s of the layers to wrap in a `ChannelMaskWrapper`.
+
+    Example:
+
+    >>> from tfprune.graph.channel_graph import ChannelGraph
+    >>> conv, bn = keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization()
+    >>> model = keras.Sequential([keras.Input((6, 6, 3)), conv, bn, keras.layers.Flatten()])
+    >>> followers(ChannelGraph(model), [conv]) == {id(bn)}
+    True
+    """
     selected_ids = {id(layer) for layer in selected}
     roots = set()
     for call in graph.calls():

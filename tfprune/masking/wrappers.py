@@ -41,19 +41,23 @@ class PruneWrapper(keras.layers.Wrapper):
 
     Args:
         layer: a layer whose type is in the registry (`tfprune.register_layer`).
-        granularity: `"filter"`, `"unstructured"`, `"n:m"` / `"2:4"`, `"block"` / `"block:1x4"`.
-        criterion: `"l1"`, `"l2"`, `"magnitude"` or a callable `(weight, layer) -> scores`.
-        schedule: a `tfprune` schedule.
+        granularity: `"filter"`, `"unstructured"`, `"n:m"` / `"2:4"`, `"block"` /
+            `"block:1x4"`, or a `tfprune.Granularity`. Defaults to `"filter"`.
+        criterion: a name (`"l1"`, `"lap"`...; see `tfprune.criteria`) or a callable
+            `(weight, layer) -> scores`. Defaults to `"l1"`.
+        schedule: a `tfprune` schedule, or a number meaning `ConstantSparsity(number)`.
+            Defaults to `None`, which means 0.5.
         ranking: `"local"` (each layer to the target) or `"global"` (units ranked across
-            layers by normalised score).
+            layers by normalised score). Defaults to `"local"`.
         target: `"sparsity"` (fraction of prunable weights) or `"flops"` (fraction of the
-            model's FLOPs to remove).
-        min_filters: the fewest filters a filter mask keeps.
-        round_to: filter masks keep a multiple of this many filters.
+            model's FLOPs to remove). Defaults to `"sparsity"`.
+        min_filters: the fewest filters a filter mask keeps. Defaults to 1.
+        round_to: filter masks keep a multiple of this many filters. Defaults to 1.
         group_reduction: how the filter scores of one channel group combine: `"sum"`,
-            `"mean"`, `"max"` or `"first"`.
+            `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
         rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
-            the schedule reaches its final target; `None` follows the schedule.
+            the schedule reaches its final target; `None` follows the schedule. Defaults
+            to `None`.
         **kwargs: base `Layer` arguments (e.g. `name`).
 
     Raises:
@@ -61,9 +65,11 @@ class PruneWrapper(keras.layers.Wrapper):
 
     Example:
 
-    >>> wrapper = PruneWrapper(keras.layers.Dense(8), schedule=tfprune.ConstantSparsity(0.5))
+    >>> wrapper = PruneWrapper(keras.layers.Dense(8), granularity="unstructured", schedule=0.5)
+    >>> wrapper.build((None, 4))
+    >>> wrapper.assign_mask(np.tile([1.0, 0.0], (4, 4)))
     >>> wrapper.sparsity()
-    0.0
+    0.5
     """
 
     def __init__(
@@ -221,7 +227,7 @@ class PruneWrapper(keras.layers.Wrapper):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class ChannelMaskWrapper(keras.layers.Wrapper):
-    """Wraps a per-channel layer (BatchNormalization, LayerNormalization) whose channels follow pruned filters.
+    """Wraps a per-channel layer (BatchNormalization, LayerNormalization) after pruned filters.
 
     Filter pruning zeroes a filter's output, but BN then adds `beta - gamma * mean / std`,
     a constant that zero padding downstream turns into a border pattern, so the channel
@@ -240,7 +246,11 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
 
     Example:
 
-    >>> ChannelMaskWrapper(keras.layers.BatchNormalization())
+    >>> follower = ChannelMaskWrapper(keras.layers.BatchNormalization())
+    >>> follower.build((None, 4))
+    >>> follower.assign_channel_mask([1, 0, 1, 1])
+    >>> keras.ops.convert_to_numpy(follower.layer.gamma).tolist()
+    [1.0, 0.0, 1.0, 1.0]
     """
 
     def __init__(self, layer, **kwargs):
@@ -314,14 +324,31 @@ def wrappers_of(model) -> list[PruneWrapper]:
 
     Example:
 
-    >>> [w.layer.name for w in wrappers_of(pruned)]
-    ['conv2', 'conv3']
+    >>> layers = [keras.layers.Dense(8, name="fc"), keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> [w.layer.name for w in wrappers_of(tfprune.prune(model))]  # the head is protected
+    ['fc']
     """
     return layers_of_type(model, PruneWrapper)
 
 
 def followers_of(model) -> list[ChannelMaskWrapper]:
-    """All `ChannelMaskWrapper`s in `model`, nested models included."""
+    """All `ChannelMaskWrapper`s in `model`, nested models included, in layer order.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A list of wrappers (the BN layers filter pruning masks along with their filters).
+
+    Example:
+
+    >>> inputs = keras.Input((8,))
+    >>> x = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(8, name="fc")(inputs))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    >>> [f.layer.name for f in followers_of(tfprune.prune(model))]
+    ['bn']
+    """
     return layers_of_type(model, ChannelMaskWrapper)
 
 

@@ -1,5 +1,8 @@
-"""Pruning with Compensation (PwC, Xie et al.): after channels are removed, rebuild the
-layers that read them by least squares on input statistics, with no backpropagation.
+"""Pruning with Compensation: after channels are removed, rebuild the layers that read them
+by least squares on input statistics, with no backpropagation.
+
+From "Pruning with Compensation: Efficient Channel Pruning for Deep Convolutional Neural
+Networks" (Xie et al., arXiv 2108.13728).
 
 For a layer with input patches `x` (a convolution's `kh*kw*C` patch, or a dense layer's
 features) collected from the *unpruned* model on a calibration set, with mean `mu` and
@@ -33,11 +36,21 @@ def least_squares_weights(x, kernel_2d, bias, kept, rescale=True, ridge=1e-6):
         kernel_2d: old weights `(d, outputs)`.
         bias: old bias `(outputs,)`.
         kept: boolean `(d,)`: inputs that remain.
-        rescale: restore each output's variance afterwards.
-        ridge: relative Tikhonov term for a stable solve.
+        rescale: restore each output's variance afterwards. Defaults to `True`.
+        ridge: relative Tikhonov term for a stable solve. Defaults to 1e-6.
 
     Returns:
         `(new kernel (d, outputs) with removed rows zero, new bias)`.
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=(200, 1))
+    >>> x = np.hstack([a, 2 * a])  # input 1 is twice input 0
+    >>> kernel, bias = least_squares_weights(x, np.array([[1.0], [1.0]]), np.zeros(1),
+    ...                                      np.array([True, False]), rescale=False)
+    >>> np.round(kernel, 3).tolist()  # input 0 takes over input 1's share: 1 + 2 * 1
+    [[3.0], [0.0]]
     """
     x = x.astype(np.float64)
     mu = x.mean(axis=0)
@@ -74,9 +87,11 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
         original: the model before pruning (same architecture and layer names).
         pruned: the pruned model.
         data: calibration inputs (an array; ~20 % of the training set in the paper).
-        rescale: restore each refitted output's variance (PwC's last step).
-        max_rows: at most this many patch rows per layer (randomly sampled).
-        seed: seed of that sampling.
+        rescale: restore each refitted output's variance (PwC's last step). Defaults to
+            `True`.
+        max_rows: at most this many patch rows per layer (randomly sampled). Defaults to
+            20000.
+        seed: seed of that sampling. Defaults to 0.
 
     Returns:
         A new, plain model (stripped) with compensated weights.
@@ -86,9 +101,11 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
 
     Example:
 
-    >>> pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
-    >>> tfprune.apply_target(pruned, 0.5)
-    >>> better = tfprune.compensate(model, pruned, x_train[:400])
+    ```python
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
+    tfprune.apply_target(pruned, 0.5)
+    better = tfprune.shrink(tfprune.compensate(model, pruned, x_train[:400]))
+    ```
     """
     checks.check_model(original, "compensate")
     checks.check_model(pruned, "compensate")

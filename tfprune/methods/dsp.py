@@ -1,4 +1,6 @@
-"""Dynamic Structure Pruning, first-order version (Park et al., PAPERS.md §1).
+"""Dynamic Structure Pruning, first-order version.
+
+From "Dynamic Structure Pruning for Compressing CNNs" (Park et al., arXiv 2303.09736).
 
 Intra-channel pruning: each convolution's filters are split into G groups, and each group
 keeps its own subset of input channels.
@@ -64,6 +66,13 @@ class GroupPlan:
         groups: `{layer name: [[input channels], [filters]] per group}`.
         beta: the cumulative-share threshold the bisection chose.
         flops_removed: fraction of the model's FLOPs removed.
+
+    Example:
+
+    ```python
+    plan = dsp.prune(flops_target=0.5)
+    print(plan.flops_removed, plan.groups["conv2"][0])  # 0.5, [[input channels], [filters]]
+    ```
     """
 
     masked: keras.Model
@@ -78,12 +87,15 @@ class DSP(keras.Model):
 
     Args:
         model: a Keras 3 functional model with Conv2D layers (channels_last).
-        groups: G, the number of filter groups per convolution.
-        lam: the regulariser's final coefficient (PAPERS.md: 2e-3 ResNet20, 5e-4 ResNet56).
+        groups: G, the number of filter groups per convolution. Defaults to 4.
+        lam: the regulariser's final coefficient (the paper used 2e-3 for ResNet20 and 5e-4
+            for ResNet56). Defaults to 5e-4.
         ramp_steps: training steps over which the coefficient rises linearly from 0 to `lam`.
-        layers: names of the Conv2D layers to prune (default: all but the first).
-        temperature: Gumbel-softmax temperature (0.5).
-        logit_learning_rate: Adam learning rate of the group logits.
+            Defaults to 1000.
+        layers: names of the Conv2D layers to prune, or `None` for all but the first.
+            Defaults to `None`.
+        temperature: Gumbel-softmax temperature. Defaults to 0.5.
+        logit_learning_rate: Adam learning rate of the group logits. Defaults to 1e-3.
 
     Raises:
         TypeError: for a model that is not a Keras 3 functional/Sequential model.
@@ -91,11 +103,12 @@ class DSP(keras.Model):
 
     Example:
 
-    >>> dsp = tfprune.DSP(model, groups=4, lam=5e-4, ramp_steps=500)
-    >>> dsp.compile("adam", "sparse_categorical_crossentropy")
-    >>> dsp.fit(x, y, epochs=10)
-    >>> plan = dsp.prune(flops_target=0.5)
-    >>> fast = tfprune.deploy_groups(plan)
+    ```python
+    dsp = tfprune.DSP(model, groups=4, lam=5e-4, ramp_steps=500)
+    dsp.compile("adam", "sparse_categorical_crossentropy")
+    dsp.fit(x, y, epochs=10)
+    fast = tfprune.deploy_groups(dsp.prune(flops_target=0.5))
+    ```
     """
 
     def __init__(
@@ -244,11 +257,11 @@ class DSP(keras.Model):
         return masked
 
     def prune(self, flops_target=0.5, tolerance=0.02) -> GroupPlan:
-        """Choose each group's input channels, bisecting `beta` to remove `flops_target` of the FLOPs.
+        """Choose each group's input channels, bisecting `beta` to meet a FLOPs target.
 
         Args:
-            flops_target: fraction of the model's FLOPs to remove, in (0, 1).
-            tolerance: accepted distance to the target.
+            flops_target: fraction of the model's FLOPs to remove, in (0, 1). Defaults to 0.5.
+            tolerance: accepted distance to the target. Defaults to 0.02.
 
         Returns:
             A `GroupPlan` (the trained model itself is unchanged).
@@ -331,7 +344,10 @@ def deploy_groups(plan: GroupPlan) -> keras.Model:
 
     Example:
 
-    >>> fast = tfprune.deploy_groups(dsp.prune(flops_target=0.5))
+    ```python
+    fast = tfprune.deploy_groups(dsp.prune(flops_target=0.5))
+    tfprune.export_tflite(fast, "grouped.tflite")
+    ```
     """
 
     def clone(layer):

@@ -1,9 +1,13 @@
-"""Iterative magnitude pruning with rewinding, and mask similarity (Paganini & Forde, PAPERS.md §2).
+"""Iterative magnitude pruning with rewinding, and mask similarity.
+
+From "On Iterative Neural Network Pruning, Reinitialization, and the Similarity of Masks"
+(Paganini and Forde, arXiv 2001.05050).
 
 IMP alternates training and pruning: round `r` prunes to `1 - (1 - rate) ** r` of the
 prunable weights, then resets the survivors. What they are reset to is the `rewind` mode:
 
-- `"init"`: the values the model had before any training (the lottery-ticket rewind);
+- `"init"`: the values the model had before any training (the rewind of "The Lottery Ticket
+  Hypothesis", Frankle and Carbin, arXiv 1803.03635);
 - `"epoch"`: the values at the end of epoch `rewind_epoch` of the first round;
 - `"reinit"`: freshly drawn values from the layers' own initializers;
 - `"keep"`: no reset; the next round fine-tunes the trained survivors.
@@ -56,13 +60,14 @@ class IterativePruning:
     step and a rewind, then once more at the final sparsity `1 - (1 - rate) ** R`.
 
     Args:
-        rate: fraction of the remaining weights pruned per round, in (0, 1).
-        rounds: number of pruning rounds (>= 1).
+        rate: fraction of the remaining weights pruned per round, in (0, 1). Defaults to 0.2.
+        rounds: number of pruning rounds (>= 1). Defaults to 3.
         rewind: `"init"`, `"epoch"`, `"reinit"` or `"keep"` (see the module docstring).
+            Defaults to `"init"`.
         rewind_epoch: for `"epoch"`, the epoch (from 1) of the first round whose end values
-            are the rewind point.
-        seed: for `"reinit"`, draw round `r`'s values with seed `seed + r`; None draws from
-            Keras' global random state as it is.
+            are the rewind point. Defaults to `None`.
+        seed: for `"reinit"`, draw round `r`'s values with seed `seed + r`; `None` draws from
+            Keras' global random state as it is. Defaults to `None`.
         **prune_kwargs: passed to `tfprune.prune` (`granularity`, default `"unstructured"`;
             `criterion`, default `"magnitude"`; `layers`, `exclude`, `protect`, ...).
 
@@ -73,17 +78,23 @@ class IterativePruning:
             and what `fit` returned (a `keras.callbacks.History`'s `.history`, if any).
 
     Raises:
+        TypeError: for a rate that is not a number or rounds that are not an integer.
         ValueError: for a rate outside (0, 1), rounds < 1, an unknown rewind mode, or a
             missing `rewind_epoch` for `"epoch"`.
 
     Example:
 
-    >>> imp = tfprune.IterativePruning(rate=0.2, rounds=3, rewind="init")
-    >>> pruned = imp.run(model,
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="fc"),
+    ...                           keras.layers.Dense(3, name="head")])
+    >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
+    >>> imp = IterativePruning(rate=0.5, rounds=2, rewind="init")
+    >>> pruned = imp.run(
+    ...     model,
     ...     compile=lambda m: m.compile("adam", "sparse_categorical_crossentropy"),
-    ...     fit=lambda m, callbacks: m.fit(x, y, epochs=2, callbacks=callbacks))
-    >>> imp.history[-1]["sparsity"]
-    0.488
+    ...     fit=lambda m, callbacks: m.fit(x, y, epochs=1, verbose=0, callbacks=callbacks),
+    ... )
+    >>> [round(h["sparsity"], 2) for h in imp.history]  # after 0, 1 and 2 rounds
+    [0.0, 0.5, 0.75]
     """
 
     def __init__(
@@ -197,9 +208,13 @@ def mask_similarity(a, b) -> dict:
 
     Example:
 
-    >>> similarity = tfprune.mask_similarity(run_a, run_b)
-    >>> similarity["mean"]["jaccard"]
-    0.41
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="fc"),
+    ...                           keras.layers.Dense(3, name="head")])
+    >>> a = tfprune.prune(model, granularity="unstructured", schedule=0.5)
+    >>> b = tfprune.prune(model, granularity="unstructured", schedule=0.5)
+    >>> _ = tfprune.apply_target(a, 0.5), tfprune.apply_target(b, 0.5)
+    >>> mask_similarity(a, b)["fc"]["jaccard"]  # same weights, same criterion: same masks
+    1.0
     """
     wrapped_a = {w.layer.name: w for w in wrappers_of(a)}
     wrapped_b = {w.layer.name: w for w in wrappers_of(b)}

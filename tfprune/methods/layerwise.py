@@ -1,4 +1,8 @@
-"""BPPS (Li et al., ACCV 2020): layer-wise pruning rates from a calibration set, no retraining.
+"""Layer-wise pruning rates from a calibration set, with no retraining: BPPS and PwC.
+
+BPPS is "Towards Optimal Filter Pruning with Balanced Performance and Pruning Speed" (Li et
+al., arXiv 2010.06821); PwC's rates are from "Pruning with Compensation: Efficient Channel
+Pruning for Deep Convolutional Neural Networks" (Xie et al., arXiv 2108.13728).
 
 For each layer (each family of channel groups: the layers tied by residual Adds are one) in
 turn, bisect the largest rate whose calibration loss rises by at most `eps` when only that
@@ -32,6 +36,13 @@ class LayerwiseRates:
         eps: the loss-increase threshold the outer search settled on.
         flops_removed: fraction of FLOPs these rates remove (after `shrink`).
         loss_increase: calibration loss increase with all rates applied at once.
+
+    Example:
+
+    ```python
+    found = tfprune.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
+    print(found.rates, found.flops_removed)  # {'conv2': 0.31, 'conv3': 0.62}, 0.5
+    ```
     """
 
     rates: dict
@@ -118,12 +129,12 @@ def layerwise_rates(
         model: a built Keras 3 classifier (functional or Sequential), trained.
         data: `(x, y)` calibration examples with integer labels (a few hundred suffice).
         target_flops: fraction of the model's FLOPs to remove, in (0, 1).
-        criterion: ranking inside each layer (default L1).
-        max_rate: the largest rate any layer may take.
-        min_filters: the fewest filters a layer keeps.
-        round_to: keep filter counts a multiple of this.
-        batch_size: calibration batch size.
-        verbose: show a progress bar over the outer search.
+        criterion: ranking inside each layer. Defaults to `"l1"`.
+        max_rate: the largest rate any layer may take. Defaults to 0.9.
+        min_filters: the fewest filters a layer keeps. Defaults to 1.
+        round_to: keep filter counts a multiple of this. Defaults to 1.
+        batch_size: calibration batch size. Defaults to 256.
+        verbose: show a progress bar over the outer search. Defaults to `True`.
 
     Returns:
         A `LayerwiseRates`.
@@ -134,8 +145,11 @@ def layerwise_rates(
 
     Example:
 
-    >>> found = tfprune.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
-    >>> pruned = tfprune.prune(model, schedule=tfprune.PolynomialDecay(0.0, 0.5, 0, 500), rates=found.rates)
+    ```python
+    found = tfprune.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=500)
+    pruned = tfprune.prune(model, schedule=schedule, rates=found.rates)
+    ```
     """
     checks.check_model(model, "layerwise_rates")
     checks.check_number("target_flops", target_flops, 0, 1, include_low=False, include_high=False)
@@ -208,12 +222,12 @@ def compensated_rates(
         model: a built, trained Keras 3 classifier.
         data: `(x, y)` calibration examples: compensation statistics and accuracy.
         floor: `(first, last)` accuracy floors, as fractions of the unpruned model's
-            accuracy on `data`, for the first and the last layer.
-        criterion: ranking inside each layer.
-        max_rate: the largest rate any layer may take.
-        min_filters: the fewest filters a layer keeps.
-        round_to: keep filter counts a multiple of this.
-        verbose: show progress over the layers.
+            accuracy on `data`, for the first and the last layer. Defaults to `(0.99, 0.95)`.
+        criterion: ranking inside each layer. Defaults to `"l1"`.
+        max_rate: the largest rate any layer may take. Defaults to 0.9.
+        min_filters: the fewest filters a layer keeps. Defaults to 1.
+        round_to: keep filter counts a multiple of this. Defaults to 1.
+        verbose: show progress over the layers. Defaults to `True`.
 
     Returns:
         A `LayerwiseRates` (`eps` is NaN: the floors play its role; `loss_increase` is the
@@ -224,8 +238,10 @@ def compensated_rates(
 
     Example:
 
-    >>> found = tfprune.compensated_rates(model, (x[:400], y[:400]), floor=(0.99, 0.95))
-    >>> pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), rates=found.rates)
+    ```python
+    found = tfprune.compensated_rates(model, (x[:400], y[:400]), floor=(0.99, 0.95))
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), rates=found.rates)
+    ```
     """
     checks.check_model(model, "compensated_rates")
     first, last = floor

@@ -1,11 +1,14 @@
-"""LEAP: learnable pruning for transformers (Yao et al., PAPERS.md §7).
+"""LEAP: learnable pruning for transformers.
+
+From "LEAP: Learnable Pruning for Transformer-based Models" (Yao et al., arXiv 2105.14636).
 
 Every prunable weight gets learnable scores `S` (one per element, output row, or attention
 head) and a learnable threshold `T`. The mask keeps the `ceil(sigmoid(T) * n)` highest scores;
 gradients pass straight through it (`dL/dS = dL/dM`, `dL/dT = sum(dL/dM * M)`). A regulariser
 pulls the density down to the target `r`: `R = (d - r)^2` while `d > r`, where `d` is the
-masks' density in value and the thresholds' sigmoid density in gradient, with coefficient `max(lambda_max * R / (1 - r)^2, 50)`, and 10
-once `R < 3e-4`. Scores and thresholds train with their own Adam and learning rate.
+masks' density in value and the thresholds' sigmoid density in gradient, with coefficient
+`max(lambda_max * R / (1 - r)^2, 50)`, and 10 once `R < 3e-4`. Scores and thresholds train
+with their own Adam and learning rate.
 
 Granularities:
 
@@ -104,7 +107,22 @@ def _targets_of(layer, granularity):
 
 @tf.custom_gradient
 def top_k_mask(scores, threshold):
-    """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients."""
+    """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients.
+
+    Args:
+        scores: a 1-D tensor of unit scores.
+        threshold: the scalar threshold `T`.
+
+    Returns:
+        A 0/1 mask of the scores' shape; its gradient passes straight to `scores`, and to
+        `threshold` as the sum of the upstream gradient over the kept units.
+
+    Example:
+
+    >>> mask = top_k_mask(tf.constant([0.1, 0.9, 0.5, 0.3]), tf.constant(0.0))  # keep half
+    >>> keras.ops.convert_to_numpy(mask).tolist()
+    [0.0, 1.0, 1.0, 0.0]
+    """
     n = tf.shape(scores)[0]
     keep = tf.clip_by_value(
         tf.cast(tf.math.ceil(tf.sigmoid(threshold) * tf.cast(n, tf.float32)), tf.int32), 1, n
@@ -130,11 +148,15 @@ class LEAP(keras.Model):
     Args:
         model: a Keras 3 functional model with Dense, EinsumDense or MultiHeadAttention layers.
         target_density: fraction of the pruned layers' parameters to keep, in (0, 1).
-        granularity: `"element"`, `"row"` or `"head"` (see the module docstring).
-        layers: names of layers to prune; default every eligible layer but the last.
-        score_learning_rate: Adam learning rate of scores and thresholds.
-        lambda_max: the regulariser's maximum coefficient.
-        initial_threshold: `T` at the start (10: sigmoid ~ 1, keep everything).
+            Defaults to 0.3.
+        granularity: `"element"`, `"row"` or `"head"` (see the module docstring). Defaults
+            to `"row"`.
+        layers: names of layers to prune, or `None` for every eligible layer but the last.
+            Defaults to `None`.
+        score_learning_rate: Adam learning rate of scores and thresholds. Defaults to 1e-2.
+        lambda_max: the regulariser's maximum coefficient. Defaults to 160.
+        initial_threshold: `T` at the start (10: sigmoid ~ 1, keep everything). Defaults
+            to 10.
 
     Raises:
         TypeError: for a model that is not a Keras 3 functional/Sequential model.
@@ -143,10 +165,12 @@ class LEAP(keras.Model):
 
     Example:
 
-    >>> leap = tfprune.LEAP(model, target_density=0.3, granularity="row")
-    >>> leap.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    >>> leap.fit(x, y, epochs=10)
-    >>> small = tfprune.shrink(tfprune.shrink_heads(leap.pruned_model()))
+    ```python
+    leap = tfprune.LEAP(model, target_density=0.3, granularity="row")
+    leap.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    leap.fit(x, y, epochs=10)
+    small = tfprune.shrink(tfprune.shrink_heads(leap.pruned_model()))
+    ```
     """
 
     def __init__(
@@ -320,5 +344,20 @@ class LEAP(keras.Model):
 
 
 def unit_density(leap: LEAP) -> float:
-    """Hard density of `leap`'s masks as a Python float (see `LEAP.densities`)."""
+    """Hard density of `leap`'s masks as a Python float (see `LEAP.densities`).
+
+    Args:
+        leap: a `LEAP` model.
+
+    Returns:
+        The kept fraction of the pruned layers' parameters.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(8, name="hidden")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+    >>> unit_density(LEAP(model, target_density=0.5))  # the threshold starts at keep-all
+    1.0
+    """
     return float(keras.ops.convert_to_numpy(leap.densities()[0]))

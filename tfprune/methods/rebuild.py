@@ -3,7 +3,9 @@
 Masks alone cost as much to train as the dense model. `fit_with_rebuilds` trains epoch by
 epoch; at the start of every epoch where the schedule prunes, it prunes the current model,
 removes the pruned filters with `tfprune.shrink`, wraps the smaller model again and
-recompiles it, so the following epochs run on a smaller network (PAPERS.md §5, "[ours]").
+recompiles it, so the following epochs run on a smaller network. "Pruning Filters while
+Training for Efficiently Optimizing Deep Learning Networks" (Roy et al., arXiv 2003.02800)
+prunes during training; rebuilding a slimmer model at each event is tfprune's addition.
 
 The optimizer's state follows the weights: each rebuilt model is compiled by your `compile`
 function, and its optimizer then takes over the step count and every per-weight slot
@@ -44,6 +46,13 @@ class RebuildResult:
             and the shrunk model at that moment (`shrink` keeps the function).
         phase_seconds: wall time of each phase (from one pruning event to the next),
             rebuilding included.
+
+    Example:
+
+    ```python
+    result = tfprune.fit_with_rebuilds(model, tfprune.pfwt(0.5), compile=compile, x=x, y=y)
+    print([(r["epoch"], r["params"]) for r in result.rebuilds], result.phase_seconds)
+    ```
     """
 
     model: keras.Model
@@ -81,15 +90,17 @@ def fit_with_rebuilds(
         schedule: an `Iterative` schedule such as `tfprune.pfwt(0.5, every=2, events=3)`;
             its targets are fractions of the original model's filters.
         compile: `compile(model)`; called on every new model.
-        x, y: training data, as for `model.fit`.
-        epochs: total epochs.
+        x: training inputs, as for `model.fit`.
+        y: training labels, as for `model.fit`. Defaults to `None` (with `x` a dataset).
+        epochs: total epochs. Defaults to 1.
         rebuild: shrink and recompile at each event (True), or keep training the masked
-            model (False, for comparison).
+            model (False, for comparison). Defaults to `True`.
         carry_optimizer: hand the optimizer's step count and slots, cut like the weights,
             to each rebuilt model's optimizer (True), or let it start afresh (False). Slots
             are matched by name, so `compile` should build the same optimizer type each time.
+            Defaults to `True`.
         prune_kwargs: passed to `tfprune.prune` each time (criterion, ranking, protect,
-            round_to, ...); granularity is always `"filter"`.
+            round_to, ...); granularity is always `"filter"`. Defaults to `None`.
         **fit_kwargs: passed to every `model.fit` call (batch_size, validation_data,
             callbacks, verbose...). Callbacks see one `fit` per phase between events.
 
@@ -102,11 +113,19 @@ def fit_with_rebuilds(
 
     Example:
 
-    >>> result = tfprune.fit_with_rebuilds(model, tfprune.pfwt(0.5, every=2, events=2),
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> h = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    >>> h = keras.layers.Conv2D(8, 3, name="conv2")(h)
+    >>> outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(h))
+    >>> model = keras.Model(inputs, outputs)
+    >>> x, y = np.random.rand(16, 8, 8, 1), np.arange(16) % 3
+    >>> result = fit_with_rebuilds(
+    ...     model, tfprune.pfwt(0.5, every=1, events=1, first_epoch=1),
     ...     compile=lambda m: m.compile("adam", "sparse_categorical_crossentropy"),
-    ...     x=x, y=y, epochs=8, batch_size=32)
-    >>> result.rebuilds[-1]["params"] < model.count_params()
-    True
+    ...     x=x, y=y, epochs=2, verbose=0,
+    ... )
+    >>> result.model.get_layer("conv2").filters, result.rebuilds[0]["epoch"]
+    (4, 1)
     """
     events = _events(schedule)
     prune_kwargs = {**(prune_kwargs or {}), "granularity": "filter"}

@@ -18,7 +18,7 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
         x: inputs.
         y: integer labels, one per input.
         attack: a `tfprune` attack, or `None` for clean accuracy.
-        batch_size: examples per batch.
+        batch_size: examples per batch. Defaults to 256.
 
     Returns:
         The fraction of adversarial examples still classified correctly.
@@ -29,8 +29,10 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
 
     Example:
 
-    >>> robust_accuracy(model, x_test, y_test, PGD(eps=0.1))
-    0.52
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> 0 <= robust_accuracy(model, x, y, tfprune.PGD(eps=0.1, steps=5)) <= 1
+    True
     """
     x = np.asarray(x, np.float32)
     if x.shape[0] == 0:

@@ -25,6 +25,13 @@ def scores(model, x, kind):
 
     Returns:
         Per-class scores, `(batch, classes)`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> tuple(scores(model, x, "probabilities").shape)
+    (8, 3)
     """
     y = model(x, training=False)
     return tf.math.log(tf.clip_by_value(y, 1e-12, 1.0)) if kind == "probabilities" else y
@@ -41,6 +48,13 @@ def loss_gradient(model, x, y, kind):
 
     Returns:
         A tensor of `x`'s shape.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> tuple(loss_gradient(model, tf.constant(x), tf.constant(y), "probabilities").shape)
+    (8, 4)
     """
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -54,17 +68,25 @@ def loss_gradient(model, x, y, kind):
 class FGSM(Attack):
     """Fast gradient sign method: `x + eps * sign(grad_x loss)`, clipped.
 
+    From "Explaining and Harnessing Adversarial Examples" (Goodfellow et al., arXiv
+    1412.6572).
+
     Args:
-        eps: L-inf budget, >= 0.
-        clip: valid input range.
-        output: see the module docstring.
+        eps: L-inf budget, >= 0. Defaults to 0.1.
+        clip: `(min, max)` of valid inputs, or `None`. Defaults to `(0.0, 1.0)`.
+        output: `"auto"`, `"probabilities"` or `"logits"` (see `tfprune.robustness.base`).
+            Defaults to `"auto"`.
 
     Raises:
         ValueError: for eps < 0 or an empty clip range.
 
     Example:
 
-    >>> x_adv = FGSM(eps=0.1)(model, x, y)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> x_adv = keras.ops.convert_to_numpy(FGSM(eps=0.1)(model, x, y))
+    >>> bool(np.abs(x_adv - x).max() <= 0.1 + 1e-6), bool(x_adv.min() >= 0)
+    (True, True)
     """
 
     def __init__(self, eps=0.1, clip=(0.0, 1.0), output="auto"):
@@ -81,24 +103,32 @@ class FGSM(Attack):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class PGD(Attack):
-    """Projected gradient descent (Madry et al.) in the L-inf or L2 ball.
+    """Projected gradient descent in the L-inf or L2 ball.
+
+    From "Towards Deep Learning Models Resistant to Adversarial Attacks" (Madry et al.,
+    arXiv 1706.06083).
 
     Args:
-        eps: budget (radius of the ball), >= 0.
-        steps: iterations, >= 1.
-        step_size: per-step size; default `2.5 * eps / steps`.
-        norm: `"linf"` or `"l2"`.
-        random_start: start from a uniform random point in the ball.
-        seed: seed of the random start.
-        clip: valid input range.
-        output: see the module docstring.
+        eps: budget (radius of the ball), >= 0. Defaults to 0.1.
+        steps: iterations, >= 1. Defaults to 10.
+        step_size: per-step size, or `None` for `2.5 * eps / steps`. Defaults to `None`.
+        norm: `"linf"` or `"l2"`. Defaults to `"linf"`.
+        random_start: start from a uniform random point in the ball. Defaults to `True`.
+        seed: seed of the random start. Defaults to 0.
+        clip: `(min, max)` of valid inputs, or `None`. Defaults to `(0.0, 1.0)`.
+        output: `"auto"`, `"probabilities"` or `"logits"` (see `tfprune.robustness.base`).
+            Defaults to `"auto"`.
 
     Raises:
         ValueError: for eps < 0, steps < 1, an unknown norm or an empty clip range.
 
     Example:
 
-    >>> robust_accuracy(model, x, y, PGD(eps=0.1, steps=10))
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> clean = tfprune.robust_accuracy(model, x, y, None)
+    >>> tfprune.robust_accuracy(model, x, y, PGD(eps=0.1, steps=5)) <= clean
+    True
     """
 
     def __init__(
@@ -166,21 +196,29 @@ class PGD(Attack):
 
 @keras.saving.register_keras_serializable(package="tfprune")
 class DeepFool(Attack):
-    """Minimal-perturbation attack (Moosavi-Dezfooli et al.), multi-class, L2.
+    """Minimal-perturbation attack, multi-class, L2.
+
+    From "DeepFool: a simple and accurate method to fool deep neural networks"
+    (Moosavi-Dezfooli et al., arXiv 1511.04599).
 
     Each step moves every still-correct example across the nearest linearised decision
     boundary; the total is scaled by `1 + overshoot`. Used by BAP with 5 steps and
     overshoot 0.02.
 
     Args:
-        steps: iterations, >= 1.
-        overshoot: extra push past the boundary, >= 0.
-        clip: valid input range.
-        output: see the module docstring.
+        steps: iterations, >= 1. Defaults to 5.
+        overshoot: extra push past the boundary, >= 0. Defaults to 0.02.
+        clip: `(min, max)` of valid inputs, or `None`. Defaults to `(0.0, 1.0)`.
+        output: `"auto"`, `"probabilities"` or `"logits"` (see `tfprune.robustness.base`).
+            Defaults to `"auto"`.
 
     Example:
 
-    >>> eta = DeepFool()(model, x, y) - x   # per-example minimal perturbations
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> eta = keras.ops.convert_to_numpy(DeepFool()(model, x, y)) - x  # minimal perturbations
+    >>> eta.shape
+    (8, 4)
     """
 
     def __init__(self, steps=5, overshoot=0.02, clip=(0.0, 1.0), output="auto"):
@@ -229,8 +267,8 @@ def cutoff_scale(eta, rho=0.9, delta=None):
 
     Args:
         eta: perturbations, batch first.
-        rho: scale, in (0, 1].
-        delta: RMS cap (>= 0), or `None` for the adaptive batch mean.
+        rho: scale, in (0, 1]. Defaults to 0.9.
+        delta: RMS cap (>= 0), or `None` for the adaptive batch mean. Defaults to `None`.
 
     Returns:
         The transformed perturbations (a `tf.Tensor`).
@@ -240,7 +278,10 @@ def cutoff_scale(eta, rho=0.9, delta=None):
 
     Example:
 
-    >>> capped = cutoff_scale(x_adv - x, rho=0.9, delta=0.05)
+    >>> eta = np.array([[0.3, 0.4], [0.03, 0.04]])  # RMS 0.354 and 0.0354
+    >>> np.round(keras.ops.convert_to_numpy(cutoff_scale(eta, rho=1.0, delta=0.1)), 4)
+    array([[0.0849, 0.1131],
+           [0.03  , 0.04  ]], dtype=float32)
     """
     rho = check_number("rho", rho, 0, 1, include_low=False)
     eta = tf.convert_to_tensor(eta, tf.float32)
@@ -254,20 +295,29 @@ def cutoff_scale(eta, rho=0.9, delta=None):
 class CutoffScale(Attack):
     """BAP's adversarial examples: a minimal-perturbation attack, cut off and scaled.
 
+    From "Blind Adversarial Pruning: Balance Accuracy, Efficiency and Robustness" (Xie et
+    al., arXiv 2004.05913).
+
     Each example's perturbation from `base` (DeepFool by default) is capped to RMS `delta`
     (or the batch mean RMS) and scaled by `rho`, then clipped to the input range: every
     example gets its own budget, recomputed against the current, sparser model.
 
     Args:
-        base: the attack giving `eta = base(x) - x`; default `DeepFool(steps=5, overshoot=0.02)`.
-        rho: scale, in (0, 1].
-        delta: RMS cap, or `None` for adaptive.
-        clip: valid input range.
-        output: see the module docstring.
+        base: the attack giving `eta = base(x) - x`, or `None` for `DeepFool(steps=5,
+            overshoot=0.02)`. Defaults to `None`.
+        rho: scale, in (0, 1]. Defaults to 0.9.
+        delta: RMS cap, or `None` for adaptive. Defaults to `None`.
+        clip: `(min, max)` of valid inputs, or `None`. Defaults to `(0.0, 1.0)`.
+        output: `"auto"`, `"probabilities"` or `"logits"` (see `tfprune.robustness.base`).
+            Defaults to `"auto"`.
 
     Example:
 
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
     >>> x_adv = CutoffScale(rho=0.9)(model, x, y)
+    >>> bool(keras.ops.convert_to_numpy(x_adv).min() >= 0)  # clipped to the input range
+    True
     """
 
     def __init__(self, base=None, rho=0.9, delta=None, clip=(0.0, 1.0), output="auto"):

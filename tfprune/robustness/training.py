@@ -28,8 +28,11 @@ class AdversarialTraining(keras.Model):
     Args:
         model: a functional or Sequential classifier (pruned or not).
         attack: a `tfprune` attack; `FGSM(eps)` for fixed-budget adversarial training, or
-            `CutoffScale()` for BAP's per-example budget (the default).
-        weight: share of the adversarial loss, in [0, 1]; 0.5 is BAP's 50/50 loss.
+            `CutoffScale()` for the per-example budget of "Blind Adversarial Pruning: Balance
+            Accuracy, Efficiency and Robustness" (Xie et al., arXiv 2004.05913). Defaults to
+            `None`, which means `CutoffScale()`.
+        weight: share of the adversarial loss, in [0, 1]; 0.5 is BAP's 50/50 loss. Defaults
+            to 0.5.
         **kwargs: base `keras.Model` arguments.
 
     Raises:
@@ -38,9 +41,15 @@ class AdversarialTraining(keras.Model):
 
     Example:
 
-    >>> trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.1), weight=0.5)
-    >>> trainer.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    >>> trainer.fit(x, y, epochs=5, callbacks=[tfprune.PruningCallback()])
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="fc"),
+    ...                           keras.layers.Dense(3, activation="softmax", name="head")])
+    >>> pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
+    >>> trainer = AdversarialTraining(pruned, tfprune.FGSM(eps=0.1), weight=0.5)
+    >>> trainer.compile("adam", "sparse_categorical_crossentropy")
+    >>> x, y = np.random.rand(16, 4), np.arange(16) % 3
+    >>> history = trainer.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    >>> history.history["sparsity"]
+    [0.5]
     """
 
     def __init__(self, model, attack=None, weight=0.5, **kwargs):

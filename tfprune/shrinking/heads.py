@@ -53,7 +53,15 @@ def shrink_heads(model) -> keras.Model:
 
     Example:
 
-    >>> small = tfprune.shrink_heads(leap.pruned_model())
+    >>> inputs = keras.Input((5, 8))
+    >>> attention = keras.layers.MultiHeadAttention(2, key_dim=4, name="attention")
+    >>> model = keras.Model(inputs, attention(inputs, inputs))
+    >>> value = keras_internals.attention_projections(attention)["value"]
+    >>> kernel, bias = value.get_weights()
+    >>> kernel[:, 1], bias[1] = 0.0, 0.0  # head 1 outputs exactly zero
+    >>> value.set_weights([kernel, bias])
+    >>> tfprune.shrink_heads(model).get_layer("attention").num_heads
+    1
     """
     checks.check_model(model, "shrink_heads")
     kept = {}

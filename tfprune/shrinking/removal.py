@@ -36,7 +36,26 @@ def _readers(graph: ChannelGraph):
 
 
 def removable_groups(graph: ChannelGraph, values: dict) -> set:
-    """Roots of the groups that can go without changing the model's function."""
+    """Roots of the groups that can go without changing the model's function.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        values: its `constant_channels`.
+
+    Returns:
+        A set of group roots.
+
+    Example:
+
+    >>> from tfprune.graph.constants import constant_channels
+    >>> inputs = keras.Input((3,))
+    >>> fc = keras.layers.Dense(2, name="fc")
+    >>> model = keras.Model(inputs, keras.layers.Dense(1, name="head")(fc(inputs)))
+    >>> fc.set_weights([np.array([[1.0, 0.0]] * 3), np.zeros(2)])  # unit 1 outputs 0
+    >>> graph = ChannelGraph(model)
+    >>> removable_groups(graph, constant_channels(graph)) == {graph.root(fc.output, 1)}
+    True
+    """
     candidates = set()
     for call, _ in graph.producers():
         out = call.outputs[0]

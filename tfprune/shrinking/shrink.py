@@ -138,8 +138,18 @@ def shrink(model):
 
     Example:
 
+    >>> inputs = keras.Input((8, 8, 1))
+    >>> x = keras.layers.Conv2D(8, 3, name="conv1")(inputs)
+    >>> x = keras.layers.Conv2D(16, 3, name="conv2")(x)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    >>> pruned = tfprune.prune(model, schedule=0.5, protect=None)
+    >>> plan = tfprune.apply_target(pruned, 0.5)
     >>> small = tfprune.shrink(tfprune.strip(pruned))
-    >>> small.count_params() < pruned.count_params()
+    >>> [small.get_layer(name).filters for name in ("conv1", "conv2")]
+    [4, 8]
+    >>> x = np.random.rand(2, 8, 8, 1)
+    >>> bool(np.abs(keras.ops.convert_to_numpy(small(x) - pruned(x))).max() <= 1e-5)
     True
     """
     return shrink_with_cuts(model)[0]
@@ -160,9 +170,17 @@ def shrink_with_cuts(model):
 
     Example:
 
-    >>> small, cuts = shrink_with_cuts(plain)
-    >>> cuts[("conv2", 0)]  # conv2's kernel: outputs kept, then inputs kept
-    [(-1, array([0, 2, ...])), (-2, array([1, 3, ...]))]
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="fc"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> fc = model.get_layer("fc")
+    >>> kernel, bias = fc.get_weights()
+    >>> kernel[:, [1, 3]] = 0.0
+    >>> fc.set_weights([kernel, np.zeros(4)])  # units 1 and 3 output exactly zero
+    >>> small, cuts = shrink_with_cuts(model)
+    >>> cuts[("fc", 0)]  # fc's kernel: outputs 0 and 2 kept, every input kept
+    [(-1, array([0, 2])), (0, array([0, 1, 2]))]
+    >>> cuts[("head", 0)][1]  # the head reads inputs 0 and 2 only
+    (0, array([0, 2]))
     """
     checks.check_model(model, "shrink")
     if wrappers_of(model):
