@@ -15,7 +15,7 @@ from tfprune.core import checks
 from tfprune.core.classifier import output_kind
 from tfprune.masking.wrappers import model_sparsity
 from tfprune.robustness.accuracy import robust_accuracy
-from tfprune.robustness.base import Attack
+from tfprune.robustness.base import check_attack
 
 
 class AdversarialAwarePruning(PruningCallback):
@@ -92,10 +92,7 @@ class AdversarialAwarePruning(PruningCallback):
             raise ValueError(
                 f"probe_data: {len(probe_data[0])} inputs but {len(probe_data[1])} labels."
             )
-        if not isinstance(attack, Attack):
-            raise TypeError(
-                f"attack must be a tfprune attack (e.g. tfprune.PGD(eps=0.1)), got {attack!r}."
-            )
+        check_attack(attack)
         for name, value in (("tolerance", tolerance), ("hard_limit", hard_limit)):
             checks.check_number(name, value, low=0)
         if hard_limit < tolerance:

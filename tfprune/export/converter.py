@@ -80,8 +80,7 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
 
 def _prepare(model, sparse, quantize, caller):
     checks.check_model(model, caller)
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
+    checks.check_choice("quantize", quantize, (None, "int8"))
     if not (sparse is True or sparse is False or sparse == "auto"):
         raise TypeError(f"sparse must be False, True or 'auto', got {sparse!r}.")
     return strip(model) if wrappers_of(model) else model

@@ -7,7 +7,7 @@ import numpy as np
 
 from tfprune.core import checks
 from tfprune.core.classifier import output_kind
-from tfprune.robustness.base import Attack
+from tfprune.robustness.base import check_attack
 
 
 def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
@@ -40,11 +40,7 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
     y = checks.check_labels(model, y)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels.")
-    if attack is not None and not isinstance(attack, Attack):
-        raise TypeError(
-            "attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale) or None, got "
-            f"{attack!r}."
-        )
+    check_attack(attack, allow_none=True)
     output_kind(model, attack.output if attack is not None else "auto")
     correct = 0
     for start in range(0, len(x), batch_size):

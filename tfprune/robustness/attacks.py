@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from tfprune.core.checks import check_choice, check_integer, check_number
-from tfprune.robustness.base import Attack
+from tfprune.robustness.base import Attack, check_attack
 
 
 def scores(model, x, kind):
@@ -325,8 +325,7 @@ class CutoffScale(Attack):
         if isinstance(base, dict):
             base = keras.saving.deserialize_keras_object(base)
         self.base = base if base is not None else DeepFool(clip=clip, output=output)
-        if not isinstance(self.base, Attack):
-            raise TypeError(f"base must be a tfprune attack, got {type(self.base).__name__}.")
+        check_attack(self.base, "base")
         cutoff_scale(tf.zeros((1, 1)), rho, delta)  # validates rho and delta
         self.rho, self.delta = float(rho), None if delta is None else float(delta)
 

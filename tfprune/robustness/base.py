@@ -49,6 +49,34 @@ def check_clip(clip):
     return float(low), float(high)
 
 
+def check_attack(attack, name: str = "attack", allow_none: bool = False):
+    """`attack`, if it is a `tfprune.Attack` (or `None`, where that is allowed).
+
+    Args:
+        attack: what the caller passed.
+        name: the argument's name, for the message. Defaults to "attack".
+        allow_none: whether `None` (no attack: clean accuracy) is allowed. Defaults to `False`.
+
+    Returns:
+        `attack`.
+
+    Raises:
+        TypeError: for anything else.
+
+    Example:
+
+    >>> check_attack(None, allow_none=True) is None
+    True
+    """
+    if (attack is None and allow_none) or isinstance(attack, Attack):
+        return attack
+    alternative = " or None" if allow_none else ""
+    raise TypeError(
+        f"{name} must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale, e.g. "
+        f"tfprune.PGD(eps=0.1)){alternative}, got {attack!r}."
+    )
+
+
 class Attack(Configurable):
     """Base class of attacks: `attack(model, x, y) -> x_adv` (a backend tensor).
 

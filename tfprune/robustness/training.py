@@ -18,7 +18,7 @@ from tfprune.core import checks
 from tfprune.core.classifier import output_kind
 from tfprune.core.train_step import track_loss
 from tfprune.robustness.attacks import CutoffScale
-from tfprune.robustness.base import Attack
+from tfprune.robustness.base import check_attack
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -61,11 +61,7 @@ class AdversarialTraining(keras.Model):
         if not isinstance(model, keras.Model):
             raise TypeError(f"AdversarialTraining needs a keras.Model, got {type(model).__name__}.")
         attack = CutoffScale() if attack is None else attack
-        if not isinstance(attack, Attack):
-            raise TypeError(
-                "attack must be a tfprune attack (FGSM, PGD, DeepFool, CutoffScale), got "
-                f"{attack!r}."
-            )
+        check_attack(attack)
         checks.check_number("weight", weight, 0, 1)
         self.kind = output_kind(model, attack.output)
         self.model = model
