@@ -12,6 +12,7 @@ the adversarial-aware schedule, whose decisions are plotted. Writes `results.jso
 """
 
 import argparse
+import io
 import json
 import os
 import pathlib
@@ -23,6 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.core.files import write_atomically  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
 
 
@@ -81,6 +83,16 @@ def print_table(rows):
         print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
 
 
+def save_figure(fig, path):
+    """Write a matplotlib figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_atomically(path, buffer.getvalue())
+
+
 def plot(history, path):
     import matplotlib
 
@@ -100,8 +112,7 @@ def plot(history, path):
     fig.legend(loc="lower center", ncol=2)
     left.set_title("Filter pruning during fit (digits CNN)")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_trace(events, path):
@@ -142,8 +153,7 @@ def plot_trace(events, path):
     bottom.legend(loc="lower left")
     top.set_title("Adversarial-aware pruning: what the schedule decided")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def add_arguments(parser):
@@ -314,7 +324,7 @@ def run(args):
         "history": {k: [float(v) for v in vals] for k, vals in history.items()},
         "seconds": time.time() - started,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_atomically(out / "results.json", json.dumps(results, indent=2))
     plot(history, out / "pruning.png")
     written = ", ".join(
         str(out / name)

@@ -14,6 +14,7 @@ ratio; the diagonal is "speed-up equals FLOPs saved").
 """
 
 import argparse
+import io
 import json
 import os
 import pathlib
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 from benchreport import interleaved_latency, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.core.files import write_atomically  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
 
 
@@ -148,8 +150,10 @@ def plot(rows, path):
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Filter removal: LiteRT latency vs FLOPs")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    write_atomically(path, buffer.getvalue())
 
 
 def main():

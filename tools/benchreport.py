@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from tfprune.core.files import write_atomically
+
 
 def write_report(path, results: dict) -> pathlib.Path:
     """Write `results` as JSON to `path`, stamped with the date, the machine and the command.
@@ -30,7 +32,7 @@ def write_report(path, results: dict) -> pathlib.Path:
     }
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    write_atomically(path, json.dumps(report, indent=2))
     print(f"wrote {path}")
     return path
 

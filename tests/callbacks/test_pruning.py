@@ -239,3 +239,39 @@ def test_instability_arguments_are_checked():
         tfprune.PruningCallback(validation_data=(np.zeros((2, 2)), [0, 1]), max_instability=2)
     with pytest.raises(ValueError, match="as many labels"):
         tfprune.PruningCallback(validation_data=(np.zeros((2, 2)), [0]))
+
+
+def test_schedule_goes_on_after_load_without_compile_and_a_fresh_optimizer(data, tmp_path):
+    fit = dict(batch_size=16, verbose=0, shuffle=False)
+    model = fresh_pruned()
+    model.fit(*data, epochs=2, callbacks=[tfprune.PruningCallback()], **fit)  # steps 0-7
+    assert [w.steps_seen() for w in tfprune.wrappers_of(model)] == [8, 8]
+    model.save(tmp_path / "mid.keras")
+    loaded = keras.saving.load_model(tmp_path / "mid.keras", compile=False)
+    loaded.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")  # iterations 0
+    callback = tfprune.PruningCallback()
+    loaded.fit(*data, epochs=2, callbacks=[callback], **fit)
+    assert [e["step"] for e in callback.events] == [8, 10, 12]  # where the schedule stopped
+    assert [e["target"] for e in callback.events] == [
+        pytest.approx(SCHEDULE(s)) for s in (8, 10, 12)
+    ]
+    assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(loaded))
+    assert tfprune.wrappers_of(loaded)[0].steps_seen() == 16
+
+
+def test_restart_schedule_starts_over_and_masks_still_never_regrow(data):
+    model = fresh_pruned(schedule=tfprune.OneShot(0.25, step=1))
+    model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    masks = [w.mask_array() for w in tfprune.wrappers_of(model)]
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    kept_going, restarted = (
+        tfprune.PruningCallback(),
+        tfprune.PruningCallback(restart_schedule=True),
+    )
+    model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[kept_going])
+    assert kept_going.events == []  # step 1 is long past
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[restarted])
+    assert [e["step"] for e in restarted.events] == [1]
+    for mask, wrapper in zip(masks, tfprune.wrappers_of(model)):
+        np.testing.assert_array_equal(mask, wrapper.mask_array())  # the same target: no change

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pathlib
 import warnings
 
-import keras
 import numpy as np
 
 from tfprune.callbacks.pruning import PruningCallback
@@ -113,13 +112,9 @@ class AdversarialAwarePruning(PruningCallback):
         self._last = (float("nan"), float("nan"))
 
     # ----------------------------------------------------------------- state
-    def _state_variable(self):
-        return self.wrappers[0].schedule_state
-
     def _save_state(self):
-        self._state_variable().assign(
-            [1.0, self._accepted, -1.0 if self._reference is None else self._reference, 0.0]
-        )
+        reference = -1.0 if self._reference is None else self._reference
+        self.wrappers[0].set_schedule_values({0: 1.0, 1: self._accepted, 2: reference})
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -131,7 +126,7 @@ class AdversarialAwarePruning(PruningCallback):
 
     def _restore_state(self):
         # Read lazily (at the first planned update), after BackupAndRestore has loaded weights.
-        active, accepted, reference, _ = keras.ops.convert_to_numpy(self._state_variable())
+        active, accepted, reference, _ = self.wrappers[0].schedule_values()
         if active:
             self._accepted = float(accepted)
             self._reference = None if reference < 0 else float(reference)
@@ -216,6 +211,7 @@ class AdversarialAwarePruning(PruningCallback):
             )
 
     def on_train_end(self, logs=None):
+        super().on_train_end(logs)
         final = self.plan.schedule.final_target
         if self._accepted < final - 1e-9:
             message = (

@@ -9,16 +9,20 @@ import numpy as np
 
 from tfprune.core import checks
 from tfprune.masking.ranking import PruningPlan
-from tfprune.masking.wrappers import followers_of, model_sparsity
+from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
 
 class PruningCallback(keras.callbacks.Callback):
     """Updates the masks of a `tfprune.prune`d model as its schedule says, while it trains.
 
-    The schedule's step is the optimizer's iteration count, which Keras saves in `.keras`
-    files and `BackupAndRestore` checkpoints: a resumed run updates the same masks at the
-    same steps. Masks never regrow, so recompiling with a fresh optimizer for a fine-tune
-    cannot undo pruning.
+    The schedule's step counts training steps, and lives with the model: the callback writes
+    it into the wrappers at every epoch's end and when training ends, so `.keras` files and
+    `BackupAndRestore` checkpoints carry it with the masks. A resumed run updates the same
+    masks at the same steps, also after `keras.saving.load_model(path, compile=False)` and a
+    `compile` with a fresh optimizer: the schedule goes on where it stopped, counted from the
+    optimizer's iterations. `restart_schedule=True` starts it over instead. Masks never
+    regrow either way. (Put this callback before a `ModelCheckpoint` in `callbacks`, so the
+    checkpoint sees the epoch's count.)
 
     At the end of every epoch it writes `sparsity` (over all pruned layers) and, with
     `log_layers`, `sparsity/<layer>` into `logs`; with a FLOPs target also
@@ -46,6 +50,9 @@ class PruningCallback(keras.callbacks.Callback):
         max_instability: cap on an event's instability, in [0, 1], or `None`; needs
             `validation_data`. Defaults to `None`.
         batch_size: batch size of the accuracy measurements. Defaults to 256.
+        restart_schedule: start the schedule over at step 0 in this `fit`, instead of going
+            on from the steps the model has already trained (a new pruning phase with a
+            fresh optimizer). Defaults to `False`.
 
     Attributes:
         events: one dict per mask update: step, epoch, target and sparsity reached (and,
@@ -82,9 +89,11 @@ class PruningCallback(keras.callbacks.Callback):
         validation_data=None,
         max_instability=None,
         batch_size=256,
+        restart_schedule=False,
     ):
         super().__init__()
         self.log_layers = log_layers
+        self.restart_schedule = bool(restart_schedule)
         self.data = data
         if validation_data is not None:
             if (
@@ -116,6 +125,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.epoch = 0
         self._epoch_start = False
         self._epoch_base = None
+        self._step_offset = None
         self.last_step = None
 
     def on_train_begin(self, logs=None):
@@ -126,6 +136,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.wrappers = self.plan.wrappers
         self.plan.data = self.data
         self.last_step = None
+        self._step_offset = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -134,13 +145,15 @@ class PruningCallback(keras.callbacks.Callback):
         self._epoch_instability = 0.0
 
     def on_train_batch_begin(self, batch, logs=None):
-        # The step is the optimizer's counter, read once per epoch (after BackupAndRestore
-        # or a reload has restored it); reading it every batch would stall Keras' pipeline.
-        # `batch` counts steps within the epoch, also under steps_per_execution.
+        # The step is the optimizer's counter plus an offset, read once per epoch (after
+        # BackupAndRestore or a reload has restored it); reading it every batch would stall
+        # Keras' pipeline. `batch` counts steps within the epoch, also under
+        # steps_per_execution.
         if self._epoch_base is None:
-            self._epoch_base = (
-                int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - batch
-            )
+            iterations = self._iterations()
+            if self._step_offset is None:
+                self._step_offset = self._offset_for(iterations)
+            self._epoch_base = iterations + self._step_offset - batch
         step = self._epoch_base + batch
         schedule = self.plan.schedule
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
@@ -154,6 +167,23 @@ class PruningCallback(keras.callbacks.Callback):
         target = next((t for t in reversed(targets) if t is not None), None)
         if target is not None:
             self.on_planned_update(step, target)
+
+    def _iterations(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _offset_for(self, iterations: int) -> int:
+        """Steps to add to the optimizer's count: those trained before it (a fresh optimizer)."""
+        if self.restart_schedule:
+            return -iterations
+        seen = self.wrappers[0].steps_seen()
+        return seen - iterations if iterations < seen else 0
+
+    def _record_steps(self) -> None:
+        if self._step_offset is None:  # no batch ran
+            return
+        steps = self._iterations() + self._step_offset
+        for wrapper in self.wrappers:
+            wrapper.set_schedule_values({STEP_SLOT: float(steps)})
 
     def on_planned_update(self, step: int, target: float) -> None:
         """Called at each step where the schedule plans a mask update; applies it.
@@ -234,6 +264,7 @@ class PruningCallback(keras.callbacks.Callback):
         }
 
     def on_epoch_end(self, epoch, logs=None):
+        self._record_steps()
         if logs is None:
             return
         logs["sparsity"] = model_sparsity(self.wrappers)
@@ -246,6 +277,7 @@ class PruningCallback(keras.callbacks.Callback):
             logs["instability"] = self._epoch_instability
 
     def on_train_end(self, logs=None):
+        self._record_steps()
         final = self.plan.schedule.final_target
         if self.max_instability is not None and self.events and self._applied < final - 1e-9:
             warnings.warn(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import pathlib
+
+from tfprune.core.files import write_atomically
 
 
 def write_trace(path: pathlib.Path, events) -> None:
@@ -23,12 +25,12 @@ def write_trace(path: pathlib.Path, events) -> None:
     >>> path.read_text().splitlines()
     ['step,decision', '0,advance']
     """
-    temporary = path.with_name(f".{path.name}.part")
+    path = pathlib.Path(path)
     if path.suffix == ".json":
-        temporary.write_text(json.dumps(events, indent=2))
-    else:
-        with temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(events[0]))
-            writer.writeheader()
-            writer.writerows(events)
-    os.replace(temporary, path)
+        write_atomically(path, json.dumps(events, indent=2))
+        return
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(events[0]))
+    writer.writeheader()
+    writer.writerows(events)
+    write_atomically(path, text.getvalue())

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from tfprune.core import checks
+from tfprune.core.files import write_atomically
 from tfprune.export import sparse_storage
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
@@ -129,7 +128,8 @@ def export_tflite(
     """Convert a Keras model to a LiteRT `.tflite` file.
 
     A pruned model (with wrappers) is stripped first, on a copy. The file is written to a
-    temporary name and renamed into place, so `path` is never left half-written.
+    temporary name and renamed into place, so `path` is never left half-written, and it gets
+    the permissions the user's umask gives a new file.
 
     Args:
         model: a Keras 3 functional or Sequential model, pruned or not.
@@ -186,12 +186,4 @@ def export_tflite(
             print(report)
     if verbose is None and xnnpack is not None and (xnnpack.eligible or xnnpack.near_miss):
         print(f"{path.name}: {xnnpack}")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(flatbuffer)
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, flatbuffer)

@@ -102,7 +102,8 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
 
     Raises:
         TFLiteFileError: for a missing or corrupt file.
-        ValueError: if the number of inputs does not match the file.
+        ValueError: if the number of inputs, or an input's shape, does not match the file's
+            signature (the message names both shapes and dtypes).
 
     Example:
 
@@ -113,28 +114,86 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
     >>> probabilities.shape, bool(np.allclose(probabilities.sum(axis=1), 1.0))
     ((8, 3), True)
     """
-    interpreter = load_interpreter(path, threads)
-    runner = interpreter.get_signature_runner()
-    details = runner.get_input_details()
-    arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if len(arrays) != len(details):
-        raise ValueError(f"'{path}' takes {len(details)} inputs, got {len(arrays)}.")
-    # Signature inputs are named after the Keras inputs and listed in sorted order; the
-    # converter keeps Keras' order in the interpreter's tensor indices.
-    names = sorted(details, key=lambda name: details[name]["index"])
+    return _run(load_interpreter(path, threads).get_signature_runner(), path, inputs)
+
+
+def _run(runner, path, inputs) -> list[np.ndarray]:
+    """`run_tflite` on an open signature runner."""
+    inputs_of, outputs_of = _signature(runner)
+    arrays = [np.asarray(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    if len(arrays) != len(inputs_of):
+        raise ValueError(f"'{path}' takes {len(inputs_of)} inputs, got {len(arrays)}.")
+    for index, ((name, detail), array) in enumerate(zip(inputs_of, arrays)):
+        expected = [int(d) for d in detail["shape_signature"]]
+        if not _shapes_agree(expected, list(array.shape)):
+            raise ValueError(
+                f"run_tflite: '{path}' takes input {index} ('{name}') of shape {expected} "
+                f"({np.dtype(detail['dtype']).name}); got an array of shape "
+                f"{list(array.shape)} ({array.dtype}). -1 is any size."
+            )
     feed = {
-        name: _quantize(np.asarray(a, np.float32), details[name]) for name, a in zip(names, arrays)
+        name: _quantize(np.asarray(array, np.float32), detail)
+        for (name, detail), array in zip(inputs_of, arrays)
     }
     outputs = runner(**feed)
-    out_details = runner.get_output_details()
-    # Output keys are output_0, output_1, ... in the Keras model's output order.
-    ordered = sorted(
-        outputs,
-        key=lambda name: (
-            int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else name
-        ),
-    )
-    return [_dequantize(outputs[name], out_details[name]) for name in ordered]
+    return [_dequantize(outputs[name], detail) for name, detail in outputs_of]
+
+
+def _signature(runner):
+    """The runner's inputs and outputs as `(name, detail)` lists in the Keras model's order."""
+    inputs = runner.get_input_details()
+    outputs = runner.get_output_details()
+    # Signature inputs are named after the Keras inputs and listed in sorted order; the
+    # converter keeps Keras' order in the interpreter's tensor indices. Output keys are
+    # output_0, output_1, ... in the Keras model's output order.
+    input_order = sorted(inputs, key=lambda name: inputs[name]["index"])
+
+    def output_position(name):
+        suffix = name.rsplit("_", 1)[-1]
+        return (0, int(suffix), name) if suffix.isdigit() else (1, 0, name)
+
+    output_order = sorted(outputs, key=output_position)
+    return [(n, inputs[n]) for n in input_order], [(n, outputs[n]) for n in output_order]
+
+
+def _shapes_agree(signature: list, shape: list) -> bool:
+    """Whether a concrete or Keras shape fits a signature shape (-1 or None: any size)."""
+    if len(signature) != len(shape):
+        return False
+    return all(s in (-1, None) or d in (-1, None) or s == d for s, d in zip(signature, shape))
+
+
+def _kind(dtype, quantized: bool) -> str:
+    """What a tensor carries: real numbers (float, or quantized integers) or integer ids."""
+    if quantized or not np.issubdtype(np.dtype(dtype), np.integer):
+        return "real"
+    return "integer"
+
+
+def _check_same_signature(path, runner, model) -> None:
+    """Raise a ValueError naming both sides where the file's signature differs from the model's."""
+    inputs_of, outputs_of = _signature(runner)
+    for side, file_side, keras_side in (
+        ("input", inputs_of, model.inputs),
+        ("output", outputs_of, model.outputs),
+    ):
+        if len(file_side) != len(keras_side):
+            raise ValueError(
+                f"verify_tflite: '{path}' has {len(file_side)} {side}s; the Keras model has "
+                f"{len(keras_side)}. Is it the same model?"
+            )
+        for index, ((name, detail), tensor) in enumerate(zip(file_side, keras_side)):
+            file_shape = [int(d) for d in detail["shape_signature"]]
+            keras_shape = list(tensor.shape)
+            quantized = bool(detail["quantization"][0])
+            same_kind = _kind(detail["dtype"], quantized) == _kind(tensor.dtype, False)
+            if not (_shapes_agree(file_shape, keras_shape) and same_kind):
+                raise ValueError(
+                    f"verify_tflite: {side} {index} differs: '{path}' has '{name}' of shape "
+                    f"{file_shape} ({np.dtype(detail['dtype']).name}), the Keras model "
+                    f"{tuple(keras_shape)} ({tensor.dtype}). Is it the same model? (-1 and "
+                    "None are any size.)"
+                )
 
 
 def verify_tflite(path, model, inputs, threads: int = 1) -> float:
@@ -153,6 +212,8 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     Raises:
         TFLiteFileError: for a missing or corrupt file.
         TypeError: for a model that is not Keras 3.
+        ValueError: if the file's inputs or outputs differ from the model's in number, shape
+            or kind (real numbers or integer ids); the message names both.
 
     Example:
 
@@ -163,17 +224,14 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     True
     """
     checks.check_model(model, "verify_tflite")
+    runner = load_interpreter(path, threads).get_signature_runner()
+    _check_same_signature(path, runner, model)
     expected = model(inputs, training=False)
     expected = [
         keras.ops.convert_to_numpy(e)
         for e in (expected if isinstance(expected, (list, tuple)) else [expected])
     ]
-    actual = run_tflite(path, inputs, threads)
-    if len(actual) != len(expected):
-        raise ValueError(
-            f"'{path}' has {len(actual)} outputs; the Keras model has {len(expected)}. Is it the "
-            "same model?"
-        )
+    actual = _run(runner, path, inputs)
     return float(max(np.max(np.abs(a.reshape(e.shape) - e)) for a, e in zip(actual, expected)))
 
 

@@ -31,6 +31,10 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
+# The slot of `PruneWrapper.schedule_state` that counts training steps.
+STEP_SLOT = 3
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
 class PruneWrapper(keras.layers.Wrapper):
     """Wraps a prunable layer, holding its mask and the pruning policy.
@@ -117,8 +121,9 @@ class PruneWrapper(keras.layers.Wrapper):
             name="mask", shape=kernel.shape, initializer="ones", trainable=False, dtype=kernel.dtype
         )
         kernel.constraint = _MaskConstraint(self.mask, kernel.constraint)
-        # Room for a schedule-controlling callback's state (AdversarialAwarePruning), so
-        # that checkpoints and .keras files carry it with the masks.
+        # The schedule's state, carried by checkpoints and .keras files with the masks: slots
+        # 0-2 belong to a schedule-controlling callback (AdversarialAwarePruning), slot 3 is
+        # the step count (`steps_seen`), so a fresh optimizer does not restart the schedule.
         self.schedule_state = self.add_weight(
             name="schedule_state", shape=(4,), initializer="zeros", trainable=False, dtype="float32"
         )
@@ -199,6 +204,31 @@ class PruneWrapper(keras.layers.Wrapper):
     def sparsity(self) -> float:
         """Fraction of the prunable weight that the mask zeroes."""
         return float(1.0 - self.mask_array().mean())
+
+    def schedule_values(self) -> np.ndarray:
+        """The four slots of the schedule's state (see `build`), as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.schedule_state).copy()
+
+    def set_schedule_values(self, values: dict) -> None:
+        """Write some slots of the schedule's state, keeping the others.
+
+        Args:
+            values: `{slot index: value}`.
+        """
+        state = self.schedule_values()
+        for slot, value in values.items():
+            state[slot] = value
+        self.schedule_state.assign(state)
+
+    def steps_seen(self) -> int:
+        """Training steps this model has trained under its schedule (0 if never recorded).
+
+        Stored as a float32, exact up to 2**24 (16.7 million) steps.
+
+        Returns:
+            The count `PruningCallback` last recorded.
+        """
+        return int(round(float(self.schedule_values()[STEP_SLOT])))
 
     def get_config(self):
         config = super().get_config()
