@@ -1,11 +1,15 @@
 """Ranking: local and global, toward sparsity and FLOPs targets."""
 
+import keras
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfprune
+from tfprune.criteria.base import ScoringContext
+from tfprune.masking.families import first_in_order, pruning_order
+from tfprune.masking.ranking import PruningPlan
 
 
 def test_global_ranking_prunes_unevenly_to_the_overall_target(cnn):
@@ -84,3 +88,69 @@ def test_vectorised_global_greedy_matches_the_step_by_step_rule(n, families, goa
     np.testing.assert_array_equal(
         greedy_selection(score, family_of, cost, goal, families), expected
     )
+
+
+@given(
+    values=st.lists(st.integers(0, 3), min_size=1, max_size=4),
+    pruned_share=st.floats(0.0, 0.6),
+    target=st.floats(0.0, 0.95),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=60, deadline=None)
+def test_selection_equals_sorting_every_unit_with_ties(values, pruned_share, target, seed):
+    """Global unstructured ranking selects (np.partition) instead of sorting 25M units on
+    ResNet50; on scores with many exact ties it must take what the sorted walk takes: units by
+    normalised score, ties by layer, then raw score, then index."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([0.5, 1.0, 2.0])[: len(set(values)) or 1]
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, name="a"), keras.layers.Dense(4, name="b")]
+        + [keras.layers.Dense(3, name="head")]
+    )
+    pruned = tfprune.prune(model, granularity="unstructured", ranking="global", protect=None)
+    for wrapper in tfprune.wrappers_of(pruned):
+        shape = tuple(wrapper.pruned_variable.shape)
+        wrapper.layer.kernel.assign(
+            rng.choice(levels, size=shape) * rng.choice([-1, 1], size=shape)
+        )
+        mask = (rng.random(shape) >= pruned_share).astype(np.float32)
+        mask.flat[0] = 1.0  # never everything pruned
+        wrapper.assign_mask(mask)
+    plan = PruningPlan(pruned)
+    got = plan.select(target)
+
+    context = ScoringContext(pruned)
+    scored = [(family.score(context), family.already()) for family in plan.families]
+    steps = []
+    for index, (scores, already) in enumerate(scored):
+        alive = scores[~already]
+        scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+        order = np.argsort(np.where(already, -np.inf, scores), kind="stable")
+        for position, unit in enumerate(order[int(already.sum()) : -1]):  # the last one stays
+            steps.append((scores[unit] / scale, index, position, unit))
+    steps.sort(key=lambda step: step[:3])
+    goal, removed = target * plan.denominator, float(sum(a.sum() for _, a in scored))
+    expected = [already.copy() for _, already in scored]
+    for _, index, _, unit in steps:
+        if removed + 1 - goal > goal - removed:
+            break
+        expected[index][unit] = True
+        removed += 1
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(
+    scores=st.lists(st.integers(0, 4), min_size=1, max_size=40),
+    already_share=st.floats(0.0, 0.8),
+    count=st.integers(-1, 45),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=200, deadline=None)
+def test_first_in_order_equals_the_stable_sort(scores, already_share, count, seed):
+    scores = np.array(scores, np.float64)
+    already = np.random.default_rng(seed).random(scores.size) < already_share
+    order = pruning_order(scores, already)
+    expected = np.zeros(scores.size, bool)
+    expected[order[: max(count, 0)]] = True
+    np.testing.assert_array_equal(first_in_order(scores, already, count), expected)

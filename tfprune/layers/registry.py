@@ -82,6 +82,19 @@ class LayerSpec:
         middle = [a for a in range(ndim) if a not in filters and a not in last]
         return filters + middle + last
 
+    def canonical_shape(self, shape) -> tuple:
+        """The shape `to_canonical` gives a weight of `shape`, without building the array.
+
+        Args:
+            shape: the weight's shape.
+
+        Returns:
+            `(filters, spatial, inputs)`.
+        """
+        n_filters = self.filter_count(shape)
+        n_inputs = 1 if self.input_axis is None else shape[self.input_axis]
+        return n_filters, math.prod(shape) // max(n_filters * n_inputs, 1), n_inputs
+
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """View a weight as `(filters, spatial, inputs)`.
 

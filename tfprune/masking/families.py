@@ -16,8 +16,6 @@ import numpy as np
 from tfprune.core.unionfind import UnionFind
 from tfprune.graph import flops
 
-_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "first": lambda values: values[0]}
-
 
 @dataclasses.dataclass
 class Family:
@@ -76,7 +74,8 @@ class Family:
         keep = self.granularity.kept_units(
             self.n_units, n_prune, int(already.sum()), self.min_filters, self.round_to
         )
-        order = pruning_order(scores, already) if order is None else order
+        if order is None:
+            return first_in_order(scores, already, self.n_units - keep)
         pruned = np.zeros(self.n_units, bool)
         pruned[order[: self.n_units - keep]] = True
         return pruned
@@ -98,6 +97,39 @@ def pruning_order(scores, already) -> np.ndarray:
     array([2, 1, 0])
     """
     return np.argsort(np.where(already, -np.inf, scores), kind="stable")
+
+
+def first_in_order(scores, already, count: int) -> np.ndarray:
+    """The first `count` units of `pruning_order(scores, already)`, found without sorting.
+
+    A selection (`np.partition`) finds the boundary score; ties at the boundary go by index,
+    as the stable sort orders them, so the result equals the sorted one exactly.
+
+    Args:
+        scores: one score per unit.
+        already: a boolean vector of the units pruned before (they come first).
+        count: how many units to take.
+
+    Returns:
+        A boolean vector, True for the units taken.
+
+    Example:
+
+    >>> first_in_order(np.array([0.5, 0.1, 0.5, 0.9]), np.zeros(4, bool), 2).tolist()
+    [True, True, False, False]
+    """
+    key = np.where(already, -np.inf, scores)
+    taken = np.zeros(key.size, bool)
+    if count <= 0:
+        return taken
+    if count >= key.size:
+        taken[:] = True
+        return taken
+    boundary = np.partition(key, count - 1)[count - 1]
+    taken = key < boundary
+    ties = np.flatnonzero(key == boundary)[: count - int(taken.sum())]
+    taken[ties] = True
+    return taken
 
 
 def element_scores(wrapper, context):
@@ -156,13 +188,13 @@ def wrapper_family(wrapper, by_flops: bool) -> Family:
     """
     g, spec = wrapper.granularity, wrapper.spec
     shape = tuple(wrapper.pruned_variable.shape)
-    n_units = g.unit_scores(np.zeros(shape), spec).size
+    canonical_shape = spec.canonical_shape(shape)
+    n_units = g.unit_count(canonical_shape)
     cost = float(g.unit_size(shape, spec))
     if by_flops:
         cost *= 2.0 * (flops.weight_positions(wrapper.layer, wrapper, spec.weight) or 0)
 
     def install(pruned):
-        canonical_shape = spec.to_canonical(np.zeros(shape)).shape
         keep = spec.from_canonical(g.expand(~pruned, canonical_shape), shape)
         wrapper.assign_mask(keep * wrapper.mask_array())
 
@@ -231,43 +263,67 @@ def group_families(groups, structural, by_flops: bool, reduction: str) -> list[F
 
 
 def _group_family(members, wrappers, first, costs, reduction, indices) -> Family:
-    combine = _REDUCTIONS[reduction]
+    # Every (group, wrapper, filter) membership as flat arrays in member order: scoring,
+    # reading and installing then work on arrays, not on one Python tuple per filter.
+    member_group = []
+    slots = {key: [] for key in wrappers}  # per wrapper: (flat index, filter)
+    for position, g in enumerate(members):
+        for w, f in g.members:
+            slots[id(w)].append((len(member_group), f))
+            member_group.append(position)
+    member_group = np.asarray(member_group, np.int64)
+    flat = {key: np.asarray([i for i, _ in v], np.int64) for key, v in slots.items()}
+    filters = {key: np.asarray([f for _, f in v], np.int64) for key, v in slots.items()}
+    sizes = np.bincount(member_group, minlength=len(members))
+    first_index = np.searchsorted(member_group, np.arange(len(members)))
+    # np.sum adds fewer than 8 numbers one after the other, as np.add.at does; larger groups
+    # (rare) go through np.sum itself, so scores are bit for bit what summing each gives.
+    large = np.flatnonzero(sizes >= 8)
 
     def score(context):
-        per_wrapper = {
-            key: w.granularity.unit_scores(element_scores(w, context), w.spec)
-            for key, w in wrappers.items()
-        }
-        return np.array(
-            [combine(np.array([per_wrapper[id(w)][f] for w, f in g.members])) for g in members]
-        )
+        values = np.zeros(member_group.size)
+        for key, w in wrappers.items():
+            unit = w.granularity.unit_scores(element_scores(w, context), w.spec)
+            values[flat[key]] = unit[filters[key]]
+        if reduction == "first":
+            return values[first_index]
+        if reduction == "max":
+            combined = np.full(len(members), -np.inf)
+            np.maximum.at(combined, member_group, values)
+            return combined
+        combined = np.zeros(len(members))
+        np.add.at(combined, member_group, values)
+        for position in large:
+            combined[position] = np.sum(values[member_group == position])
+        return combined / sizes if reduction == "mean" else combined
 
-    def already():
-        masks = {
+    def pruned_filters():
+        return {
             key: w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()
         }
-        return np.array([all(masks[id(w)][f] for w, f in g.members) for g in members])
+
+    def already():
+        gone = np.zeros(member_group.size, bool)
+        for key, pruned in pruned_filters().items():
+            gone[flat[key]] = pruned[filters[key]]
+        return np.bincount(member_group, weights=gone, minlength=len(members)) == sizes
 
     def install(pruned):
-        keep = {
-            key: ~w.granularity.pruned_units(w.mask_array(), w.spec) for key, w in wrappers.items()
-        }
         channel_keep = {}
-        for g, gone in zip(members, pruned):
-            if not gone:
-                continue
-            for w, f in g.members:
-                keep[id(w)][f] = False
+        for g in (g for g, gone in zip(members, pruned) if gone):
             for follower, c in g.followers:
                 if id(follower) not in channel_keep:
                     channel_keep[id(follower)] = (follower, follower.mask_array().copy())
                 channel_keep[id(follower)][1][c] = 0
-        for key, w in wrappers.items():
+        for key, was_pruned in pruned_filters().items():
+            w = wrappers[key]
+            keep = ~was_pruned
+            keep[filters[key][pruned[member_group[flat[key]]]]] = False
+            if np.array_equal(keep, ~was_pruned):
+                continue  # nothing new: no need to touch the weights
             shape = tuple(w.pruned_variable.shape)
-            canonical_shape = w.spec.to_canonical(np.zeros(shape)).shape
-            w.assign_mask(
-                w.spec.from_canonical(w.granularity.expand(keep[key], canonical_shape), shape)
-            )
+            canonical_shape = w.spec.canonical_shape(shape)
+            w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep, canonical_shape), shape))
         for follower, mask in channel_keep.values():
             follower.assign_channel_mask(mask)
 

@@ -48,9 +48,17 @@ class Granularity:
         """Sum element scores of a weight into one score per unit."""
         return self.units(spec.to_canonical(scores)).sum(axis=1)
 
+    def unit_elements(self, canonical_shape) -> int:
+        """Number of weights in one unit of a canonical `(filters, spatial, inputs)` shape."""
+        return 1
+
     def unit_size(self, shape, spec) -> int:
-        """Number of weights in one unit."""
-        return self.units(spec.to_canonical(np.zeros(shape, np.float32))).shape[1]
+        """Number of weights in one unit of a weight of `shape`."""
+        return self.unit_elements(spec.canonical_shape(shape))
+
+    def unit_count(self, canonical_shape) -> int:
+        """Number of units in a canonical `(filters, spatial, inputs)` shape."""
+        return math.prod(canonical_shape) // self.unit_elements(canonical_shape)
 
     def pruned_units(self, mask: np.ndarray, spec) -> np.ndarray:
         """Boolean vector: which units are already fully pruned in `mask`."""
@@ -145,6 +153,19 @@ class Filter(Granularity):
 
     def units(self, canonical):
         return canonical.reshape(canonical.shape[0], -1)
+
+    def unit_elements(self, canonical_shape):
+        return canonical_shape[1] * canonical_shape[2]
+
+    def pruned_units(self, mask, spec):
+        # Reduced in place over the other axes: no transposed copy of a large mask.
+        ndim = np.ndim(mask)
+        filter_axes = [a % ndim for a in spec.filter_axes]
+        others = tuple(a for a in range(ndim) if a not in filter_axes)
+        alive = np.max(mask, axis=others) if others else np.asarray(mask)
+        if filter_axes != sorted(filter_axes):
+            alive = np.transpose(alive, np.argsort(np.argsort(filter_axes)))
+        return alive.reshape(-1) == 0
 
     def expand(self, unit_keep, canonical_shape):
         return np.broadcast_to(unit_keep[:, None, None], canonical_shape)
@@ -296,6 +317,9 @@ class Block(Granularity):
                 f"{spec.filter_count(shape)} filters to be a multiple of {self.rows}. Exclude it "
                 f"with `exclude=['{layer_name}']`."
             )
+
+    def unit_elements(self, canonical_shape):
+        return self.rows * self.cols
 
     def units(self, canonical):
         f, s, i = canonical.shape

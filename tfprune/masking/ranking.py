@@ -89,7 +89,14 @@ class PruningPlan:
         if self.by_flops:
             self.denominator = self.total_flops
         else:
-            self.denominator = float(sum(w.mask_array().size for w in self.wrappers))
+            self.denominator = float(sum(math.prod(w.pruned_variable.shape) for w in self.wrappers))
+        # One cost for every unit of an unstructured or block policy: the global ranking can
+        # then select instead of sort (`_global_units`).
+        bounds = {(float(f.unit_costs.min()), float(f.unit_costs.max())) for f in self.families}
+        self._unit_cost = None
+        if len(bounds) == 1 and not policy.granularity.structured:
+            low, high = bounds.pop()
+            self._unit_cost = low if low == high else None
 
     # --------------------------------------------------------------- selection
     def _family_sparsity(self, family, sparsity):
@@ -139,24 +146,16 @@ class PruningPlan:
         scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
         normalised = np.where(already, -np.inf, scores / scale)
         starts, stops = self._steps(family, int(already.sum()))
-        cumulative_cost = np.concatenate([[0.0], np.cumsum(family.unit_costs[order])])
-        cumulative_score = np.concatenate(
-            [[0.0], np.cumsum(np.where(already, 0.0, normalised)[order])]
-        )
         sizes = stops - starts
-        forced = np.concatenate([[0], np.cumsum(already[order])])
-        all_forced = forced[stops] - forced[starts] == sizes
-        means = np.where(
-            all_forced,
-            -np.inf,
-            (cumulative_score[stops] - cumulative_score[starts]) / np.maximum(sizes, 1),
-        )
-        return (
-            means,
-            np.full(sizes.size, index),
-            sizes,
-            cumulative_cost[stops] - cumulative_cost[starts],
-        )
+        if not sizes.size:
+            return np.zeros(0), np.zeros(0, np.int64), sizes, np.zeros(0)
+        # Each step's own sum (not differences of running sums, which would blur a one-unit
+        # step's score in its last bits, and with it the order of near ties).
+        score_sums = np.add.reduceat(np.where(already, 0.0, normalised)[order], starts)
+        costs = np.add.reduceat(family.unit_costs[order], starts)
+        forced = np.add.reduceat(already[order].astype(np.int64), starts)
+        means = np.where(forced == sizes, -np.inf, score_sums / np.maximum(sizes, 1))
+        return means, np.full(sizes.size, index), sizes, costs
 
     @staticmethod
     def _steps(family, n_already):
@@ -191,16 +190,33 @@ class PruningPlan:
             / self.denominator
         )
 
-    def _search(self, select, target):
-        """Bisect a monotone selection parameter for the removal closest to `target`."""
+    @staticmethod
+    def _search(removed_at, target) -> float:
+        """Bisect a monotone selection parameter for the removal closest to `target`.
+
+        `removed_at(p)` is the removal the selection at `p` gives; returns the best `p`.
+        """
         low, high = 0.0, 1.0 - 1e-9
-        if self.removed_by(select(high)) < target:
-            return select(high)
+        if removed_at(high) < target:
+            return high
         for _ in range(40):
             mid = (low + high) / 2
-            low, high = (mid, high) if self.removed_by(select(mid)) < target else (low, mid)
-        below, above = select(low), select(high)
-        return below if target - self.removed_by(below) < self.removed_by(above) - target else above
+            low, high = (mid, high) if removed_at(mid) < target else (low, mid)
+        return low if target - removed_at(low) < removed_at(high) - target else high
+
+    def _local_removed(self, sparsity, scored) -> float:
+        """What `_local(sparsity)` removes, from unit counts alone: every family's units cost
+        the same (a wrapper family), so no selection needs building to measure it."""
+        total = 0.0
+        for family, (_, already) in zip(self.families, scored):
+            n_prune = int(
+                math.floor(self._family_sparsity(family, sparsity) * family.n_units + 1e-9)
+            )
+            keep = family.granularity.kept_units(
+                family.n_units, n_prune, int(already.sum()), family.min_filters, family.round_to
+            )
+            total += float(family.unit_costs[0]) * (family.n_units - keep)
+        return total / self.denominator
 
     def select(self, target: float):
         """Which units each family prunes for `target` (nothing is installed).
@@ -213,19 +229,73 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
+        exact_additive = not (self.by_flops and self.structural is not None)
+        if self.ranking == "global" and exact_additive and self._unit_cost is not None:
+            return self._global_units(target * self.denominator, scored)
+        unsorted = [None] * len(scored)  # units found by selection, no sort
+        if self.ranking == "local" and not self.by_flops:
+            return self._local(target, scored, unsorted)
+        if self.ranking == "local" and self.structural is None:
+            best = self._search(lambda p: self._local_removed(p, scored), target)
+            return self._local(best, scored, unsorted)
         # Sorted and ranked once: a FLOPs search tries up to 40 selections from the same scores.
         orders = [pruning_order(scores, already) for scores, already in scored]
-        exact_additive = not (self.by_flops and self.structural is not None)
         if self.ranking == "global":
             ranked = self._ranked_steps(scored, orders)
             if exact_additive:
                 return self._global(target * self.denominator, ranked, scored, orders)
-            return self._search(
-                lambda p: self._global(p * self.denominator * 2, ranked, scored, orders), target
-            )
-        if not self.by_flops:
-            return self._local(target, scored, orders)
-        return self._search(lambda p: self._local(p, scored, orders), target)
+
+            def select_global(p):
+                return self._global(p * self.denominator * 2, ranked, scored, orders)
+
+            return select_global(self._search(lambda p: self.removed_by(select_global(p)), target))
+
+        def select_local(p):
+            return self._local(p, scored, orders)
+
+        return select_local(self._search(lambda p: self.removed_by(select_local(p)), target))
+
+    def _global_units(self, goal, scored):
+        """`_global` where every step is one unit of the same cost (unstructured and block
+        pruning to a sparsity target): the greedy walk then takes the `m` lowest normalised
+        scores of the model, found by one selection instead of sorting every unit."""
+        cost = self._unit_cost
+        n_forced = sum(int(already.sum()) for _, already in scored)
+        candidates = []
+        for scores, already in scored:
+            alive = scores[~already]
+            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+            normalised = np.where(already, np.inf, scores / scale)
+            if alive.size:  # a family keeps its last unit in order: it is not a step
+                last = np.flatnonzero(~already & (scores == alive.max()))[-1]
+                normalised[last] = np.inf
+            candidates.append(normalised)
+        n_steps = sum(int(np.isfinite(c).sum()) for c in candidates)
+        # The walk takes step j (after the forced ones) while it brings the removal closer to
+        # the goal; every step costs the same, so the first overshoot ends it.
+        taken = 0
+        removed = cost * n_forced
+        estimate = int(max(0.0, np.floor((2 * goal - 2 * removed - cost) / (2 * cost))))
+        for j in range(max(0, estimate - 2), min(n_steps, estimate + 3) + 1):
+            before = removed + j * cost
+            if j >= n_steps or before + cost - goal > goal - before:
+                taken = j
+                break
+        else:
+            taken = min(n_steps, estimate + 3)
+        selection = [already.copy() for _, already in scored]
+        if taken:
+            boundary = np.partition(np.concatenate(candidates), taken - 1)[taken - 1]
+            left = taken - sum(int((c < boundary).sum()) for c in candidates)
+            for pruned, (scores, _), c in zip(selection, scored, candidates):
+                pruned |= c < boundary
+                tied = np.flatnonzero(c == boundary)
+                # Ties go family by family, and in a family by raw score, then index: the
+                # order a stable sort of every step would give.
+                tied = tied[np.lexsort((tied, scores[tied]))][:left]
+                pruned[tied] = True
+                left -= tied.size
+        return selection
 
     def apply(self, target: float) -> None:
         """Recompute scores and install the masks for `target`.

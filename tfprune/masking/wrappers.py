@@ -181,12 +181,13 @@ class PruneWrapper(keras.layers.Wrapper):
                 f"{mask.shape}."
             )
         self.mask.assign(mask)
-        kernel.assign(self.weight_array() * mask)
+        # Multiplied where the weights live: no copy of the kernel through NumPy.
+        kernel.assign(keras.ops.multiply(kernel.value, self.mask.value))
         bias = self._bias_variable()
         if bias is not None:
             kept = (~self.granularity.pruned_units(mask, self.spec)).astype(np.float32)
             self.bias_mask.assign(kept)
-            bias.assign(keras.ops.convert_to_numpy(bias) * kept)
+            bias.assign(keras.ops.multiply(bias.value, self.bias_mask.value))
 
     def masked_weights(self) -> list:
         """The wrapped layer's weights (as `get_weights()`), with the masks applied."""
