@@ -43,3 +43,31 @@ def test_signatures_are_checked_first_and_both_sides_named(tmp_path):
     with pytest.raises(ValueError, match=r"input 0 differs: .*\(float32\).*\(int32\)"):
         tfprune.verify_tflite(path, ids, x)
     assert tfprune.run_tflite(path, x)[0].shape == (2, 4, 5)  # the right shapes still run
+
+
+def test_several_inputs_map_by_name_whatever_order_the_converter_numbers_them(tmp_path):
+    """The converter numbers input tensors by name (here `beta` before `alpha`), not in the
+    Keras model's order: export_tflite records the order, and run_tflite follows it."""
+    a, b = keras.Input((4,), name="alpha"), keras.Input((3,), name="beta")
+    model = keras.Model([a, b], [keras.layers.Dense(2)(a), keras.layers.Dense(5)(b)])
+    path = tfprune.export_tflite(model, tmp_path / "two.tflite")
+    rng = np.random.default_rng(0)
+    xs = [rng.random((6, 4), dtype=np.float32), rng.random((6, 3), dtype=np.float32)]
+    expected = [np.asarray(y) for y in model(xs)]
+    for got, want in zip(tfprune.run_tflite(path, xs), expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    by_name = tfprune.run_tflite(path, {"beta": xs[1], "alpha": xs[0]})
+    np.testing.assert_allclose(by_name[1], expected[1], atol=1e-5)
+    assert tfprune.verify_tflite(path, model, xs) <= 1e-5
+    with pytest.raises(
+        ValueError, match=r"takes inputs \['alpha', 'beta'\], got \['beta', 'gamma'\]"
+    ):
+        tfprune.run_tflite(path, {"gamma": xs[0], "beta": xs[1]})
+    # A file from elsewhere does not say which input is which: a dict is asked for.
+    from tfprune.export import converter
+
+    foreign = tmp_path / "foreign.tflite"
+    foreign.write_bytes(converter.convert(model))
+    with pytest.raises(ValueError, match=r"does not record their order.*\['alpha', 'beta'\]"):
+        tfprune.run_tflite(foreign, xs)
+    assert tfprune.verify_tflite(foreign, model, xs) <= 1e-5  # the model has the names

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import pathlib
 
 import numpy as np
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from tfprune.core import checks
 from tfprune.core.files import write_atomically
-from tfprune.export import sparse_storage
+from tfprune.export import sparse_storage, tflite_file
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 
@@ -186,4 +187,7 @@ def export_tflite(
             print(report)
     if verbose is None and xnnpack is not None and (xnnpack.eligible or xnnpack.near_miss):
         print(f"{path.name}: {xnnpack}")
+    # Recorded for run_tflite: the converter numbers input tensors by name, not in this order.
+    order = json.dumps([tensor.name for tensor in model.inputs]).encode()
+    flatbuffer = tflite_file.with_metadata(flatbuffer, tflite_file.INPUT_ORDER, order)
     return write_atomically(path, flatbuffer)

@@ -6,6 +6,7 @@ Uses the interpreter from `ai-edge-litert`, with XNNPACK on by default, as on a 
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import time
 
@@ -14,6 +15,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from tfprune.core import checks
+from tfprune.export import tflite_file
 from tfprune.export.tflite_file import TFLiteFileError, read_flatbuffer
 
 
@@ -94,7 +96,8 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
 
     Args:
         path: the `.tflite` file.
-        inputs: an array, or a list of arrays in the Keras model's input order.
+        inputs: an array, a list of arrays in the Keras model's input order, or a dict
+            `{input name: array}` (the names `tfprune inspect` shows).
         threads: interpreter threads. Defaults to 1.
 
     Returns:
@@ -114,15 +117,41 @@ def run_tflite(path, inputs, threads: int = 1) -> list[np.ndarray]:
     >>> probabilities.shape, bool(np.allclose(probabilities.sum(axis=1), 1.0))
     ((8, 3), True)
     """
-    return _run(load_interpreter(path, threads).get_signature_runner(), path, inputs)
+    runner, order = _open(path, threads)
+    return _run(runner, path, inputs, order)
 
 
-def _run(runner, path, inputs) -> list[np.ndarray]:
-    """`run_tflite` on an open signature runner."""
-    inputs_of, outputs_of = _signature(runner)
-    arrays = [np.asarray(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
-    if len(arrays) != len(inputs_of):
-        raise ValueError(f"'{path}' takes {len(inputs_of)} inputs, got {len(arrays)}.")
+def _open(path, threads):
+    """A signature runner for the file, and its inputs' names in the Keras model's order
+    (recorded by `export_tflite`; `None` for files from elsewhere)."""
+    data = read_flatbuffer(path)
+    runner = interpreter_from_bytes(data, threads, path).get_signature_runner()
+    recorded = tflite_file.metadata(tflite_file.unpack(data, path)).get(tflite_file.INPUT_ORDER)
+    return runner, None if recorded is None else json.loads(recorded)
+
+
+def _run(runner, path, inputs, order) -> list[np.ndarray]:
+    """`run_tflite` on an open signature runner; `order` as `_open` gives it."""
+    inputs_of, outputs_of = _signature(runner, order)
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - {name for name, _ in inputs_of})
+        if unknown or len(inputs) != len(inputs_of):
+            raise ValueError(
+                f"'{path}' takes inputs {[name for name, _ in inputs_of]}, got {sorted(inputs)}."
+            )
+        arrays = [np.asarray(inputs[name]) for name, _ in inputs_of]
+    else:
+        arrays = [
+            np.asarray(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])
+        ]
+        if len(arrays) != len(inputs_of):
+            raise ValueError(f"'{path}' takes {len(inputs_of)} inputs, got {len(arrays)}.")
+        if len(arrays) > 1 and order is None:
+            raise ValueError(
+                f"'{path}' has several inputs and does not record their order (it was not written "
+                "by tfprune.export_tflite): pass a dict {name: array} with the names "
+                f"{sorted(name for name, _ in inputs_of)}."
+            )
     for index, ((name, detail), array) in enumerate(zip(inputs_of, arrays)):
         expected = [int(d) for d in detail["shape_signature"]]
         if not _shapes_agree(expected, list(array.shape)):
@@ -139,14 +168,18 @@ def _run(runner, path, inputs) -> list[np.ndarray]:
     return [_dequantize(outputs[name], detail) for name, detail in outputs_of]
 
 
-def _signature(runner):
-    """The runner's inputs and outputs as `(name, detail)` lists in the Keras model's order."""
+def _signature(runner, order=None):
+    """The runner's inputs and outputs as `(name, detail)` lists in the Keras model's order.
+
+    Inputs follow `order` (the names `export_tflite` recorded); a file without it is taken
+    in tensor order. Output keys are output_0, output_1, ... in the Keras model's order.
+    """
     inputs = runner.get_input_details()
     outputs = runner.get_output_details()
-    # Signature inputs are named after the Keras inputs and listed in sorted order; the
-    # converter keeps Keras' order in the interpreter's tensor indices. Output keys are
-    # output_0, output_1, ... in the Keras model's output order.
-    input_order = sorted(inputs, key=lambda name: inputs[name]["index"])
+    if order is not None and sorted(order) == sorted(inputs):
+        input_order = list(order)
+    else:
+        input_order = sorted(inputs, key=lambda name: inputs[name]["index"])
 
     def output_position(name):
         suffix = name.rsplit("_", 1)[-1]
@@ -170,9 +203,9 @@ def _kind(dtype, quantized: bool) -> str:
     return "integer"
 
 
-def _check_same_signature(path, runner, model) -> None:
+def _check_same_signature(path, runner, model, order) -> None:
     """Raise a ValueError naming both sides where the file's signature differs from the model's."""
-    inputs_of, outputs_of = _signature(runner)
+    inputs_of, outputs_of = _signature(runner, order)
     for side, file_side, keras_side in (
         ("input", inputs_of, model.inputs),
         ("output", outputs_of, model.outputs),
@@ -224,14 +257,16 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     True
     """
     checks.check_model(model, "verify_tflite")
-    runner = load_interpreter(path, threads).get_signature_runner()
-    _check_same_signature(path, runner, model)
+    runner, _ = _open(path, threads)
+    # The model itself says which input is which: its inputs' names are the signature's.
+    order = [tensor.name for tensor in model.inputs]
+    _check_same_signature(path, runner, model, order)
     expected = model(inputs, training=False)
     expected = [
         keras.ops.convert_to_numpy(e)
         for e in (expected if isinstance(expected, (list, tuple)) else [expected])
     ]
-    actual = _run(runner, path, inputs)
+    actual = _run(runner, path, inputs, order)
     return float(max(np.max(np.abs(a.reshape(e.shape) - e)) for a, e in zip(actual, expected)))
 
 

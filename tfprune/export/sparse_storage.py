@@ -243,7 +243,7 @@ def plan(data: bytes, mode: str) -> list[StorageChoice]:
             [int(d) for d in tensor.shape]
         )
         sparse, block_zeros, reason = _choose(op, values, type_name, mode)
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        name = tflite_file.as_text(tensor.name)
         choices.append(
             StorageChoice(
                 name,
@@ -296,7 +296,7 @@ def encode(data: bytes, choices: list[StorageChoice]) -> bytes:
     originals = {}
     for _, index in _weight_reads(model):
         tensor = tensors[index]
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        name = tflite_file.as_text(tensor.name)
         buffer = model.buffers[tensor.buffer]
         if name not in keep_dense or tensor.buffer in {b for b, _ in originals.values()}:
             continue
@@ -417,7 +417,7 @@ def xnnpack_sparse_path(data: bytes) -> XnnpackSparsePath:
     if not pointwise:
         failures.append("there are no 1x1 convolutions")
     for tensor, zeros in pointwise:
-        label = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        label = tflite_file.as_text(tensor.name)
         if tflite_file.type_name(tensor) != "FLOAT32":
             failures.append(
                 f"{label}: {tflite_file.type_name(tensor)} weights; the sparse path is float only"

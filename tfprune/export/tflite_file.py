@@ -39,6 +39,10 @@ class TFLiteNotFoundError(FileNotFoundError, TFLiteFileError):
     """
 
 
+# The metadata entry in which `export_tflite` records the Keras model's input names, in the
+# model's order: the converter numbers input tensors by name, not in that order.
+INPUT_ORDER = "tfprune_input_order"
+
 # Operators whose input 1 is a weight tensor, and how to count their FLOPs.
 WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")
 
@@ -147,6 +151,73 @@ def pack(model) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def metadata(model) -> dict:
+    """The file's metadata entries (name -> bytes), such as what `export_tflite` records.
+
+    Args:
+        model: a `ModelT` (from `unpack`).
+
+    Returns:
+        `{name: bytes}`.
+
+    Example:
+
+    ```python
+    metadata(unpack(read_flatbuffer("model.tflite")))["tfprune_input_order"]  # b'["image"]'
+    ```
+    """
+    found = {}
+    for entry in model.metadata or []:
+        data = model.buffers[entry.buffer].data
+        found[as_text(entry.name)] = np.asarray([] if data is None else data, np.uint8).tobytes()
+    return found
+
+
+def as_text(name) -> str:
+    """A flatbuffer string (bytes, as the schema's object API gives them) as `str`.
+
+    Args:
+        name: `bytes` or `str`.
+
+    Returns:
+        The `str`.
+
+    Example:
+
+    >>> as_text(b"serving_default")
+    'serving_default'
+    """
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def with_metadata(data: bytes, name: str, value: bytes) -> bytes:
+    """The flatbuffer with a metadata entry `name` set to `value` (LiteRT ignores it).
+
+    Args:
+        data: flatbuffer bytes.
+        name: the entry's name.
+        value: its bytes.
+
+    Returns:
+        New flatbuffer bytes.
+
+    Example:
+
+    ```python
+    data = with_metadata(data, "tfprune_input_order", b'["tokens", "mask"]')
+    ```
+    """
+    model = unpack(data)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(value, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if as_text(m.name) != name] + [entry]
+    return pack(model)
 
 
 def _enum_names(enum) -> dict:
@@ -333,17 +404,13 @@ def signatures(model) -> dict:
                 if tensor.shapeSignature is not None and len(tensor.shapeSignature)
                 else tensor.shape
             )
-            name = item.name.decode() if isinstance(item.name, bytes) else item.name
+            name = as_text(item.name)
             described[name] = {"shape": [int(d) for d in dims], "dtype": type_name(tensor).lower()}
         return described
 
     result = {}
     for signature in model.signatureDefs or []:
-        key = (
-            signature.signatureKey.decode()
-            if isinstance(signature.signatureKey, bytes)
-            else signature.signatureKey
-        )
+        key = as_text(signature.signatureKey)
         result[key] = {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
     return result
 
@@ -402,9 +469,7 @@ def inspect_tflite(path) -> dict:
             tensors.append(
                 {
                     "index": index,
-                    "name": tensor.name.decode()
-                    if isinstance(tensor.name, bytes)
-                    else str(tensor.name),
+                    "name": as_text(tensor.name),
                     "shape": [int(d) for d in tensor.shape] if tensor.shape is not None else [],
                     "type": type_name(tensor),
                     "constant": zeros is not None,
