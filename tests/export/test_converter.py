@@ -8,6 +8,7 @@ import pytest
 
 import tfprune
 from conftest import small_cnn
+from tfprune.export import converter, tflite_file
 from tfprune.masking.ranking import apply_target
 
 
@@ -105,3 +106,41 @@ def test_export_arguments_are_checked_and_failed_exports_leave_files_alone(tmp_p
     assert sorted(os.listdir(tmp_path)) == ["keep.tflite"]
     with pytest.raises(ValueError, match="runs"):
         tfprune.benchmark_tflite(target, runs=0)
+
+
+def _models_with_names():
+    single = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    a, b = keras.Input((3,), name="beta"), keras.Input((2,), name="alpha")
+    joined = keras.layers.Concatenate()([a, b])
+    listed = keras.Model([a, b], [keras.layers.Dense(2)(joined), keras.layers.Dense(1)(a)])
+    keyed = keras.Model([a, b], {"z": keras.layers.Dense(2)(joined), "a": keras.layers.Dense(1)(b)})
+    keyed_inputs = keras.Model({"beta": a, "alpha": b}, keras.layers.Dense(2)(joined))
+    return [single, listed, keyed, keyed_inputs]
+
+
+@pytest.mark.parametrize("index", range(3), ids=["single", "lists", "dict-outputs"])
+def test_signature_is_the_one_from_keras_model_gives(index):
+    # Android code calls runSignature with these names; tfprune's lighter conversion
+    # (a frozen function, not a temporary SavedModel) must not rename them.
+    import tensorflow as tf
+
+    model = _models_with_names()[index]
+    ours = tflite_file.signatures(tflite_file.unpack(converter.convert(model)))
+    reference = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert ours == tflite_file.signatures(tflite_file.unpack(reference))
+
+
+@pytest.mark.parametrize("index", range(4), ids=["single", "lists", "dict-outputs", "dict-inputs"])
+def test_exports_run_in_the_keras_models_order(index, tmp_path):
+    # Dict inputs, which TFLiteConverter.from_keras_model cannot convert under Keras 3, too.
+    model = _models_with_names()[index]
+    path = tfprune.export_tflite(model, tmp_path / "m.tflite")
+    rng = np.random.default_rng(index)
+    xs = {t.name: rng.random((5, *t.shape[1:]), dtype=np.float32) for t in model.inputs}
+    feed = xs if index == 3 else list(xs.values())  # the dict-inputs model takes a dict
+    expected = keras.tree.flatten(model.predict(feed, verbose=0))
+    got = tfprune.run_tflite(path, feed)
+    assert len(got) == len(expected)
+    for actual, want in zip(got, expected):
+        np.testing.assert_allclose(actual, np.asarray(want), atol=1e-5)
+    assert tfprune.verify_tflite(path, model, feed) <= 1e-5

@@ -12,6 +12,7 @@ import io
 import json
 import pathlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -45,6 +46,24 @@ def _representative(data, model, limit=200):
     return generate
 
 
+def _serving_function(model):
+    """The model's forward pass traced once, with each input named as the Keras input is.
+
+    Converting this function freezes its variables into constants; `from_keras_model` saves
+    the model to a temporary SavedModel and reloads it first, which holds about twice as many
+    copies of the weights at its peak (tools/bench_memory.py).
+    """
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*inputs):
+        if len(inputs) == 1:  # a Sequential model has no `input` structure before a call
+            return model(inputs[0], training=False)
+        return model(keras.tree.pack_sequence_as(model.input, inputs), training=False)
+
+    return serve.get_concrete_function()
+
+
 def convert(model, quantize=None, representative_data=None) -> bytes:
     """The model as LiteRT flatbuffer bytes with every weight stored dense (nothing written).
 
@@ -54,7 +73,9 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
         representative_data: calibration inputs for `"int8"`. Defaults to `None`.
 
     Returns:
-        The flatbuffer bytes.
+        The flatbuffer bytes, with a `serving_default` signature named as
+        `TFLiteConverter.from_keras_model` names it (the Keras input names; output_0, ... or
+        a dict output's keys) and the Keras input order recorded in its metadata.
 
     Raises:
         ValueError: for `"int8"` without representative data, or data that does not fit
@@ -66,16 +87,32 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
     >>> convert(model)[4:8]
     b'TFL3'
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    serving = _serving_function(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving])
     if quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(representative_data, model)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    # The converter saves a temporary SavedModel and prints its endpoints; keep stdout clean.
     with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
+        flatbuffer = converter.convert()
+    inputs = [tensor.name for tensor in model.inputs]
+    flatbuffer = tflite_file.with_signature(flatbuffer, inputs, _output_names(serving))
+    # Recorded for run_tflite: LiteRT lists a signature's inputs by name, not in this order.
+    return tflite_file.with_metadata(
+        flatbuffer, tflite_file.INPUT_ORDER, json.dumps(inputs).encode()
+    )
+
+
+def _output_names(serving) -> list[str]:
+    """The signature's output names, as `TFLiteConverter.from_keras_model` gives them: a dict
+    output's keys (sorted, the order the graph's outputs are flattened in), otherwise
+    output_0, output_1, ..."""
+    structure = serving.structured_outputs
+    if isinstance(structure, dict):
+        return sorted(structure)
+    return [f"output_{i}" for i in range(len(tf.nest.flatten(structure)))]
 
 
 def _prepare(model, sparse, quantize, caller):
@@ -187,7 +224,4 @@ def export_tflite(
             print(report)
     if verbose is None and xnnpack is not None and (xnnpack.eligible or xnnpack.near_miss):
         print(f"{path.name}: {xnnpack}")
-    # Recorded for run_tflite: the converter numbers input tensors by name, not in this order.
-    order = json.dumps([tensor.name for tensor in model.inputs]).encode()
-    flatbuffer = tflite_file.with_metadata(flatbuffer, tflite_file.INPUT_ORDER, order)
     return write_atomically(path, flatbuffer)

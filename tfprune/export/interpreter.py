@@ -235,7 +235,8 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     Args:
         path: the `.tflite` file.
         model: the Keras model it was exported from (pruned, stripped or plain).
-        inputs: a batch (array, or list of arrays per model input).
+        inputs: a batch: an array, a list of arrays per model input, or a dict by input name
+            (as the model takes it).
         threads: interpreter threads. Defaults to 1.
 
     Returns:
@@ -261,11 +262,7 @@ def verify_tflite(path, model, inputs, threads: int = 1) -> float:
     # The model itself says which input is which: its inputs' names are the signature's.
     order = [tensor.name for tensor in model.inputs]
     _check_same_signature(path, runner, model, order)
-    expected = model(inputs, training=False)
-    expected = [
-        keras.ops.convert_to_numpy(e)
-        for e in (expected if isinstance(expected, (list, tuple)) else [expected])
-    ]
+    expected = [keras.ops.convert_to_numpy(e) for e in keras.tree.flatten(model(inputs))]
     actual = _run(runner, path, inputs, order)
     return float(max(np.max(np.abs(a.reshape(e.shape) - e)) for a, e in zip(actual, expected)))
 

@@ -220,6 +220,55 @@ def with_metadata(data: bytes, name: str, value: bytes) -> bytes:
     return pack(model)
 
 
+def with_signature(data: bytes, inputs: list, outputs: list, key="serving_default") -> bytes:
+    """The flatbuffer with one signature naming the first subgraph's inputs and outputs.
+
+    A graph converted from a frozen function has no signature; LiteRT's signature runners
+    (and `Interpreter.runSignature` on Android) need one.
+
+    Args:
+        data: flatbuffer bytes.
+        inputs: a name for each subgraph input, in the subgraph's order.
+        outputs: a name for each subgraph output, in the subgraph's order.
+        key: the signature's key. Defaults to `"serving_default"`.
+
+    Returns:
+        New flatbuffer bytes, with any previous signatures replaced.
+
+    Raises:
+        ValueError: if the number of names differs from the subgraph's inputs or outputs.
+
+    Example:
+
+    ```python
+    data = with_signature(data, ["image"], ["output_0"])
+    ```
+    """
+    model = unpack(data)
+    subgraph = model.subgraphs[0]
+    for side, names, indices in (
+        ("inputs", inputs, subgraph.inputs),
+        ("outputs", outputs, subgraph.outputs),
+    ):
+        if len(names) != len(indices):
+            raise ValueError(f"with_signature: {len(names)} names for {len(indices)} {side}.")
+
+    def tensor_maps(names, indices):
+        maps = []
+        for name, index in zip(names, indices):
+            item = schema.TensorMapT()
+            item.name, item.tensorIndex = name, int(index)
+            maps.append(item)
+        return maps
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = key, 0
+    signature.inputs = tensor_maps(inputs, subgraph.inputs)
+    signature.outputs = tensor_maps(outputs, subgraph.outputs)
+    model.signatureDefs = [signature]
+    return pack(model)
+
+
 def _enum_names(enum) -> dict:
     return {value: name for name, value in vars(enum).items() if not name.startswith("_")}
 
