@@ -17,9 +17,9 @@ import tfprune  # noqa: E402
 from tfprune.masking.ranking import apply_target  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
 
-# Scripts run in subprocesses, not test modules: the worker configures TensorFlow's devices
-# at import, and the fixture generator belongs to tfprune 0.1.0.
-collect_ignore = ["mirrored_worker.py", "fixtures"]
+# Scripts run in subprocesses, not test modules: the workers configure TensorFlow at import,
+# and the fixture generator belongs to tfprune 0.1.0.
+collect_ignore = ["mirrored_worker.py", "multi_worker_worker.py", "fixtures"]
 
 
 def small_cnn(name="cnn", input_shape=(12, 12, 1), classes=4):

@@ -22,20 +22,10 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from distributed_network import network  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import load_digits  # noqa: E402
-
-
-def network():
-    # No BatchNormalization: under MirroredStrategy it normalises each replica's half batch
-    # unless built with synchronized=True, so it would not match one device (README).
-    inputs = keras.Input((16, 16, 1))
-    x = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inputs)
-    x = keras.layers.Conv2D(16, 3, activation="relu", name="c2")(x)
-    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="c3")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(x))
 
 
 def replica_values(variable):

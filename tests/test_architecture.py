@@ -228,6 +228,10 @@ def defined_names(tree) -> set:
     return names
 
 
+# Public, documented standard-library API despite the underscore.
+DOCUMENTED_UNDERSCORED = {"_exit"}  # os._exit
+
+
 def private_uses(path: pathlib.Path):
     tree = ast.parse(path.read_text(), str(path))
     own = defined_names(tree)
@@ -238,7 +242,11 @@ def private_uses(path: pathlib.Path):
                     yield node.lineno, f"imports {alias.name} from {node.module}"
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
             name = node.attr
-            if name.startswith("_") and not name.startswith("__") and name not in own:
+            if (
+                name.startswith("_")
+                and not name.startswith("__")
+                and name not in own | DOCUMENTED_UNDERSCORED
+            ):
                 yield node.lineno, f"uses .{name}, defined in another module"
 
 

@@ -41,7 +41,9 @@ import importlib
 import sys
 
 from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
+from tfprune.callbacks.chief import ChiefOnly
 from tfprune.callbacks.pruning import PruningCallback
+from tfprune.core.distribution import is_chief
 from tfprune.criteria.magnitude import l1, l2
 from tfprune.export.converter import export_tflite, plan_sparse_storage
 from tfprune.export.interpreter import (
@@ -141,6 +143,7 @@ __all__ = [
     "Block",
     "ChannelMaskWrapper",
     "ChannelRule",
+    "ChiefOnly",
     "ConstantSparsity",
     "Filter",
     "Granularity",
@@ -179,6 +182,7 @@ __all__ = [
     "export_tflite",
     "fit_with_rebuilds",
     "inspect_tflite",
+    "is_chief",
     "iplt",
     "l1",
     "layerwise_rates",

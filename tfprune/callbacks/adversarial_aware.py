@@ -12,6 +12,7 @@ from tfprune.callbacks.pruning import PruningCallback
 from tfprune.callbacks.trace import write_trace
 from tfprune.core import checks
 from tfprune.core.classifier import output_kind
+from tfprune.core.distribution import is_chief
 from tfprune.masking.wrappers import model_sparsity
 from tfprune.robustness.accuracy import robust_accuracy
 from tfprune.robustness.base import check_attack
@@ -35,8 +36,9 @@ class AdversarialAwarePruning(PruningCallback):
 
     If training ends before the final target, it warns and records `incomplete`. Every
     decision is appended to `events`, written to `trace_path` (CSV, or JSON if the name
-    ends in .json) and summarised in `logs` at each epoch end: `clean_accuracy`,
-    `robust_accuracy` (last probe), `pruning_holds`, `pruning_rollbacks`. The accepted
+    ends in .json; by the chief only, in a multi-worker job) and summarised in `logs` at
+    each epoch end: `clean_accuracy`, `robust_accuracy` (last probe), `pruning_holds`,
+    `pruning_rollbacks`. The accepted
     target and reference level live in the wrappers, so `BackupAndRestore` and `.keras`
     files restore them (the in-memory rollback snapshot does not survive a restart).
 
@@ -198,7 +200,10 @@ class AdversarialAwarePruning(PruningCallback):
                 "decision": decision,
             }
         )
-        if self.trace_path is not None:
+        # Every worker of a multi-worker job decides alike; one writes the trace.
+        if self.trace_path is not None and is_chief(
+            getattr(self.model, "distribute_strategy", None)
+        ):
             write_trace(self.trace_path, self.events)
 
     def on_epoch_end(self, epoch, logs=None):

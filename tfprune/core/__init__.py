@@ -7,5 +7,6 @@
 - `configurable`: value objects described by their constructor arguments;
 - `unionfind`: disjoint sets;
 - `classifier`: probabilities or logits;
+- `distribution`: which worker of a multi-worker job is the chief;
 - `train_step`: what custom train steps share (TensorFlow).
 """

@@ -88,7 +88,8 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
     b'TFL3'
     """
     serving = _serving_function(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving], model)
+    converter.experimental_lower_to_saved_model = False  # freeze in memory, see above
     if quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(representative_data, model)
