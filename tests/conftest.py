@@ -19,7 +19,7 @@ from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
 
 # Scripts run in subprocesses, not test modules: the workers configure TensorFlow at import,
 # and the fixture generator belongs to tfprune 0.1.0.
-collect_ignore = ["mirrored_worker.py", "multi_worker_worker.py", "fixtures"]
+collect_ignore = ["mirrored_worker.py", "multi_worker_worker.py", "resume_worker.py", "fixtures"]
 
 
 def small_cnn(name="cnn", input_shape=(12, 12, 1), classes=4):
@@ -53,37 +53,55 @@ def weights_of(model):
 
 
 @st.composite
-def random_network(draw):
-    """Random functional CNNs with residual Adds, Concatenates, depthwise blocks, BN and
-    LayerNormalization over channels."""
-    keras.utils.set_random_seed(draw(st.integers(0, 2**16)))
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(draw(st.sampled_from([4, 8])), 3, padding="same")(inputs)
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(
-            st.sampled_from(["residual", "concat", "depthwise", "plain", "pool", "layernorm"])
+def network_plans(draw):
+    """Plans of random functional CNNs for `build_network`: a seed, the stem's width and
+    blocks drawn from residual Adds, Concatenates, depthwise blocks, BN and
+    LayerNormalization over channels. Hypothesis forbids `random` inside strategies, and
+    Keras draws initializer seeds from it, so the model is built in the test from the plan."""
+    kinds = ["residual", "concat", "depthwise", "plain", "pool", "layernorm"]
+    blocks = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(kinds),
+                st.sampled_from([4, 6]),
+                st.sampled_from([1, 2]),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=4,
         )
+    )
+    return draw(st.integers(0, 2**16)), draw(st.sampled_from([4, 8])), blocks
+
+
+def build_network(plan):
+    """The functional CNN a `network_plans` plan describes, with seeded weights."""
+    seed, width, blocks = plan
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same")(inputs)
+    for kind, concat_width, depth_multiplier, flag in blocks:
         if kind == "residual":
             h = keras.layers.Conv2D(x.shape[-1], 3, padding="same")(x)
             h = keras.layers.BatchNormalization()(h)
             h = keras.layers.ReLU()(h)
             x = keras.layers.Add()([x, h])
         elif kind == "concat":
-            h = keras.layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(x)
+            h = keras.layers.Conv2D(concat_width, 1)(x)
             x = keras.layers.Concatenate()([x, h])
         elif kind == "depthwise":
-            x = keras.layers.DepthwiseConv2D(
-                3, padding="same", depth_multiplier=draw(st.sampled_from([1, 2]))
-            )(x)
+            x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=depth_multiplier)(
+                x
+            )
             x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Conv2D(8, 1, activation="relu")(x)
         elif kind == "layernorm":
-            x = keras.layers.LayerNormalization(center=draw(st.booleans()))(x)
+            x = keras.layers.LayerNormalization(center=flag)(x)
             x = keras.layers.Conv2D(8, 1, activation="relu")(x)
         elif kind == "pool":
             x = keras.layers.MaxPooling2D()(x) if x.shape[1] > 2 else x
         else:
-            padding = draw(st.sampled_from(["same", "valid"])) if x.shape[1] > 2 else "same"
+            padding = "valid" if flag and x.shape[1] > 2 else "same"
             x = keras.layers.Conv2D(8, 3, padding=padding)(x)
             x = keras.layers.BatchNormalization()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
-from conftest import random_network, small_cnn
+from conftest import build_network, network_plans, small_cnn
 from tfprune.masking.ranking import apply_target
 
 
@@ -32,15 +32,16 @@ def test_quick_start_end_to_end(tmp_path, data):
 
 
 @given(
-    model=random_network(),
+    plan=network_plans(),
     granularity=st.sampled_from(["filter", "unstructured"]),
     target=st.floats(0.1, 0.7),
     ranking=st.sampled_from(["local", "global"]),
 )
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_networks_strip_and_export_equal(
-    tmp_path_factory, model, granularity, target, ranking
+    tmp_path_factory, plan, granularity, target, ranking
 ):
+    model = build_network(plan)
     pruned = tfprune.prune(
         model,
         granularity=granularity,

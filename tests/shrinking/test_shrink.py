@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 
 import tfprune
 from conftest import (
+    build_network,
     convnext_style,
     densenet_style,
     efficientnet_style,
     inputs_for,
     max_diff,
+    network_plans,
     prune_and_shrink,
-    random_network,
     randomize_bn,
 )
 from tfprune.core import modelwalk
@@ -100,13 +101,14 @@ def test_nested_models_shrink_inside_and_stay_nested():
 
 
 @given(
-    model=random_network(),
+    plan=network_plans(),
     target=st.floats(0.1, 0.6),
     ranking=st.sampled_from(["local", "global"]),
     seed=st.integers(0, 1000),
 )
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_random_networks_shrink_to_the_same_function(model, target, ranking, seed):
+def test_random_networks_shrink_to_the_same_function(plan, target, ranking, seed):
+    model = build_network(plan)
     randomize_bn(model, seed)
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
     # Random masks: random criterion scores instead of weight norms.
