@@ -53,6 +53,7 @@ from tfprune.export.interpreter import (
     run_tflite,
     verify_tflite,
 )
+from tfprune.export.keras_file import save_model
 from tfprune.export.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
 from tfprune.export.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
 from tfprune.graph.flops import count_flops
@@ -194,6 +195,7 @@ __all__ = [
     "prune",
     "register_channel_rule",
     "register_layer",
+    "save_model",
     "run_tflite",
     "shrink",
     "shrink_heads",

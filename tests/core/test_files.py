@@ -9,7 +9,7 @@ import pytest
 
 import tfprune
 from tfprune.callbacks.trace import write_trace
-from tfprune.core.files import write_atomically
+from tfprune.core.files import current_umask, write_atomically
 
 
 @pytest.fixture(params=[0o022, 0o077], ids=["umask022", "umask077"])
@@ -53,3 +53,30 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path, monkeypa
     monkeypatch.undo()
     with pytest.raises(FileNotFoundError):
         write_atomically(tmp_path / "missing" / "x.bin", np.zeros(2).tobytes())
+
+
+def test_save_model_replaces_the_file_whole(tmp_path, monkeypatch):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = tfprune.save_model(model, tmp_path / "model.keras")
+    x = np.ones((1, 4), "float32")
+    np.testing.assert_allclose(keras.saving.load_model(path)(x), model(x))
+    before = path.read_bytes()
+
+    def interrupted(source, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    model.layers[0].kernel.assign(np.zeros((4, 2), "float32"))
+    with pytest.raises(KeyboardInterrupt):
+        tfprune.save_model(model, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"save_model: '.*model.h5' must end in .keras"):
+        tfprune.save_model(model, tmp_path / "model.h5")
+    with pytest.raises(ValueError, match="save_model: directory .* does not exist"):
+        tfprune.save_model(model, tmp_path / "missing" / "model.keras")
+    with pytest.raises(TypeError, match="save_model: model must be a Keras 3 model, got str"):
+        tfprune.save_model("model", path)
+    assert mode(path) == 0o666 & ~current_umask()

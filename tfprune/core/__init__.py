@@ -8,5 +8,6 @@
 - `unionfind`: disjoint sets;
 - `classifier`: probabilities or logits;
 - `distribution`: which worker of a multi-worker job is the chief;
+- `files`: atomic writes that keep the umask's permissions;
 - `train_step`: what custom train steps share (TensorFlow).
 """

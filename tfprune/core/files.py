@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -23,13 +24,54 @@ def current_umask() -> int:
     return mask
 
 
-def write_atomically(path, data) -> pathlib.Path:
-    """Write `data` to `path` through a temporary file renamed into place.
+@contextlib.contextmanager
+def replacing(path, suffix=".part"):
+    """A temporary path beside `path` to write to; on success it is renamed onto `path`.
 
     A reader (or a process that dies while writing) sees the old file or the new one, never
-    half of either. The new file gets the permissions `open()` would give it under the
-    user's umask (`0o644` under the usual `0o022`), not the owner-only mode of a temporary
-    file, so a build step or a server running as another user can read what tfprune wrote.
+    half of either: the new file only takes the name once it is complete and on disk. It
+    gets the permissions `open()` would give it under the user's umask (`0o644` under the
+    usual `0o022`), not the owner-only mode of a temporary file, so a build step or a server
+    running as another user can read what tfprune wrote. If the writing fails, the
+    temporary file is removed; a process killed while writing leaves it behind (a hidden
+    `.<name>.*.part` file), and the old file untouched.
+
+    Args:
+        path: the file to replace; its directory must exist.
+        suffix: the temporary file's suffix, for writers that insist on one (Keras wants
+            `.keras`). Defaults to `".part"`.
+
+    Yields:
+        The temporary `pathlib.Path` (it exists, empty).
+
+    Raises:
+        OSError: if the directory is missing or not writable.
+
+    Example:
+
+    >>> import tempfile
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> with replacing(target) as temporary:
+    ...     _ = temporary.write_text("pruned\\n")
+    >>> target.read_text()
+    'pruned\\n'
+    """
+    path = pathlib.Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    try:
+        yield pathlib.Path(temporary)
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path, data) -> pathlib.Path:
+    """Write `data` to `path` through a temporary file renamed into place (see `replacing`).
 
     Args:
         path: the file to write; its directory must exist.
@@ -50,15 +92,6 @@ def write_atomically(path, data) -> pathlib.Path:
     """
     path = pathlib.Path(path)
     payload = data.encode() if isinstance(data, str) else bytes(data)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    with replacing(path) as temporary:
+        temporary.write_bytes(payload)
     return path

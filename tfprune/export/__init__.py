@@ -4,5 +4,6 @@
   (TensorFlow's converter);
 - `sparse_storage`: which weights are stored sparse-encoded, chosen per layer by what pays;
 - `interpreter`: running, verifying and timing files in the LiteRT interpreter;
-- `tflite_file`: reading files through LiteRT's flatbuffer schema, `inspect_tflite`.
+- `tflite_file`: reading files through LiteRT's flatbuffer schema, `inspect_tflite`;
+- `keras_file`: `tfprune.save_model`, a `.keras` file written atomically.
 """
