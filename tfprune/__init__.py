@@ -57,6 +57,7 @@ from tfprune.export.keras_file import save_model
 from tfprune.export.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
 from tfprune.export.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
 from tfprune.graph.flops import count_flops
+from tfprune.graph.reference import reference_size, set_reference_size
 from tfprune.inspection.explain import explain
 from tfprune.inspection.summary import Summary, summary
 from tfprune.layers.grouped_conv import GroupedConv2D
@@ -178,6 +179,8 @@ __all__ = [
     "compensate",
     "compensated_rates",
     "count_flops",
+    "reference_size",
+    "set_reference_size",
     "deploy_groups",
     "explain",
     "export_tflite",

@@ -25,9 +25,7 @@ def test_is_functional_tells_graph_models_from_the_rest(functional):
             super().__init__(inputs, keras.layers.Dense(2)(inputs))
 
     assert keras_internals.is_functional(functional)
-    assert keras_internals.is_functional(functional, subclasses=False)
     assert keras_internals.is_functional(BuiltFunctionally())
-    assert not keras_internals.is_functional(BuiltFunctionally(), subclasses=False)
     assert not keras_internals.is_functional(Subclassed())
     assert not keras_internals.is_functional(
         keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -61,6 +59,17 @@ def test_calls_of_lists_every_call_of_a_shared_layer():
     calls = keras_internals.calls_of(shared)
     assert [inputs[0] for inputs, _ in calls] == [a, b]
     assert all(outputs[0].shape == (None, 3) for _, outputs in calls)
+
+
+def test_producer_call_and_sublayers():
+    inputs = keras.Input((3, 8))
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    outputs = attention(inputs, inputs)
+    call = keras_internals.producer_call(outputs)
+    assert call.operation is attention and call.inputs[0] is inputs
+    assert keras_internals.producer_call(inputs).operation is None
+    dense = [s for s in keras_internals.sublayers(attention) if type(s).__name__ == "EinsumDense"]
+    assert len(dense) == 4  # query, key, value, output
 
 
 def test_producer_of_a_tensor(functional):

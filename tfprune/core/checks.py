@@ -204,14 +204,18 @@ def check_labels(model, y) -> np.ndarray:
 
 
 def check_model(model, function: str) -> None:
-    """Raise a clear error unless `model` is a built Keras 3 functional or Sequential model.
+    """Raise a clear error unless `model` is a built Keras 3 model with a graph of layers.
+
+    Functional and Sequential models qualify, and so do subclasses that build a functional
+    graph in their `__init__` (KerasHub's backbones and tasks).
 
     Args:
         model: what the user passed.
         function: the public function's name, for the message.
 
     Raises:
-        TypeError: for tf_keras (Keras 2) models, subclassed models and non-models.
+        TypeError: for tf_keras (Keras 2) models, subclassed models without a graph of
+            layers, and non-models.
         ValueError: for a model that is not built yet.
 
     Example:
@@ -229,13 +233,13 @@ def check_model(model, function: str) -> None:
         )
     if not isinstance(model, keras.Model):
         raise TypeError(f"{function}: expected a keras.Model, got {type(model).__name__}.")
-    if type(model) is not keras.Sequential and not keras_internals.is_functional(
-        model, subclasses=False
-    ):
+    if not isinstance(model, keras.Sequential) and not keras_internals.is_functional(model):
         raise TypeError(
-            f"{function}: '{model.name}' is a subclassed model ({type(model).__name__}); tfprune "
-            "needs the graph of layers that only functional and Sequential models expose. Rebuild "
-            "it with keras.Input(...) and layer calls, or as keras.Sequential([...])."
+            f"{function}: '{model.name}' ({type(model).__name__}) is a subclassed model with no "
+            "graph of layers: its call() is Python code that tfprune cannot see through. tfprune "
+            "reads functional and Sequential models, including subclasses that build their graph "
+            "with super().__init__(inputs=..., outputs=...) as KerasHub models do. Build it that "
+            "way, with keras.Input(...) and layer calls, or as keras.Sequential([...])."
         )
     if not model.built or not model.inputs:
         raise ValueError(

@@ -21,7 +21,7 @@ from keras.src.ops import numpy as numpy_ops
 from keras.src.saving.serialization_lib import SafeModeScope
 
 
-def is_functional(model, subclasses: bool = True) -> bool:
+def is_functional(model) -> bool:
     """Whether `model` holds a functional graph of layers (a `Functional` instance).
 
     Models built with `keras.Model(inputs, outputs)` are; so are subclasses that build one
@@ -30,7 +30,6 @@ def is_functional(model, subclasses: bool = True) -> bool:
 
     Args:
         model: any object.
-        subclasses: whether subclasses of `Functional` count. Defaults to `True`.
 
     Returns:
         True for a functional model.
@@ -41,7 +40,7 @@ def is_functional(model, subclasses: bool = True) -> bool:
     >>> is_functional(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
     True
     """
-    return isinstance(model, Functional) if subclasses else type(model) is Functional
+    return isinstance(model, Functional)
 
 
 def graph_of(model):
@@ -158,6 +157,49 @@ def producer_of(tensor) -> tuple[object, int]:
     """
     operation, node_index, _ = tensor._keras_history
     return operation, node_index
+
+
+def producer_call(tensor) -> NodeCall:
+    """The call that produced a symbolic tensor, with its arguments.
+
+    Args:
+        tensor: a `keras.KerasTensor` of a functional graph.
+
+    Returns:
+        A `NodeCall`; for a model input, one with `operation=None` and no inputs.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> dense = keras.layers.Dense(2)
+    >>> call = producer_call(dense(inputs))
+    >>> call.operation is dense, call.inputs[0] is inputs
+    (True, True)
+    """
+    operation, node_index, _ = tensor._keras_history
+    node = operation._inbound_nodes[node_index]
+    if node.is_input:
+        return NodeCall(None, [], list(node.outputs), node.arguments)
+    return NodeCall(operation, list(node.input_tensors), list(node.outputs), node.arguments)
+
+
+def sublayers(layer) -> list:
+    """The layers a custom layer holds as attributes, at any depth (not `layer` itself).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        The tracked sublayers, depth first.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> _ = attention(np.zeros((1, 3, 8)), np.zeros((1, 3, 8)))
+    >>> sorted({type(inner).__name__ for inner in sublayers(attention)})
+    ['Dropout', 'EinsumDense', 'Softmax']
+    """
+    return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
 def array_arguments(arguments) -> list:

@@ -91,6 +91,39 @@ def all_layers(model):
             yield layer
 
 
+def opaque_layers(model, readable) -> list[tuple]:
+    """Custom layers that hold layers tfprune could prune, which it cannot reach inside them.
+
+    A KerasHub `TransformerEncoder` is one layer in the model's graph with its attention and
+    feed-forward `Dense` layers inside; `prune` sees only the outer layer.
+
+    Args:
+        model: a Keras model.
+        readable: `layer -> bool`, whether tfprune can prune a layer of that type itself.
+
+    Returns:
+        `(layer, sorted type names of the prunable layers inside it)` pairs, for layers that
+        are not readable themselves.
+
+    Example:
+
+    >>> inputs = keras.Input((3, 8))
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+    >>> model = keras.Model(inputs, attention(inputs, inputs))
+    >>> [(layer.name, inside) for layer, inside in opaque_layers(
+    ...     model, lambda layer: isinstance(layer, keras.layers.EinsumDense))]
+    [('attention', ['EinsumDense'])]
+    """
+    found = []
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.Wrapper) or readable(layer):
+            continue
+        inside = sorted({type(s).__name__ for s in keras_internals.sublayers(layer) if readable(s)})
+        if inside:
+            found.append((layer, inside))
+    return found
+
+
 def layers_of_type(model, cls) -> list:
     """All layers of type `cls` in `model`, nested models included, each once, in order.
 

@@ -4,5 +4,6 @@ what they cost.
 - `channel_graph`: `ChannelGraph`, the channel groups of a functional model (DepGraph's
   coupling rules) and why some are pinned;
 - `constants`: which channels carry a constant, and its value;
+- `reference`: shapes of graphs with unknown dimensions, at a reference size;
 - `flops`: FLOPs of the layers tfprune knows, from their weights and traced shapes.
 """

@@ -77,17 +77,22 @@ class Link:
 def width(tensor) -> int:
     """The channel count (last axis) of a symbolic tensor.
 
+    A tensor whose last axis is unknown (token ids of shape `(batch, length)`) or that has no
+    axes carries no channels the graph could tie, so its width is 0.
+
     Args:
-        tensor: a `keras.KerasTensor` with a known last axis.
+        tensor: a `keras.KerasTensor`.
 
     Returns:
-        The channel count.
+        The channel count, or 0.
 
     Example:
 
-    >>> width(keras.Input((8, 8, 3)))
-    3
+    >>> width(keras.Input((8, 8, 3))), width(keras.Input((None,), dtype="int32"))
+    (3, 0)
     """
+    if not tensor.shape or tensor.shape[-1] is None:
+        return 0
     return int(tensor.shape[-1])
 
 

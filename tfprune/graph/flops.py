@@ -5,6 +5,8 @@ One multiply-add is 2 FLOPs. Each element of a weight listed in the layer's
 the input for transposed convolutions). *Effective* FLOPs count only nonzero weights, which
 is what filter removal turns into real savings. Elementwise layers (BN, activations,
 pooling) are not counted: they are a small share and pruning changes them in proportion.
+Models whose inputs have unknown dimensions (token sequences, vision backbones without a
+fixed image size) are counted at `tfprune.reference_size()`.
 """
 
 from __future__ import annotations
@@ -15,21 +17,23 @@ import keras
 import numpy as np
 
 from tfprune.core import keras_internals
+from tfprune.graph import reference
 from tfprune.layers import registry
 
 
 def _node_shapes(layer, where: str):
-    """Shapes of `layer`'s symbolic outputs (or inputs), one per call in the model graph."""
+    """Shapes of `layer`'s symbolic outputs (or inputs), one per call in the model graph,
+    with unknown dimensions at the reference size (`tfprune.graph.reference`)."""
     shapes = []
     for inputs, outputs in keras_internals.calls_of(layer):
         tensors = outputs if where == "output" else inputs
         if tensors:
-            shapes.append(tuple(tensors[0].shape))
+            shapes.append(reference.concrete_shape(tensors[0]))
     return shapes
 
 
 def _positions(node_layer, shape_of_weight, spec, where: str) -> int | None:
-    """Spatial positions per example summed over the layer's calls; None if unknown.
+    """Spatial positions per example summed over the layer's calls; None if it has none.
 
     Dividing the element count by the channel count finds the spatial size whatever the
     data format (channels first or last) or rank (sequences, images, volumes).
@@ -41,8 +45,6 @@ def _positions(node_layer, shape_of_weight, spec, where: str) -> int | None:
     )
     total = 0
     for shape in _node_shapes(node_layer, where):
-        if any(dim is None for dim in shape[1:]):
-            return None
         total += math.prod(shape[1:]) // channels
     return total or None
 
@@ -56,7 +58,7 @@ def weight_positions(layer, node_layer, name: str) -> int | None:
         name: a variable name listed in the layer's `LayerSpec.flops_weights`.
 
     Returns:
-        The number of spatial positions, or `None` if shapes are not static.
+        The number of spatial positions, or `None` if the layer is never called.
 
     Example:
 
@@ -82,7 +84,7 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
         effective: count only nonzero weights. Defaults to `False`.
 
     Returns:
-        FLOPs, or `None` if the layer is not registered or its shapes are not static.
+        FLOPs, or `None` if the layer is not registered or never called.
 
     Example:
 
@@ -146,6 +148,9 @@ def compute_layers(model, multiplier: int = 1):
 def count_flops(model, effective: bool = False) -> int:
     """Total FLOPs per example of the model's convolution and dense layers.
 
+    Unknown input dimensions (a sequence length, an image side) are counted at
+    `tfprune.reference_size()`; `tfprune.set_reference_size` changes it.
+
     Args:
         model: a built Keras model (wrapped, stripped or plain).
         effective: count only nonzero weights (what the masks leave). Defaults to `False`.
@@ -154,7 +159,7 @@ def count_flops(model, effective: bool = False) -> int:
         FLOPs per example.
 
     Raises:
-        ValueError: if a layer's input or output shape is not static, naming the layer.
+        ValueError: for a layer that is not called in the model's graph, naming it.
 
     Example:
 
@@ -169,8 +174,8 @@ def count_flops(model, effective: bool = False) -> int:
         flops = layer_flops(layer, node_layer, effective)
         if flops is None:
             raise ValueError(
-                f"Cannot count FLOPs of layer '{layer.name}': its shapes are not static. Build the "
-                "model from a keras.Input with fixed spatial sizes."
+                f"Cannot count FLOPs of layer '{layer.name}': it is not called in the model's "
+                "graph, and tfprune counts FLOPs from the calls' shapes."
             )
         total += flops * calls
     return total

@@ -4,8 +4,30 @@ and why not."""
 from __future__ import annotations
 
 from tfprune.core import checks
-from tfprune.core.modelwalk import weights_owner
+from tfprune.core.modelwalk import opaque_layers, weights_owner
 from tfprune.graph.channel_graph import ChannelGraph, width
+from tfprune.layers import registry
+
+
+def opaque_reason(layer, inside) -> str:
+    """Why the prunable layers inside a custom layer stay as they are, in words.
+
+    Args:
+        layer: a custom layer holding prunable layers (see `modelwalk.opaque_layers`).
+        inside: the type names of those layers.
+
+    Returns:
+        The reason.
+
+    Example:
+
+    >>> opaque_reason(keras.layers.Layer(name="block"), ["Dense"])
+    'a custom Layer holding Dense layers, which tfprune cannot prune inside it'
+    """
+    return (
+        f"a custom {type(layer).__name__} holding {', '.join(inside)} layers, which tfprune "
+        "cannot prune inside it"
+    )
 
 
 def explain(model) -> list[dict]:
@@ -17,7 +39,9 @@ def explain(model) -> list[dict]:
     Returns:
         One dict per layer with a prunable weight: `layer`, `filters`, `removable` (filters
         in groups that are free to go, if they are zero) and `reasons` (why the others are
-        pinned: a barrier layer's name, a model output...).
+        pinned: a barrier layer's name, a model output...). A custom layer that holds
+        prunable layers inside it (KerasHub's `TransformerEncoder`) gets a row too, with
+        `filters` 0 and the reason.
 
     Raises:
         TypeError, ValueError: as `tfprune.prune` for models it cannot read.
@@ -52,6 +76,15 @@ def explain(model) -> list[dict]:
                 "filters": len(roots),
                 "removable": int(sum(not graph.is_pinned(r) for r in roots)),
                 "reasons": reasons,
+            }
+        )
+    for layer, inside in opaque_layers(model, registry.is_prunable):
+        rows.append(
+            {
+                "layer": layer.name,
+                "filters": 0,
+                "removable": 0,
+                "reasons": [opaque_reason(layer, inside)],
             }
         )
     return rows

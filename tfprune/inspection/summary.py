@@ -218,7 +218,7 @@ def summary(model, events=None) -> Summary:
         A `Summary`: `print()` it for a table, `.to_dict()` for data.
 
     Raises:
-        TypeError: for tf_keras or subclassed models.
+        TypeError: for tf_keras models and subclassed models without a graph of layers.
         ValueError: for an unbuilt model.
 
     Example:

@@ -364,6 +364,23 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     return None
 
 
+def is_prunable(layer) -> bool:
+    """Whether tfprune can prune `layer` itself (its type, or a base class, is registered).
+
+    Args:
+        layer: a Keras layer instance.
+
+    Returns:
+        True for a registered type.
+
+    Example:
+
+    >>> is_prunable(keras.layers.Dense(4)), is_prunable(keras.layers.ReLU())
+    (True, False)
+    """
+    return spec_for(layer) is not None
+
+
 def supported_types() -> list[str]:
     """Names of the registered layer types, for error messages and docs.
 

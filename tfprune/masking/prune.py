@@ -158,7 +158,8 @@ def prune(
         A new Keras model with `PruneWrapper` layers.
 
     Raises:
-        TypeError: for a tf_keras or subclassed model, or arguments of the wrong type.
+        TypeError: for a tf_keras model, a subclassed model without a graph of layers, or
+            arguments of the wrong type.
         ValueError: for an unbuilt or already pruned model, unknown or unprunable layer names,
             nothing to prune, a granularity a layer cannot take, or a target the safeguards
             make impossible.
@@ -190,6 +191,14 @@ def prune(
     if graph is not None:
         selected = without_pinned(graph, selected, as_list(layers))
     if not selected:
+        hidden = modelwalk.opaque_layers(model, registry.is_prunable)
+        if hidden:
+            names = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer, _ in hidden)
+            raise ValueError(
+                f"prune: no layer to prune. The prunable layers are inside custom layers that "
+                f"tfprune cannot prune into: {names}. Teach it the custom layer's type with "
+                "tfprune.register_layer, or build the model from its inner layers."
+            )
         raise ValueError(
             "prune: no layer to prune. The model's prunable layers are all excluded or protected; "
             "pass layers=[...] or protect=None."

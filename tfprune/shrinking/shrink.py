@@ -133,7 +133,7 @@ def shrink(model):
         A new model; `model` is unchanged. Compile it before training further.
 
     Raises:
-        TypeError: for tf_keras or subclassed models.
+        TypeError: for tf_keras models and subclassed models without a graph of layers.
         ValueError: for an unbuilt model.
 
     Example:

@@ -1,0 +1,153 @@
+"""Functional subclasses (KerasHub backbones and tasks, a user's own) through the data path.
+
+KerasHub models are built from constructor arguments: presets download weights at run time.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import tfprune
+
+
+@keras.saving.register_keras_serializable(package="tfprune_tests")
+class Tower(keras.Model):
+    """A user's functional subclass: its graph is built in __init__, outputs are a dict."""
+
+    def __init__(self, width=8, **kwargs):
+        inputs = keras.Input((10, 10, 3), name="image")
+        x = keras.layers.Conv2D(width, 3, activation="relu", name="conv1")(inputs)
+        x = keras.layers.BatchNormalization(name="bn1")(x)
+        x = keras.layers.Conv2D(width, 3, activation="relu", name="conv2")(x)
+        features = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        hidden = keras.layers.Dense(16, activation="relu", name="hidden")(features)
+        outputs = {
+            "logits": keras.layers.Dense(3, name="logits")(hidden),
+            "embedding": keras.layers.Dense(4, name="embedding")(hidden),
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.width = width
+
+    def get_config(self):
+        return {"width": self.width, "name": self.name}
+
+
+def assert_same_outputs(a, b, x, atol):
+    out_a, out_b = a(x), b(x)
+    if isinstance(out_a, dict):
+        assert set(out_a) == set(out_b)
+        for key in out_a:
+            assert np.abs(np.asarray(out_a[key]) - np.asarray(out_b[key])).max() <= atol, key
+    else:
+        assert np.abs(np.asarray(out_a) - np.asarray(out_b)).max() <= atol
+
+
+def through_the_data_path(model, x, y, tmp_path, **prune_args):
+    """prune -> fit (two steps) -> strip -> shrink -> export -> verify; returns the models."""
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), **prune_args)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if isinstance(pruned.output, dict):
+        loss = {"logits": loss, "embedding": "mse"}
+        y = {"logits": y, "embedding": np.zeros((len(y), 4), np.float32)}
+    pruned.compile("adam", loss=loss)
+    pruned.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    plain = tfprune.strip(pruned)
+    assert_same_outputs(plain, pruned, x, 1e-5)
+    small = tfprune.shrink(pruned)
+    assert_same_outputs(small, pruned, x, 1e-5)
+    path = tfprune.export_tflite(small, tmp_path / "model.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+    return pruned, small
+
+
+def test_a_users_functional_subclass_prunes_shrinks_exports_and_saves(tmp_path):
+    model = Tower()
+    x = np.random.default_rng(0).random((4, 10, 10, 3), dtype=np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    pruned, small = through_the_data_path(model, x, np.array([0, 1, 2, 0]), tmp_path)
+    # The returned models are plain functional models with the same names and structure.
+    assert type(small).__name__ == "Functional"
+    assert [layer.name for layer in small.layers] == [layer.name for layer in model.layers]
+    assert set(small.output) == {"logits", "embedding"}
+    assert small.get_layer("conv2").filters < 8 and small.get_layer("hidden").units < 16
+    assert tfprune.count_flops(small) < tfprune.count_flops(model)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    for saved in (pruned, small):
+        tfprune.save_model(saved, tmp_path / "m.keras")
+        assert_same_outputs(keras.saving.load_model(tmp_path / "m.keras"), saved, x, 1e-6)
+    assert tfprune.summary(model).total["flops"] == tfprune.count_flops(model)
+    assert {row["layer"] for row in tfprune.explain(model)} >= {"conv1", "conv2", "hidden"}
+
+
+def tiny_resnet():
+    # KerasHub requires 64 filters in the first stack; two one-block stacks keep it small.
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+    )
+
+
+def test_keras_hub_backbone_with_unknown_image_size(tmp_path):
+    backbone = tiny_resnet()
+    assert backbone.input.shape[1:3] == (None, None)
+    x = np.random.default_rng(1).random((2, 24, 24, 3), dtype=np.float32)
+    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5), target="flops")
+    tfprune.apply_target(pruned, 0.5)
+    small = tfprune.shrink(pruned)
+    assert_same_outputs(small, pruned, x, 1e-5)
+    # FLOPs count at the reference size (128 x 128); half of them are removed, within 2 %.
+    ratio = tfprune.count_flops(small) / tfprune.count_flops(backbone)
+    assert 0.48 <= ratio <= 0.52
+    # The shrunk model still takes any image size.
+    bigger = np.random.default_rng(2).random((1, 40, 32, 3), dtype=np.float32)
+    assert_same_outputs(small, pruned, bigger, 1e-5)
+    path = tfprune.export_tflite(small, tmp_path / "backbone.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(32, 32), scale=1 / 255.0)
+    preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)
+    return keras_hub.models.ResNetImageClassifier(
+        backbone=tiny_resnet(), num_classes=3, preprocessor=preprocessor
+    )
+
+
+def test_keras_hub_task_prunes_through_backbone_and_head_and_keeps_its_preprocessor(
+    classifier, tmp_path
+):
+    images = np.random.default_rng(3).integers(0, 255, (4, 40, 40, 3)).astype(np.float32)
+    x = np.asarray(classifier.preprocessor(images))
+    predictions = classifier.predict(images, verbose=0)
+    pruned, small = through_the_data_path(
+        classifier, x, np.array([0, 1, 2, 0]), tmp_path, target="flops"
+    )
+    wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
+    assert "stack1_block0_1_conv" in wrapped  # inside the nested backbone
+    assert tfprune.count_flops(small) <= 0.52 * tfprune.count_flops(classifier)
+    # The task, its preprocessor included, is untouched and still predicts as before.
+    np.testing.assert_array_equal(classifier.predict(images, verbose=0), predictions)
+    assert np.asarray(small(classifier.preprocessor(images))).shape == (4, 3)
+
+
+def test_keras_hub_transformer_blocks_are_named_as_what_stops_pruning():
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=8,
+    )
+    rows = {row["layer"]: row for row in tfprune.explain(backbone)}
+    assert rows["transformer_layer_0"]["reasons"] == [
+        "a custom TransformerEncoder holding Dense layers, which tfprune cannot prune inside it"
+    ]
+    with pytest.raises(ValueError, match="'transformer_layer_1' \\(TransformerEncoder\\)"):
+        tfprune.prune(backbone)
