@@ -51,6 +51,7 @@ TENSORFLOW_MODULES = {
     "tfprune.criteria.taylor",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
+    "tfprune.methods.distillation",
     "tfprune.methods.dsp",
     "tfprune.methods.leap",
     "tfprune.robustness.attacks",

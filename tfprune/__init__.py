@@ -76,6 +76,7 @@ from tfprune.masking.schedules import (
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 from tfprune.methods.compensation import compensate
+from tfprune.methods.distillation import Distillation
 from tfprune.methods.dsp import DSP, GroupPlan, deploy_groups
 from tfprune.methods.imp import IterativePruning, mask_similarity
 from tfprune.methods.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
@@ -134,6 +135,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdversarialAwarePruning",
     "AdversarialTraining",
+    "Distillation",
     "Attack",
     "CutoffScale",
     "DSP",

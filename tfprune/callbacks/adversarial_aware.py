@@ -10,7 +10,7 @@ import numpy as np
 
 from tfprune.callbacks.pruning import PruningCallback
 from tfprune.callbacks.trace import write_trace
-from tfprune.core import checks
+from tfprune.core import checks, modelwalk
 from tfprune.core.classifier import output_kind
 from tfprune.core.distribution import is_chief
 from tfprune.masking.wrappers import model_sparsity
@@ -121,7 +121,7 @@ class AdversarialAwarePruning(PruningCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._restored = False
-        model = getattr(self.model, "inner_model", self.model)
+        model = modelwalk.trained_model(self.model)
         if self.measure is None:
             output_kind(model, self.attack.output)
             checks.check_labels(model, self.probe_y)
@@ -135,7 +135,7 @@ class AdversarialAwarePruning(PruningCallback):
         self._restored = True
 
     def _probe(self):
-        model = getattr(self.model, "inner_model", self.model)
+        model = modelwalk.trained_model(self.model)
         if self.measure is not None:
             return tuple(float(v) for v in self.measure(model))
         clean = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)

@@ -7,7 +7,7 @@ import warnings
 import keras
 import numpy as np
 
-from tfprune.core import checks
+from tfprune.core import checks, modelwalk
 from tfprune.masking.ranking import PruningPlan
 from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
@@ -215,7 +215,7 @@ class PruningCallback(keras.callbacks.Callback):
         Returns:
             `(variable, value)` pairs, for `restore_snapshot`.
         """
-        layers = self.wrappers + followers_of(getattr(self.model, "inner_model", self.model))
+        layers = self.wrappers + followers_of(modelwalk.trained_model(self.model))
         return [(v, keras.ops.convert_to_numpy(v)) for layer in layers for v in layer.weights]
 
     @staticmethod

@@ -25,6 +25,29 @@ def functional_of(model):
     return keras_internals.graph_of(model)
 
 
+def trained_model(model):
+    """The model a training wrapper trains, through any number of wrappers.
+
+    `AdversarialTraining`, `Distillation` and tfprune's other training models expose the
+    model they train as `inner_model`; they may wrap each other.
+
+    Args:
+        model: a model, or a training wrapper around one.
+
+    Returns:
+        The innermost `inner_model`, or `model` itself.
+
+    Example:
+
+    >>> plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> trained_model(plain) is plain
+    True
+    """
+    while getattr(model, "inner_model", None) is not None:
+        model = model.inner_model
+    return model
+
+
 def weights_owner(layer):
     """The layer holding the weights: a wrapper's inner layer, else the layer itself.
 

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from tfprune.core import modelwalk
 from tfprune.criteria.base import ScoringContext
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
@@ -48,7 +49,7 @@ class PruningPlan:
 
     def __init__(self, model):
         # A training wrapper (AdversarialTraining) prunes the functional model it holds.
-        model = getattr(model, "inner_model", model)
+        model = modelwalk.trained_model(model)
         self.model = model
         #: Calibration data `(x, y)` for criteria that need it (Taylor); set by the callback.
         self.data = None

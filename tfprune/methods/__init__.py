@@ -8,4 +8,5 @@
 - `compensation`: PwC's least-squares compensation;
 - `dsp`: Dynamic Structure Pruning (group learning and grouped deployment);
 - `leap`: LEAP's learnable masks for transformers.
+- `distillation`: `Distillation`, a dense teacher's softened outputs in the pruned model's loss.
 """

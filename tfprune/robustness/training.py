@@ -6,7 +6,8 @@ against the current masks) and minimises `(1 - weight) * loss(x) + weight * loss
 Everything else (`compile`, `fit`, callbacks, `evaluate`, `predict`) is Keras' own, and
 `PruningCallback` finds the pruned layers inside. Why a wrapping model and not a callback:
 a callback cannot change what a training step computes; a `train_step` override can, and
-wrapping keeps the user's functional model untouched and prunable.
+wrapping keeps the user's functional model untouched and prunable. Wrapping a
+`Distillation` distils on both terms: the inner model blends the teacher's term into each.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfprune.core import checks
+from tfprune.core import checks, modelwalk
 from tfprune.core.classifier import output_kind
-from tfprune.core.train_step import track_loss
+from tfprune.core.train_step import blended_loss, blended_metrics, track_loss
 from tfprune.robustness.attacks import CutoffScale
 from tfprune.robustness.base import check_attack
 
@@ -63,7 +64,8 @@ class AdversarialTraining(keras.Model):
         attack = CutoffScale() if attack is None else attack
         check_attack(attack)
         checks.check_number("weight", weight, 0, 1)
-        self.kind = output_kind(model, attack.output)
+        # A training wrapper inside (Distillation) has no graph; its classifier does.
+        self.kind = output_kind(modelwalk.trained_model(model), attack.output)
         self.model = model
         self.attack = attack
         self.weight = float(weight)
@@ -72,6 +74,10 @@ class AdversarialTraining(keras.Model):
     def inner_model(self):
         """The wrapped model: what tfprune's callbacks prune and what you export."""
         return self.model
+
+    @property
+    def metrics(self):
+        return super().metrics + blended_metrics(self.model)
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
@@ -87,10 +93,12 @@ class AdversarialTraining(keras.Model):
             clean = self.compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
+            clean = blended_loss(self.model, x, y_pred, clean)
             y_adv = self(x_adv, training=True)
             adversarial = self.compute_loss(
                 x=x_adv, y=y, y_pred=y_adv, sample_weight=sample_weight, training=True
             )
+            adversarial = blended_loss(self.model, x_adv, y_adv, adversarial)
             loss = (1.0 - self.weight) * clean + self.weight * adversarial
             track_loss(self, loss, x)
             scaled = self.optimizer.scale_loss(loss)
