@@ -108,6 +108,17 @@ def build_network(plan):
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
 
+def randomly_pruned(model, target, seed, ranking="local"):
+    """`model` filter-pruned to `target` with random criterion scores, so that the masks are
+    random too (weight norms would pick the same filters every time)."""
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
+    rng = np.random.default_rng(seed)
+    for wrapper in tfprune.wrappers_of(pruned):
+        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
+    apply_target(pruned, target)
+    return pruned
+
+
 def randomize_bn(model, seed=0):
     """Trained-looking BN statistics and LayerNormalization weights, so constants after a
     pruned filter are not trivially zero."""

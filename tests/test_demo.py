@@ -7,9 +7,13 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# About a minute: `make demo` runs the same job in full, and the fresh-clone check runs both.
+@pytest.mark.slow
 def test_demo_script_writes_table_json_and_plot(tmp_path):
     result = subprocess.run(
         [

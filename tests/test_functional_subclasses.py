@@ -147,7 +147,8 @@ def test_keras_hub_transformer_blocks_are_named_as_what_stops_pruning():
     )
     rows = {row["layer"]: row for row in tfprune.explain(backbone)}
     assert rows["transformer_layer_0"]["reasons"] == [
-        "a custom TransformerEncoder holding Dense layers, which tfprune cannot prune inside it"
+        "a custom TransformerEncoder holding Dense, MultiHeadAttention layers, which tfprune "
+        "cannot prune inside it"
     ]
     with pytest.raises(ValueError, match="'transformer_layer_1' \\(TransformerEncoder\\)"):
         tfprune.prune(backbone)

@@ -1,7 +1,8 @@
 """Does removing filters pay in LiteRT? Latency ratio vs FLOPs ratio after `tfprune.shrink`.
 
 For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2, ResNet50 and
-ConvNeXtTiny at 96x96, all built with weights=None)
+ConvNeXtTiny at 96x96, all built with weights=None, a ViT-style encoder whose attention heads
+prune, and KerasHub's ResNet18-shaped classifier)
 and each FLOPs target (25 % and 50 % removed, global group ranking), prunes with the L1
 criterion, shrinks, exports dense and shrunk models to LiteRT and times them side by side
 (alternating, 1 thread). Latency does not depend on the weights' values, so no training is
@@ -45,6 +46,39 @@ def plain_cnn():
     return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="plain_cnn")
 
 
+def vit_style(tokens=64, patch=48, width=128, heads=8, ffn=256, blocks=4):
+    """A ViT-style encoder on 64 flattened 4x4x3 patches: attention heads and feed-forward
+    units prune together (global ranking, FLOPs counted with the attention matmuls)."""
+    inputs = keras.Input((tokens, patch))
+    x = keras.layers.Dense(width, name="patch_embed")(inputs)
+    for b in range(blocks):
+        h = keras.layers.LayerNormalization(name=f"ln{b}a")(x)
+        h = keras.layers.MultiHeadAttention(heads, width // heads, name=f"attention{b}")(h, h)
+        x = keras.layers.Add()([x, h])
+        h = keras.layers.LayerNormalization(name=f"ln{b}b")(x)
+        h = keras.layers.Dense(ffn, activation="gelu", name=f"ffn{b}_up")(h)
+        x = keras.layers.Add()([x, keras.layers.Dense(width, name=f"ffn{b}_down")(h)])
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization(name="ln")(x))
+    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="vit_style")
+
+
+def keras_hub_resnet():
+    """KerasHub's ResNet18-shaped backbone and classifier head, built from constructor
+    arguments (presets download weights), at a fixed 96x96 input."""
+    import keras_hub
+
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[2, 2, 2, 2],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
+        image_shape=(96, 96, 3),
+    )
+    return keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=10)
+
+
 MODELS = {
     "digits_cnn": lambda: digits_cnn(),
     "plain_cnn": plain_cnn,
@@ -59,6 +93,8 @@ MODELS = {
     "convnext_tiny": lambda: keras.applications.ConvNeXtTiny(
         input_shape=(96, 96, 3), weights=None, classes=10
     ),
+    "vit_style": vit_style,
+    "keras_hub_resnet": keras_hub_resnet,
 }
 
 
@@ -139,7 +175,7 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="latency ratio = FLOPs ratio")
     ax.plot([0, 1], [0, 1.1], ":", color="gray", lw=1, label="+10 %")
-    for name, marker in zip(MODELS, "osD^v"):
+    for name, marker in zip(MODELS, "osD^v<>"):
         points = [(r["flops_ratio"], r["latency_ratio"]) for r in rows if r["model"] == name]
         if points:
             ax.scatter(*zip(*points), marker=marker, s=60, label=name)

@@ -18,6 +18,7 @@ from conftest import (
     network_plans,
     prune_and_shrink,
     randomize_bn,
+    randomly_pruned,
 )
 from tfprune.core import modelwalk
 from tfprune.masking.ranking import apply_target
@@ -110,12 +111,7 @@ def test_nested_models_shrink_inside_and_stay_nested():
 def test_random_networks_shrink_to_the_same_function(plan, target, ranking, seed):
     model = build_network(plan)
     randomize_bn(model, seed)
-    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
-    # Random masks: random criterion scores instead of weight norms.
-    rng = np.random.default_rng(seed)
-    for wrapper in tfprune.wrappers_of(pruned):
-        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
-    apply_target(pruned, target)
+    pruned = randomly_pruned(model, target, seed, ranking)
     small = tfprune.shrink(pruned)
     assert small.count_params() <= pruned.count_params()
     assert max_diff(small, pruned, inputs_for(model, seed=seed)) <= 1e-5

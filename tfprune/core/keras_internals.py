@@ -202,6 +202,32 @@ def sublayers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
+def build_like(target, source) -> None:
+    """Build `target` with the shapes `source` was built with, if its build needs several.
+
+    A layer built from one shape (Dense, Conv2D) builds itself when a wrapper builds; a
+    layer whose `build` takes several (MultiHeadAttention's query and value shapes) must be
+    built beforehand, and must remember those shapes so that its `.keras` config rebuilds it.
+
+    Args:
+        target: an unbuilt clone of `source`.
+        source: a built layer.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> _ = attention(np.zeros((1, 3, 8)), np.zeros((1, 5, 8)))
+    >>> twin = keras.layers.MultiHeadAttention.from_config(attention.get_config())
+    >>> build_like(twin, attention)
+    >>> twin.built, twin.get_build_config() == attention.get_build_config()
+    (True, True)
+    """
+    config = source.get_build_config() or {}
+    if "shapes_dict" in config and not target.built:
+        target.build_from_config(config)
+        target._build_shapes_dict = dict(config["shapes_dict"])
+
+
 def array_arguments(arguments) -> list:
     """The array constants a call received besides its tensors (`x + np.ones(8)`).
 

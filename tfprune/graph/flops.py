@@ -1,5 +1,9 @@
 """FLOPs of the layers tfprune knows, counted from their weights and traced shapes.
 
+Attention layers count per head: the head's slices of the four projections and its share of
+the score and weighted-sum matmuls (`LayerSpec.unit_flops`); effective FLOPs count the heads
+whose value projection is not all zero.
+
 One multiply-add is 2 FLOPs. Each element of a weight listed in the layer's
 `LayerSpec.flops_weights` costs one multiply-add per spatial position (of the output, or of
 the input for transposed convolutions). *Effective* FLOPs count only nonzero weights, which
@@ -74,6 +78,32 @@ def weight_positions(layer, node_layer, name: str) -> int | None:
     return _positions(node_layer, kernel_shape, spec, where)
 
 
+def unit_flops(layer, node_layer=None) -> int | None:
+    """FLOPs per example of one unit of a layer with units inside it (an attention head).
+
+    Args:
+        layer: the layer owning the weights; its spec has `unit_flops`.
+        node_layer: the layer that appears in the model graph, if different. Defaults to
+            `None` (the layer itself).
+
+    Returns:
+        FLOPs of one unit summed over the layer's calls, or `None` if it is never called.
+
+    Example:
+
+    >>> inputs = keras.Input((10, 16))
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+    >>> model = keras.Model(inputs, attention(inputs, inputs))
+    >>> unit_flops(attention)  # 2 * (q, k, v 3 * 10*16*4 + output 10*4*16 + scores 10*10*8)
+    6720
+    """
+    spec = registry.spec_for(layer)
+    total = 0
+    for inputs, _ in keras_internals.calls_of(node_layer or layer):
+        total += spec.unit_flops(layer, [reference.concrete_shape(t) for t in inputs])
+    return total or None
+
+
 def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     """FLOPs per example of one registered layer.
 
@@ -97,6 +127,15 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     spec = registry.spec_for(layer)
     if spec is None:
         return None
+    if spec.internal_units:
+        per_unit = unit_flops(layer, node_layer)
+        if per_unit is None:
+            return None
+        kernel_shape = registry.variable(layer, spec.weight).shape
+        units = spec.filter_count(kernel_shape)
+        if effective:
+            units -= int(spec.dead_units(layer).sum())
+        return units * per_unit
     total = 0
     for name, _ in spec.flops_weights:
         weight = registry.variable(layer, name)

@@ -41,7 +41,7 @@ def explain(model) -> list[dict]:
         in groups that are free to go, if they are zero) and `reasons` (why the others are
         pinned: a barrier layer's name, a model output...). A custom layer that holds
         prunable layers inside it (KerasHub's `TransformerEncoder`) gets a row too, with
-        `filters` 0 and the reason.
+        `filters` 0 and the reason. For an attention layer, `filters` are its heads.
 
     Raises:
         TypeError, ValueError: as `tfprune.prune` for models it cannot read.
@@ -78,6 +78,14 @@ def explain(model) -> list[dict]:
                 "reasons": reasons,
             }
         )
+    for call in graph.calls():
+        layer = weights_owner(call.layer)
+        spec = registry.spec_for(layer) if id(layer) not in seen else None
+        if spec is not None and spec.internal_units:
+            seen.add(id(layer))
+            units = spec.filter_count(registry.variable(layer, spec.weight).shape)
+            # Units inside the layer (heads) are groups of their own: nothing outside pins them.
+            rows.append({"layer": layer.name, "filters": units, "removable": units, "reasons": []})
     for layer, inside in opaque_layers(model, registry.is_prunable):
         rows.append(
             {

@@ -7,11 +7,20 @@ Importing `tfprune.layers` registers them; `tfprune.register_layer` and
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.layers import normalization
-from tfprune.layers.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
+from tfprune.layers.registry import (
+    ChannelRule,
+    LayerSpec,
+    register_channel_rule,
+    register_layer,
+    variable,
+)
 
 _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 
@@ -179,3 +188,62 @@ if _LAYER_SCALE is not None:
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))
+
+
+def _attention_head_flops(layer, shapes) -> int:
+    """FLOPs of one head of a MultiHeadAttention call per example: its slices of the query,
+    key, value and output projections, and its share of the score and weighted-sum matmuls."""
+    query, value = shapes[0], shapes[1]
+    key = shapes[2] if len(shapes) > 2 else value
+    key_dim = layer.key_dim
+    value_dim = layer.value_dim or key_dim
+    out_dim = variable(layer, "attention_output/kernel").shape[-1]
+    queries = math.prod(query[1:-1])
+    keys = math.prod(key[1:-1])
+    # Each query attends over the attention axes of the key only.
+    axes = layer.get_config()["attention_axes"] or tuple(range(1, len(key) - 1))
+    attended = math.prod(key[a] for a in axes)
+    projections = (
+        queries * query[-1] * key_dim + keys * key[-1] * key_dim + keys * value[-1] * value_dim
+    )
+    attention = queries * attended * (key_dim + value_dim)
+    return 2 * (projections + attention + queries * value_dim * out_dim)
+
+
+def _slice_heads(layer, heads):
+    """MultiHeadAttention's config and weights with only `heads` left: the head axis of the
+    query, key and value kernels (axis 1) and biases (axis 0), and of the output kernel (0)."""
+    config = {**layer.get_config(), "num_heads": len(heads)}
+    projections = keras_internals.attention_projections(layer)
+    head_axis = {}
+    for name in ("query", "key", "value"):
+        head_axis[id(projections[name].kernel)] = 1
+        if projections[name].bias is not None:
+            head_axis[id(projections[name].bias)] = 0
+    head_axis[id(projections["output"].kernel)] = 0
+    weights, cuts = [], {}
+    for position, weight in enumerate(layer.weights):
+        array = keras.ops.convert_to_numpy(weight)
+        if id(weight) in head_axis:
+            array = np.take(array, heads, axis=head_axis[id(weight)])
+            cuts[position] = [(head_axis[id(weight)], np.asarray(heads))]
+        weights.append(array)
+    return config, weights, cuts
+
+
+# A head is a unit inside the layer: masking its value projection (kernel and bias) makes
+# its output exactly zero, whatever its query and key; `shrink` then removes the head from
+# all four projections.
+register_layer(
+    keras.layers.MultiHeadAttention,
+    LayerSpec(
+        "value/kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        bias="value/bias",
+        flops_weights=(),
+        config_key="num_heads",
+        unit_flops=_attention_head_flops,
+        unit_slicer=_slice_heads,
+    ),
+)

@@ -45,6 +45,14 @@ class LayerSpec:
         depthwise_form: the spec that applies instead when the layer is a grouped
             convolution with one group per input channel, i.e. a depthwise convolution (as
             keras.applications' ConvNeXt writes them). Other grouped convolutions are barriers.
+        unit_flops: for layers whose filters are units inside the layer (attention heads)
+            rather than output channels: `(layer, input shapes) -> FLOPs of one unit per
+            example`. Such a layer is a barrier for the channels around it, and each of its
+            units is a group of its own that filter pruning may remove.
+        unit_slicer: with `unit_flops`: `(layer, kept units) -> (config, weights, cuts)`, the
+            layer's config with `config_key` lowered, its weights in `layer.weights` order cut
+            to the kept units, and `{weight position: [(axis, kept indices)]}`; what `shrink`
+            rebuilds the layer from.
 
     Example:
 
@@ -64,6 +72,32 @@ class LayerSpec:
     fold: str = "valid"
     groups_key: str | None = None
     depthwise_form: LayerSpec | None = None
+    unit_flops: object = None
+    unit_slicer: object = None
+
+    @property
+    def internal_units(self) -> bool:
+        """Whether the filters are units inside the layer, not output channels."""
+        return self.unit_flops is not None
+
+    def dead_units(self, layer) -> np.ndarray:
+        """Which filters of `layer` are all zero, in the weight and in its bias.
+
+        Args:
+            layer: a built layer of this spec's type.
+
+        Returns:
+            One boolean per filter.
+        """
+        weight = keras.ops.convert_to_numpy(variable(layer, self.weight))
+        dead = ~np.any(
+            self.to_canonical(weight).reshape(self.filter_count(weight.shape), -1), axis=1
+        )
+        bias = variable(layer, self.bias) if self.bias else None
+        if bias is not None:
+            values = keras.ops.convert_to_numpy(bias).reshape(len(dead), -1)
+            dead &= ~np.any(values != 0, axis=1)
+        return dead
 
     def filter_count(self, shape) -> int:
         """Number of filters a weight of `shape` has."""
@@ -230,6 +264,8 @@ def channel_rule(layer, input_shape=None):
     True
     """
     rule = _registered_rule(layer)
+    if isinstance(rule, LayerSpec) and rule.internal_units:
+        return None
     if isinstance(rule, LayerSpec):
         spec = spec_for(layer, input_shape)
         # A grouped convolution other than a depthwise one mixes channels within each group.
@@ -260,6 +296,8 @@ def barrier_reason(layer) -> str:
     rule = _registered_rule(layer)
     if isinstance(rule, ChannelRule) and rule.reason:
         return rule.reason
+    if isinstance(rule, LayerSpec) and rule.internal_units:
+        return "it mixes channels inside its units (attention heads), which are pruned as units"
     if getattr(layer, "groups", 1) != 1:
         return "a grouped convolution with several input channels per group"
     return "tfprune cannot see how it maps channels"
@@ -400,10 +438,12 @@ def variable(layer, name: str):
 
     Looked up by variable name rather than attribute, because attributes such as
     `Dense.kernel` may return a derived tensor (LoRA, quantization) instead of the variable.
+    A name with a slash (`"value/kernel"`) is the end of the variable's path: a variable of
+    a sublayer, as in MultiHeadAttention's projections.
 
     Args:
         layer: a built Keras layer.
-        name: the variable's name.
+        name: the variable's name, or the end of its path.
 
     Returns:
         The `keras.Variable`, or `None`.
@@ -416,6 +456,6 @@ def variable(layer, name: str):
     ((3, 2), None)
     """
     for var in layer.weights:
-        if var.name == name:
+        if var.name == name or ("/" in name and var.path.endswith("/" + name)):
             return var
     return None

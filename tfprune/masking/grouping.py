@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import keras
 import numpy as np
 
 from tfprune.core.modelwalk import weights_owner
@@ -53,6 +54,15 @@ def _block(group, reason):
         group.blocked = reason
 
 
+def _unit_count(call) -> int:
+    """How many units inside the called layer (attention heads), 0 for other layers."""
+    layer = weights_owner(call.layer)
+    spec = registry.spec_for(layer) if isinstance(layer, keras.layers.Layer) else None
+    if spec is None or not spec.internal_units:
+        return 0
+    return spec.filter_count(registry.variable(layer, spec.weight).shape)
+
+
 def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
     """The groups of `model` that contain at least one wrapped filter.
 
@@ -82,7 +92,12 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
 
     for call in graph.calls():
         spec = call.rule
-        if isinstance(spec, registry.LayerSpec):
+        units = _unit_count(call)
+        if units and isinstance(call.layer, PruneWrapper):
+            # Heads of an attention layer: each is a group of its own, tied to no channel.
+            for unit in range(units):
+                group(("unit", id(call.layer), unit)).members.append((call.layer, unit))
+        elif isinstance(spec, registry.LayerSpec):
             out = call.outputs[0]
             for c in range(out.shape[-1]):
                 g = group(graph.root(out, c))
@@ -136,6 +151,14 @@ class StructuralFlops:
         seen = set()
         for call in graph.calls():
             layer, spec = weights_owner(call.layer), call.rule
+            units = _unit_count(call)
+            if units and id(layer) not in seen:
+                seen.add(id(layer))
+                # Every FLOP of an attention layer belongs to one of its heads.
+                heads = np.array([index.get(("unit", id(call.layer), u), -1) for u in range(units)])
+                per_unit = flops.unit_flops(layer, call.layer) or 0
+                self.terms.append((float(per_unit * units), [heads]))
+                continue
             if not isinstance(spec, registry.LayerSpec) or id(layer) in seen:
                 continue
             seen.add(id(layer))

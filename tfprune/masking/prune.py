@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import keras
 
-from tfprune.core import checks, modelwalk
+from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.criteria import lookup as criteria
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
 from tfprune.masking import schedules
 from tfprune.masking.ranking import PruningPlan
-from tfprune.masking.selection import as_list, followers, select_layers, without_pinned
+from tfprune.masking.selection import (
+    as_list,
+    followers,
+    select_layers,
+    without_pinned,
+    without_units,
+)
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 
@@ -187,6 +193,8 @@ def prune(
     schedule = schedules.get(0.5 if schedule is None else schedule)
     _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction)
     selected = select_layers(model, layers, exclude, protect)
+    if not granularity.structured:
+        selected = without_units(selected, as_list(layers), granularity)
     graph = ChannelGraph(model) if granularity.structured else None
     if graph is not None:
         selected = without_pinned(graph, selected, as_list(layers))
@@ -227,6 +235,7 @@ def prune(
     def clone(layer):
         fresh = modelwalk.clone_layer(layer)
         if id(layer) in selected_ids:
+            keras_internals.build_like(fresh, layer)
             return PruneWrapper(
                 fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)}
             )

@@ -95,7 +95,12 @@ def _auto_protected(model, layers):
     output through unregistered layers only): pruning these costs most accuracy."""
     protected = set()
     for layer in layers:
-        if registry.spec_for(layer) is not None and not isinstance(layer, keras.layers.Dense):
+        spec = registry.spec_for(layer)
+        if (
+            spec is not None
+            and not spec.internal_units
+            and not isinstance(layer, keras.layers.Dense)
+        ):
             protected.add(id(layer))
             break
     memo = {}
@@ -160,6 +165,44 @@ def select_layers(model, layers, exclude, protect):
     return selected
 
 
+def without_units(selected, chosen, granularity):
+    """The selected layers without those whose filters are units inside them (attention
+    heads), which only filter pruning removes.
+
+    Args:
+        selected: the layers `select_layers` chose.
+        chosen: the user's `layers=` selectors, as a list.
+        granularity: the `Granularity` asked for, for the message.
+
+    Returns:
+        The layers that stay selected.
+
+    Raises:
+        ValueError: for such a layer named in `chosen`.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 8))
+    >>> attention = keras.layers.MultiHeadAttention(2, 4, name="attention")
+    >>> x = keras.layers.Dense(8, name="fc")(attention(inputs, inputs))
+    >>> model = keras.Model(inputs, x)
+    >>> [layer.name for layer in without_units(model.layers[1:], [], "unstructured")]
+    ['fc']
+    """
+    kept = []
+    for layer in selected:
+        if registry.spec_for(layer).internal_units:
+            if any(isinstance(s, str) and s == layer.name for s in chosen):
+                raise ValueError(
+                    f"layers: '{layer.name}' ({type(layer).__name__}) is pruned by whole units "
+                    f"(heads), with granularity='filter', not '{granularity}'. Leave it out, or "
+                    "use granularity='filter' to prune its heads."
+                )
+            continue
+        kept.append(layer)
+    return kept
+
+
 def without_pinned(graph, selected, chosen):
     """The selected layers whose filters the graph lets filter pruning touch.
 
@@ -191,6 +234,9 @@ def without_pinned(graph, selected, chosen):
     """
     kept = []
     for layer in selected:
+        if registry.spec_for(layer).internal_units:
+            kept.append(layer)  # its units are inside it: no channel of the graph pins them
+            continue
         calls = [c for c in graph.calls() if c.layer is layer]
         roots = [graph.root(c.outputs[0], i) for c in calls for i in range(c.outputs[0].shape[-1])]
         if roots and all(graph.is_pinned(r) for r in roots):
@@ -222,7 +268,7 @@ def followers(graph, selected):
     >>> followers(ChannelGraph(model), [conv]) == {id(bn)}
     True
     """
-    selected_ids = {id(layer) for layer in selected}
+    selected_ids = {id(layer) for layer in selected if not registry.spec_for(layer).internal_units}
     roots = set()
     for call in graph.calls():
         if id(call.layer) in selected_ids:

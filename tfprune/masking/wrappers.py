@@ -151,6 +151,18 @@ class PruneWrapper(keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
+    def compute_output_spec(self, *args, **kwargs):
+        """The wrapped layer's output spec, from all its inputs.
+
+        Args:
+            *args: the call's inputs (attention's query and value, not the first alone).
+            **kwargs: the call's keyword arguments.
+
+        Returns:
+            What the wrapped layer's `compute_output_spec` returns.
+        """
+        return self.layer.compute_output_spec(*args, **kwargs)
+
     @property
     def pruned_variable(self):
         """The wrapped layer's prunable variable (e.g. its kernel)."""
@@ -186,7 +198,9 @@ class PruneWrapper(keras.layers.Wrapper):
         bias = self._bias_variable()
         if bias is not None:
             kept = (~self.granularity.pruned_units(mask, self.spec)).astype(np.float32)
-            self.bias_mask.assign(kept)
+            # A bias may have more axes than one per filter (an attention head's (V,) biases).
+            kept = kept.reshape(kept.shape + (1,) * (len(bias.shape) - kept.ndim))
+            self.bias_mask.assign(np.broadcast_to(kept, tuple(bias.shape)))
             bias.assign(keras.ops.multiply(bias.value, self.bias_mask.value))
 
     def masked_weights(self) -> list:

@@ -18,8 +18,8 @@ Granularities:
 
 A head is masked through its value projection (kernel and bias): its attention output is then
 exactly zero, as if the head were not there. `LEAP.pruned_model()` bakes the masks into a plain
-copy; `shrink_heads` removes the dead heads, and `tfprune.shrink` the dead Dense units, so the
-result is physically smaller and exports to LiteRT.
+copy; `tfprune.shrink` removes the dead heads and the dead Dense units, so the result is
+physically smaller and exports to LiteRT.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class LEAP(keras.Model):
     leap = tfprune.LEAP(model, target_density=0.3, granularity="row")
     leap.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     leap.fit(x, y, epochs=10)
-    small = tfprune.shrink(tfprune.shrink_heads(leap.pruned_model()))
+    small = tfprune.shrink(leap.pruned_model())
     ```
     """
 
@@ -313,7 +313,7 @@ class LEAP(keras.Model):
 
         Returns:
             A new functional model (the wrapped one is untouched); masked heads and rows are
-            exact zeros, ready for `shrink_heads` and `tfprune.shrink`.
+            exact zeros, ready for `tfprune.shrink`.
         """
         copy = keras.models.clone_model(self.model)
         copy.set_weights(self.model.get_weights())

@@ -77,6 +77,7 @@ class AdversarialTraining(keras.Model):
 
     @property
     def metrics(self):
+        """Keras' metrics plus those a wrapped `Distillation` updates (its loss terms)."""
         return super().metrics + blended_metrics(self.model)
 
     def call(self, inputs, training=False):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfprune.core import checks, keras_internals
+from tfprune.core import checks
+from tfprune.layers import registry
 
 
 def dead_heads(layer) -> np.ndarray:
@@ -27,11 +28,7 @@ def dead_heads(layer) -> np.ndarray:
     >>> dead_heads(attention).tolist()
     [False, False]
     """
-    value = keras_internals.attention_projections(layer)["value"]
-    dead = ~np.any(keras.ops.convert_to_numpy(value.kernel) != 0, axis=(0, 2))
-    if value.bias is not None:
-        dead &= ~np.any(keras.ops.convert_to_numpy(value.bias) != 0, axis=1)
-    return dead
+    return registry.spec_for(layer).dead_units(layer)
 
 
 def shrink_heads(model) -> keras.Model:
@@ -39,7 +36,8 @@ def shrink_heads(model) -> keras.Model:
 
     Every MultiHeadAttention layer with dead heads is rebuilt with `num_heads` reduced and its
     query, key, value and output kernels sliced; at least one head is kept. Other layers and
-    weights are copied.
+    weights are copied. `tfprune.shrink` removes dead heads as well, together with zeroed
+    filters; this removes heads only.
 
     Args:
         model: a plain functional model (e.g. `LEAP.pruned_model()`).
@@ -56,7 +54,7 @@ def shrink_heads(model) -> keras.Model:
     >>> inputs = keras.Input((5, 8))
     >>> attention = keras.layers.MultiHeadAttention(2, key_dim=4, name="attention")
     >>> model = keras.Model(inputs, attention(inputs, inputs))
-    >>> value = keras_internals.attention_projections(attention)["value"]
+    >>> value = tfprune.core.keras_internals.attention_projections(attention)["value"]
     >>> kernel, bias = value.get_weights()
     >>> kernel[:, 1], bias[1] = 0.0, 0.0  # head 1 outputs exactly zero
     >>> value.set_weights([kernel, bias])
@@ -64,19 +62,17 @@ def shrink_heads(model) -> keras.Model:
     1
     """
     checks.check_model(model, "shrink_heads")
-    kept = {}
+    sliced = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.MultiHeadAttention):
             alive = ~dead_heads(layer)
-            if not alive.any():
-                alive[0] = True
+            alive[0] |= not alive.any()
             if not alive.all():
-                kept[layer.name] = np.flatnonzero(alive)
+                spec = registry.spec_for(layer)
+                sliced[layer.name] = spec.unit_slicer(layer, np.flatnonzero(alive))
 
     def clone(layer):
-        config = layer.get_config()
-        if layer.name in kept:
-            config["num_heads"] = len(kept[layer.name])
+        config = sliced[layer.name][0] if layer.name in sliced else layer.get_config()
         return layer.__class__.from_config(config)
 
     smaller = keras.models.clone_model(model, clone_function=clone)
@@ -84,19 +80,8 @@ def shrink_heads(model) -> keras.Model:
         if not source.weights:  # input layers are renamed by cloning, and hold nothing
             continue
         target = smaller.get_layer(source.name)
-        if source.name not in kept:
+        if source.name in sliced:
+            target.set_weights(sliced[source.name][1])
+        else:
             target.set_weights(source.get_weights())
-            continue
-        heads = kept[source.name]
-        projections = keras_internals.attention_projections(source)
-        twins = keras_internals.attention_projections(target)
-        for name in ("query", "key", "value"):
-            dense, twin = projections[name], twins[name]
-            twin.kernel.assign(keras.ops.convert_to_numpy(dense.kernel)[:, heads])
-            if dense.bias is not None:
-                twin.bias.assign(keras.ops.convert_to_numpy(dense.bias)[heads])
-        out, twin = projections["output"], twins["output"]
-        twin.kernel.assign(keras.ops.convert_to_numpy(out.kernel)[heads])
-        if out.bias is not None:
-            twin.bias.assign(keras.ops.convert_to_numpy(out.bias))
     return smaller

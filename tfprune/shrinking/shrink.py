@@ -16,6 +16,10 @@ function:
    constants and appends them for its statistics, so its mean and variance stay those of
    the wider layer. The channel's own output is zero because pruning masked its gamma and beta.
 
+Attention heads are units inside their layer: a head whose value projection (kernel and
+bias) is all zero outputs exactly zero, and `shrink` removes it from the query, key, value
+and output projections (`num_heads` lowered, at least one head kept).
+
 Anything else keeps its channel: `shrink` never returns a model that computes something
 different from the masked one. A layer that reads a folded constant and had no bias gets
 one (`use_bias=True`).
@@ -118,6 +122,20 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
     return _LayerPlan(layer, layer_class, config, weights, cuts)
 
 
+def _plan_units(layer) -> _LayerPlan | None:
+    """A layer with units inside it (attention heads) without its dead units; at least one
+    stays. `None` if it has no such units or none is dead."""
+    spec = registry.spec_for(layer)
+    if spec is None or not spec.internal_units:
+        return None
+    alive = ~spec.dead_units(layer)
+    if alive.all():
+        return None
+    alive[0] |= not alive.any()
+    config, weights, cuts = spec.unit_slicer(layer, np.flatnonzero(alive))
+    return _LayerPlan(layer, type(layer), config, dict(enumerate(weights)), cuts)
+
+
 def shrink(model):
     """Return a smaller model without the filters that pruning zeroed, computing the same function.
 
@@ -197,9 +215,12 @@ def shrink_with_cuts(model):
     plans = {}
     for call in graph.calls():
         layer = weights_owner(call.layer)
-        if id(layer) in plans or call.rule is None or not isinstance(layer, keras.layers.Layer):
+        if id(layer) in plans or not isinstance(layer, keras.layers.Layer):
             continue  # ops (`x + y`) hold no weights and adapt to any width
-        plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+        if call.rule is not None:
+            plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+        elif (plan := _plan_units(layer)) is not None:
+            plans[id(layer)] = plan
 
     def rebuild(layer):
         if isinstance(layer, keras.Model):
