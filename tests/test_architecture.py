@@ -54,6 +54,7 @@ TENSORFLOW_MODULES = {
     "tfprune.methods.distillation",
     "tfprune.methods.dsp",
     "tfprune.methods.leap",
+    "tfprune.robustness.apgd",
     "tfprune.robustness.attacks",
     "tfprune.robustness.training",
 }

@@ -84,6 +84,7 @@ from tfprune.methods.leap import LEAP
 from tfprune.methods.presets import iplt, pfwt
 from tfprune.methods.rebuild import RebuildResult, fit_with_rebuilds
 from tfprune.robustness.accuracy import robust_accuracy
+from tfprune.robustness.apgd import APGD
 from tfprune.robustness.attacks import FGSM, PGD, CutoffScale, DeepFool, cutoff_scale
 from tfprune.robustness.base import Attack
 from tfprune.robustness.training import AdversarialTraining
@@ -134,6 +135,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialAwarePruning",
+    "APGD",
     "AdversarialTraining",
     "Distillation",
     "Attack",

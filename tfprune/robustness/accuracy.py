@@ -17,11 +17,13 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
         model: a classifier (see the module docstring for its output).
         x: inputs.
         y: integer labels, one per input.
-        attack: a `tfprune` attack, or `None` for clean accuracy.
+        attack: a `tfprune` attack, `None` for clean accuracy, or a list of attacks for the
+            worst case: an example counts only if every attack leaves it correct (as
+            AutoAttack reports robust accuracy).
         batch_size: examples per batch. Defaults to 256.
 
     Returns:
-        The fraction of adversarial examples still classified correctly.
+        The fraction of examples still classified correctly.
 
     Raises:
         ValueError: for no data, labels that do not match the inputs or the model's
@@ -40,12 +42,19 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
     y = checks.check_labels(model, y)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]} labels.")
-    check_attack(attack, allow_none=True)
-    output_kind(model, attack.output if attack is not None else "auto")
+    attacks = list(attack) if isinstance(attack, (list, tuple)) else [attack]
+    if not attacks:
+        raise ValueError("robust_accuracy: attack is an empty list; give at least one attack.")
+    for each in attacks:
+        check_attack(each, allow_none=True)
+        output_kind(model, each.output if each is not None else "auto")
     correct = 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        inputs = xb if attack is None else attack(model, xb, yb)
-        predictions = keras.ops.convert_to_numpy(model(inputs, training=False))
-        correct += int(np.sum(np.argmax(predictions, axis=1) == yb))
+        survived = np.ones(len(xb), bool)
+        for each in attacks:
+            inputs = xb if each is None else each(model, xb, yb)
+            predictions = keras.ops.convert_to_numpy(model(inputs, training=False))
+            survived &= np.argmax(predictions, axis=1) == yb
+        correct += int(survived.sum())
     return correct / len(x)
