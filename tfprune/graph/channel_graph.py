@@ -222,10 +222,15 @@ class ChannelGraph:
         for constant in _array_constants(call):
             if constant.ndim and constant.shape[-1] != 1:
                 return f"{name} combines its input with a constant of {constant.shape[-1]} channels"
-        if rule.kind in ("passthrough", "reshape"):
+        if rule.kind in ("passthrough", "reshape", "grouped"):
             if width(call.inputs[0]) != width(out):
                 return f"{name} changes the channel count"
             self._tie_all(call.inputs[0], out)
+            if rule.kind == "grouped":
+                # Statistics pool over each group: a channel goes only with its whole group.
+                size = width(out) // layer.groups
+                for c in range(width(out)):
+                    self._tie(out, c, out, c - c % size)
         elif rule.kind == "elementwise":
             for tensor in call.inputs:
                 if width(tensor) == width(out):

@@ -247,3 +247,25 @@ register_layer(
         unit_slicer=_slice_heads,
     ),
 )
+
+
+def _groups_channels_alone(layer, input_shape) -> bool:
+    """Whether a GroupNormalization groups the last (channel) axis and has a per-channel scale
+    to zero a pruned group's output with."""
+    last = layer.axis == -1 or (input_shape is not None and layer.axis == len(input_shape) - 1)
+    return last and bool(layer.scale)
+
+
+# GroupNormalization's statistics run over each group of channels alone: a whole group can
+# go without changing the others, so its channels are tied into one unit.
+register_channel_rule(
+    keras.layers.GroupNormalization,
+    ChannelRule(
+        "grouped",
+        slices=(("gamma", 0, "in"), ("beta", 0, "in")),
+        masked=("gamma", "beta"),
+        applies=_groups_channels_alone,
+        reason="it normalises over other axes than the channels, or has no per-channel scale "
+        "to zero a pruned group with",
+    ),
+)

@@ -158,7 +158,10 @@ class ChannelRule:
             padding...), `"elementwise"` (Add, Multiply...: all same-width inputs share one
             channel set; width-1 inputs broadcast), `"concat"` (channels of the inputs
             follow each other), `"flatten"` (feature `i` belongs to channel `i % C`), or
-            `"reshape"` (a pass-through when the last axis keeps its size, else a barrier).
+            `"reshape"` (a pass-through when the last axis keeps its size, else a barrier), or
+            `"grouped"` (a pass-through whose channels go in whole groups of
+            `channels / layer.groups`, as GroupNormalization's statistics do; `shrink` lowers
+            `groups`).
         slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
         config_key: a config entry to update with the new channel count: an integer
             (`projection_dim`), or Reshape's `target_shape`, whose last entry is the count.
@@ -232,7 +235,7 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
         raise TypeError(
             f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}."
         )
-    if rule.kind not in ("passthrough", "elementwise", "concat", "flatten", "reshape"):
+    if rule.kind not in ("passthrough", "grouped", "elementwise", "concat", "flatten", "reshape"):
         raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
     _CHANNEL_RULES[layer_class] = rule
 

@@ -113,6 +113,8 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
                     np.float32
                 )
                 config["use_bias"] = True
+    elif spec_or_rule.kind == "grouped":
+        config["groups"] = len(kept_out) // (width // layer.groups)
     elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
     elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
