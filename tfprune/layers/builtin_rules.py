@@ -118,6 +118,7 @@ def _normalises_channels_alone(layer, input_shape) -> bool:
 # A normalization over channels mixes them through its mean and variance. Its channels still
 # pass through: pruning zeroes a channel's input and its gamma (and beta), so the channel leaves
 # exactly zero, and the shrunk layer remembers the removed inputs' share of the statistics.
+_GAMMA_BETA = dict(slices=(("gamma", 0, "in"), ("beta", 0, "in")), masked=("gamma", "beta"))
 _NORMALIZATION_REASON = (
     "it normalises over other axes than the channels alone, or has no per-channel scale to "
     "zero a pruned channel with"
@@ -126,8 +127,7 @@ register_channel_rule(
     keras.layers.LayerNormalization,
     ChannelRule(
         "passthrough",
-        slices=(("gamma", 0, "in"), ("beta", 0, "in")),
-        masked=("gamma", "beta"),
+        **_GAMMA_BETA,
         applies=_normalises_channels_alone,
         reason=_NORMALIZATION_REASON,
         shrunk_as=normalization.ShrunkLayerNormalization.replacing,
@@ -262,8 +262,7 @@ register_channel_rule(
     keras.layers.GroupNormalization,
     ChannelRule(
         "grouped",
-        slices=(("gamma", 0, "in"), ("beta", 0, "in")),
-        masked=("gamma", "beta"),
+        **_GAMMA_BETA,
         applies=_groups_channels_alone,
         reason="it normalises over other axes than the channels, or has no per-channel scale "
         "to zero a pruned group with",
