@@ -288,3 +288,8 @@ class ChannelGraph:
     def is_pinned(self, root) -> bool:
         """Whether a group can never be removed."""
         return root in self.pinned
+
+    def pin_reasons(self, tensor) -> list[str]:
+        """Why channels of `tensor` can never be removed: the distinct reasons, sorted."""
+        roots = (self.root(tensor, c) for c in range(width(tensor)))
+        return sorted({self.pinned[r] for r in roots if self.is_pinned(r)})

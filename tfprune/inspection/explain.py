@@ -69,7 +69,7 @@ def explain(model) -> list[dict]:
         seen.add(id(layer))
         out = call.outputs[0]
         roots = [graph.root(out, c) for c in range(width(out))]
-        reasons = sorted({graph.pinned[r] for r in roots if graph.is_pinned(r)})
+        reasons = graph.pin_reasons(out)
         rows.append(
             {
                 "layer": layer.name,

@@ -101,6 +101,42 @@ def _check_policy(
             )
 
 
+def _nothing_to_prune(model, graph, candidates) -> str:
+    """Why `prune` found no layer to wrap, in words: what hides the prunable layers, what
+    pins their filters, or what the user excluded."""
+    hidden = modelwalk.opaque_layers(model, registry.is_prunable)
+    if hidden:
+        names = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer, _ in hidden)
+        return (
+            f"prune: no layer to prune. The prunable layers are inside custom layers that "
+            f"tfprune cannot prune into: {names}. Teach it the custom layer's type with "
+            "tfprune.register_layer, or build the model from its inner layers."
+        )
+    why = {}
+    if graph is not None:
+        for call in graph.calls():
+            if any(call.layer is layer for layer in candidates):
+                why.setdefault(call.layer.name, set()).update(graph.pin_reasons(call.outputs[0]))
+    chosen = {id(layer) for layer in candidates}
+
+    def state(layer):
+        if id(layer) not in chosen:
+            return "excluded or protected"
+        return ", ".join(sorted(why.get(layer.name, ()))) or "pinned"
+
+    described = [
+        f"'{layer.name}' ({state(layer)})"
+        for layer in modelwalk.all_layers(model)
+        if registry.is_prunable(layer)
+    ]
+    return (
+        f"prune: no layer to prune. Prunable layers: {'; '.join(described) or 'none'}. Pass "
+        "layers=[...] or protect=None for protected layers; for pinned filters use "
+        "granularity='unstructured' (or 'n:m', 'block'); tfprune.explain(model) shows every "
+        "layer."
+    )
+
+
 def prune(
     model,
     granularity="filter",
@@ -196,21 +232,11 @@ def prune(
     if not granularity.structured:
         selected = without_units(selected, as_list(layers), granularity)
     graph = ChannelGraph(model) if granularity.structured else None
+    candidates = selected
     if graph is not None:
         selected = without_pinned(graph, selected, as_list(layers))
     if not selected:
-        hidden = modelwalk.opaque_layers(model, registry.is_prunable)
-        if hidden:
-            names = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer, _ in hidden)
-            raise ValueError(
-                f"prune: no layer to prune. The prunable layers are inside custom layers that "
-                f"tfprune cannot prune into: {names}. Teach it the custom layer's type with "
-                "tfprune.register_layer, or build the model from its inner layers."
-            )
-        raise ValueError(
-            "prune: no layer to prune. The model's prunable layers are all excluded or protected; "
-            "pass layers=[...] or protect=None."
-        )
+        raise ValueError(_nothing_to_prune(model, graph, candidates))
     for layer in selected:
         spec = registry.spec_for(layer)
         granularity.check(layer.name, tuple(registry.variable(layer, spec.weight).shape), spec)
