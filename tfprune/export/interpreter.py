@@ -42,7 +42,10 @@ def interpreter_from_bytes(data: bytes, threads: int = 1, source="the model"):
     checks.check_integer("threads", threads, minimum=1)
     try:
         interpreter = Interpreter(model_content=data, num_threads=threads)
-        interpreter.allocate_tensors()
+        # With unknown input sizes (a sequence length) the placeholder size 1 may be too small
+        # for the graph (a convolution's kernel): tensors are allocated when inputs arrive.
+        if all(-1 not in d["shape_signature"] for d in interpreter.get_input_details()):
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise TFLiteFileError(
             f"LiteRT cannot load '{source}': {error}. The file is corrupt or truncated; re-export "

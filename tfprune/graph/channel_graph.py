@@ -96,6 +96,10 @@ def width(tensor) -> int:
     return int(tensor.shape[-1])
 
 
+def _carries_channels(tensor) -> bool:
+    return not any(kind in str(tensor.dtype) for kind in ("int", "bool"))
+
+
 def _array_constants(call) -> list:
     """Arrays a Keras op was called with besides its tensors (`x + np.ones(8)`): they have
     the old channel count baked in, so only width-1 (broadcast) ones are harmless."""
@@ -209,7 +213,9 @@ class ChannelGraph:
         name = f"{type(layer).__name__} '{layer.name}'"
         if rule is None:
             return f"{name} is a barrier: {registry.barrier_reason(layer)}"
-        if any(t.shape[-1] is None for t in call.inputs + call.outputs):
+        # Integer tensors are token ids, not channels: an embedding reads them whatever their
+        # length.
+        if any(t.shape[-1] is None for t in call.inputs + call.outputs if _carries_channels(t)):
             return f"{name} has an unknown channel count"
         out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):

@@ -268,3 +268,21 @@ register_channel_rule(
         "to zero a pruned group with",
     ),
 )
+
+
+# An embedding table's columns are the channels it writes: filter pruning removes embedding
+# dimensions (the next layers read fewer inputs), the other granularities prune the table,
+# whose size is what matters on a phone. A lookup costs no multiply-adds.
+register_layer(
+    keras.layers.Embedding,
+    LayerSpec(
+        "embeddings",
+        filter_axes=(1,),
+        input_axis=0,
+        bias=None,
+        flops_weights=(),
+        slices=(("embeddings", 1, "out"),),
+        config_key="output_dim",
+        fold="zero",
+    ),
+)

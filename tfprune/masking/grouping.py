@@ -17,6 +17,7 @@ import numpy as np
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.channel_graph import width as channel_width
 from tfprune.layers import registry
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
 
@@ -99,7 +100,7 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
                 group(("unit", id(call.layer), unit)).members.append((call.layer, unit))
         elif isinstance(spec, registry.LayerSpec):
             out = call.outputs[0]
-            for c in range(out.shape[-1]):
+            for c in range(channel_width(out)):
                 g = group(graph.root(out, c))
                 if isinstance(call.layer, PruneWrapper):
                     g.members.append((call.layer, c))
@@ -110,7 +111,7 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
                     )
         elif isinstance(call.layer, ChannelMaskWrapper):
             tensor = call.inputs[0]
-            for c in range(tensor.shape[-1]):
+            for c in range(channel_width(tensor)):
                 group(graph.root(tensor, c)).followers.append((call.layer, c))
     for root, g in groups.items():
         if graph.is_pinned(root):
@@ -165,7 +166,7 @@ class StructuralFlops:
 
             def ids(tensor):
                 return np.array(
-                    [index.get(graph.root(tensor, c), -1) for c in range(tensor.shape[-1])]
+                    [index.get(graph.root(tensor, c), -1) for c in range(channel_width(tensor))]
                 )
 
             in_ids, out_ids = ids(call.inputs[0]), ids(call.outputs[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfprune.core import keras_internals, modelwalk
+from tfprune.graph.channel_graph import width as channel_width
 from tfprune.layers import registry
 
 
@@ -92,15 +93,14 @@ def _heads(tensor, memo):
 
 def _auto_protected(model, layers):
     """The first convolution and every classifier head (a registered layer that feeds an
-    output through unregistered layers only): pruning these costs most accuracy."""
+    output through unregistered layers only): pruning these costs most accuracy. Embedding
+    tables are not protected: their size is what pruning a token model is for."""
     protected = set()
     for layer in layers:
         spec = registry.spec_for(layer)
-        if (
-            spec is not None
-            and not spec.internal_units
-            and not isinstance(layer, keras.layers.Dense)
-        ):
+        # The first layer that computes on the input: not a lookup table, not attention.
+        computes = spec is not None and bool(spec.flops_weights) and not spec.internal_units
+        if computes and not isinstance(layer, keras.layers.Dense):
             protected.add(id(layer))
             break
     memo = {}
@@ -238,7 +238,9 @@ def without_pinned(graph, selected, chosen):
             kept.append(layer)  # its units are inside it: no channel of the graph pins them
             continue
         calls = [c for c in graph.calls() if c.layer is layer]
-        roots = [graph.root(c.outputs[0], i) for c in calls for i in range(c.outputs[0].shape[-1])]
+        roots = [
+            graph.root(c.outputs[0], i) for c in calls for i in range(channel_width(c.outputs[0]))
+        ]
         if roots and all(graph.is_pinned(r) for r in roots):
             if any(isinstance(s, str) and s == layer.name for s in chosen):
                 raise ValueError(
@@ -273,12 +275,12 @@ def followers(graph, selected):
     for call in graph.calls():
         if id(call.layer) in selected_ids:
             out = call.outputs[0]
-            roots.update(graph.root(out, c) for c in range(out.shape[-1]))
+            roots.update(graph.root(out, c) for c in range(channel_width(out)))
     followers = set()
     for call in graph.calls():
         rule = call.rule
         if isinstance(rule, registry.ChannelRule) and rule.masked:
             tensor = call.inputs[0]
-            if any(graph.root(tensor, c) in roots for c in range(tensor.shape[-1])):
+            if any(graph.root(tensor, c) in roots for c in range(channel_width(tensor))):
                 followers.add(id(call.layer))
     return followers

@@ -10,6 +10,7 @@ import numpy as np
 
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.channel_graph import width as channel_width
 from tfprune.layers import registry
 
 
@@ -59,13 +60,13 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
     candidates = set()
     for call, _ in graph.producers():
         out = call.outputs[0]
-        candidates.update(graph.root(out, c) for c in range(out.shape[-1]))
+        candidates.update(graph.root(out, c) for c in range(channel_width(out)))
     candidates -= set(graph.pinned)
     blocked = set()
     for call, spec in _readers(graph):
         layer, tensor = weights_owner(call.layer), call.inputs[0]
         value = values.get(id(tensor))
-        for c in range(tensor.shape[-1]):
+        for c in range(channel_width(tensor)):
             root = graph.root(tensor, c)
             if root not in candidates or root in blocked:
                 continue
@@ -80,7 +81,7 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
     while changed:
         changed = False
         for tensor in graph.tensors.values():
-            roots = {graph.root(tensor, c) for c in range(tensor.shape[-1])}
+            roots = {graph.root(tensor, c) for c in range(channel_width(tensor))}
             if roots and roots <= removable:
                 removable.discard(graph.root(tensor, 0))
                 changed = True

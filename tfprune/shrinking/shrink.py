@@ -35,6 +35,7 @@ import numpy as np
 from tfprune.core import checks, modelwalk
 from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.channel_graph import width as channel_width
 from tfprune.graph.constants import constant_channels
 from tfprune.layers import registry
 from tfprune.masking.strip import strip
@@ -84,7 +85,7 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
     positions = {v.name: i for i, v in enumerate(layer.weights)}
     cuts = {}
-    width = call.inputs[0].shape[-1]
+    width = channel_width(call.inputs[0])
     kept_in = kept[id(call.inputs[0])]
     kept_out = kept[id(call.outputs[0])]
     removed_in = np.setdiff1d(np.arange(width), kept_in)
@@ -210,7 +211,7 @@ def shrink_with_cuts(model):
     removed = removable_groups(graph, values)
     kept = {
         tensor_id: np.array(
-            [c for c in range(t.shape[-1]) if graph.root(t, c) not in removed], dtype=np.int64
+            [c for c in range(channel_width(t)) if graph.root(t, c) not in removed], dtype=np.int64
         )
         for tensor_id, t in graph.tensors.items()
     }
