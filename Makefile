@@ -37,11 +37,13 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_shrink.py --models mobilenetv2 resnet50 --round-to 32
 	$(PY) tools/bench_shrink.py --models convnext_tiny --round-to 32
 	$(PY) tools/bench_shrink.py --models plain_cnn --round-to 32 --fine conv3=8
+	$(PY) tools/bench_shrink.py --models vit_style keras_hub_resnet --out out/bench13
 	$(PY) tools/bench_adversarial.py
 	$(PY) tools/bench_criteria.py
 	$(PY) tools/bench_sparse_breakeven.py
 	$(PY) tools/bench_deploy.py
 	$(PY) tools/bench_procedures.py
+	$(PY) tools/bench_distillation.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
