@@ -32,9 +32,9 @@ def output_kind(model, output: str = "auto") -> str:
     shape = model.outputs[0].shape if getattr(model, "outputs", None) else None
     if shape is None or len(model.outputs) != 1 or len(shape) != 2 or (shape[-1] or 0) < 2:
         raise ValueError(
-            "Attacks need one output of class scores, shape (batch, classes >= 2); model "
-            f"'{model.name}' outputs {[tuple(o.shape) for o in getattr(model, 'outputs', [])]}. "
-            "Attack a classifier."
+            "Attacks, robust accuracy and distillation need one output of class scores, shape "
+            f"(batch, classes >= 2); model '{model.name}' outputs "
+            f"{[tuple(o.shape) for o in getattr(model, 'outputs', [])]}. Give a classifier."
         )
     if output != "auto":
         return output

@@ -16,6 +16,7 @@ from __future__ import annotations
 import weakref
 
 import keras
+import numpy as np
 
 from tfprune.core import checks, keras_internals
 
@@ -84,6 +85,24 @@ def _spec(tensor, shape):
     return keras.KerasTensor(shape, dtype=tensor.dtype)
 
 
+def _output_shapes(call, input_shapes) -> list[tuple]:
+    """The call's output shapes for inputs of `input_shapes` (`{id(tensor): shape}`)."""
+    values = {id(t): _spec(t, input_shapes[id(t)]) for t in call.inputs}
+    args, kwargs = keras_internals.fill_arguments(call.arguments, values)
+    shapes = [
+        tuple(o.shape)
+        for o in keras.tree.flatten(call.operation.compute_output_spec(*args, **kwargs))
+    ]
+    if all(_static(shape) for shape in shapes):
+        return shapes
+    # Some layers leave sizes they could infer unknown (EinsumDense's output_shape entries
+    # of None): run the layer once on zeros of batch 1 instead.
+    zeros = {id(t): np.zeros((1, *input_shapes[id(t)][1:]), dtype=t.dtype) for t in call.inputs}
+    args, kwargs = keras_internals.fill_arguments(call.arguments, zeros)
+    outputs = keras.tree.flatten(call.operation(*args, **kwargs))
+    return [(None, *tuple(o.shape)[1:]) for o in outputs]
+
+
 def concrete_shape(tensor) -> tuple:
     """The shape of a symbolic tensor with unknown dimensions taken at the reference size.
 
@@ -118,10 +137,8 @@ def concrete_shape(tensor) -> tuple:
         if missing:
             pending.extend(missing)
             continue
-        values = {id(t): _spec(t, _known(t, size)) for t in call.inputs}
-        args, kwargs = keras_internals.fill_arguments(call.arguments, values)
-        outputs = keras.tree.flatten(call.operation.compute_output_spec(*args, **kwargs))
-        for symbolic, spec in zip(call.outputs, outputs):
-            _remember(symbolic, spec.shape, size)
+        shapes = _output_shapes(call, {id(t): _known(t, size) for t in call.inputs})
+        for symbolic, shape in zip(call.outputs, shapes):
+            _remember(symbolic, shape, size)
         pending.pop()
     return _known(tensor, size)

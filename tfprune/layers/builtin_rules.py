@@ -34,6 +34,27 @@ def _kernel_spec(filter_axis, input_axis, **extra):
 
 
 register_layer(keras.layers.Dense, _kernel_spec(-1, 0, config_key="units", fold="always"))
+
+
+def _dense_like(layer) -> bool:
+    """Whether an EinsumDense computes what a Dense does: `...i,io->...o`, with its bias (if
+    any) on the output axis (`"abc,cd->abd"`, as transformers' feed-forward layers write)."""
+    inputs, _, output = layer.equation.replace(" ", "").partition("->")
+    x, _, kernel = inputs.partition(",")
+    return (
+        len(kernel) == 2
+        and x[-1:] == kernel[0]
+        and output[-1:] == kernel[1]
+        and x[:-1] == output[:-1]
+        and layer.bias_axes in (None, kernel[1])
+    )
+
+
+# Its output units are a Dense layer's; `shrink` lowers the last entry of `output_shape`.
+register_layer(
+    keras.layers.EinsumDense,
+    _kernel_spec(-1, 0, config_key="output_shape", fold="always", applies=_dense_like),
+)
 # A Conv2D with groups == input channels has a (..., 1, in * multiplier) kernel: output
 # channel c * multiplier + m reads input c alone, as in a DepthwiseConv2D.
 _GROUPED_DEPTHWISE = LayerSpec(

@@ -49,6 +49,8 @@ class LayerSpec:
             rather than output channels: `(layer, input shapes) -> FLOPs of one unit per
             example`. Such a layer is a barrier for the channels around it, and each of its
             units is a group of its own that filter pruning may remove.
+        applies: optional predicate `layer -> bool`: the spec holds only for layers it
+            accepts (an EinsumDense whose equation is a dense layer's); others are barriers.
         unit_slicer: with `unit_flops`: `(layer, kept units) -> (config, weights, cuts)`, the
             layer's config with `config_key` lowered, its weights in `layer.weights` order cut
             to the kept units, and `{weight position: [(axis, kept indices)]}`; what `shrink`
@@ -74,6 +76,7 @@ class LayerSpec:
     depthwise_form: LayerSpec | None = None
     unit_flops: object = None
     unit_slicer: object = None
+    applies: object = None
 
     @property
     def internal_units(self) -> bool:
@@ -395,6 +398,8 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             spec = _REGISTRY[cls]
+            if spec.applies is not None and not spec.applies(layer):
+                return None
             if (
                 spec.depthwise_form is not None
                 and getattr(layer, "groups", 1) != 1

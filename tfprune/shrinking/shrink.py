@@ -101,7 +101,11 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
             cuts.setdefault(positions[name], []).append((axis, index))
     if isinstance(spec_or_rule, registry.LayerSpec):
         if spec_or_rule.config_key:
-            config[spec_or_rule.config_key] = len(kept_out)
+            count = config[spec_or_rule.config_key]
+            # EinsumDense's output_shape is a sequence whose last entry is the unit count.
+            config[spec_or_rule.config_key] = (
+                (*count[:-1], len(kept_out)) if isinstance(count, (list, tuple)) else len(kept_out)
+            )
         if spec_or_rule.groups_key:
             config[spec_or_rule.groups_key] = len(kept_in)
         if not spec_or_rule.coupled:
