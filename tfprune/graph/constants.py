@@ -63,7 +63,7 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
             ):
                 computed = [np.full(width(t), np.nan) for t in step.outputs]
             else:
-                computed = _probe(layer, step, inputs, rng)
+                computed = _probe(step.layer, step, inputs, rng)  # as the graph calls it
         for tensor, value in zip(step.outputs, computed):
             values[id(tensor)] = _merge(values.get(id(tensor)), value)
     return values

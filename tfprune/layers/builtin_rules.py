@@ -18,6 +18,7 @@ from tfprune.layers.registry import (
     ChannelRule,
     LayerSpec,
     register_channel_rule,
+    register_delegating_wrapper,
     register_layer,
     variable,
 )
@@ -307,3 +308,8 @@ register_layer(
         fold="zero",
     ),
 )
+
+
+# TimeDistributed applies its layer to every step: pruned and shrunk as that layer, with the
+# steps counted in its FLOPs.
+register_delegating_wrapper(keras.layers.TimeDistributed)

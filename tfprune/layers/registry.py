@@ -198,6 +198,39 @@ class ChannelRule:
 
 _REGISTRY: dict[type, LayerSpec] = {}
 _CHANNEL_RULES: dict[type, ChannelRule] = {}
+# Keras wrappers that apply their inner layer as is (TimeDistributed, to every step): the
+# inner layer's spec or rule describes them.
+_DELEGATING: set[type] = set()
+
+
+def register_delegating_wrapper(wrapper_class: type) -> None:
+    """Describe a Keras wrapper by its inner layer's spec or rule (it applies that layer as is,
+    as `TimeDistributed` does at every step).
+
+    Args:
+        wrapper_class: a `keras.layers.Wrapper` subclass.
+
+    Raises:
+        TypeError: for a class that is not a Keras wrapper.
+
+    Example:
+
+    >>> register_delegating_wrapper(keras.layers.TimeDistributed)
+    >>> spec_for(keras.layers.TimeDistributed(keras.layers.Dense(4))).weight
+    'kernel'
+    """
+    if not (isinstance(wrapper_class, type) and issubclass(wrapper_class, keras.layers.Wrapper)):
+        raise TypeError(
+            f"register_delegating_wrapper needs a Wrapper class, got {wrapper_class!r}."
+        )
+    _DELEGATING.add(wrapper_class)
+
+
+def _described_layer(layer):
+    """The layer whose type the registry describes: a delegating wrapper's inner layer."""
+    while type(layer) in _DELEGATING:
+        layer = layer.layer
+    return layer
 
 
 def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
@@ -245,6 +278,7 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
 
 def _registered_rule(layer):
     """The `LayerSpec` or `ChannelRule` of `layer`'s most specific registered class, or `None`."""
+    layer = _described_layer(layer)
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
@@ -269,6 +303,7 @@ def channel_rule(layer, input_shape=None):
     >>> channel_rule(keras.layers.Activation("softmax")) is None
     True
     """
+    layer = _described_layer(layer)
     rule = _registered_rule(layer)
     if isinstance(rule, LayerSpec) and rule.internal_units:
         return None
@@ -395,6 +430,7 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     >>> spec_for(keras.layers.Dense(4)).weight
     'kernel'
     """
+    layer = _described_layer(layer)
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             spec = _REGISTRY[cls]

@@ -238,6 +238,13 @@ def shrink_with_cuts(model):
             ]
             structure = keras.tree.pack_sequence_as(functional_of(layer).input, inputs)
             return keras.models.clone_model(layer, input_tensors=structure, clone_function=rebuild)
+        if isinstance(layer, keras.layers.Wrapper) and id(weights_owner(layer)) in plans:
+            # A Keras wrapper (TimeDistributed) around a shrunk layer: the same wrapper
+            # around the shrunk layer.
+            plan = plans[id(weights_owner(layer))]
+            inner = modelwalk.clone_layer(plan.layer, plan.config, plan.layer_class)
+            config = {**layer.get_config(), "layer": keras.saving.serialize_keras_object(inner)}
+            return modelwalk.clone_layer(layer, config)
         if id(layer) not in plans:
             return modelwalk.clone_layer(layer)
         plan = plans[id(layer)]
@@ -262,9 +269,10 @@ def _set_weights(source, target, plans):
         if isinstance(layer, keras.Model):
             _set_weights(layer, twin, plans)
             continue
-        if id(layer) in plans:
+        plan = plans.get(id(layer)) or plans.get(id(weights_owner(layer)))
+        if plan is not None:
             # In the layer's order: unnamed weights get fresh names in the clone. A bias
             # that folding added comes last, after the kernel, as Keras creates it.
-            twin.set_weights(list(plans[id(layer)].weights.values()))
+            twin.set_weights(list(plan.weights.values()))
         else:
             twin.set_weights(layer.get_weights())
