@@ -131,8 +131,7 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
         per_unit = unit_flops(layer, node_layer)
         if per_unit is None:
             return None
-        kernel_shape = registry.variable(layer, spec.weight).shape
-        units = spec.filter_count(kernel_shape)
+        units = registry.unit_count(layer)
         if effective:
             units -= int(spec.dead_units(layer).sum())
         return units * per_unit

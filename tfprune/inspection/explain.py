@@ -80,10 +80,9 @@ def explain(model) -> list[dict]:
         )
     for call in graph.calls():
         layer = weights_owner(call.layer)
-        spec = registry.spec_for(layer) if id(layer) not in seen else None
-        if spec is not None and spec.internal_units:
+        units = registry.unit_count(layer) if id(layer) not in seen else 0
+        if units:
             seen.add(id(layer))
-            units = spec.filter_count(registry.variable(layer, spec.weight).shape)
             # Units inside the layer (heads) are groups of their own: nothing outside pins them.
             rows.append({"layer": layer.name, "filters": units, "removable": units, "reasons": []})
     for layer, inside in opaque_layers(model, registry.is_prunable):

@@ -102,6 +102,24 @@ class LayerSpec:
             dead &= ~np.any(values != 0, axis=1)
         return dead
 
+    def sliced_units(self, layer):
+        """The layer rebuilt without its dead units (see `dead_units`), by `unit_slicer`.
+
+        At least one unit stays, as a layer needs one.
+
+        Args:
+            layer: a built layer whose spec has units inside it.
+
+        Returns:
+            `(config, weights, cuts)` as `unit_slicer` gives them, or `None` if no unit is
+            dead.
+        """
+        alive = ~self.dead_units(layer)
+        if alive.all():
+            return None
+        alive[0] |= not alive.any()
+        return self.unit_slicer(layer, np.flatnonzero(alive))
+
     def filter_count(self, shape) -> int:
         """Number of filters a weight of `shape` has."""
         return math.prod(shape[a] for a in self.filter_axes)
@@ -461,6 +479,29 @@ def is_prunable(layer) -> bool:
     (True, False)
     """
     return spec_for(layer) is not None
+
+
+def unit_count(layer) -> int:
+    """How many units inside `layer` (attention heads) filter pruning sees; 0 for layers
+    whose filters are output channels, or that tfprune does not prune.
+
+    Args:
+        layer: a built Keras layer.
+
+    Returns:
+        The unit count.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=3, key_dim=4)
+    >>> _ = attention(np.zeros((1, 2, 8)), np.zeros((1, 2, 8)))
+    >>> unit_count(attention), unit_count(keras.layers.Dense(2))
+    (3, 0)
+    """
+    spec = spec_for(layer) if isinstance(layer, keras.layers.Layer) else None
+    if spec is None or not spec.internal_units:
+        return 0
+    return spec.filter_count(variable(layer, spec.weight).shape)
 
 
 def supported_types() -> list[str]:

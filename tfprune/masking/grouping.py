@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import keras
 import numpy as np
 
 from tfprune.core.modelwalk import weights_owner
@@ -55,15 +54,6 @@ def _block(group, reason):
         group.blocked = reason
 
 
-def _unit_count(call) -> int:
-    """How many units inside the called layer (attention heads), 0 for other layers."""
-    layer = weights_owner(call.layer)
-    spec = registry.spec_for(layer) if isinstance(layer, keras.layers.Layer) else None
-    if spec is None or not spec.internal_units:
-        return 0
-    return spec.filter_count(registry.variable(layer, spec.weight).shape)
-
-
 def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
     """The groups of `model` that contain at least one wrapped filter.
 
@@ -93,7 +83,7 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
 
     for call in graph.calls():
         spec = call.rule
-        units = _unit_count(call)
+        units = registry.unit_count(weights_owner(call.layer))
         if units and isinstance(call.layer, PruneWrapper):
             # Heads of an attention layer: each is a group of its own, tied to no channel.
             for unit in range(units):
@@ -152,7 +142,7 @@ class StructuralFlops:
         seen = set()
         for call in graph.calls():
             layer, spec = weights_owner(call.layer), call.rule
-            units = _unit_count(call)
+            units = registry.unit_count(layer)
             if units and id(layer) not in seen:
                 seen.add(id(layer))
                 # Every FLOP of an attention layer belongs to one of its heads.

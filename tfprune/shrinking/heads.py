@@ -65,11 +65,9 @@ def shrink_heads(model) -> keras.Model:
     sliced = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.MultiHeadAttention):
-            alive = ~dead_heads(layer)
-            alive[0] |= not alive.any()
-            if not alive.all():
-                spec = registry.spec_for(layer)
-                sliced[layer.name] = spec.unit_slicer(layer, np.flatnonzero(alive))
+            found = registry.spec_for(layer).sliced_units(layer)
+            if found is not None:
+                sliced[layer.name] = found
 
     def clone(layer):
         config = sliced[layer.name][0] if layer.name in sliced else layer.get_config()

@@ -132,14 +132,12 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
 def _plan_units(layer) -> _LayerPlan | None:
     """A layer with units inside it (attention heads) without its dead units; at least one
     stays. `None` if it has no such units or none is dead."""
-    spec = registry.spec_for(layer)
-    if spec is None or not spec.internal_units:
+    if not registry.unit_count(layer):
         return None
-    alive = ~spec.dead_units(layer)
-    if alive.all():
+    sliced = registry.spec_for(layer).sliced_units(layer)
+    if sliced is None:
         return None
-    alive[0] |= not alive.any()
-    config, weights, cuts = spec.unit_slicer(layer, np.flatnonzero(alive))
+    config, weights, cuts = sliced
     return _LayerPlan(layer, type(layer), config, dict(enumerate(weights)), cuts)
 
 
