@@ -21,8 +21,8 @@ import numpy as np
 from tfprune.core import checks, keras_internals
 
 _settings = {"size": 128}
-# (id(tensor), size) -> (weak reference to the tensor, shape); the weak reference makes a
-# reused id of a collected tensor a miss instead of a wrong answer.
+# (id(tensor), size) -> (weak reference to the tensor, shape); an entry is dropped when its
+# tensor is collected, and the weak reference makes a reused id a miss, not a wrong answer.
 _traced: dict = {}
 
 
@@ -78,7 +78,9 @@ def _known(tensor, size):
 
 
 def _remember(tensor, shape, size):
-    _traced[(id(tensor), size)] = (weakref.ref(tensor), tuple(shape))
+    key = (id(tensor), size)
+    # The entry goes with its tensor, so the cache holds only the graphs still alive.
+    _traced[key] = (weakref.ref(tensor, lambda _: _traced.pop(key, None)), tuple(shape))
 
 
 def _spec(tensor, shape):
