@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import write_report  # noqa: E402
+from benchreport import over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -120,16 +120,7 @@ def main():
         print(f"seed {seed}:", flush=True)
         per_seed.append(run_seed(seed, args, data))
 
-    summary = {}
-    for variant in VARIANTS:
-        summary[variant] = {}
-        for key in ["clean", *[f"pgd_{e}" for e in EPS]]:
-            values = np.array([r[variant][key] for r in per_seed])
-            summary[variant][key] = {
-                "mean": float(values.mean()),
-                "std": float(values.std()),
-                "values": values.tolist(),
-            }
+    summary = over_seeds(per_seed, VARIANTS, ["clean", *[f"pgd_{e}" for e in EPS]])
     print("\nvariant         clean            " + "  ".join(f"PGD eps {e:<10}" for e in EPS))
     for variant, row in summary.items():
         cells = "  ".join(

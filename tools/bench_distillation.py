@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import write_report  # noqa: E402
+from benchreport import over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -98,12 +98,7 @@ def main():
     args = parser.parse_args()
     data = load_digits()
     per_seed = [run_seed(seed, args, data) for seed in args.seeds]
-    summary = {}
-    for variant in VARIANTS:
-        summary[variant] = {}
-        for key in per_seed[0][variant]:
-            values = np.array([r[variant][key] for r in per_seed])
-            summary[variant][key] = {"mean": float(values.mean()), "std": float(values.std())}
+    summary = over_seeds(per_seed, VARIANTS)
     print("\nvariant                 accuracy          FLOPs ratio")
     for variant, row in summary.items():
         flops = row.get("flops_ratio", {"mean": 1.0})["mean"]

@@ -12,6 +12,30 @@ import numpy as np
 from tfprune.core.files import write_atomically
 
 
+def over_seeds(per_seed, variants, keys=None) -> dict:
+    """Mean, spread and values of each number of each variant, over the seeds.
+
+    Args:
+        per_seed: one `{variant: {key: number}}` dict per seed.
+        variants: the variants to summarise, in order.
+        keys: the numbers to summarise, or `None` for every key of each variant's row.
+
+    Returns:
+        `{variant: {key: {"mean", "std", "values"}}}`.
+    """
+    summary = {}
+    for variant in variants:
+        summary[variant] = {}
+        for key in keys or per_seed[0][variant]:
+            values = np.array([row[variant][key] for row in per_seed])
+            summary[variant][key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "values": values.tolist(),
+            }
+    return summary
+
+
 def write_report(path, results: dict) -> pathlib.Path:
     """Write `results` as JSON to `path`, stamped with the date, the machine and the command.
 
