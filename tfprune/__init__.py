@@ -13,9 +13,10 @@ The data path, and the subpackage that owns each step:
 - `shrinking`: `shrink`, physical removal;
 - `export`: the LiteRT converter, sparse storage, the interpreter, reading `.tflite` files;
 - `inspection`: `summary` and `explain`;
-- `robustness`: attacks and adversarial training (usable without pruning);
+- `robustness`: attacks (APGD included), robust accuracy and adversarial training (usable
+  without pruning);
 - `methods`: procedures from the literature (IMP, presets, rebuilds, layer-wise rates,
-  compensation, DSP, LEAP).
+  compensation, DSP, LEAP, distillation).
 
 Each subpackage imports only the ones above it in this list (`robustness` only `core`);
 `docs/architecture.md` draws the diagram, and `tests/test_architecture.py` holds the rule.
