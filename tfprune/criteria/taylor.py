@@ -53,7 +53,7 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
         owner = getattr(layer, "layer", None)
         spec = registry.spec_for(owner) if owner is not None else None
         if spec is not None:
-            variables.append(registry.variable(owner, spec.weight))
+            variables.extend(registry.pruned_variables(owner, spec))
     from_logits = output_kind(model) == "logits"
     totals = [np.zeros(v.shape, np.float64) for v in variables]
     count = 0
@@ -86,8 +86,11 @@ class Taylor(ContextCriterion):
     """
 
     def __call__(self, weight, layer, context):
-        variable = registry.variable(layer, registry.spec_for(layer).weight)
+        spec = registry.spec_for(layer)
         gradients = context.cached(
             (Taylor, "mean_gradients"), lambda: mean_gradients(context.model, context.data)
         )
-        return np.abs(weight * gradients[id(variable)])
+        # A recurrent layer's mask covers its kernel and recurrent kernel: so do the gradients.
+        layout = registry.mask_layout(layer, spec)
+        gradient = layout.assemble([gradients[id(v)] for v, _, _ in layout.kernels])
+        return np.abs(weight * gradient)

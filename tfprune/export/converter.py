@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfprune.core import checks
 from tfprune.core.files import write_atomically
-from tfprune.export import sparse_storage, tflite_file
+from tfprune.export import recurrent, sparse_storage, tflite_file
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 
@@ -32,12 +32,13 @@ def _representative(data, model, limit=200):
             "quantize='int8' needs representative_data=: a few hundred typical inputs (an array)."
         )
     arrays = data if isinstance(data, (list, tuple)) else [data]
-    arrays = [np.asarray(a, np.float32) for a in arrays]
     if len(arrays) != len(model.inputs):
         raise ValueError(
             f"representative_data has {len(arrays)} arrays; the model has {len(model.inputs)} "
             "inputs."
         )
+    # Token ids stay integers: the converter feeds each input in its own dtype.
+    arrays = [np.asarray(a).astype(t.dtype) for a, t in zip(arrays, model.inputs)]
 
     def generate():
         for i in range(min(limit, len(arrays[0]))):
@@ -46,14 +47,21 @@ def _representative(data, model, limit=200):
     return generate
 
 
-def _serving_function(model):
-    """The model's forward pass traced once, with each input named as the Keras input is.
+def _serving_function(model, names):
+    """The model's forward pass traced once, with its inputs named `names` (the Keras
+    inputs' names).
 
     Converting this function freezes its variables into constants; `from_keras_model` saves
     the model to a temporary SavedModel and reloads it first, which holds about twice as many
     copies of the weights at its peak (tools/bench_memory.py).
     """
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    # The converter lowers a recurrent layer's loop only when its per-step tensors have a
+    # static shape: such models are traced at batch 1 (run_tflite feeds a batch one by one).
+    batch = 1 if recurrent.has_loops(model) else None
+    specs = [
+        tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=name)
+        for t, name in zip(model.inputs, names)
+    ]
 
     @tf.function(input_signature=specs)
     def serve(*inputs):
@@ -87,7 +95,8 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
     >>> convert(model)[4:8]
     b'TFL3'
     """
-    serving = _serving_function(model)
+    inputs = [tensor.name for tensor in model.inputs]
+    serving = _serving_function(recurrent.export_form(model, quantize), inputs)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving], model)
     converter.experimental_lower_to_saved_model = False  # freeze in memory, see above
     if quantize == "int8":
@@ -98,7 +107,6 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
         converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()):
         flatbuffer = converter.convert()
-    inputs = [tensor.name for tensor in model.inputs]
     flatbuffer = tflite_file.with_signature(flatbuffer, inputs, _output_names(serving))
     # Recorded for run_tflite: LiteRT lists a signature's inputs by name, not in this order.
     return tflite_file.with_metadata(

@@ -155,6 +155,11 @@ def _run(runner, path, inputs, order) -> list[np.ndarray]:
                 "by tfprune.export_tflite): pass a dict {name: array} with the names "
                 f"{sorted(name for name, _ in inputs_of)}."
             )
+    if _one_at_a_time(inputs_of, arrays):
+        parts = [
+            _run(runner, path, [a[i : i + 1] for a in arrays], order) for i in range(len(arrays[0]))
+        ]
+        return [np.concatenate(outputs) for outputs in zip(*parts)]
     for index, ((name, detail), array) in enumerate(zip(inputs_of, arrays)):
         expected = [int(d) for d in detail["shape_signature"]]
         if not _shapes_agree(expected, list(array.shape)):
@@ -169,6 +174,14 @@ def _run(runner, path, inputs, order) -> list[np.ndarray]:
     }
     outputs = runner(**feed)
     return [_dequantize(outputs[name], detail) for name, detail in outputs_of]
+
+
+def _one_at_a_time(inputs_of, arrays) -> bool:
+    """Whether a batch must run example by example: the file takes batch 1 only (recurrent
+    models are exported so), and the arrays hold several examples of the same count."""
+    fixed = all(int(detail["shape_signature"][0]) == 1 for _, detail in inputs_of)
+    counts = {a.shape[0] if a.ndim else 0 for a in arrays}
+    return fixed and len(counts) == 1 and counts.pop() > 1
 
 
 def _signature(runner, order=None):

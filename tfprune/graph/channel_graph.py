@@ -108,6 +108,37 @@ def _array_constants(call) -> list:
     return [np.asarray(a) for a in keras_internals.array_arguments(call.arguments)]
 
 
+def state_channels(call, spec, layer) -> list:
+    """The state tensors of a recurrent layer's call, each with the output channels its
+    channels are: final states (outputs after the first) and initial states (inputs after
+    the first) carry the layer's units; a Bidirectional layer's come per direction, in order.
+
+    Args:
+        call: the layer's `Call`.
+        spec: its `LayerSpec` (with `joined` weights).
+        layer: the layer owning the weights.
+
+    Returns:
+        `[(tensor, output channel of each of its channels)]`.
+
+    Example:
+
+    >>> inputs = keras.Input((5, 3))
+    >>> _, state = keras.layers.GRU(2, return_state=True, name="gru")(inputs)
+    >>> (call,) = ChannelGraph(keras.Model(inputs, state)).calls()
+    >>> [(t is state, c.tolist()) for t, c in state_channels(call, call.rule, call.layer)]
+    [(True, [0, 1])]
+    """
+    members = spec.members(layer) if spec.members else [(layer, np.arange(width(call.outputs[0])))]
+    pairs = []
+    for tensors in (call.outputs[1:], call.inputs[1:]):
+        tensors = [t for t in tensors if _carries_channels(t)]
+        per_member = len(tensors) // len(members)
+        for d, (_, filters) in enumerate(members):
+            pairs.extend((t, filters) for t in tensors[d * per_member : (d + 1) * per_member])
+    return pairs
+
+
 def _data_format_ok(layer) -> bool:
     return getattr(weights_owner(layer), "data_format", "channels_last") in (None, "channels_last")
 
@@ -219,6 +250,10 @@ class ChannelGraph:
             return f"{name} has an unknown channel count"
         out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):
+            if rule.joined:
+                reason = self._tie_states(call, rule, layer, name)
+                if reason:
+                    return reason
             if rule.coupled:
                 multiplier = rule.outputs_per_input(layer)
                 for c in range(width(call.inputs[0])):
@@ -258,6 +293,21 @@ class ChannelGraph:
             channels = width(call.inputs[0])
             for i in range(width(out)):
                 self._tie(call.inputs[0], i % channels, out, i)
+        return None
+
+    def _tie_states(self, call, spec, layer, name) -> str | None:
+        """A recurrent layer's states carry its units (see `state_channels`); a Bidirectional
+        layer's units of one index go together in both directions."""
+        out = call.outputs[0]
+        members = spec.members(layer) if spec.members else [(layer, np.arange(width(out)))]
+        for _, filters in members[1:]:
+            for first, other in zip(members[0][1], filters):
+                self._tie(out, int(first), out, int(other))
+        for tensor, filters in state_channels(call, spec, layer):
+            if width(tensor) != len(filters):
+                return f"{name} is called with a state of {width(tensor)} channels"
+            for unit, channel in enumerate(filters):
+                self._tie(tensor, unit, out, int(channel))
         return None
 
     def _couple_shared_calls(self):

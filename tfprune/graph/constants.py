@@ -11,7 +11,7 @@ import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.core.modelwalk import weights_owner
-from tfprune.graph.channel_graph import ChannelGraph, Link, width
+from tfprune.graph.channel_graph import ChannelGraph, Link, state_channels, width
 from tfprune.layers import registry
 
 
@@ -55,7 +55,11 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
         if step.rule is None:
             computed = [np.full(width(t), np.nan) for t in step.outputs]
         elif isinstance(step.rule, registry.LayerSpec) and not step.rule.coupled:
-            computed = [_zero_filter_values(layer, step.rule)]
+            dead = _zero_filter_values(layer, step.rule)
+            computed = [dead]
+            if step.rule.joined:  # a recurrent layer's final states carry its units too
+                states = {id(t): f for t, f in state_channels(step, step.rule, layer)}
+                computed += [dead[states[id(t)]] for t in step.outputs[1:]]
         else:
             inputs = [value_of(t) for t in step.inputs]
             if all(np.isnan(v).all() for v in inputs) and not isinstance(
@@ -77,14 +81,17 @@ def _merge(existing, new):
 
 
 def _zero_filter_values(layer, spec) -> np.ndarray:
-    """A producer's output channels: its bias where the filter is all zero, else NaN."""
-    kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec.weight))
+    """A producer's output channels where the filter is all zero, else NaN: its bias, or for
+    a recurrent unit (`dead_output="zero"`) zero if its bias is zero too."""
+    kernel = registry.pruned_array(layer, spec)
     dead = ~spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1).any(axis=1)
-    bias = registry.variable(layer, spec.bias) if spec.bias else None
-    bias = (
-        np.zeros(dead.size) if bias is None else keras.ops.convert_to_numpy(bias).astype(np.float64)
-    )
-    return np.where(dead, bias, np.nan)
+    bias = registry.pruned_bias(layer, spec) if spec.bias else None
+    if bias is None:
+        return np.where(dead, 0.0, np.nan)
+    per_filter = spec.bias_per_filter(bias.astype(np.float64), dead.size)
+    if spec.dead_output == "zero":
+        return np.where(dead & ~per_filter.any(axis=1), 0.0, np.nan)
+    return np.where(dead, per_filter[:, 0], np.nan)
 
 
 # Live channels are filled with noise around these offsets, one run each: a channel that

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from tfprune.core import keras_internals
+from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import reference
 from tfprune.layers import registry
 
@@ -78,6 +79,32 @@ def weight_positions(layer, node_layer, name: str) -> int | None:
     return _positions(node_layer, kernel_shape, spec, where)
 
 
+def mask_positions(layer, node_layer) -> int | None:
+    """Multiply-adds per example that one element of a layer's mask matrix costs
+    (`registry.MaskLayout`): its prunable weight's, or for a Bidirectional layer its first
+    direction's.
+
+    Args:
+        layer: the layer owning the weights.
+        node_layer: the layer that appears in the model graph.
+
+    Returns:
+        The number of positions, or `None` if the layer is never called.
+
+    Example:
+
+    >>> inputs = keras.Input((7, 3))
+    >>> model = keras.Model(inputs, keras.layers.GRU(2, name="gru")(inputs))
+    >>> mask_positions(model.get_layer("gru"), model.get_layer("gru"))  # once per step
+    7
+    """
+    spec = registry.spec_for(layer)
+    if spec.members is not None:
+        layer = spec.members(layer)[0][0]
+        spec = registry.spec_for(layer)
+    return weight_positions(layer, node_layer, spec.weight)
+
+
 def unit_flops(layer, node_layer=None) -> int | None:
     """FLOPs per example of one unit of a layer with units inside it (an attention head).
 
@@ -127,6 +154,9 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     spec = registry.spec_for(layer)
     if spec is None:
         return None
+    if spec.members is not None:  # a Bidirectional layer: its directions, on its calls
+        counts = [layer_flops(m, node_layer or layer, effective) for m, _ in spec.members(layer)]
+        return None if None in counts else sum(counts)
     if spec.internal_units:
         per_unit = unit_flops(layer, node_layer)
         if per_unit is None:
@@ -173,8 +203,10 @@ def compute_layers(model, multiplier: int = 1):
     for item in model.layers:
         # Wrappers (tfprune's, or Keras' own such as TimeDistributed) hold the weights
         # in `.layer` but appear in the graph themselves.
-        if isinstance(item, keras.layers.Wrapper) and registry.spec_for(item.layer) is not None:
-            yield item.layer, item, multiplier
+        owner = weights_owner(item)  # a Bidirectional layer owns its directions' weights
+        if owner is not item:
+            if registry.spec_for(owner) is not None:
+                yield owner, item, multiplier
         elif isinstance(item, keras.Model):
             yield from compute_layers(
                 item, multiplier * max(1, len(keras_internals.calls_of(item)))

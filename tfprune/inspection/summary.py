@@ -188,7 +188,7 @@ def _row(layer, node_layer, calls) -> LayerRow:
         effective_flops=None,
     )
     if spec is not None:
-        kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec.weight))
+        kernel = registry.pruned_array(layer, spec)
         per_filter = spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1)
         row.sparsity = float(1.0 - np.count_nonzero(kernel) / kernel.size)
         row.filters_total = per_filter.shape[0]

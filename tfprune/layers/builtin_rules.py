@@ -17,9 +17,12 @@ from tfprune.layers import normalization
 from tfprune.layers.registry import (
     ChannelRule,
     LayerSpec,
+    MaskLayout,
+    mask_layout,
     register_channel_rule,
     register_delegating_wrapper,
     register_layer,
+    spec_for,
     variable,
 )
 
@@ -313,3 +316,145 @@ register_layer(
 # TimeDistributed applies its layer to every step: pruned and shrunk as that layer, with the
 # steps counted in its FLOPs.
 register_delegating_wrapper(keras.layers.TimeDistributed)
+
+
+# A recurrent unit is a filter: its column in every gate of the kernel and of the recurrent
+# kernel (joined into one matrix, so that unstructured and block masks cover the state too),
+# and its bias entries. A unit whose weights and bias are all zero stays exactly zero at
+# every step from a zero state (its gates are constants, its candidate is 0), so it outputs
+# 0 and its row of the recurrent kernel reads nothing: `shrink` removes both.
+_RECURRENT_SLICES = (
+    ("kernel", 0, "in"),
+    ("kernel", 1, "out_gates"),
+    ("recurrent_kernel", 0, "out"),
+    ("recurrent_kernel", 1, "out_gates"),
+    ("bias", -1, "out_gates"),
+)
+
+
+def _recurrent_spec(gates: int, config_key="units") -> LayerSpec:
+    return LayerSpec(
+        "kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        flops_weights=(("kernel", "input"), ("recurrent_kernel", "input")),
+        slices=_RECURRENT_SLICES,
+        config_key=config_key,
+        fold="zero",
+        gates=gates,
+        joined=("recurrent_kernel",),
+        dead_output="zero",
+    )
+
+
+_RECURRENT_GATES = (
+    (keras.layers.LSTM, keras.layers.LSTMCell, 4),
+    (keras.layers.GRU, keras.layers.GRUCell, 3),
+    (keras.layers.SimpleRNN, keras.layers.SimpleRNNCell, 1),
+)
+for _layer, _, _gates in _RECURRENT_GATES:
+    register_layer(_layer, _recurrent_spec(_gates))
+# A generic RNN is described by its cell; its unit count lives in the cell's config.
+_CELL_SPECS = {
+    _cell: _recurrent_spec(_gates, config_key=("cell", "config", "units"))
+    for _, _cell, _gates in _RECURRENT_GATES
+}
+
+
+def _cell_spec(layer):
+    """The spec of a `keras.layers.RNN` by its cell's type; `None` (not prunable) for other
+    cells, stacked cells included."""
+    return next((spec for cell, spec in _CELL_SPECS.items() if isinstance(layer.cell, cell)), None)
+
+
+register_layer(
+    keras.layers.RNN,
+    LayerSpec(
+        "kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        resolve=_cell_spec,
+        reason="tfprune prunes RNN layers of one LSTM, GRU or SimpleRNN cell, not other or "
+        "stacked cells",
+    ),
+)
+
+
+# A Bidirectional layer's two directions are one mask: their kernels and recurrent kernels
+# side by side, interleaved gate by gate (gate g holds the forward units, then the backward
+# ones), so that with `merge_mode="concat"` filter `d * units + j` is output channel
+# `d * units + j`, and with sum, ave or mul the two directions' unit j are one filter (a gate
+# block per direction). Unit j of both directions goes together, as the two layers keep one
+# unit count.
+def _directions(layer):
+    return [layer.forward_layer, layer.backward_layer]
+
+
+def _direction_columns(layer, gates):
+    units = layer.forward_layer.units
+    return [
+        np.array([g * 2 * units + d * units + j for g in range(gates) for j in range(units)])
+        for d in range(2)
+    ]
+
+
+def _bidirectional_layout(layer):
+    inner = [mask_layout(m, spec_for(m)) for m in _directions(layer)]
+    columns = _direction_columns(layer, spec_for(layer.forward_layer).gates)
+    kernels = tuple(
+        (v, rows, columns[d]) for d, part in enumerate(inner) for v, rows, _ in part.kernels
+    )
+    biases = tuple((v, columns[d]) for d, part in enumerate(inner) for v, _ in part.biases)
+    shape = (*inner[0].shape[:-1], 2 * inner[0].shape[-1])
+    bias_shape = None if not biases else (*inner[0].bias_shape[:-1], 2 * inner[0].bias_shape[-1])
+    return MaskLayout(shape, kernels, bias_shape, biases)
+
+
+def _bidirectional_members(layer):
+    units = np.arange(layer.forward_layer.units)
+    offset = units.size if layer.merge_mode == "concat" else 0
+    return [(layer.forward_layer, units), (layer.backward_layer, offset + units)]
+
+
+_BIDIRECTIONAL = {
+    (gates, concat): LayerSpec(
+        "kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        flops_weights=(),
+        config_key=None,
+        fold="zero",
+        gates=gates if concat else 2 * gates,
+        joined=("recurrent_kernel",),
+        dead_output="zero",
+        layout=_bidirectional_layout,
+        members=_bidirectional_members,
+    )
+    for gates in (1, 3, 4)
+    for concat in (True, False)
+}
+
+
+def _bidirectional_spec(layer):
+    """Prunable where both directions are prunable recurrent layers of one kind and width,
+    merged into one output (not `merge_mode=None`, which returns them apart)."""
+    specs = [spec_for(m) for m in _directions(layer)]
+    if layer.merge_mode is None or any(s is None or not s.joined for s in specs):
+        return None
+    forward, backward = _directions(layer)
+    if specs[0].gates != specs[1].gates or forward.units != backward.units:
+        return None
+    return _BIDIRECTIONAL[(specs[0].gates, layer.merge_mode == "concat")]
+
+
+register_layer(
+    keras.layers.Bidirectional,
+    LayerSpec(
+        "kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        resolve=_bidirectional_spec,
+        reason="tfprune prunes a Bidirectional layer whose directions are LSTM, GRU or "
+        "SimpleRNN layers of one width, merged into one output (merge_mode other than None)",
+    ),
+)

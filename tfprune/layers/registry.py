@@ -55,6 +55,25 @@ class LayerSpec:
             layer's config with `config_key` lowered, its weights in `layer.weights` order cut
             to the kept units, and `{weight position: [(axis, kept indices)]}`; what `shrink`
             rebuilds the layer from.
+        gates: how many gates share the filter axis (LSTM 4, GRU 3): it holds one block of
+            filters per gate, gate-major, so filter `j` of gate `g` is at `g * filters + j`,
+            and a filter is all its gates' entries. The bias follows the same layout.
+        joined: names of weights joined to `weight` along its input axis into the one matrix
+            that masks and criteria see: a recurrent layer's `recurrent_kernel`, so that its
+            state is pruned with its inputs, and a filter is the unit's every column.
+        dead_output: what a filter whose weights are all zero outputs: `"bias"` (its bias,
+            as a convolution does) or `"zero"` (zero if its bias is zero too, and a value that
+            varies otherwise, as a recurrent unit's state does).
+        resolve: optional `layer -> LayerSpec | None`, choosing the spec for one instance (a
+            generic `keras.layers.RNN` by its cell).
+        layout: optional `layer -> MaskLayout`, for layers whose mask covers variables laid
+            out otherwise than `weight` and `joined` (a Bidirectional layer's two directions).
+        members: optional `layer -> [(sublayer, filters)]`: the layers inside it that hold
+            its weights, each with the indices of the layer's filters its units are (in unit
+            order). Units of the same index in every member are removed together, so that the
+            members keep one unit count; FLOPs and `shrink` work member by member.
+        reason: why a layer of this type is a barrier where `applies` or `resolve` refuse
+            it, for `explain`.
 
     Example:
 
@@ -77,6 +96,13 @@ class LayerSpec:
     unit_flops: object = None
     unit_slicer: object = None
     applies: object = None
+    gates: int = 1
+    joined: tuple = ()
+    dead_output: str = "bias"
+    resolve: object = None
+    layout: object = None
+    members: object = None
+    reason: str = ""
 
     @property
     def internal_units(self) -> bool:
@@ -92,15 +118,45 @@ class LayerSpec:
         Returns:
             One boolean per filter.
         """
-        weight = keras.ops.convert_to_numpy(variable(layer, self.weight))
+        weight = pruned_array(layer, self)
         dead = ~np.any(
             self.to_canonical(weight).reshape(self.filter_count(weight.shape), -1), axis=1
         )
-        bias = variable(layer, self.bias) if self.bias else None
+        bias = pruned_bias(layer, self) if self.bias else None
         if bias is not None:
-            values = keras.ops.convert_to_numpy(bias).reshape(len(dead), -1)
-            dead &= ~np.any(values != 0, axis=1)
+            dead &= ~np.any(self.bias_per_filter(bias, len(dead)) != 0, axis=1)
         return dead
+
+    def bias_per_filter(self, bias: np.ndarray, filters: int) -> np.ndarray:
+        """A bias as one row per filter: `(filters, entries)`, its gates' entries gathered.
+
+        Args:
+            bias: the bias array (an attention head's `(heads, dims)`, an LSTM's `(4 * units,)`
+                or a GRU's `(2, 3 * units)`).
+            filters: the layer's filter count.
+
+        Returns:
+            A 2-D array, row `j` holding every entry that belongs to filter `j`.
+        """
+        if self.gates == 1 and bias.shape[0] == filters:
+            return bias.reshape(filters, -1)
+        gated = bias.reshape(-1, self.gates, filters)
+        return np.moveaxis(gated, -1, 0).reshape(filters, -1)
+
+    def bias_mask(self, kept: np.ndarray, shape) -> np.ndarray:
+        """A bias mask from per-filter keep flags (the inverse layout of `bias_per_filter`).
+
+        Args:
+            kept: one value per filter, 1 = kept.
+            shape: the bias's shape.
+
+        Returns:
+            An array of `shape`.
+        """
+        kept = np.asarray(kept, np.float32)
+        if self.gates == 1 and shape[0] == kept.size:
+            return np.broadcast_to(kept.reshape(kept.shape + (1,) * (len(shape) - 1)), shape)
+        return np.broadcast_to(np.tile(kept, math.prod(shape) // kept.size).reshape(shape), shape)
 
     def sliced_units(self, layer):
         """The layer rebuilt without its dead units (see `dead_units`), by `unit_slicer`.
@@ -122,7 +178,22 @@ class LayerSpec:
 
     def filter_count(self, shape) -> int:
         """Number of filters a weight of `shape` has."""
-        return math.prod(shape[a] for a in self.filter_axes)
+        return math.prod(shape[a] for a in self.filter_axes) // self.gates
+
+    def _gated(self, shape) -> tuple:
+        """`shape` with the filter axis split into `(gates, filters)` (unchanged if ungated)."""
+        if self.gates == 1:
+            return tuple(shape)
+        axis = self.filter_axes[0] % len(shape)
+        return (*shape[:axis], self.gates, shape[axis] // self.gates, *shape[axis + 1 :])
+
+    def _gated_axes(self, ndim):
+        """Filter axes and input axis of the gated view of a weight with `ndim` axes."""
+        if self.gates == 1:
+            return self.filter_axes, self.input_axis
+        axis = self.filter_axes[0] % ndim
+        inputs = None if self.input_axis is None else self.input_axis % ndim
+        return (axis + 1,), None if inputs is None else inputs + (inputs > axis)
 
     def outputs_per_input(self, layer) -> int:
         """For coupled specs: how many output channels each input channel owns."""
@@ -131,9 +202,11 @@ class LayerSpec:
         return getattr(layer, "depth_multiplier", 1)
 
     def _moved(self, ndim):
-        """Axis order that puts filter axes first and the input axis last."""
-        filters = [a % ndim for a in self.filter_axes]
-        last = [] if self.input_axis is None else [self.input_axis % ndim]
+        """Axis order of the gated view (`ndim` axes) that puts filter axes first and the
+        input axis last."""
+        filter_axes, input_axis = self._gated_axes(ndim - (self.gates > 1))
+        filters = [a % ndim for a in filter_axes]
+        last = [] if input_axis is None else [input_axis % ndim]
         middle = [a for a in range(ndim) if a not in filters and a not in last]
         return filters + middle + last
 
@@ -159,15 +232,17 @@ class LayerSpec:
         Returns:
             A 3-D array; `inputs` is 1 for layers without an input axis.
         """
-        moved = np.transpose(array, self._moved(array.ndim))
+        gated = np.reshape(array, self._gated(array.shape))
+        moved = np.transpose(gated, self._moved(gated.ndim))
         n_inputs = 1 if self.input_axis is None else array.shape[self.input_axis]
         return moved.reshape(self.filter_count(array.shape), -1, n_inputs)
 
     def from_canonical(self, canonical: np.ndarray, shape) -> np.ndarray:
         """Inverse of `to_canonical` for a weight of `shape`."""
-        order = self._moved(len(shape))
-        moved = canonical.reshape([shape[a] for a in order])
-        return np.transpose(moved, np.argsort(order))
+        gated = self._gated(shape)
+        order = self._moved(len(gated))
+        moved = canonical.reshape([gated[a] for a in order])
+        return np.transpose(moved, np.argsort(order)).reshape(shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +432,8 @@ def barrier_reason(layer) -> str:
         return rule.reason
     if isinstance(rule, LayerSpec) and rule.internal_units:
         return "it mixes channels inside its units (attention heads), which are pruned as units"
+    if isinstance(rule, LayerSpec) and rule.reason:
+        return rule.reason
     if getattr(layer, "groups", 1) != 1:
         return "a grouped convolution with several input channels per group"
     return "tfprune cannot see how it maps channels"
@@ -452,6 +529,10 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             spec = _REGISTRY[cls]
+            if spec.resolve is not None:
+                spec = spec.resolve(layer)
+                if spec is None:
+                    return None
             if spec.applies is not None and not spec.applies(layer):
                 return None
             if (
@@ -544,3 +625,202 @@ def variable(layer, name: str):
         if var.name == name or ("/" in name and var.path.endswith("/" + name)):
             return var
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskLayout:
+    """Where the variables a layer's mask covers sit in the one matrix the mask is.
+
+    Most layers have one prunable weight, which is the matrix. A recurrent layer joins its
+    recurrent kernel below its kernel (rows along the input axis), so that a mask covers its
+    state too; a Bidirectional layer interleaves its two directions' columns gate by gate.
+
+    Attributes:
+        shape: the matrix's shape.
+        kernels: `(variable, rows, columns)` per covered variable: `rows` a tuple of slices
+            indexing the matrix's leading axes, `columns` the matrix columns (last axis) the
+            variable's columns are, in order, or `None` for all of them.
+        bias_shape: the shape of the per-filter bias laid out the same way, or `None`.
+        biases: `(variable, columns)` per bias variable, as for kernels (last axis).
+
+    Example:
+
+    >>> lstm = keras.layers.LSTM(3)
+    >>> lstm.build((None, 5, 2))
+    >>> layout = mask_layout(lstm, spec_for(lstm))
+    >>> layout.shape, [rows for _, rows, _ in layout.kernels]
+    ((5, 12), [(slice(0, 2, None),), (slice(2, 5, None),)])
+    """
+
+    shape: tuple
+    kernels: tuple
+    bias_shape: tuple | None = None
+    biases: tuple = ()
+
+    def share(self, matrix, rows, columns):
+        """One variable's part of `matrix` (a NumPy array or a tensor of `shape`).
+
+        Args:
+            matrix: an array of this layout's shape (or of `bias_shape`, with `rows` `()`).
+            rows: the part's `rows`, as in `kernels`.
+            columns: the part's `columns`.
+
+        Returns:
+            The part, shaped as the variable.
+        """
+        part = matrix[rows] if rows else matrix
+        if columns is None:
+            return part
+        if isinstance(part, np.ndarray):
+            return part[..., columns]
+        return keras.ops.take(part, columns, axis=-1)
+
+    def assemble(self, arrays, bias=False) -> np.ndarray:
+        """The matrix (or the laid-out bias) from one array per variable, in layout order.
+
+        Args:
+            arrays: arrays shaped as the kernels' (or the biases') variables.
+            bias: assemble the bias instead of the kernels. Defaults to `False`.
+
+        Returns:
+            An array of `shape` (or `bias_shape`).
+        """
+        parts = self.biases if bias else self.kernels
+        matrix = np.zeros(self.bias_shape if bias else self.shape, np.float64)
+        for array, part in zip(arrays, parts):
+            rows, columns = ((), part[1]) if bias else part[1:]
+            target = matrix[rows] if rows else matrix
+            if columns is None:
+                target[...] = array
+            else:
+                target[..., columns] = array
+        return matrix
+
+
+def mask_layout(layer, spec: LayerSpec) -> MaskLayout:
+    """The `MaskLayout` of a built layer: its spec's `layout`, or its weight with the `joined`
+    weights appended along the input axis, and its bias.
+
+    Args:
+        layer: a built layer of `spec`'s type.
+        spec: its `LayerSpec`.
+
+    Returns:
+        A `MaskLayout`.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> dense.build((None, 3))
+    >>> layout = mask_layout(dense, spec_for(dense))
+    >>> layout.shape, layout.bias_shape
+    ((3, 2), (2,))
+    """
+    if spec.layout is not None:
+        return spec.layout(layer)
+    variables = [variable(layer, name) for name in (spec.weight, *spec.joined)]
+    shape = tuple(variables[0].shape)
+    bias = variable(layer, spec.bias) if spec.bias else None
+    biases = () if bias is None else ((bias, None),)
+    bias_shape = None if bias is None else tuple(bias.shape)
+    if len(variables) == 1:
+        return MaskLayout(shape, ((variables[0], (), None),), bias_shape, biases)
+    axis = spec.input_axis % len(shape)
+    kernels, start = [], 0
+    for v in variables:
+        rows = (*(slice(None),) * axis, slice(start, start + v.shape[axis]))
+        kernels.append((v, rows, None))
+        start += v.shape[axis]
+    return MaskLayout(
+        (*shape[:axis], start, *shape[axis + 1 :]), tuple(kernels), bias_shape, biases
+    )
+
+
+def pruned_variables(layer, spec: LayerSpec) -> list:
+    """The variables a layer's mask covers (see `MaskLayout`).
+
+    Args:
+        layer: a built layer of `spec`'s type.
+        spec: its `LayerSpec`.
+
+    Returns:
+        A list of `keras.Variable`s.
+
+    Example:
+
+    >>> lstm = keras.layers.LSTM(3)
+    >>> lstm.build((None, 5, 2))
+    >>> [v.name for v in pruned_variables(lstm, spec_for(lstm))]
+    ['kernel', 'recurrent_kernel']
+    """
+    return [v for v, _, _ in mask_layout(layer, spec).kernels]
+
+
+def pruned_shape(layer, spec: LayerSpec) -> tuple:
+    """The shape of the matrix a layer's mask covers (see `MaskLayout`).
+
+    Args:
+        layer: a built layer of `spec`'s type.
+        spec: its `LayerSpec`.
+
+    Returns:
+        A shape tuple.
+
+    Example:
+
+    >>> lstm = keras.layers.LSTM(3)
+    >>> lstm.build((None, 5, 2))
+    >>> pruned_shape(lstm, spec_for(lstm))  # 2 inputs + 3 recurrent rows, 4 gates x 3 units
+    (5, 12)
+    """
+    return mask_layout(layer, spec).shape
+
+
+def pruned_array(layer, spec: LayerSpec) -> np.ndarray:
+    """The values a layer's mask covers, as one matrix (see `MaskLayout`).
+
+    Args:
+        layer: a built layer of `spec`'s type.
+        spec: its `LayerSpec`.
+
+    Returns:
+        A NumPy array of `pruned_shape(layer, spec)`.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> dense.build((None, 3))
+    >>> pruned_array(dense, spec_for(dense)).shape
+    (3, 2)
+    """
+    layout = mask_layout(layer, spec)
+    arrays = [keras.ops.convert_to_numpy(v) for v, _, _ in layout.kernels]
+    if len(arrays) == 1 and layout.kernels[0][2] is None:
+        return arrays[0]
+    return layout.assemble(arrays).astype(arrays[0].dtype)
+
+
+def pruned_bias(layer, spec: LayerSpec) -> np.ndarray | None:
+    """The per-filter bias laid out as the mask's columns (see `MaskLayout`), or `None`.
+
+    Args:
+        layer: a built layer of `spec`'s type.
+        spec: its `LayerSpec`.
+
+    Returns:
+        A NumPy array of the layout's `bias_shape`, or `None` for a layer without a bias.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> dense.build((None, 3))
+    >>> pruned_bias(dense, spec_for(dense))
+    array([0., 0.], dtype=float32)
+    """
+    layout = mask_layout(layer, spec)
+    if not layout.biases:
+        return None
+    arrays = [keras.ops.convert_to_numpy(v) for v, _ in layout.biases]
+    if len(arrays) == 1 and layout.biases[0][1] is None:
+        return arrays[0]
+    return layout.assemble(arrays, bias=True).astype(arrays[0].dtype)

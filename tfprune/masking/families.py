@@ -187,12 +187,12 @@ def wrapper_family(wrapper, by_flops: bool) -> Family:
     8.0
     """
     g, spec = wrapper.granularity, wrapper.spec
-    shape = tuple(wrapper.pruned_variable.shape)
+    shape = wrapper.pruned_shape
     canonical_shape = spec.canonical_shape(shape)
     n_units = g.unit_count(canonical_shape)
     cost = float(g.unit_size(shape, spec))
     if by_flops:
-        cost *= 2.0 * (flops.weight_positions(wrapper.layer, wrapper, spec.weight) or 0)
+        cost *= 2.0 * (flops.mask_positions(wrapper.layer, wrapper) or 0)
 
     def install(pruned):
         keep = spec.from_canonical(g.expand(~pruned, canonical_shape), shape)
@@ -250,10 +250,7 @@ def group_families(groups, structural, by_flops: bool, reduction: str) -> list[F
         members = [groups[i] for i in indices]
         wrappers = {id(w): w for g in members for w, _ in g.members}
         first = next(iter(wrappers.values()))
-        sizes = {
-            id(w): w.granularity.unit_size(tuple(w.pruned_variable.shape), w.spec)
-            for w in wrappers.values()
-        }
+        sizes = {id(w): w.granularity.unit_size(w.pruned_shape, w.spec) for w in wrappers.values()}
         if by_flops:
             costs = structural.group_costs()[indices]
         else:
@@ -321,7 +318,7 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
             keep[filters[key][pruned[member_group[flat[key]]]]] = False
             if np.array_equal(keep, ~was_pruned):
                 continue  # nothing new: no need to touch the weights
-            shape = tuple(w.pruned_variable.shape)
+            shape = w.pruned_shape
             canonical_shape = w.spec.canonical_shape(shape)
             w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep, canonical_shape), shape))
         for follower, mask in channel_keep.values():

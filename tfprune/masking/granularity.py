@@ -158,6 +158,8 @@ class Filter(Granularity):
         return canonical_shape[1] * canonical_shape[2]
 
     def pruned_units(self, mask, spec):
+        if spec.gates > 1:
+            return super().pruned_units(mask, spec)
         # Reduced in place over the other axes: no transposed copy of a large mask.
         ndim = np.ndim(mask)
         filter_axes = [a % ndim for a in spec.filter_axes]
@@ -212,7 +214,8 @@ def _require_input_axis(kind: str, layer_name: str, shape, spec, size: int) -> N
     if shape[spec.input_axis] % size:
         raise ValueError(
             f"Layer '{layer_name}': {kind} pruning needs its {shape[spec.input_axis]} input "
-            f"channels to be a multiple of {size}. Exclude this layer with "
+            f"channels{' (inputs and recurrent units together)' if spec.joined else ''} to be a "
+            f"multiple of {size}. Exclude this layer with "
             f"`exclude=['{layer_name}']`."
         )
 

@@ -160,14 +160,23 @@ class StructuralFlops:
                 )
 
             in_ids, out_ids = ids(call.inputs[0]), ids(call.outputs[0])
-            for name, _ in spec.flops_weights:
-                positions = flops.weight_positions(layer, call.layer, name) or 0
-                size = math.prod(registry.variable(layer, name).shape)
-                axes = []
-                for weight, _, role in spec.slices:
-                    if weight == name:
-                        axes.append(out_ids if role == "out" else in_ids)
-                self.terms.append((2.0 * size * positions, axes))
+            # A Bidirectional layer's FLOPs are its directions', each on its own units.
+            members = spec.members(layer) if spec.members else [(layer, None)]
+            for member, filters in members:
+                member_out = out_ids if filters is None else out_ids[filters]
+                self._add_terms(member, call.layer, registry.spec_for(member), in_ids, member_out)
+
+    def _add_terms(self, layer, node_layer, spec, in_ids, out_ids):
+        """One term per FLOPs weight of a layer: its dense FLOPs and the group ids of the axes
+        that removal slices (see `LayerSpec.slices`)."""
+        for name, _ in spec.flops_weights:
+            positions = flops.weight_positions(layer, node_layer, name) or 0
+            size = math.prod(registry.variable(layer, name).shape)
+            axes = []
+            for weight, _, role in spec.slices:
+                if weight == name:
+                    axes.append(out_ids if role in ("out", "out_gates") else in_ids)
+            self.terms.append((2.0 * size * positions, axes))
 
     def group_costs(self) -> np.ndarray:
         """First-order FLOPs each group removes alone (its channels' share of every layer)."""

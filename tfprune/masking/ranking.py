@@ -90,7 +90,7 @@ class PruningPlan:
         if self.by_flops:
             self.denominator = self.total_flops
         else:
-            self.denominator = float(sum(math.prod(w.pruned_variable.shape) for w in self.wrappers))
+            self.denominator = float(sum(math.prod(w.pruned_shape) for w in self.wrappers))
         # One cost for every unit of an unstructured or block policy: the global ranking can
         # then select instead of sort (`_global_units`).
         bounds = {(float(f.unit_costs.min()), float(f.unit_costs.max())) for f in self.families}

@@ -20,14 +20,19 @@ from tfprune.masking import schedules
 
 class _MaskConstraint:
     """Multiplies a variable by its mask after each optimizer step, then applies the
-    layer's own constraint, if it had one. Never serialized: `build` re-attaches it."""
+    layer's own constraint, if it had one. Never serialized: `build` re-attaches it.
 
-    def __init__(self, mask, inner=None):
+    A mask may cover several variables (a recurrent layer's kernel and recurrent kernel):
+    `share` picks this variable's part of it (`registry.MaskLayout.share`)."""
+
+    def __init__(self, mask, inner=None, share=None):
         self.mask = mask
         self.inner = inner
+        self.share = share
 
     def __call__(self, value):
-        value = value * keras.ops.cast(self.mask, value.dtype)
+        mask = self.mask if self.share is None else self.share(self.mask.value)
+        value = value * keras.ops.cast(mask, value.dtype)
         return self.inner(value) if self.inner is not None else value
 
 
@@ -115,35 +120,55 @@ class PruneWrapper(keras.layers.Wrapper):
             self.layer.build(input_shape)
         # Built, a grouped Conv2D shows whether it is a depthwise convolution in disguise.
         self.spec = registry.spec_for(self.layer)
-        kernel = self.pruned_variable
-        self.granularity.check(self.layer.name, tuple(kernel.shape), self.spec)
+        layout = registry.mask_layout(self.layer, self.spec)
+        self.granularity.check(self.layer.name, layout.shape, self.spec)
+        dtype = layout.kernels[0][0].dtype
         self.mask = self.add_weight(
-            name="mask", shape=kernel.shape, initializer="ones", trainable=False, dtype=kernel.dtype
+            name="mask", shape=layout.shape, initializer="ones", trainable=False, dtype=dtype
         )
-        kernel.constraint = _MaskConstraint(self.mask, kernel.constraint)
+        for kernel, share in self._shares(layout, self.mask):
+            kernel.constraint = _MaskConstraint(self.mask, kernel.constraint, share)
         # The schedule's state, carried by checkpoints and .keras files with the masks: slots
         # 0-2 belong to a schedule-controlling callback (AdversarialAwarePruning), slot 3 is
         # the step count (`steps_seen`), so a fresh optimizer does not restart the schedule.
         self.schedule_state = self.add_weight(
             name="schedule_state", shape=(4,), initializer="zeros", trainable=False, dtype="float32"
         )
-        bias = self._bias_variable()
-        if bias is not None:
+        if self.granularity.structured and layout.biases:
             self.bias_mask = self.add_weight(
                 name="bias_mask",
-                shape=bias.shape,
+                shape=layout.bias_shape,
                 initializer="ones",
                 trainable=False,
-                dtype=bias.dtype,
+                dtype=layout.biases[0][0].dtype,
             )
-            bias.constraint = _MaskConstraint(self.bias_mask, bias.constraint)
+            for bias, share in self._shares(layout, self.bias_mask, bias=True):
+                bias.constraint = _MaskConstraint(self.bias_mask, bias.constraint, share)
         self.built = True
 
-    def _bias_variable(self):
-        """The bias that follows filter masks, for structured granularities only."""
-        if not self.granularity.structured or self.spec.bias is None:
-            return None
-        return registry.variable(self.layer, self.spec.bias)
+    @staticmethod
+    def _shares(layout, mask, bias=False) -> list:
+        """`(variable, share)` per variable the mask covers; `share(mask)` is its part of the
+        mask, `None` where the variable is the whole mask."""
+        parts = [(v, (), c) for v, c in layout.biases] if bias else layout.kernels
+        if len(parts) == 1 and parts[0][2] is None:
+            return [(parts[0][0], None)]
+        return [
+            (v, lambda m, rows=rows, columns=columns: layout.share(m, rows, columns))
+            for v, rows, columns in parts
+        ]
+
+    def _masked_parts(self, bias=False):
+        """`(variable, its part of the current mask)` for every variable a mask covers: the
+        kernels, or (for structured granularities) the biases."""
+        if bias and self.bias_mask is None:
+            return []
+        layout = registry.mask_layout(self.layer, self.spec)
+        mask = self.bias_mask if bias else self.mask
+        return [
+            (v, mask.value if share is None else share(mask.value))
+            for v, share in self._shares(layout, mask, bias)
+        ]
 
     def call(self, inputs, *args, **kwargs):
         return self.layer(inputs, *args, **kwargs)
@@ -165,16 +190,23 @@ class PruneWrapper(keras.layers.Wrapper):
 
     @property
     def pruned_variable(self):
-        """The wrapped layer's prunable variable (e.g. its kernel)."""
-        return registry.variable(self.layer, self.spec.weight)
+        """The wrapped layer's prunable variable (its kernel; for a recurrent layer, whose mask
+        also covers the recurrent kernel, the input kernel)."""
+        return registry.pruned_variables(self.layer, self.spec)[0]
+
+    @property
+    def pruned_shape(self) -> tuple:
+        """The shape of the mask: the prunable weight's, with joined weights appended (an
+        LSTM's kernel and recurrent kernel, `registry.pruned_array`)."""
+        return registry.pruned_shape(self.layer, self.spec)
 
     def mask_array(self) -> np.ndarray:
         """The current mask as a NumPy array (1 = kept)."""
         return keras.ops.convert_to_numpy(self.mask)
 
     def weight_array(self) -> np.ndarray:
-        """The current prunable weight as a NumPy array."""
-        return keras.ops.convert_to_numpy(self.pruned_variable)
+        """The current prunable weight (joined weights appended) as a NumPy array."""
+        return registry.pruned_array(self.layer, self.spec)
 
     def assign_mask(self, mask: np.ndarray) -> None:
         """Install `mask` and zero the weights it prunes, right away.
@@ -185,30 +217,28 @@ class PruneWrapper(keras.layers.Wrapper):
         Raises:
             ValueError: if the shape does not match.
         """
-        kernel = self.pruned_variable
         mask = np.asarray(mask, dtype=np.float32)
-        if mask.shape != tuple(kernel.shape):
+        if mask.shape != self.pruned_shape:
             raise ValueError(
-                f"Mask for '{self.layer.name}' must have shape {tuple(kernel.shape)}, got "
+                f"Mask for '{self.layer.name}' must have shape {self.pruned_shape}, got "
                 f"{mask.shape}."
             )
         self.mask.assign(mask)
         # Multiplied where the weights live: no copy of the kernel through NumPy.
-        kernel.assign(keras.ops.multiply(kernel.value, self.mask.value))
-        bias = self._bias_variable()
-        if bias is not None:
-            kept = (~self.granularity.pruned_units(mask, self.spec)).astype(np.float32)
-            # A bias may have more axes than one per filter (an attention head's (V,) biases).
-            kept = kept.reshape(kept.shape + (1,) * (len(bias.shape) - kept.ndim))
-            self.bias_mask.assign(np.broadcast_to(kept, tuple(bias.shape)))
-            bias.assign(keras.ops.multiply(bias.value, self.bias_mask.value))
+        for kernel, share in self._masked_parts():
+            kernel.assign(keras.ops.multiply(kernel.value, share))
+        if self.bias_mask is not None:
+            kept = ~self.granularity.pruned_units(mask, self.spec)
+            self.bias_mask.assign(self.spec.bias_mask(kept, tuple(self.bias_mask.shape)))
+            for bias, share in self._masked_parts(bias=True):
+                bias.assign(keras.ops.multiply(bias.value, share))
 
     def masked_weights(self) -> list:
         """The wrapped layer's weights (as `get_weights()`), with the masks applied."""
-        masked = {id(self.pruned_variable): self.mask_array()}
-        bias = self._bias_variable()
-        if bias is not None:
-            masked[id(bias)] = keras.ops.convert_to_numpy(self.bias_mask)
+        masked = {
+            id(v): keras.ops.convert_to_numpy(share)
+            for v, share in self._masked_parts() + self._masked_parts(bias=True)
+        }
         return [
             keras.ops.convert_to_numpy(v) * masked[id(v)]
             if id(v) in masked

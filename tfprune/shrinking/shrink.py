@@ -43,9 +43,13 @@ from tfprune.masking.wrappers import wrappers_of
 from tfprune.shrinking.removal import removable_groups
 
 
-def _index(role: str, kept_in, kept_out, multiplier: int):
+def _index(role: str, kept_in, kept_out, multiplier: int, size: int, filters: int):
+    """The kept indices along a weight axis of `size` entries, by its role (see
+    `LayerSpec.slices`); `filters` is the layer's output channel count."""
     if role == "out":
         return kept_out
+    if role == "out_gates":  # gate-major blocks of filters (LSTM, GRU)
+        return np.concatenate([g * filters + kept_out for g in range(size // filters)])
     if role == "in":
         return kept_in
     return np.array(
@@ -61,6 +65,18 @@ def _fold(layer, spec, kernel, in_values, removed_in) -> np.ndarray | None:
         return None
     # canonical (filters, spatial, inputs): each output sums kernel * constant over taps.
     return spec.to_canonical(kernel).sum(axis=1) @ constants
+
+
+def _set_count(config: dict, key, count: int) -> None:
+    """Write a layer's new output channel count into its config at `key`: a name, or a path
+    of names into nested configs (a generic RNN's `("cell", "config", "units")`)."""
+    *path, last = key if isinstance(key, tuple) else (key,)
+    for name in path:
+        config[name] = dict(config[name])
+        config = config[name]
+    old = config[last]
+    # EinsumDense's output_shape is a sequence whose last entry is the unit count.
+    config[last] = (*old[:-1], count) if isinstance(old, (list, tuple)) else count
 
 
 @dataclasses.dataclass
@@ -81,13 +97,37 @@ class _LayerPlan:
 
 def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
     """New class, config, weights and cuts of one layer after removal."""
+    width = channel_width(call.inputs[0])
+    channels = _Channels(
+        kept_in=kept[id(call.inputs[0])],
+        kept_out=kept[id(call.outputs[0])],
+        width_out=channel_width(call.outputs[0]),
+        values_in=values.get(id(call.inputs[0]), np.full(width, np.nan)),
+    )
+    if isinstance(spec_or_rule, registry.LayerSpec) and spec_or_rule.members:
+        return _plan_members(layer, spec_or_rule, channels)
+    return _plan_channels(layer, spec_or_rule, channels)
+
+
+@dataclasses.dataclass
+class _Channels:
+    """The channels one layer call keeps: input and output indices, the output width, and
+    the input's constant values (NaN where a channel varies)."""
+
+    kept_in: np.ndarray
+    kept_out: np.ndarray
+    width_out: int
+    values_in: np.ndarray
+
+
+def _plan_channels(layer, spec_or_rule, channels: _Channels) -> _LayerPlan:
+    """`_plan_layer` for a layer whose weights its spec or rule slices directly."""
     layer_class, config = type(layer), layer.get_config()
     weights = {v.name: keras.ops.convert_to_numpy(v) for v in layer.weights}
     positions = {v.name: i for i, v in enumerate(layer.weights)}
     cuts = {}
-    width = channel_width(call.inputs[0])
-    kept_in = kept[id(call.inputs[0])]
-    kept_out = kept[id(call.outputs[0])]
+    kept_in, kept_out = channels.kept_in, channels.kept_out
+    width = channels.values_in.size
     removed_in = np.setdiff1d(np.arange(width), kept_in)
     multiplier = (
         spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
@@ -96,22 +136,18 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
         if isinstance(name, int):  # a weight without a name of its own
             name = layer.weights[name].name
         if name in weights:
-            index = _index(role, kept_in, kept_out, multiplier)
+            size = weights[name].shape[axis]
+            index = _index(role, kept_in, kept_out, multiplier, size, channels.width_out)
             weights[name] = np.take(weights[name], index, axis=axis)
             cuts.setdefault(positions[name], []).append((axis, index))
     if isinstance(spec_or_rule, registry.LayerSpec):
         if spec_or_rule.config_key:
-            count = config[spec_or_rule.config_key]
-            # EinsumDense's output_shape is a sequence whose last entry is the unit count.
-            config[spec_or_rule.config_key] = (
-                (*count[:-1], len(kept_out)) if isinstance(count, (list, tuple)) else len(kept_out)
-            )
+            _set_count(config, spec_or_rule.config_key, len(kept_out))
         if spec_or_rule.groups_key:
             config[spec_or_rule.groups_key] = len(kept_in)
         if not spec_or_rule.coupled:
-            in_values = values.get(id(call.inputs[0]), np.full(width, np.nan))
             kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec_or_rule.weight))
-            extra = _fold(layer, spec_or_rule, kernel, in_values, removed_in)
+            extra = _fold(layer, spec_or_rule, kernel, channels.values_in, removed_in)
             if extra is not None:
                 bias = weights.get(spec_or_rule.bias)
                 weights[spec_or_rule.bias] = (0 if bias is None else bias) + extra[kept_out].astype(
@@ -125,8 +161,31 @@ def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
     elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
         config[spec_or_rule.config_key] = len(kept_out)
     elif spec_or_rule.shrunk_as is not None and removed_in.size:
-        layer_class, config = spec_or_rule.shrunk_as(layer, values[id(call.inputs[0])][removed_in])
+        layer_class, config = spec_or_rule.shrunk_as(layer, channels.values_in[removed_in])
     return _LayerPlan(layer, layer_class, config, weights, cuts)
+
+
+def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
+    """`_plan_layer` for a layer whose weights its members hold (a Bidirectional layer's
+    directions): each member planned on its own units, the layer rebuilt around them."""
+    config = layer.get_config()
+    weights, cuts = {}, {}
+    positions = {id(v): i for i, v in enumerate(layer.weights)}
+    for member, filters in spec.members(layer):
+        units = np.flatnonzero(np.isin(filters, channels.kept_out))
+        plan = _plan_channels(
+            member,
+            registry.spec_for(member),
+            dataclasses.replace(channels, kept_out=units, width_out=len(filters)),
+        )
+        key = "layer" if member is layer.forward_layer else "backward_layer"
+        rebuilt = modelwalk.clone_layer(member, plan.config, plan.layer_class)
+        config[key] = keras.saving.serialize_keras_object(rebuilt)
+        for index, (variable, array) in enumerate(zip(member.weights, plan.weights.values())):
+            weights[positions[id(variable)]] = array
+            if index in plan.cuts:
+                cuts[positions[id(variable)]] = plan.cuts[index]
+    return _LayerPlan(layer, type(layer), config, dict(sorted(weights.items())), cuts)
 
 
 def _plan_units(layer) -> _LayerPlan | None:
