@@ -66,7 +66,7 @@ from tfprune.layers.normalization import ShrunkLayerNormalization, ShrunkRMSNorm
 from tfprune.layers.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
 from tfprune.masking.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.masking.prune import prune
-from tfprune.masking.ranking import PruningPlan, apply_target
+from tfprune.masking.ranking import PruningPlan, apply_target, pruning_plans
 from tfprune.masking.schedules import (
     ConstantSparsity,
     Iterative,
@@ -180,6 +180,7 @@ __all__ = [
     "TFLiteNotFoundError",
     "Unstructured",
     "apply_target",
+    "pruning_plans",
     "benchmark_tflite",
     "compensate",
     "compensated_rates",

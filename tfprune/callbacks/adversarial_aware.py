@@ -120,6 +120,12 @@ class AdversarialAwarePruning(PruningCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        if len(self.plans) > 1:
+            raise ValueError(
+                "AdversarialAwarePruning paces one schedule, and this model has "
+                f"{len(self.plans)} pruning policies (prune(policies=...)). Prune it with one "
+                "policy, or use PruningCallback."
+            )
         self._restored = False
         model = modelwalk.trained_model(self.model)
         if self.measure is None:

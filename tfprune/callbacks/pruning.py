@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from tfprune.core import checks, modelwalk
-from tfprune.masking.ranking import PruningPlan
+from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
 
@@ -56,9 +56,13 @@ class PruningCallback(keras.callbacks.Callback):
 
     Attributes:
         events: one dict per mask update: step, epoch, target and sparsity reached (and,
-            with `validation_data`, the accuracies and instability).
-        plan: the `PruningPlan` of the model being trained (set when training begins).
-        wrappers: its `PruneWrapper`s.
+            with `validation_data`, the accuracies and instability; with several pruning
+            policies, the index of the policy in `plans`).
+        plans: one `PruningPlan` per pruning policy of the model being trained (one, unless
+            it was pruned with `prune(policies=...)`), each run on its own schedule; set when
+            training begins.
+        plan: the first of `plans`.
+        wrappers: every `PruneWrapper` of the model.
         epoch: the current epoch.
         last_step: the last training step seen.
 
@@ -122,6 +126,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.events = []
         self.wrappers = []
         self.plan = None
+        self.plans = []
         self.epoch = 0
         self._epoch_start = False
         self._epoch_base = None
@@ -130,11 +135,18 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         try:
-            self.plan = PruningPlan(self.model)
+            self.plans = pruning_plans(self.model)
         except ValueError as error:
             raise ValueError(f"PruningCallback: {error}") from None
-        self.wrappers = self.plan.wrappers
-        self.plan.data = self.data
+        if len(self.plans) > 1 and self.max_instability is not None:
+            raise ValueError(
+                "PruningCallback: max_instability caps one schedule, and this model has "
+                f"{len(self.plans)} pruning policies. Leave it out, or prune with one policy."
+            )
+        self.plan = self.plans[0]
+        self.wrappers = [w for plan in self.plans for w in plan.wrappers]
+        for plan in self.plans:
+            plan.data = self.data
         self.last_step = None
         self._step_offset = None
 
@@ -155,18 +167,23 @@ class PruningCallback(keras.callbacks.Callback):
                 self._step_offset = self._offset_for(iterations)
             self._epoch_base = iterations + self._step_offset - batch
         step = self._epoch_base + batch
-        schedule = self.plan.schedule
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
         # the steps in between, so an update planned there is applied now, not skipped.
         first = step if self.last_step is None else min(self.last_step + 1, step)
-        targets = [
-            schedule(s, self.epoch, self._epoch_start and s == step) for s in range(first, step + 1)
-        ]
+        for plan in self.plans:  # each policy on its own schedule
+            targets = [
+                plan.schedule(s, self.epoch, self._epoch_start and s == step)
+                for s in range(first, step + 1)
+            ]
+            target = next((t for t in reversed(targets) if t is not None), None)
+            if target is None:
+                continue
+            if plan is self.plan:
+                self.on_planned_update(step, target)
+            else:
+                self._update(plan, step, target)
         self.last_step = step
         self._epoch_start = False
-        target = next((t for t in reversed(targets) if t is not None), None)
-        if target is not None:
-            self.on_planned_update(step, target)
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -194,11 +211,17 @@ class PruningCallback(keras.callbacks.Callback):
             step: the training step.
             target: the schedule's target for this step.
         """
+        self._update(self.plan, step, target)
+
+    def _update(self, plan, step: int, target: float) -> None:
+        """Apply one policy's planned update and record it in `events`."""
         event = {"step": step, "epoch": self.epoch, "target": target}
+        if len(self.plans) > 1:
+            event["policy"] = self.plans.index(plan)
         if self.validation_data is None:
-            self.plan.apply(target)
+            plan.apply(target)
         else:
-            event.update(self._apply_measured(target))
+            event.update(self._apply_measured(plan, target))
             self._epoch_instability = max(self._epoch_instability, event["instability"])
         event["sparsity"] = model_sparsity(self.wrappers)
         self.events.append(event)
@@ -228,12 +251,12 @@ class PruningCallback(keras.callbacks.Callback):
         for variable, value in snapshot:
             variable.assign(value)
 
-    def _apply_measured(self, target: float) -> dict:
+    def _apply_measured(self, plan, target: float) -> dict:
         """Apply `target` (or less, under `max_instability`) and measure its instability."""
         before = self._accuracy()
 
         def attempt(value):
-            self.plan.apply(value)
+            plan.apply(value)
             after = self._accuracy()
             return after, (before - after) / before if before > 0 else 0.0
 
@@ -253,7 +276,7 @@ class PruningCallback(keras.callbacks.Callback):
                     high = middle
             self.restore_snapshot(snapshot)
             if applied > self._applied:
-                self.plan.apply(applied)
+                plan.apply(applied)
         self._applied = max(self._applied, applied)
         return {
             "applied_target": applied,
@@ -271,8 +294,9 @@ class PruningCallback(keras.callbacks.Callback):
         if self.log_layers:
             for wrapper in self.wrappers:
                 logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
-        if self.plan.by_flops:
-            logs["flops_removed"] = self.plan.removed()
+        by_flops = [plan for plan in self.plans if plan.by_flops]
+        if by_flops:  # each policy's share of the model's FLOPs
+            logs["flops_removed"] = sum(plan.removed() for plan in by_flops)
         if self.validation_data is not None:
             logs["instability"] = self._epoch_instability
 

@@ -5,6 +5,7 @@ update through ranking -> families -> criteria -> granularity -> wrappers):
 
 - `prune`: `tfprune.prune`, a copy of the model with its prunable layers wrapped;
 - `selection`: which layers it wraps (selectors, automatic protection, the graph's pins);
+- `policies`: several policies in one model (`prune(policies=...)`), a layer's settings;
 - `ranking`: `PruningPlan`, from a schedule's target to masks, local or global;
 - `families`: the units one ranking decision covers, and how a decision becomes masks;
 - `grouping`: channel groups as units of filter pruning, and their FLOPs;

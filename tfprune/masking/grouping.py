@@ -54,12 +54,14 @@ def _block(group, reason):
         group.blocked = reason
 
 
-def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
+def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> list[Group]:
     """The groups of `model` that contain at least one wrapped filter.
 
     Args:
         model: a model returned by `tfprune.prune` with filter granularity.
         graph: its `ChannelGraph`, if already built. Defaults to `None` (built here).
+        wrappers: the wrappers of one pruning policy; filters of other wrappers count as
+            not pruned. Defaults to `None`: every wrapper.
 
     Returns:
         A list of `Group`s; those with `prunable` False keep their filters (pinned, or a
@@ -77,6 +79,10 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
     """
     graph = graph or ChannelGraph(model)
     groups = {}
+    ours = None if wrappers is None else {id(w) for w in wrappers}
+
+    def pruned_here(layer) -> bool:
+        return isinstance(layer, PruneWrapper) and (ours is None or id(layer) in ours)
 
     def group(root):
         return groups.setdefault(root, Group(root))
@@ -84,7 +90,7 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
     for call in graph.calls():
         spec = call.rule
         units = registry.unit_count(weights_owner(call.layer))
-        if units and isinstance(call.layer, PruneWrapper):
+        if units and pruned_here(call.layer):
             # Heads of an attention layer: each is a group of its own, tied to no channel.
             for unit in range(units):
                 group(("unit", id(call.layer), unit)).members.append((call.layer, unit))
@@ -92,12 +98,13 @@ def channel_groups(model, graph: ChannelGraph | None = None) -> list[Group]:
             out = call.outputs[0]
             for c in range(channel_width(out)):
                 g = group(graph.root(out, c))
-                if isinstance(call.layer, PruneWrapper):
+                if pruned_here(call.layer):
                     g.members.append((call.layer, c))
                 else:
                     _block(
                         g,
-                        f"'{weights_owner(call.layer).name}' writes this channel and is not pruned",
+                        f"'{weights_owner(call.layer).name}' writes this channel and is not pruned"
+                        + (" with this policy" if isinstance(call.layer, PruneWrapper) else ""),
                     )
         elif isinstance(call.layer, ChannelMaskWrapper):
             tensor = call.inputs[0]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import keras
 
 from tfprune.core import checks, keras_internals, modelwalk
-from tfprune.criteria import lookup as criteria
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
-from tfprune.masking import schedules
-from tfprune.masking.ranking import PruningPlan
+from tfprune.masking.policies import SETTINGS, layer_policies
+from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.selection import (
     as_list,
     followers,
@@ -73,11 +72,9 @@ def _check_criterion(criterion, granularity, ranking_mode, target, model, select
         criterion.check(model, selected)
 
 
-def _check_policy(
-    granularity, ranking_mode, target, min_filters, round_to, schedule, group_reduction
-):
+def _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction):
     checks.check_choice("group_reduction", group_reduction, ("sum", "mean", "max", "first"))
-    checks.check_choice("ranking", ranking_mode, ("local", "global"))
+    checks.check_choice("ranking", ranking, ("local", "global"))
     checks.check_choice("target", target, ("sparsity", "flops"))
     values = [("min_filters", min_filters)]
     values += (
@@ -88,7 +85,7 @@ def _check_policy(
     for name, value in values:
         checks.check_integer(name, value, minimum=1)
     if isinstance(granularity, granularities.NM):
-        if ranking_mode == "global" or target == "flops":
+        if ranking == "global" or target == "flops":
             raise ValueError(
                 f"granularity '{granularity}' fixes the sparsity of every group; use "
                 "ranking='local' and target='sparsity'."
@@ -152,6 +149,7 @@ def prune(
     round_to=1,
     group_reduction="sum",
     rates=None,
+    policies=None,
 ):
     """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
 
@@ -192,6 +190,15 @@ def prune(
             `tfprune.layerwise_rates(...).rates`; each layer reaches its rate as the schedule
             reaches its final target (local ranking, sparsity target). Layers not listed
             follow the schedule. Defaults to `None`.
+        policies: several pruning policies in one model: `{selector: settings}`, a selector
+            as in `layers=` (a name, a class, a predicate, or a tuple of them), settings a
+            dict of some of `granularity`, `criterion`, `schedule`, `ranking`, `target`,
+            `min_filters`, `round_to` and `group_reduction` (the others as given to `prune`),
+            or just a granularity. A layer follows the first selector that matches it, else
+            `prune`'s own arguments; which layers are pruned at all is still up to `layers`,
+            `exclude` and `protect`. Each policy ranks its own layers and runs its own
+            schedule (`tfprune.pruning_plans`); a channel group written by layers of two
+            policies is not removed. Defaults to `None`: one policy.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -224,25 +231,7 @@ def prune(
             "prune: this model is already pruned (it has PruneWrapper layers). Call tfprune.strip "
             "first."
         )
-    granularity = granularities.get(granularity)
-    criterion = criteria.get(criterion)
-    schedule = schedules.get(0.5 if schedule is None else schedule)
-    _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction)
-    selected = select_layers(model, layers, exclude, protect)
-    if not granularity.structured:
-        selected = without_units(selected, as_list(layers), granularity)
-    graph = ChannelGraph(model) if granularity.structured else None
-    candidates = selected
-    if graph is not None:
-        selected = without_pinned(graph, selected, as_list(layers))
-    if not selected:
-        raise ValueError(_nothing_to_prune(model, graph, candidates))
-    for layer in selected:
-        spec = registry.spec_for(layer)
-        granularity.check(layer.name, tuple(registry.variable(layer, spec.weight).shape), spec)
-    _check_criterion(criterion, granularity, ranking, target, model, selected)
-    selected_ids = {id(layer) for layer in selected}
-    policy = dict(
+    base = dict(
         granularity=granularity,
         criterion=criterion,
         schedule=schedule,
@@ -252,29 +241,63 @@ def prune(
         round_to=round_to,
         group_reduction=group_reduction,
     )
-    follower_ids = followers(graph, selected) if graph is not None else set()
-
+    settings, policy_of = layer_policies(model, base, policies)
+    for policy in settings:
+        _check_policy(**{k: policy[k] for k in SETTINGS if k != "criterion"})
+    candidates = select_layers(model, layers, exclude, protect)
+    structured = any(p["granularity"].structured for p in settings)
+    graph = ChannelGraph(model) if structured else None
+    chosen = as_list(layers)
+    selected, follower_ids, round_to_of = [], set(), {}
+    for index, policy in enumerate(settings):
+        members = [layer for layer in candidates if policy_of(layer) == index]
+        g = policy["granularity"]
+        members = (
+            without_pinned(graph, members, chosen)
+            if g.structured
+            else without_units(members, chosen, g)
+        )
+        for layer in members:
+            spec = registry.spec_for(layer)
+            g.check(layer.name, registry.pruned_shape(layer, spec), spec)
+        if members:
+            _check_criterion(
+                policy["criterion"], g, policy["ranking"], policy["target"], model, members
+            )
+        of_policy = _check_round_to(policy["round_to"], members)
+        round_to_of.update({id(layer): of_policy(layer.name) for layer in members})
+        if g.structured:
+            follower_ids |= followers(graph, members)
+        selected += members
+    if not selected:
+        raise ValueError(_nothing_to_prune(model, graph, candidates))
     rates = _check_rates(rates, selected, ranking, target)
-
-    round_to_of = _check_round_to(round_to, selected)
+    policy_by_layer = {id(layer): settings[policy_of(layer)] for layer in selected}
 
     def clone(layer):
         fresh = modelwalk.clone_layer(layer)
-        if id(layer) in selected_ids:
+        if id(layer) in policy_by_layer:
             keras_internals.build_like(fresh, layer)
-            return PruneWrapper(
-                fresh, rate=rates.get(layer.name), **{**policy, "round_to": round_to_of(layer.name)}
-            )
+            policy = {**policy_by_layer[id(layer)], "round_to": round_to_of[id(layer)]}
+            return PruneWrapper(fresh, rate=rates.get(layer.name), **policy)
         return ChannelMaskWrapper(fresh) if id(layer) in follower_ids else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     modelwalk.copy_weights(model, pruned)
-    reachable = PruningPlan(pruned).max_removable()
-    if not rates and schedule.final_target > reachable + 1e-9:
-        raise ValueError(
-            f"prune: the schedule's final {target} target {schedule.final_target:g} is impossible: "
-            f"with min_filters={min_filters}, round_to={round_to} and the protected layers, at "
-            f"most {reachable:.3f} can be removed. Lower the target, or prune more layers "
-            "(protect=None)."
-        )
+    plans = pruning_plans(pruned)
+    for plan in plans:
+        reachable = plan.max_removable()
+        if not rates and plan.schedule.final_target > reachable + 1e-9:
+            names = ", ".join(f"'{w.layer.name}'" for w in plan.wrappers)
+            shared = (
+                " (a channel written by layers of two policies is never removed)"
+                if len(plans) > 1
+                else ""
+            )
+            raise ValueError(
+                f"prune: the schedule's final {plan.target} target {plan.schedule.final_target:g} "
+                f"of {names} is impossible: with their min_filters, round_to and the protected "
+                f"layers{shared}, at most {reachable:.3f} can be removed. Lower the target, or "
+                "prune more layers (protect=None)."
+            )
     return pruned

@@ -33,6 +33,9 @@ class PruningPlan:
 
     Args:
         model: a model returned by `tfprune.prune`.
+        wrappers: the wrappers of one of its policies (`pruning_plans` gives one plan per
+            policy). Defaults to `None`: every wrapper of the model, which must then share
+            one policy.
 
     Raises:
         ValueError: if the model has no `PruneWrapper`s, or they disagree on the policy.
@@ -47,13 +50,13 @@ class PruningPlan:
     0.5
     """
 
-    def __init__(self, model):
+    def __init__(self, model, wrappers=None):
         # A training wrapper (AdversarialTraining) prunes the functional model it holds.
         model = modelwalk.trained_model(model)
         self.model = model
         #: Calibration data `(x, y)` for criteria that need it (Taylor); set by the callback.
         self.data = None
-        self.wrappers = wrappers_of(model)
+        self.wrappers = wrappers_of(model) if wrappers is None else list(wrappers)
         if not self.wrappers:
             raise ValueError(
                 f"model '{model.name}' has no PruneWrapper layers. Pass it through "
@@ -61,16 +64,12 @@ class PruningPlan:
             )
         policy = self.wrappers[0]
         for wrapper in self.wrappers[1:]:
-            if (wrapper.schedule, wrapper.ranking, wrapper.target, str(wrapper.granularity)) != (
-                policy.schedule,
-                policy.ranking,
-                policy.target,
-                str(policy.granularity),
-            ):
+            if not same_policy(wrapper, policy):
                 raise ValueError(
                     f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or "
-                    f"granularity than '{policy.layer.name}'. Prune a model with one tfprune.prune "
-                    "call."
+                    f"granularity than '{policy.layer.name}': the model has several pruning "
+                    "policies (prune(policies=...)). PruningCallback runs each; elsewhere use "
+                    "tfprune.pruning_plans(model), one plan per policy."
                 )
         self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
         self.granularity = policy.granularity
@@ -80,7 +79,7 @@ class PruningPlan:
         self.groups = []
         if policy.granularity.structured:
             graph = ChannelGraph(model)
-            self.groups = [g for g in channel_groups(model, graph) if g.prunable]
+            self.groups = [g for g in channel_groups(model, graph, self.wrappers) if g.prunable]
             self.structural = StructuralFlops(graph, self.groups)
             self.families = group_families(
                 self.groups, self.structural, self.by_flops, policy.group_reduction
@@ -337,6 +336,69 @@ class PruningPlan:
         )
 
 
+def same_policy(a, b) -> bool:
+    """Whether two wrappers are ranked and scheduled together: the same schedule, ranking,
+    target and granularity.
+
+    Args:
+        a: a `PruneWrapper`.
+        b: another.
+
+    Returns:
+        True if one `PruningPlan` can hold both.
+
+    Example:
+
+    >>> layers = [keras.layers.Dense(8, name="fc1"), keras.layers.Dense(8, name="fc2"),
+    ...           keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> fc1, fc2 = tfprune.wrappers_of(tfprune.prune(model, policies={"fc2": "block:1x4"}))
+    >>> same_policy(fc1, fc1), same_policy(fc1, fc2)
+    (True, False)
+    """
+    return (a.schedule, a.ranking, a.target, str(a.granularity)) == (
+        b.schedule,
+        b.ranking,
+        b.target,
+        str(b.granularity),
+    )
+
+
+def pruning_plans(model) -> list[PruningPlan]:
+    """One `PruningPlan` per pruning policy of a model (`prune(policies=...)`), each over the
+    wrappers that share it, in the order their first layers come.
+
+    Args:
+        model: a model returned by `tfprune.prune`.
+
+    Returns:
+        A list of plans; one for a model pruned with one policy.
+
+    Raises:
+        ValueError: if the model has no `PruneWrapper`s.
+
+    Example:
+
+    >>> layers = [keras.layers.Dense(8, name="fc1"), keras.layers.Dense(8, name="fc2"),
+    ...           keras.layers.Dense(2, name="head")]
+    >>> model = keras.Sequential([keras.Input((4,)), *layers])
+    >>> pruned = tfprune.prune(model, policies={"fc2": "block:1x4"})
+    >>> [[w.layer.name for w in plan.wrappers] for plan in pruning_plans(pruned)]
+    [['fc1'], ['fc2']]
+    """
+    shared = []
+    for wrapper in wrappers_of(modelwalk.trained_model(model)):
+        for wrappers in shared:
+            if same_policy(wrappers[0], wrapper):
+                wrappers.append(wrapper)
+                break
+        else:
+            shared.append([wrapper])
+    if not shared:
+        return [PruningPlan(model)]  # raises, naming the model
+    return [PruningPlan(model, wrappers) for wrappers in shared]
+
+
 def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
     """Which of the globally ranked steps the global ranking takes.
 
@@ -401,7 +463,8 @@ def apply_target(model, target: float, data=None) -> PruningPlan:
         The `PruningPlan` used, for further queries.
 
     Raises:
-        ValueError: if the model has no `PruneWrapper`s.
+        ValueError: if the model has no `PruneWrapper`s, or several pruning policies (use
+            `pruning_plans` and apply each).
 
     Example:
 
