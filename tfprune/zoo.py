@@ -146,6 +146,28 @@ def mnist1d_cnn(width: float = 1.0, name: str = "mnist1d_cnn") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
+def mnist1d_gru(units: int = 64, name: str = "mnist1d_gru") -> keras.Model:
+    """A two-layer GRU classifier for MNIST-1D: the recurrent counterpart of `mnist1d_cnn`.
+
+    Args:
+        units: hidden units of each GRU. Defaults to 64.
+        name: model name. Defaults to "mnist1d_gru".
+
+    Returns:
+        An uncompiled functional model with a softmax over 10 classes.
+
+    Example:
+
+    >>> mnist1d_gru(units=8).output_shape
+    (None, 10)
+    """
+    inputs = keras.Input((40, 1), name="sequence")
+    x = keras.layers.GRU(units, return_sequences=True, name="gru1")(inputs)
+    x = keras.layers.GRU(units, name="gru2")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def make_counting_task(n: int, length: int = 16, vocab: int = 16, classes: int = 4, seed: int = 0):
     """A generated sequence task: which of the tokens `1..classes` occurs most often?
 
