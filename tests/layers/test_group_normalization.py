@@ -40,6 +40,19 @@ def test_whole_groups_are_removed_and_the_function_stays(groups):
     assert small.get_layer("gn").groups == kept_channels // (16 // groups)
 
 
+def test_a_grouped_cnn_trains_shrinks_and_exports(tmp_path):
+    keras.utils.set_random_seed(0)
+    pruned = tfprune.prune(grouped_cnn(4), schedule=tfprune.OneShot(0.5))
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
+    pruned.fit(x, np.arange(16) % 3, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    small = tfprune.shrink(tfprune.strip(pruned))
+    assert small.get_layer("gn").groups == 2
+    assert np.abs(small(x) - pruned(x)).max() <= 1e-5
+    path = tfprune.export_tflite(small, tmp_path / "grouped.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
 def test_group_normalization_without_a_scale_is_a_barrier_that_explain_names():
     rows = {row["layer"]: row for row in tfprune.explain(grouped_cnn(4, scale=False))}
     assert rows["c2"]["removable"] == 0
