@@ -21,7 +21,8 @@ BELOW = {
     "core": set(),
     "layers": {"core"},
     "graph": {"core", "layers"},
-    "criteria": {"core", "layers", "graph"},
+    # The robust Taylor criterion attacks the model it scores.
+    "criteria": {"core", "layers", "graph", "robustness"},
     "masking": {"core", "layers", "graph", "criteria"},
     "robustness": {"core"},
     "callbacks": {"core", "layers", "graph", "criteria", "masking", "robustness"},

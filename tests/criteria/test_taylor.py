@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.criteria import ScoringContext, Taylor
+from tfprune.criteria import RobustTaylor, ScoringContext, Taylor
 
 
 def test_taylor_matches_a_finite_difference_estimate():
@@ -74,3 +74,48 @@ def test_taylor_scores_layers_inside_nested_models():
     tfprune.apply_target(pruned, 0.5, data=data)
     wrapper = tfprune.wrappers_of(pruned)[0]
     assert wrapper.layer.name == "inner_fc" and wrapper.sparsity() == pytest.approx(0.5)
+
+
+def tiny_classifier(seed=3):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="tanh", name="hidden")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
+
+
+def test_robust_taylor_is_taylor_on_adversarial_examples_of_the_current_weights():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6), dtype=np.float32), rng.integers(0, 3, 64)
+    pruned = tfprune.prune(tiny_classifier(), criterion="robust_taylor", layers=["hidden"])
+    (wrapper,) = tfprune.wrappers_of(pruned)
+    layer, weight = wrapper.layer, wrapper.weight_array()
+    attack = tfprune.FGSM(eps=0.2)
+    robust = RobustTaylor(attack)(weight, layer, ScoringContext(pruned, data=(x, y)))
+    x_adv = np.asarray(attack(pruned, x, y))
+    on_adversarial = Taylor()(weight, layer, ScoringContext(pruned, data=(x_adv, y)))
+    np.testing.assert_allclose(robust, on_adversarial, rtol=1e-6)
+    clean = Taylor()(weight, layer, ScoringContext(pruned, data=(x, y)))
+    assert np.abs(robust - clean).max() > 1e-3 * np.abs(clean).max()  # the attack matters
+    with pytest.raises(ValueError, match="calibration data"):
+        RobustTaylor(attack)(weight, layer, ScoringContext(pruned))
+    with pytest.raises(TypeError, match="attack"):
+        RobustTaylor("fgsm")
+
+
+def test_robust_taylor_prunes_filter_groups_under_adversarial_training_and_saves(tmp_path):
+    from tfprune.zoo import digits_cnn, load_digits
+
+    keras.utils.set_random_seed(4)
+    (x, y), _ = load_digits()
+    criterion = RobustTaylor(tfprune.PGD(eps=0.1, steps=2))
+    pruned = tfprune.prune(digits_cnn(), criterion=criterion, schedule=tfprune.OneShot(0.5, step=2))
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.1))
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    callback = tfprune.PruningCallback(data=(x[:128], y[:128]))
+    trainer.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
+    tfprune.save_model(pruned, tmp_path / "robust.keras")
+    restored = keras.saving.load_model(tmp_path / "robust.keras")
+    (first, *_) = tfprune.wrappers_of(restored)
+    assert isinstance(first.criterion, RobustTaylor)
+    assert first.criterion.attack.get_config() == criterion.attack.get_config()

@@ -6,7 +6,8 @@ called with; `lookup` resolves names.
 
 - `magnitude`: `l1`, `l2`;
 - `bn_scale`: network slimming's `BNScale`;
-- `taylor`: first-order `Taylor` (needs gradients, so TensorFlow; loaded on first use);
+- `taylor`: first-order `Taylor`, and `RobustTaylor` on adversarial examples (they need
+  gradients, so TensorFlow; loaded on first use);
 - `lap`: lookahead pruning, `LAP`;
 - `fpgm`: geometric-median `FPGM`;
 - `random_scores`: the `RandomScores` baseline;
@@ -31,6 +32,7 @@ __all__ = [
     "LAP",
     "PwCRanking",
     "RandomScores",
+    "RobustTaylor",
     "ScoringContext",
     "Taylor",
     "from_name",
@@ -44,7 +46,8 @@ __all__ = [
 
 
 def __getattr__(name):
-    # `Taylor` needs TensorFlow's gradients: its module is imported when first asked for.
-    if name == "Taylor":
-        return importlib.import_module("tfprune.criteria.taylor").Taylor
+    # The Taylor criteria need TensorFlow's gradients: their module is imported when first
+    # asked for.
+    if name in ("Taylor", "RobustTaylor"):
+        return getattr(importlib.import_module("tfprune.criteria.taylor"), name)
     raise AttributeError(f"module 'tfprune.criteria' has no attribute {name!r}")

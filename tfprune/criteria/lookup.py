@@ -26,7 +26,10 @@ _CLASSES = {
 }
 # Criteria that need the loss's gradients import TensorFlow, so they are loaded on first use:
 # pruning with any other criterion never imports them. Name -> (module, class).
-_GRADIENT_CRITERIA = {"taylor": ("tfprune.criteria.taylor", "Taylor")}
+_GRADIENT_CRITERIA = {
+    "taylor": ("tfprune.criteria.taylor", "Taylor"),
+    "robust_taylor": ("tfprune.criteria.taylor", "RobustTaylor"),
+}
 
 
 def names() -> list[str]:
@@ -48,8 +51,8 @@ def get(identifier):
 
     Args:
         identifier: `"l1"`, `"l2"`, `"magnitude"` (|w| per element, the same as l1),
-            `"bn_scale"`, `"taylor"`, `"lap"`, `"lap_bn"`, `"lap_forward"`, `"fpgm"`,
-            `"random"`, `"pwc"`, or a callable `(weight, layer) -> scores` (see
+            `"bn_scale"`, `"taylor"`, `"robust_taylor"`, `"lap"`, `"lap_bn"`, `"lap_forward"`,
+            `"fpgm"`, `"random"`, `"pwc"`, or a callable `(weight, layer) -> scores` (see
             `tfprune.criteria.base`).
 
     Returns:

@@ -1,8 +1,12 @@
 """First-order Taylor importance: how much the loss would change if a weight were removed.
 
 From "Importance Estimation for Neural Network Pruning" (Molchanov et al., arXiv
-1906.10771). It needs the loss's gradients, so this is the one criterion module that
-imports TensorFlow; `tfprune.criteria.get("taylor")` loads it on first use.
+1906.10771). `RobustTaylor` takes the same first-order estimate on adversarial examples, so
+that it ranks weights by what they do for robust accuracy, as robustness-aware pruning does
+("HYDRA: Pruning Adversarially Robust Neural Networks", Sehwag et al., arXiv 2002.10509,
+scores weights on the adversarial loss). They need the loss's gradients, so this is the one
+criterion module that imports TensorFlow; `tfprune.criteria.get("taylor")` loads it on first
+use.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from tfprune.core.classifier import output_kind
 from tfprune.core.modelwalk import all_layers
 from tfprune.criteria.base import ContextCriterion
 from tfprune.layers import registry
+from tfprune.robustness.attacks import PGD
+from tfprune.robustness.base import check_attack
 
 
 def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
@@ -86,11 +92,63 @@ class Taylor(ContextCriterion):
     """
 
     def __call__(self, weight, layer, context):
-        spec = registry.spec_for(layer)
         gradients = context.cached(
             (Taylor, "mean_gradients"), lambda: mean_gradients(context.model, context.data)
         )
-        # A recurrent layer's mask covers its kernel and recurrent kernel: so do the gradients.
-        layout = registry.mask_layout(layer, spec)
-        gradient = layout.assemble([gradients[id(v)] for v, _, _ in layout.kernels])
-        return np.abs(weight * gradient)
+        return _first_order(weight, layer, gradients)
+
+
+def _first_order(weight, layer, gradients) -> np.ndarray:
+    """`|w * dL/dw|` for one layer's pruned weight, from `mean_gradients`."""
+    # A recurrent layer's mask covers its kernel and recurrent kernel: so do the gradients.
+    layout = registry.mask_layout(layer, registry.spec_for(layer))
+    gradient = layout.assemble([gradients[id(v)] for v, _, _ in layout.kernels])
+    return np.abs(weight * gradient)
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class RobustTaylor(ContextCriterion):
+    """First-order Taylor importance on adversarial examples: `|w * dL(x_adv)/dw|`, where
+    `x_adv` attacks the current weights (made anew at every mask update) from the calibration
+    examples (`PruningCallback(data=(x, y))`). It keeps the weights the robust loss leans on.
+
+    Args:
+        attack: the attack that makes the examples, e.g. `tfprune.PGD(eps=0.1)`. Defaults to
+            `None`: PGD with eps 0.1 and 5 steps.
+
+    Raises:
+        TypeError: for an attack that is not a `tfprune` attack.
+
+    Example:
+
+    ```python
+    criterion = tfprune.criteria.RobustTaylor(tfprune.PGD(eps=0.1, steps=5))
+    pruned = tfprune.prune(model, criterion=criterion)  # or criterion="robust_taylor"
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.PGD(eps=0.1))
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    trainer.fit(x, y, callbacks=[tfprune.PruningCallback(data=(x[:512], y[:512]))])
+    ```
+    """
+
+    def __init__(self, attack=None):
+        self.attack = PGD(eps=0.1, steps=5) if attack is None else check_attack(attack)
+
+    def __call__(self, weight, layer, context):
+        def adversarial_gradients():
+            if context.data is None:
+                mean_gradients(context.model, None)  # raises, saying what to pass
+            x, y = context.data
+            x_adv = keras.ops.convert_to_numpy(self.attack(context.model, x, y))
+            return mean_gradients(context.model, (x_adv, y))
+
+        # Keyed by the attack's settings: wrappers restored from a file hold equal copies.
+        key = (RobustTaylor, repr(self.get_config()))
+        gradients = context.cached(key, adversarial_gradients)
+        return _first_order(weight, layer, gradients)
+
+    def get_config(self):
+        return {"attack": keras.saving.serialize_keras_object(self.attack)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["attack"]))
