@@ -35,7 +35,7 @@ def run_schedule(values, digits, epochs=1, trace=None, schedule=None, **kwargs):
         hard_limit=0.05,
         trace_path=trace,
         measure=Scripted(values),
-        **kwargs,
+        **{"noise_z": 0.0, **kwargs},
     )
     history = pruned.fit(
         x[:320], y[:320], batch_size=32, epochs=epochs, verbose=0, callbacks=[callback]
@@ -124,7 +124,10 @@ def test_resume_restores_the_schedule_state(digits, tmp_path):
     pruned = tfprune.prune(digits_cnn(), schedule=schedule)
     pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     first = tfprune.AdversarialAwarePruning(
-        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.7), (0.9, 0.65)])
+        (x_test, y_test),
+        tfprune.FGSM(0.05),
+        measure=Scripted([(0.9, 0.7), (0.9, 0.65)]),
+        noise_z=0.0,
     )
     with pytest.warns(UserWarning):  # each short fit ends before the schedule does
         pruned.fit(
@@ -134,7 +137,7 @@ def test_resume_restores_the_schedule_state(digits, tmp_path):
     pruned.save(tmp_path / "mid.keras")
     loaded = keras.saving.load_model(tmp_path / "mid.keras")
     second = tfprune.AdversarialAwarePruning(
-        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.62)])
+        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.62)]), noise_z=0.0
     )
     with pytest.warns(UserWarning):
         loaded.fit(
@@ -172,3 +175,58 @@ def test_schedule_bad_input(digits):
     callback = tfprune.AdversarialAwarePruning((x_test, y_test + 10), tfprune.FGSM(0.1))
     with pytest.raises(ValueError, match="labels must lie"):
         pruned.fit(x_test, y_test, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_a_drop_within_the_probes_noise_advances_and_a_larger_one_holds(digits):
+    x_test = digits[2]
+    # At a 0.60 reference, 2 standard errors of a difference of two probes on these examples:
+    noise = 2 * np.sqrt(2 * 0.6 * 0.4 / len(x_test))
+    assert 0.05 < noise < 0.2  # larger than the tolerance (0.02) and the hard limit (0.05)
+    lower = 0.60 - 0.9 * noise  # the reference once step 4 advanced
+    noise_lower = 2 * np.sqrt(2 * lower * (1 - lower) / len(x_test))
+    values = [
+        (0.9, 0.60),
+        (0.9, 0.60),  # step 2: the reference -> advance
+        (0.9, 0.60 - 0.9 * noise),  # step 4: beyond the hard limit, within noise -> advance
+        (0.9, 0.60),
+        (0.9, lower - 1.2 * noise_lower),  # step 6: beyond noise of the new reference -> rollback
+        (0.9, 0.60),
+        (0.9, 0.60),  # step 8: advance
+        (0.9, 0.60),
+    ]
+    _, callback, _ = run_schedule(values, digits, noise_z=2.0)
+    decisions = [e["decision"] for e in callback.events]
+    assert decisions == ["advance", "advance", "rollback", "advance"]
+    assert callback.events[0]["noise"] == pytest.approx(noise)  # at the 0.60 reference
+    assert callback.probe_budget["probes"] == 8
+
+
+def test_hold_only_mode_and_a_smoothed_reference(digits):
+    values = [
+        (0.9, 0.60),
+        (0.9, 0.60),  # step 2: reference 0.60 -> advance
+        (0.9, 0.70),  # step 4: better -> advance; reference 0.5 * 0.60 + 0.5 * 0.70 = 0.65
+        (0.9, 0.70),
+        (0.9, 0.55),  # step 6: drop 0.10 from the smoothed 0.65 -> hold, not rollback
+        (0.9, 0.62),  # step 8: drop 0.03 > tolerance -> hold; final -> forced
+        (0.9, 0.62),
+    ]
+    _, callback, history = run_schedule(values, digits, smoothing=0.5, rollback=False)
+    decisions = [e["decision"] for e in callback.events]
+    assert decisions[:3] == ["advance", "advance", "hold"]
+    assert decisions[3].startswith("hold, then advance (forced")
+    assert callback.events[1]["reference"] == pytest.approx(0.65)
+    assert history.history["probe_seconds"][-1] >= 0.0
+
+
+def test_resume_keeps_the_smoothed_reference(digits, tmp_path):
+    values = [(0.9, 0.60), (0.9, 0.60)] + [(0.9, 0.70)] * 6
+    schedule = tfprune.PolynomialDecay(0.1, 0.5, begin_step=2, end_step=12, frequency=2)
+    with pytest.warns(UserWarning):  # the fit ends before the schedule does
+        pruned, callback, _ = run_schedule(values, digits, smoothing=0.5, schedule=schedule)
+    references = [e["reference"] for e in callback.events if e["decision"] == "advance"]
+    assert references == pytest.approx([0.6, 0.65, 0.675, 0.6875])
+    tfprune.save_model(pruned, tmp_path / "paused.keras")
+    restored = keras.saving.load_model(tmp_path / "paused.keras")
+    active, _, reference, _ = tfprune.wrappers_of(restored)[0].schedule_values()
+    assert active == 1.0 and reference == pytest.approx(0.6875)

@@ -3,7 +3,9 @@ rolls back when it falls."""
 
 from __future__ import annotations
 
+import math
 import pathlib
+import time
 import warnings
 
 import numpy as np
@@ -24,15 +26,23 @@ class AdversarialAwarePruning(PruningCallback):
     At every step where the schedule plans a mask update, it measures clean and robust
     accuracy on a held-out probe set (`robust_accuracy` with `attack`), then decides:
 
-    - **advance** when robust accuracy is within `tolerance` of its level at the last
-      accepted step: apply the schedule's target, and record the *instability*
+    - **advance** when robust accuracy is within `tolerance` of its reference level: apply
+      the schedule's target, and record the *instability*
       `(clean_before - clean_after) / clean_before` measured right after the mask change;
     - **hold** when it has fallen by more than `tolerance`: keep the current masks and let
       training recover;
     - **rollback** when it has fallen by more than `hard_limit`: restore the masks and
-      weights from before the last mask change;
+      weights from before the last mask change (a hold instead, with `rollback=False`);
     - **advance (forced)** at the schedule's last planned step, so the final target is
       reached within the budget whatever the probe says (the decision log says so).
+
+    A probe of `n` examples measures accuracy only to within its sampling noise: two probes
+    of a model at accuracy `p` differ by about `sqrt(2 p (1 - p) / n)` (one standard error of
+    a difference of two binomial proportions) without anything changing. A drop counts only
+    where it exceeds `noise_z` such errors as well as the tolerance, so the schedule does not
+    hold or roll back on noise (with 200 probe examples at 60 % robust accuracy, 2 errors are
+    a drop of 9.8 points). The reference level is the robust accuracy at the last accepted
+    step, or with `smoothing` a moving average over the accepted steps.
 
     If training ends before the final target, it warns and records `incomplete`. Every
     decision is appended to `events`, written to `trace_path` (CSV, or JSON if the name
@@ -53,6 +63,13 @@ class AdversarialAwarePruning(PruningCallback):
         log_layers: also log each layer's sparsity. Defaults to `False`.
         measure: optional `model -> (clean, robust)` replacing the probe measurement
             (for custom metrics or scripted tests). Defaults to `None`.
+        noise_z: how many standard errors of the probe's sampling noise a drop must exceed
+            (besides `tolerance` and `hard_limit`) to count; 0 compares raw drops. Defaults
+            to 2.
+        smoothing: weight of the previous reference when an accepted step updates it
+            (`reference = smoothing * reference + (1 - smoothing) * robust`); 0 uses the
+            last accepted step alone. Defaults to 0.
+        rollback: `False` only holds, never rolls back. Defaults to `True`.
 
     Raises:
         TypeError: for an attack that is not a `tfprune.Attack`, or tolerances that are not
@@ -82,6 +99,9 @@ class AdversarialAwarePruning(PruningCallback):
         batch_size=256,
         log_layers=False,
         measure=None,
+        noise_z=2.0,
+        smoothing=0.0,
+        rollback=True,
     ):
         super().__init__(log_layers=log_layers)
         if probe_data is None or len(probe_data) != 2 or len(probe_data[0]) == 0:
@@ -98,6 +118,10 @@ class AdversarialAwarePruning(PruningCallback):
             checks.check_number(name, value, low=0)
         if hard_limit < tolerance:
             raise ValueError(f"hard_limit ({hard_limit}) must be >= tolerance ({tolerance}).")
+        checks.check_number("noise_z", noise_z, low=0)
+        checks.check_number("smoothing", smoothing, 0, 1)
+        if smoothing >= 1:
+            raise ValueError("smoothing must be below 1 (1 would never move the reference).")
         self.probe_x, self.probe_y = (
             np.asarray(probe_data[0], np.float32),
             np.asarray(probe_data[1]),
@@ -107,6 +131,10 @@ class AdversarialAwarePruning(PruningCallback):
         self.trace_path = None if trace_path is None else pathlib.Path(trace_path)
         self.batch_size = batch_size
         self.measure = measure
+        self.noise_z, self.smoothing = float(noise_z), float(smoothing)
+        self.rollback = bool(rollback)
+        #: What the probes cost: how many ran, the examples they attacked, their seconds.
+        self.probe_budget = {"probes": 0, "examples": 0, "seconds": 0.0}
         self._snapshot = None
         self._accepted = 0.0
         self._reference = None
@@ -142,11 +170,34 @@ class AdversarialAwarePruning(PruningCallback):
 
     def _probe(self):
         model = modelwalk.trained_model(self.model)
+        start = time.perf_counter()
         if self.measure is not None:
-            return tuple(float(v) for v in self.measure(model))
-        clean = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)
-        robust = robust_accuracy(model, self.probe_x, self.probe_y, self.attack, self.batch_size)
-        return clean, robust
+            result = tuple(float(v) for v in self.measure(model))
+        else:
+            clean = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)
+            robust = robust_accuracy(
+                model, self.probe_x, self.probe_y, self.attack, self.batch_size
+            )
+            result = clean, robust
+        self.probe_budget["probes"] += 1
+        self.probe_budget["examples"] += len(self.probe_x)
+        self.probe_budget["seconds"] += time.perf_counter() - start
+        return result
+
+    def probe_noise(self, level: float) -> float:
+        """The largest drop counted as sampling noise: `noise_z` standard errors of the
+        difference of two probes of the same model at accuracy `level`.
+
+        Args:
+            level: the accuracy the probes measure around (the reference).
+
+        Returns:
+            `noise_z * sqrt(2 p (1 - p) / n)`, with `p` kept at least one example away from
+            0 and 1, and `n` the probe set's size.
+        """
+        n = len(self.probe_x)
+        p = min(max(level, 1.0 / n), 1.0 - 1.0 / n)
+        return self.noise_z * math.sqrt(2.0 * p * (1.0 - p) / n)
 
     # ------------------------------------------------------------ snapshots
     def _take_snapshot(self):
@@ -169,19 +220,20 @@ class AdversarialAwarePruning(PruningCallback):
         if self._reference is None:
             self._reference = robust
         drop = self._reference - robust
+        noise = self.probe_noise(self._reference)
         instability = float("nan")
-        if drop > self.hard_limit and self._snapshot is not None:
+        if drop > max(self.hard_limit, noise) and self.rollback and self._snapshot is not None:
             self._roll_back()
             decision = "rollback"
             clean, robust = self._probe()
-        elif drop > self.tolerance:
+        elif drop > max(self.tolerance, noise):
             decision = "hold"
         else:
             decision = "advance"
         if decision == "advance" or final:
             if decision != "advance":
                 decision += ", then advance (forced: the schedule's budget ends here)"
-            self._reference = robust
+            self._reference = self.smoothing * self._reference + (1.0 - self.smoothing) * robust
             self._take_snapshot()
             self.plan.apply(target)
             self._accepted = target
@@ -203,6 +255,8 @@ class AdversarialAwarePruning(PruningCallback):
                 "clean_accuracy": clean,
                 "robust_accuracy": robust,
                 "instability": instability,
+                "reference": self._reference,
+                "noise": self.probe_noise(self._reference or 0.0),
                 "decision": decision,
             }
         )
@@ -220,6 +274,7 @@ class AdversarialAwarePruning(PruningCallback):
             logs["pruning_rollbacks"] = float(
                 sum(e["decision"].startswith("rollback") for e in self.events)
             )
+            logs["probe_seconds"] = self.probe_budget["seconds"]
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
