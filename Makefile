@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_deploy.py
 	$(PY) tools/bench_procedures.py
 	$(PY) tools/bench_distillation.py
+	$(PY) tools/bench_recurrent.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
