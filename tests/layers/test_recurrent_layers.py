@@ -5,6 +5,8 @@ slices every gate."""
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tfprune
 from tfprune.layers import registry
@@ -316,3 +318,28 @@ def test_what_feeds_an_lstm_prunes_with_it(build, data, tmp_path):
     assert np.abs(small(x) - pruned(x)).max() <= 1e-5
     path = tfprune.export_tflite(small, tmp_path / "small.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
+@given(
+    kinds=st.lists(
+        st.sampled_from(["lstm", "gru", "gru_reset_before", "simple_rnn"]), min_size=1, max_size=3
+    ),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=6, deadline=None)
+def test_random_recurrent_stacks_shrink_to_the_same_function(kinds, seed):
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((STEPS, FEATURES))
+    x = keras.layers.Dense(8)(inputs)
+    for index, kind in enumerate(kinds):
+        last = index == len(kinds) - 1
+        x = RECURRENT[kind](return_sequences=not last, go_backwards=bool(rng.integers(2)))(x)
+    model = randomized(keras.Model(inputs, keras.layers.Dense(3)(x)), seed)
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), protect=None)
+    for wrapper in tfprune.wrappers_of(pruned):
+        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
+    apply_target(pruned, 0.5)
+    small = tfprune.shrink(pruned)
+    assert tfprune.count_flops(small) < tfprune.count_flops(model)
+    x = sequences(seed=seed % 7)
+    assert np.abs(small(x) - pruned(x)).max() <= 1e-5

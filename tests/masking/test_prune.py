@@ -59,6 +59,8 @@ def test_nested_models_are_pruned_inside(data):
     np.testing.assert_allclose(pruned(data[0]), model(data[0]), atol=1e-6)
 
 
+# tests/shrinking/test_shrink.py prunes, trains, shrinks and exports MobileNetV2 in make test.
+@pytest.mark.slow
 def test_keras_applications_mobilenetv2_prunes_and_trains():
     model = keras.applications.MobileNetV2(
         input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3
