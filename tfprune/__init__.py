@@ -61,6 +61,7 @@ from tfprune.graph.flops import count_flops
 from tfprune.graph.reference import reference_size, set_reference_size
 from tfprune.inspection.explain import explain
 from tfprune.inspection.summary import Summary, summary
+from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.layers.grouped_conv import GroupedConv2D
 from tfprune.layers.normalization import ShrunkLayerNormalization, ShrunkRMSNormalization
 from tfprune.layers.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
@@ -178,6 +179,7 @@ __all__ = [
     "Summary",
     "TFLiteFileError",
     "TFLiteNotFoundError",
+    "UnevenBidirectional",
     "Unstructured",
     "apply_target",
     "pruning_plans",

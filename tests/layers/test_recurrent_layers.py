@@ -209,24 +209,82 @@ def test_bidirectional_prunes_both_directions_in_every_merge_mode(tmp_path):
     wrappers = {w.layer.name: w for w in tfprune.wrappers_of(pruned)}
     for mode in modes:
         wrapper = wrappers[mode]
-        # Both directions lose the same units: the layer keeps one unit count.
+        # Concatenated, each direction's units are filters of their own; merged into one
+        # channel, unit j of both directions is one filter.
         dead = wrapper.granularity.pruned_units(wrapper.mask_array(), wrapper.spec)
         per_direction = dead.reshape(2, 6) if mode == "concat" else np.stack([dead, dead])
-        np.testing.assert_array_equal(per_direction[0], per_direction[1])
-        assert per_direction[0].sum() == 3
-        for direction in (wrapper.layer.forward_layer, wrapper.layer.backward_layer):
+        assert per_direction.sum() == 6
+        directions = (wrapper.layer.forward_layer, wrapper.layer.backward_layer)
+        for direction, dead_units in zip(directions, per_direction):
             for weight in direction.get_weights()[:2]:
-                assert np.all(weight.reshape(weight.shape[0], -1, 6)[..., per_direction[0]] == 0)
+                assert np.all(weight.reshape(weight.shape[0], -1, 6)[..., dead_units] == 0)
 
     small = tfprune.shrink(pruned)
     for mode in modes:
         shrunk = small.get_layer(mode)
-        assert shrunk.forward_layer.units == shrunk.backward_layer.units == 3
+        assert shrunk.forward_layer.units + shrunk.backward_layer.units == 6
+        if mode != "concat":
+            assert shrunk.forward_layer.units == 3
         assert shrunk.merge_mode == mode
     assert np.abs(small(x) - pruned(x)).max() <= 1e-5
     assert tfprune.count_flops(small) < 0.6 * tfprune.count_flops(model)
     path = tfprune.export_tflite(small, tmp_path / "small.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
+def scaled_units(layer, units, factor):
+    """`layer`'s weights with the given units' columns (in every gate) scaled."""
+    weights = []
+    for weight in layer.get_weights():
+        gated = weight.reshape(*weight.shape[:-1], -1, layer.units).copy()
+        gated[..., units] *= factor
+        weights.append(gated.reshape(weight.shape))
+    return weights
+
+
+@pytest.mark.parametrize(
+    "forward_small, backward_small, widths",
+    [(range(6), [], (1, 6)), (range(4), [0, 1], (2, 4))],
+    ids=["a-whole-direction", "some-of-each"],
+)
+def test_concatenated_directions_lose_units_independently(
+    forward_small, backward_small, widths, tmp_path
+):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((STEPS, FEATURES))
+    x = keras.layers.Dense(8, name="embed")(inputs)
+    encoder = keras.layers.Bidirectional(
+        keras.layers.LSTM(6, return_sequences=True, return_state=True), name="encoder"
+    )
+    sequence, forward_h, _, _, backward_c = encoder(x)
+    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(sequence), forward_h])
+    x = keras.layers.Concatenate()([x, backward_c])
+    model = randomized(keras.Model(inputs, keras.layers.Dense(3, name="head")(x)))
+    # The smallest units go first: six of the twelve, spread over the directions as given.
+    encoder.forward_layer.set_weights(scaled_units(encoder.forward_layer, forward_small, 0.01))
+    encoder.backward_layer.set_weights(scaled_units(encoder.backward_layer, backward_small, 1e-3))
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), layers=["encoder"])
+    apply_target(pruned, 0.5)
+    small = tfprune.shrink(pruned)
+    shrunk = small.get_layer("encoder")
+    # A direction keeps one unit even when all of its units are dead (it outputs zeros).
+    assert (shrunk.forward_layer.units, shrunk.backward_layer.units) == widths
+    assert type(shrunk) is tfprune.UnevenBidirectional
+    x = sequences(8)
+    assert np.abs(small(x) - pruned(x)).max() <= 1e-5
+    assert tfprune.count_flops(small) < tfprune.count_flops(model)
+    small.save(tmp_path / "small.keras")
+    restored = keras.saving.load_model(tmp_path / "small.keras")
+    assert type(restored.get_layer("encoder")) is tfprune.UnevenBidirectional
+    np.testing.assert_allclose(restored(x), small(x), atol=1e-6)
+    path = tfprune.export_tflite(small, tmp_path / "small.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+    # The uneven layer prunes again: its narrower direction leaves unused mask rows.
+    again = tfprune.prune(small, schedule=tfprune.OneShot(0.3), layers=["encoder"])
+    apply_target(again, 0.3)
+    smaller = tfprune.shrink(again)
+    assert smaller.get_layer("encoder").forward_layer.units <= widths[0]
+    assert np.abs(smaller(x) - again(x)).max() <= 1e-5
 
 
 def test_bidirectional_flops_are_both_directions():

@@ -115,7 +115,7 @@ def state_channels(call, spec, layer) -> list:
 
     Args:
         call: the layer's `Call`.
-        spec: its `LayerSpec` (with `joined` weights).
+        spec: its `LayerSpec` (with `states`).
         layer: the layer owning the weights.
 
     Returns:
@@ -250,7 +250,7 @@ class ChannelGraph:
             return f"{name} has an unknown channel count"
         out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):
-            if rule.joined:
+            if rule.states:
                 reason = self._tie_states(call, rule, layer, name)
                 if reason:
                     return reason
@@ -296,13 +296,9 @@ class ChannelGraph:
         return None
 
     def _tie_states(self, call, spec, layer, name) -> str | None:
-        """A recurrent layer's states carry its units (see `state_channels`); a Bidirectional
-        layer's units of one index go together in both directions."""
+        """A recurrent layer's states carry its units (see `state_channels`). A Bidirectional
+        layer's directions tie nothing more: concatenated, each writes channels of its own."""
         out = call.outputs[0]
-        members = spec.members(layer) if spec.members else [(layer, np.arange(width(out)))]
-        for _, filters in members[1:]:
-            for first, other in zip(members[0][1], filters):
-                self._tie(out, int(first), out, int(other))
         for tensor, filters in state_channels(call, spec, layer):
             if width(tensor) != len(filters):
                 return f"{name} is called with a state of {width(tensor)} channels"

@@ -5,6 +5,8 @@
 - `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
 - `normalization`: `ShrunkLayerNormalization` and `ShrunkRMSNormalization`, which `shrink`
   puts where it removed channels from a normalization;
+- `bidirectional`: `UnevenBidirectional`, which `shrink` puts where a concatenating
+  Bidirectional layer's directions keep different widths;
 - `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution.
 """
 

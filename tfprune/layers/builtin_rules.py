@@ -343,6 +343,7 @@ def _recurrent_spec(gates: int, config_key="units") -> LayerSpec:
         fold="zero",
         gates=gates,
         joined=("recurrent_kernel",),
+        states=True,
         dead_output="zero",
     )
 
@@ -382,19 +383,20 @@ register_layer(
 
 # A Bidirectional layer's two directions are one mask: their kernels and recurrent kernels
 # side by side, interleaved gate by gate (gate g holds the forward units, then the backward
-# ones), so that with `merge_mode="concat"` filter `d * units + j` is output channel
-# `d * units + j`, and with sum, ave or mul the two directions' unit j are one filter (a gate
-# block per direction). Unit j of both directions goes together, as the two layers keep one
-# unit count.
+# ones), so that with `merge_mode="concat"` filter `f` is output channel `f` (the forward
+# units, then the backward ones: two independent unit groups, which `shrink` may leave at
+# different widths, see `UnevenBidirectional`), and with sum, ave or mul the two directions'
+# unit j are one filter (a gate block per direction).
 def _directions(layer):
     return [layer.forward_layer, layer.backward_layer]
 
 
 def _direction_columns(layer, gates):
-    units = layer.forward_layer.units
+    widths = [direction.units for direction in _directions(layer)]
+    offsets = (0, widths[0])
     return [
-        np.array([g * 2 * units + d * units + j for g in range(gates) for j in range(units)])
-        for d in range(2)
+        np.array([g * sum(widths) + offsets[d] + j for g in range(gates) for j in range(width)])
+        for d, width in enumerate(widths)
     ]
 
 
@@ -405,15 +407,21 @@ def _bidirectional_layout(layer):
         (v, rows, columns[d]) for d, part in enumerate(inner) for v, rows, _ in part.kernels
     )
     biases = tuple((v, columns[d]) for d, part in enumerate(inner) for v, _ in part.biases)
-    shape = (*inner[0].shape[:-1], 2 * inner[0].shape[-1])
-    bias_shape = None if not biases else (*inner[0].bias_shape[:-1], 2 * inner[0].bias_shape[-1])
+    # A narrower direction's recurrent kernel leaves rows of the matrix that no weight uses.
+    rows = max(part.shape[0] for part in inner)
+    shape = (rows, sum(part.shape[-1] for part in inner))
+    bias_shape = (
+        None
+        if not biases
+        else (*inner[0].bias_shape[:-1], sum(part.bias_shape[-1] for part in inner))
+    )
     return MaskLayout(shape, kernels, bias_shape, biases)
 
 
 def _bidirectional_members(layer):
-    units = np.arange(layer.forward_layer.units)
-    offset = units.size if layer.merge_mode == "concat" else 0
-    return [(layer.forward_layer, units), (layer.backward_layer, offset + units)]
+    forward, backward = _directions(layer)
+    offset = forward.units if layer.merge_mode == "concat" else 0
+    return [(forward, np.arange(forward.units)), (backward, offset + np.arange(backward.units))]
 
 
 _BIDIRECTIONAL = {
@@ -426,6 +434,7 @@ _BIDIRECTIONAL = {
         fold="zero",
         gates=gates if concat else 2 * gates,
         joined=("recurrent_kernel",),
+        states=True,
         dead_output="zero",
         layout=_bidirectional_layout,
         members=_bidirectional_members,
@@ -436,13 +445,15 @@ _BIDIRECTIONAL = {
 
 
 def _bidirectional_spec(layer):
-    """Prunable where both directions are prunable recurrent layers of one kind and width,
-    merged into one output (not `merge_mode=None`, which returns them apart)."""
+    """Prunable where both directions are prunable recurrent layers of one kind, merged into
+    one output (not `merge_mode=None`, which returns them apart), of one width unless the
+    merge concatenates them."""
     specs = [spec_for(m) for m in _directions(layer)]
-    if layer.merge_mode is None or any(s is None or not s.joined for s in specs):
+    if layer.merge_mode is None or any(s is None or not s.states for s in specs):
         return None
     forward, backward = _directions(layer)
-    if specs[0].gates != specs[1].gates or forward.units != backward.units:
+    uneven = forward.units != backward.units and layer.merge_mode != "concat"
+    if specs[0].gates != specs[1].gates or uneven:
         return None
     return _BIDIRECTIONAL[(specs[0].gates, layer.merge_mode == "concat")]
 
@@ -455,6 +466,7 @@ register_layer(
         input_axis=0,
         resolve=_bidirectional_spec,
         reason="tfprune prunes a Bidirectional layer whose directions are LSTM, GRU or "
-        "SimpleRNN layers of one width, merged into one output (merge_mode other than None)",
+        "SimpleRNN layers of one kind, merged into one output (merge_mode other than None; "
+        "sum, ave and mul need one width)",
     ),
 )

@@ -61,6 +61,8 @@ class LayerSpec:
         joined: names of weights joined to `weight` along its input axis into the one matrix
             that masks and criteria see: a recurrent layer's `recurrent_kernel`, so that its
             state is pruned with its inputs, and a filter is the unit's every column.
+        states: whether the layer has recurrent states (final states it returns, initial
+            states it is called with) whose channels are its units, tied to them.
         dead_output: what a filter whose weights are all zero outputs: `"bias"` (its bias,
             as a convolution does) or `"zero"` (zero if its bias is zero too, and a value that
             varies otherwise, as a recurrent unit's state does).
@@ -70,8 +72,8 @@ class LayerSpec:
             out otherwise than `weight` and `joined` (a Bidirectional layer's two directions).
         members: optional `layer -> [(sublayer, filters)]`: the layers inside it that hold
             its weights, each with the indices of the layer's filters its units are (in unit
-            order). Units of the same index in every member are removed together, so that the
-            members keep one unit count; FLOPs and `shrink` work member by member.
+            order; members whose units are the same filters lose them together). Each member
+            keeps at least one unit; FLOPs and `shrink` work member by member.
         reason: why a layer of this type is a barrier where `applies` or `resolve` refuse
             it, for `explain`.
 
@@ -98,6 +100,7 @@ class LayerSpec:
     applies: object = None
     gates: int = 1
     joined: tuple = ()
+    states: bool = False
     dead_output: str = "bias"
     resolve: object = None
     layout: object = None

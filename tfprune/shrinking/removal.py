@@ -76,13 +76,20 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
             ):
                 blocked.add(root)
     removable = candidates - blocked
-    # Never remove every channel of a tensor: keep the group of its first channel.
+    # Never remove every channel of a tensor, nor every unit of a Bidirectional layer's
+    # direction (Keras layers need one): keep the group of the first.
+    kept_whole = [
+        [(tensor, c) for c in range(channel_width(tensor))] for tensor in graph.tensors.values()
+    ]
+    for call, spec in graph.producers():
+        for _, filters in spec.members(weights_owner(call.layer)) if spec.members else ():
+            kept_whole.append([(call.outputs[0], int(f)) for f in filters])
     changed = True
     while changed:
         changed = False
-        for tensor in graph.tensors.values():
-            roots = {graph.root(tensor, c) for c in range(channel_width(tensor))}
+        for channels in kept_whole:
+            roots = {graph.root(tensor, c) for tensor, c in channels}
             if roots and roots <= removable:
-                removable.discard(graph.root(tensor, 0))
+                removable.discard(graph.root(*channels[0]))
                 changed = True
     return removable

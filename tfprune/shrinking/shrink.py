@@ -20,6 +20,11 @@ Attention heads are units inside their layer: a head whose value projection (ker
 bias) is all zero outputs exactly zero, and `shrink` removes it from the query, key, value
 and output projections (`num_heads` lowered, at least one head kept).
 
+A recurrent unit whose weights and bias are all zero outputs exactly zero; `units` is
+lowered (at least one kept). The two directions of a Bidirectional layer that concatenates
+them lose units independently; where their widths end up different, the layer becomes a
+`tfprune.UnevenBidirectional`, which only infers its output width differently.
+
 Anything else keeps its channel: `shrink` never returns a model that computes something
 different from the masked one. A layer that reads a folded constant and had no bias gets
 one (`use_bias=True`).
@@ -38,6 +43,7 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.channel_graph import width as channel_width
 from tfprune.graph.constants import constant_channels
 from tfprune.layers import registry
+from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 from tfprune.shrinking.removal import removable_groups
@@ -169,10 +175,11 @@ def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
     """`_plan_layer` for a layer whose weights its members hold (a Bidirectional layer's
     directions): each member planned on its own units, the layer rebuilt around them."""
     config = layer.get_config()
-    weights, cuts = {}, {}
+    weights, cuts, widths = {}, {}, []
     positions = {id(v): i for i, v in enumerate(layer.weights)}
     for member, filters in spec.members(layer):
         units = np.flatnonzero(np.isin(filters, channels.kept_out))
+        widths.append(units.size)
         plan = _plan_channels(
             member,
             registry.spec_for(member),
@@ -185,7 +192,8 @@ def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
             weights[positions[id(variable)]] = array
             if index in plan.cuts:
                 cuts[positions[id(variable)]] = plan.cuts[index]
-    return _LayerPlan(layer, type(layer), config, dict(sorted(weights.items())), cuts)
+    layer_class = type(layer) if len(set(widths)) == 1 else UnevenBidirectional
+    return _LayerPlan(layer, layer_class, config, dict(sorted(weights.items())), cuts)
 
 
 def _plan_units(layer) -> _LayerPlan | None:
