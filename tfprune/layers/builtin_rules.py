@@ -14,6 +14,7 @@ import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.layers import normalization
+from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.layers.registry import (
     ChannelRule,
     LayerSpec,
@@ -418,6 +419,12 @@ def _bidirectional_layout(layer):
     return MaskLayout(shape, kernels, bias_shape, biases)
 
 
+def _bidirectional_class(layer, widths):
+    """Keras' Bidirectional infers twice the forward width: directions left at different
+    widths need `UnevenBidirectional`."""
+    return type(layer) if len(set(widths)) == 1 else UnevenBidirectional
+
+
 def _bidirectional_members(layer):
     forward, backward = _directions(layer)
     offset = forward.units if layer.merge_mode == "concat" else 0
@@ -438,6 +445,7 @@ _BIDIRECTIONAL = {
         dead_output="zero",
         layout=_bidirectional_layout,
         members=_bidirectional_members,
+        rebuilt_as=_bidirectional_class,
     )
     for gates in (1, 3, 4)
     for concat in (True, False)

@@ -74,6 +74,9 @@ class LayerSpec:
             its weights, each with the indices of the layer's filters its units are (in unit
             order; members whose units are the same filters lose them together). Each member
             keeps at least one unit; FLOPs and `shrink` work member by member.
+        rebuilt_as: optional `(layer, kept units per member) -> layer class`, for layers
+            with `members`: the class `shrink` rebuilds the layer as. Defaults to `None`:
+            the layer's own class.
         reason: why a layer of this type is a barrier where `applies` or `resolve` refuse
             it, for `explain`.
 
@@ -105,6 +108,7 @@ class LayerSpec:
     resolve: object = None
     layout: object = None
     members: object = None
+    rebuilt_as: object = None
     reason: str = ""
 
     @property

@@ -43,7 +43,6 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.channel_graph import width as channel_width
 from tfprune.graph.constants import constant_channels
 from tfprune.layers import registry
-from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 from tfprune.shrinking.removal import removable_groups
@@ -192,7 +191,7 @@ def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
             weights[positions[id(variable)]] = array
             if index in plan.cuts:
                 cuts[positions[id(variable)]] = plan.cuts[index]
-    layer_class = type(layer) if len(set(widths)) == 1 else UnevenBidirectional
+    layer_class = spec.rebuilt_as(layer, widths) if spec.rebuilt_as else type(layer)
     return _LayerPlan(layer, layer_class, config, dict(sorted(weights.items())), cuts)
 
 
