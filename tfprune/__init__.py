@@ -6,7 +6,7 @@ The data path, and the subpackage that owns each step:
 
 - `core`: argument checks, model walking, and the one module of Keras internals;
 - `layers`: the per-layer-type registry, and the layers tfprune adds;
-- `graph`: the channel dependency graph, constant channels, FLOPs;
+- `graph`: the channel dependency graph, constant channels, FLOPs, the latency table;
 - `criteria`: importance scores, one criterion per module;
 - `masking`: granularities, schedules, wrappers, channel groups, ranking, `prune`, `strip`;
 - `callbacks`: `PruningCallback` and the adversarial-aware schedule;
@@ -16,7 +16,7 @@ The data path, and the subpackage that owns each step:
 - `robustness`: attacks (APGD included), robust accuracy and adversarial training (usable
   without pruning);
 - `methods`: procedures from the literature (IMP, presets, rebuilds, layer-wise rates,
-  compensation, DSP, LEAP, distillation).
+  compensation, DSP, LEAP, distillation), and measuring latency tables.
 
 Each subpackage imports only the ones above it in this list (`robustness` only `core`);
 `docs/architecture.md` draws the diagram, and `tests/test_architecture.py` holds the rule.
@@ -58,6 +58,7 @@ from tfprune.export.keras_file import save_model
 from tfprune.export.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
 from tfprune.export.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
 from tfprune.graph.flops import count_flops
+from tfprune.graph.latency import LatencyTable
 from tfprune.graph.reference import reference_size, set_reference_size
 from tfprune.inspection.explain import explain
 from tfprune.inspection.summary import Summary, summary
@@ -81,6 +82,7 @@ from tfprune.methods.compensation import compensate
 from tfprune.methods.distillation import Distillation
 from tfprune.methods.dsp import DSP, GroupPlan, deploy_groups
 from tfprune.methods.imp import IterativePruning, mask_similarity
+from tfprune.methods.latency_table import measure_latency_table
 from tfprune.methods.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
 from tfprune.methods.leap import LEAP
 from tfprune.methods.presets import iplt, pfwt
@@ -162,6 +164,7 @@ __all__ = [
     "LEAP",
     "LayerSpec",
     "Latency",
+    "LatencyTable",
     "LayerwiseRates",
     "NM",
     "OneShot",
@@ -198,6 +201,7 @@ __all__ = [
     "iplt",
     "l1",
     "layerwise_rates",
+    "measure_latency_table",
     "l2",
     "load_interpreter",
     "mask_similarity",

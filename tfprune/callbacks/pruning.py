@@ -294,9 +294,10 @@ class PruningCallback(keras.callbacks.Callback):
         if self.log_layers:
             for wrapper in self.wrappers:
                 logs[f"sparsity/{wrapper.layer.name}"] = wrapper.sparsity()
-        by_flops = [plan for plan in self.plans if plan.by_flops]
-        if by_flops:  # each policy's share of the model's FLOPs
-            logs["flops_removed"] = sum(plan.removed() for plan in by_flops)
+        for target in ("flops", "latency"):  # each policy's share of the model's cost
+            plans = [plan for plan in self.plans if plan.target == target]
+            if plans:
+                logs[f"{target}_removed"] = sum(plan.removed() for plan in plans)
         if self.validation_data is not None:
             logs["instability"] = self._epoch_instability
 

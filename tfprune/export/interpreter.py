@@ -436,12 +436,42 @@ def latency_ratio(
     sparse_s, dense_s, ratio = latency_ratio(sparse_bytes, dense_bytes)  # 0.43: sparse pays
     ```
     """
-    pair = [_ready(interpreter_from_bytes(data, threads), 0) for data in (candidate, reference)]
-    for interpreter in pair:
-        _invoke_times(interpreter, 1, max(2, runs // 4))
-    samples = ([], [])
-    for _ in range(rounds):
-        for which, interpreter in enumerate(pair):
-            samples[which].append(_invoke_times(interpreter, runs, 0))
-    medians = [float(np.median(np.concatenate(s))) for s in samples]
+    medians = interleaved_latencies([candidate, reference], threads, rounds, runs)
     return medians[0], medians[1], medians[0] / medians[1]
+
+
+def interleaved_latencies(
+    flatbuffers: list, threads: int = 1, rounds: int = 5, runs: int = 20
+) -> list[float]:
+    """Median latencies of several flatbuffers timed in turns, so that a machine's drift
+    (other processes, clock changes) hits them all alike.
+
+    Args:
+        flatbuffers: the flatbuffer bytes of each model.
+        threads: interpreter threads. Defaults to 1.
+        rounds: turns; in each, every model runs `runs` invokes. Defaults to 5.
+        runs: invokes per model per turn. Defaults to 20.
+
+    Returns:
+        One median latency in seconds per flatbuffer, in order.
+
+    Raises:
+        TFLiteFileError: for bytes that are not a LiteRT model.
+
+    Example:
+
+    >>> from tfprune.export.converter import convert
+    >>> models = [keras.Sequential([keras.Input((8,)), keras.layers.Dense(n)]) for n in (2, 4)]
+    >>> len(interleaved_latencies([convert(m) for m in models], rounds=2, runs=3))
+    2
+    """
+    checks.check_integer("rounds", rounds, minimum=1)
+    checks.check_integer("runs", runs, minimum=1)
+    interpreters = [_ready(interpreter_from_bytes(data, threads), 0) for data in flatbuffers]
+    for interpreter in interpreters:
+        _invoke_times(interpreter, 1, max(2, runs // 4))
+    samples = [[] for _ in interpreters]
+    for _ in range(rounds):
+        for which, interpreter in enumerate(interpreters):
+            samples[which].append(_invoke_times(interpreter, runs, 0))
+    return [float(np.median(np.concatenate(s))) for s in samples]

@@ -17,6 +17,7 @@ from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.channel_graph import width as channel_width
+from tfprune.graph.latency import LatencyTable, model_probes
 from tfprune.layers import registry
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
 
@@ -116,6 +117,11 @@ def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> l
     return [g for g in groups.values() if g.members]
 
 
+def _group_ids(graph, index, tensor) -> np.ndarray:
+    """The group index of each channel of `tensor` (-1 for channels no group removes)."""
+    return np.array([index.get(graph.root(tensor, c), -1) for c in range(channel_width(tensor))])
+
+
 class StructuralFlops:
     """FLOPs of the model that `shrink` would build if some groups were removed.
 
@@ -161,12 +167,8 @@ class StructuralFlops:
                 continue
             seen.add(id(layer))
 
-            def ids(tensor):
-                return np.array(
-                    [index.get(graph.root(tensor, c), -1) for c in range(channel_width(tensor))]
-                )
-
-            in_ids, out_ids = ids(call.inputs[0]), ids(call.outputs[0])
+            in_ids = _group_ids(graph, index, call.inputs[0])
+            out_ids = _group_ids(graph, index, call.outputs[0])
             # A Bidirectional layer's FLOPs are its directions', each on its own units.
             members = spec.members(layer) if spec.members else [(layer, None)]
             for member, filters in members:
@@ -204,3 +206,91 @@ class StructuralFlops:
                 ratio *= (~padded[ids]).sum() / ids.size
             total += dense * ratio
         return total
+
+
+class StructuralLatency:
+    """Predicted LiteRT latency of the model `shrink` would build if some groups were removed.
+
+    `StructuralFlops`' interface, with a `tfprune.LatencyTable` in place of FLOPs: every layer
+    the table covers costs its entry at the widths left to it, and the sum is calibrated by
+    the table's `scale`. Layers the table does not cover do not change.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        groups: the groups that may be removed (their order defines group indices).
+        table: the `LatencyTable`, with an entry for every covered layer of the model.
+
+    Raises:
+        ValueError: if the table has no entry for one of the model's layers.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="fc"),
+    ...                           keras.layers.Dense(2, activation="softmax", name="head")])
+    >>> pruned = tfprune.prune(model, layers=["fc"])
+    >>> graph = ChannelGraph(pruned)
+    >>> (_, fc), (_, head) = model_probes(graph)
+    >>> entries = {fc.key: {"in": [6], "out": [4, 8], "us": [[5.0, 10.0]]},
+    ...            head.key: {"in": [4, 8], "out": [2], "us": [[1.0], [2.0]]}}
+    >>> groups = [g for g in channel_groups(pruned, graph) if g.prunable]
+    >>> structural = StructuralLatency(graph, groups, LatencyTable(entries))
+    >>> structural(np.zeros(8, bool)), structural(np.arange(8) < 4)  # fc 10 -> 5, head 2 -> 1
+    (12.0, 6.0)
+    """
+
+    def __init__(self, graph: ChannelGraph, groups: list[Group], table: LatencyTable):
+        index = {g.root: i for i, g in enumerate(groups)}
+        self.n_groups = len(groups)
+        self.table = table
+        self.terms = []  # (probe, input group ids, output group ids)
+        for call, probe in model_probes(graph):
+            if probe.key not in table.entries:
+                raise ValueError(
+                    f"the latency table has no entry for layer '{weights_owner(call.layer).name}' "
+                    f"({probe.layer_class.__name__}, input {probe.input_shape}): it was measured "
+                    "on another model. Measure this one: tfprune.measure_latency_table(model)."
+                )
+            in_ids = _group_ids(graph, index, call.inputs[0])
+            self.terms.append((probe, in_ids, _group_ids(graph, index, call.outputs[0])))
+
+    def _latency(self, probe, in_width, out_width) -> float:
+        if probe.coupled:
+            out_width = in_width * (probe.out_width // probe.in_width)
+        return self.table.predict(probe.key, in_width, out_width)
+
+    def group_costs(self) -> np.ndarray:
+        """First-order latency each group removes alone: its channels' share of the slope of
+        every layer's entry near full width (never negative, whatever the noise).
+
+        Returns:
+            One latency in microseconds per group.
+        """
+        costs = np.zeros(self.n_groups)
+        for probe, in_ids, out_ids in self.terms:
+            full = self._latency(probe, probe.in_width, probe.out_width)
+            axes = [(in_ids, probe.in_width, True)]
+            if not probe.coupled:
+                axes.append((out_ids, probe.out_width, False))
+            for ids, width, is_input in axes:
+                step = max(1, round(width / 4))
+                narrower = max(width - step, 0)
+                other = probe.out_width if is_input else probe.in_width
+                less = (
+                    self._latency(probe, narrower, other)
+                    if is_input
+                    else self._latency(probe, other, narrower)
+                )
+                slope = max((full - less) / step, 0.0)
+                known = ids[ids >= 0]
+                costs += slope * np.bincount(known, minlength=self.n_groups)
+        return costs * self.table.scale
+
+    def __call__(self, removed: np.ndarray) -> float:
+        """Predicted latency in microseconds after removing the groups where `removed` is True."""
+        padded = np.append(removed, False)  # index -1 (no group) is never removed
+        total = 0.0
+        for probe, in_ids, out_ids in self.terms:
+            total += self._latency(
+                probe, int((~padded[in_ids]).sum()), int((~padded[out_ids]).sum())
+            )
+        return float(total * self.table.scale)

@@ -24,6 +24,7 @@ SETTINGS = (
     "min_filters",
     "round_to",
     "group_reduction",
+    "latency_table",
 )
 
 

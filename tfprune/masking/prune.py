@@ -6,6 +6,7 @@ import keras
 
 from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.latency import LatencyTable, covered
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
 from tfprune.masking.policies import SETTINGS, layer_policies
@@ -72,10 +73,31 @@ def _check_criterion(criterion, granularity, ranking_mode, target, model, select
         criterion.check(model, selected)
 
 
-def _check_policy(granularity, ranking, target, min_filters, round_to, schedule, group_reduction):
+def _check_policy(
+    granularity,
+    ranking,
+    target,
+    min_filters,
+    round_to,
+    schedule,
+    group_reduction,
+    latency_table,
+):
     checks.check_choice("group_reduction", group_reduction, ("sum", "mean", "max", "first"))
     checks.check_choice("ranking", ranking, ("local", "global"))
-    checks.check_choice("target", target, ("sparsity", "flops"))
+    checks.check_choice("target", target, ("sparsity", "flops", "latency"))
+    if target == "latency":
+        if not isinstance(granularity, granularities.Filter):
+            raise ValueError(
+                f"target='latency' removes filters, and granularity '{granularity}' keeps the "
+                "kernels dense, so their latency does not change; use granularity='filter'."
+            )
+        if not isinstance(latency_table, LatencyTable):
+            raise TypeError(
+                "target='latency' needs latency_table=tfprune.measure_latency_table(model) "
+                "(measured here) or tfprune.LatencyTable.load(path) (measured on the device); "
+                f"got {type(latency_table).__name__}."
+            )
     values = [("min_filters", min_filters)]
     values += (
         [(f"round_to[{k!r}]", v) for k, v in round_to.items()]
@@ -85,7 +107,7 @@ def _check_policy(granularity, ranking, target, min_filters, round_to, schedule,
     for name, value in values:
         checks.check_integer(name, value, minimum=1)
     if isinstance(granularity, granularities.NM):
-        if ranking == "global" or target == "flops":
+        if ranking == "global" or target != "sparsity":
             raise ValueError(
                 f"granularity '{granularity}' fixes the sparsity of every group; use "
                 "ranking='local' and target='sparsity'."
@@ -150,6 +172,7 @@ def prune(
     group_reduction="sum",
     rates=None,
     policies=None,
+    latency_table=None,
 ):
     """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
 
@@ -170,8 +193,9 @@ def prune(
         ranking: `"local"`: every layer pruned to the target; `"global"`: units ranked across
             layers by score normalised by each layer's mean. Defaults to `"local"`.
         target: what the schedule's numbers mean: `"sparsity"` (fraction of the prunable
-            weights) or `"flops"` (fraction of the whole model's FLOPs to remove). Defaults
-            to `"sparsity"`.
+            weights), `"flops"` (fraction of the whole model's FLOPs to remove) or
+            `"latency"` (fraction of its LiteRT latency to remove, as `latency_table`
+            predicts it; filter granularity). Defaults to `"sparsity"`.
         layers: prune only these layers: names, layer classes, or predicates
             `layer -> bool`. Defaults to `None`: every registered layer that is not protected.
         exclude: never prune these (same forms as `layers`). Defaults to `None`.
@@ -193,12 +217,16 @@ def prune(
         policies: several pruning policies in one model: `{selector: settings}`, a selector
             as in `layers=` (a name, a class, a predicate, or a tuple of them), settings a
             dict of some of `granularity`, `criterion`, `schedule`, `ranking`, `target`,
-            `min_filters`, `round_to` and `group_reduction` (the others as given to `prune`),
-            or just a granularity. A layer follows the first selector that matches it, else
-            `prune`'s own arguments; which layers are pruned at all is still up to `layers`,
-            `exclude` and `protect`. Each policy ranks its own layers and runs its own
-            schedule (`tfprune.pruning_plans`); a channel group written by layers of two
-            policies is not removed. Defaults to `None`: one policy.
+            `min_filters`, `round_to`, `group_reduction` and `latency_table` (the others as
+            given to `prune`), or just a granularity. A layer follows the first selector that
+            matches it, else `prune`'s own arguments; which layers are pruned at all is still
+            up to `layers`, `exclude` and `protect`. Each policy ranks its own layers and runs
+            its own schedule (`tfprune.pruning_plans`); a channel group written by layers of
+            two policies is not removed. Defaults to `None`: one policy.
+        latency_table: for `target="latency"`: a `tfprune.LatencyTable`, measured here by
+            `tfprune.measure_latency_table(model)` or on the device and loaded with
+            `tfprune.LatencyTable.load`. It is stored with the wrappers (and in `.keras`
+            files). Defaults to `None`.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -240,6 +268,7 @@ def prune(
         min_filters=min_filters,
         round_to=round_to,
         group_reduction=group_reduction,
+        latency_table=latency_table,
     )
     settings, policy_of = layer_policies(model, base, policies)
     for policy in settings:
@@ -260,6 +289,13 @@ def prune(
         for layer in members:
             spec = registry.spec_for(layer)
             g.check(layer.name, registry.pruned_shape(layer, spec), spec)
+            if policy["target"] == "latency" and not covered(layer):
+                raise ValueError(
+                    f"target='latency': '{layer.name}' ({type(layer).__name__}) has no entry "
+                    "kind in a latency table (it covers convolutions, dense and depthwise "
+                    f"layers, channels last). Exclude it (exclude=['{layer.name}']) or use "
+                    "target='flops'."
+                )
         if members:
             _check_criterion(
                 policy["criterion"], g, policy["ranking"], policy["target"], model, members
@@ -271,6 +307,11 @@ def prune(
         selected += members
     if not selected:
         raise ValueError(_nothing_to_prune(model, graph, candidates))
+    if latency_table is not None and all(p["target"] != "latency" for p in settings):
+        raise ValueError(
+            "prune: latency_table is given but no policy has target='latency'; pass "
+            "target='latency' (or leave latency_table out)."
+        )
     rates = _check_rates(rates, selected, ranking, target)
     policy_by_layer = {id(layer): settings[policy_of(layer)] for layer in selected}
 

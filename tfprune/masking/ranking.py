@@ -7,7 +7,9 @@ wrapper's filters, weights or blocks.
 `"local"` ranking prunes every family to the target; `"global"` ranks all units together,
 each score divided by its family's mean. A `"sparsity"` target is the fraction of the
 wrapped weights to zero; a `"flops"` target the fraction of the model's FLOPs to remove,
-counted as `shrink` would leave them for groups, and from nonzero weights otherwise.
+counted as `shrink` would leave them for groups, and from nonzero weights otherwise; a
+`"latency"` target the fraction of the model's LiteRT latency, as a `tfprune.LatencyTable`
+predicts it for the model `shrink` would build (filter pruning only).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tfprune.criteria.base import ScoringContext
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.masking.families import element_scores, group_families, pruning_order, wrapper_family
-from tfprune.masking.grouping import StructuralFlops, channel_groups
+from tfprune.masking.grouping import StructuralFlops, StructuralLatency, channel_groups
 from tfprune.masking.wrappers import wrappers_of
 
 
@@ -73,21 +75,31 @@ class PruningPlan:
                 )
         self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
         self.granularity = policy.granularity
-        self.by_flops = self.target == "flops"
-        self.total_flops = float(flops.count_flops(model)) if self.by_flops else None
+        #: Whether the target counts a cost of the model (FLOPs, latency), not weights.
+        self.by_cost = self.target in ("flops", "latency")
         self.structural = None
         self.groups = []
         if policy.granularity.structured:
             graph = ChannelGraph(model)
             self.groups = [g for g in channel_groups(model, graph, self.wrappers) if g.prunable]
-            self.structural = StructuralFlops(graph, self.groups)
+            self.structural = (
+                StructuralLatency(graph, self.groups, policy.latency_table)
+                if self.target == "latency"
+                else StructuralFlops(graph, self.groups)
+            )
             self.families = group_families(
-                self.groups, self.structural, self.by_flops, policy.group_reduction
+                self.groups, self.structural, self.by_cost, policy.group_reduction
             )
         else:
-            self.families = [wrapper_family(w, self.by_flops) for w in self.wrappers]
-        if self.by_flops:
-            self.denominator = self.total_flops
+            self.families = [wrapper_family(w, self.by_cost) for w in self.wrappers]
+        #: The model's whole cost before pruning: FLOPs, or predicted latency in microseconds.
+        self.total_cost = None
+        if self.target == "latency":
+            self.total_cost = self.structural(np.zeros(len(self.groups), bool))
+        elif self.by_cost:
+            self.total_cost = float(flops.count_flops(model))
+        if self.by_cost:
+            self.denominator = self.total_cost
         else:
             self.denominator = float(sum(math.prod(w.pruned_shape) for w in self.wrappers))
         # One cost for every unit of an unstructured or block policy: the global ranking can
@@ -180,11 +192,11 @@ class PruningPlan:
         Returns:
             The fraction of weights, or of FLOPs as `shrink` would leave them.
         """
-        if self.by_flops and self.structural is not None:
+        if self.by_cost and self.structural is not None:
             chosen = np.zeros(len(self.groups), bool)
             for family, pruned in zip(self.families, selection):
                 chosen[np.asarray(family.group_ids, dtype=np.int64)[pruned]] = True
-            return 1.0 - self.structural(chosen) / self.total_flops
+            return 1.0 - self.structural(chosen) / self.total_cost
         return (
             sum(float(f.unit_costs[p].sum()) for f, p in zip(self.families, selection))
             / self.denominator
@@ -229,11 +241,11 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
-        exact_additive = not (self.by_flops and self.structural is not None)
+        exact_additive = not (self.by_cost and self.structural is not None)
         if self.ranking == "global" and exact_additive and self._unit_cost is not None:
             return self._global_units(target * self.denominator, scored)
         unsorted = [None] * len(scored)  # units found by selection, no sort
-        if self.ranking == "local" and not self.by_flops:
+        if self.ranking == "local" and not self.by_cost:
             return self._local(target, scored, unsorted)
         if self.ranking == "local" and self.structural is None:
             best = self._search(lambda p: self._local_removed(p, scored), target)
@@ -338,7 +350,7 @@ class PruningPlan:
 
 def same_policy(a, b) -> bool:
     """Whether two wrappers are ranked and scheduled together: the same schedule, ranking,
-    target and granularity.
+    target, granularity and latency table.
 
     Args:
         a: a `PruneWrapper`.
@@ -356,11 +368,12 @@ def same_policy(a, b) -> bool:
     >>> same_policy(fc1, fc1), same_policy(fc1, fc2)
     (True, False)
     """
-    return (a.schedule, a.ranking, a.target, str(a.granularity)) == (
+    return (a.schedule, a.ranking, a.target, str(a.granularity), a.latency_table) == (
         b.schedule,
         b.ranking,
         b.target,
         str(b.granularity),
+        b.latency_table,
     )
 
 
@@ -455,7 +468,8 @@ def apply_target(model, target: float, data=None) -> PruningPlan:
 
     Args:
         model: a model returned by `tfprune.prune`.
-        target: in [0, 1), in the unit of the model's policy (`"sparsity"` or `"flops"`).
+        target: in [0, 1), in the unit of the model's policy (`"sparsity"`, `"flops"` or
+            `"latency"`).
         data: `(x, y)` calibration examples, for criteria that need them (`"taylor"`).
             Defaults to `None`.
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfprune.core.modelwalk import layers_of_type
 from tfprune.criteria import lookup as criteria
+from tfprune.graph.latency import LatencyTable
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
 from tfprune.masking import schedules
@@ -58,8 +59,9 @@ class PruneWrapper(keras.layers.Wrapper):
             Defaults to `None`, which means 0.5.
         ranking: `"local"` (each layer to the target) or `"global"` (units ranked across
             layers by normalised score). Defaults to `"local"`.
-        target: `"sparsity"` (fraction of prunable weights) or `"flops"` (fraction of the
-            model's FLOPs to remove). Defaults to `"sparsity"`.
+        target: `"sparsity"` (fraction of prunable weights), `"flops"` (fraction of the
+            model's FLOPs to remove) or `"latency"` (fraction of its predicted LiteRT
+            latency). Defaults to `"sparsity"`.
         min_filters: the fewest filters a filter mask keeps. Defaults to 1.
         round_to: filter masks keep a multiple of this many filters. Defaults to 1.
         group_reduction: how the filter scores of one channel group combine: `"sum"`,
@@ -67,6 +69,8 @@ class PruneWrapper(keras.layers.Wrapper):
         rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
             the schedule reaches its final target; `None` follows the schedule. Defaults
             to `None`.
+        latency_table: the `tfprune.LatencyTable` (or its config dict) that a `"latency"`
+            target predicts with. Defaults to `None`.
         **kwargs: base `Layer` arguments (e.g. `name`).
 
     Raises:
@@ -93,6 +97,7 @@ class PruneWrapper(keras.layers.Wrapper):
         round_to=1,
         group_reduction="sum",
         rate=None,
+        latency_table=None,
         **kwargs,
     ):
         self.spec = registry.spec_for(layer)
@@ -112,6 +117,9 @@ class PruneWrapper(keras.layers.Wrapper):
         self.round_to = round_to
         self.group_reduction = group_reduction
         self.rate = rate
+        if isinstance(latency_table, dict):
+            latency_table = LatencyTable.from_config(latency_table)
+        self.latency_table = latency_table
         self.mask = None
         self.bias_mask = None
 
@@ -288,6 +296,9 @@ class PruneWrapper(keras.layers.Wrapper):
                 "round_to": self.round_to,
                 "group_reduction": self.group_reduction,
                 "rate": self.rate,
+                "latency_table": (
+                    None if self.latency_table is None else self.latency_table.get_config()
+                ),
             }
         )
         return config

@@ -1,0 +1,184 @@
+"""The latency table: its format, its predictions, and `target="latency"` pruning against a
+table given by hand (no LiteRT here; measuring one is tested in tests/methods)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from conftest import small_cnn
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.latency import LatencyTable, model_probes
+from tfprune.masking.ranking import apply_target, pruning_plans
+
+
+def flops_like_table(model, per_mac=1e-3, steps=4) -> LatencyTable:
+    """A hand-made table: every layer costs `per_mac` us per multiply-add at every width,
+    as a phone's table would list it, with no measurement."""
+    entries = {}
+    for call, probe in model_probes(ChannelGraph(model)):
+        ins, outs = probe.grid(steps)
+        positions = np.prod(call.outputs[0].shape[1:-1] or [1])
+        kernel = np.prod(probe.config.get("kernel_size", (1,)))
+        if outs is None:
+            us = [per_mac * positions * kernel * i for i in ins]
+        else:
+            us = [[per_mac * positions * kernel * i * o for o in outs] for i in ins]
+        entries[probe.key] = {"in": ins, "out": outs, "us": us}
+    return LatencyTable(entries, scale=1.0, device={"machine": "phone"})
+
+
+def predicted(table, model) -> float:
+    """The table's latency for a plain model, layer by layer."""
+    probes = model_probes(ChannelGraph(model))
+    return table.scale * sum(table.predict(p.key, p.in_width, p.out_width) for _, p in probes)
+
+
+def test_table_round_trips_through_json(tmp_path):
+    table = flops_like_table(small_cnn())
+    path = table.save(tmp_path / "phone.json")
+    loaded = LatencyTable.load(path)
+    assert loaded == table and loaded.fingerprint() == table.fingerprint()
+    assert json.loads(path.read_text())["format"] == "tfprune.latency/1"
+    assert loaded.device == {"machine": "phone"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"format": "other"}', "not a tfprune latency table"),
+        ('{"format": "tfprune.latency/1"}', "not a valid latency table"),
+    ],
+)
+def test_unreadable_tables_are_refused_with_the_file_named(tmp_path, text, message):
+    path = tmp_path / "table.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        LatencyTable.load(path)
+
+
+def test_entries_must_match_their_widths():
+    with pytest.raises(ValueError, match=r"'us' must hold \(2, 1\)"):
+        LatencyTable({"k": {"in": [1, 2], "out": [4], "us": [[1.0, 2.0]]}})
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        LatencyTable({}, scale=0)
+
+
+def test_prediction_interpolates_and_extrapolates_linearly():
+    table = LatencyTable(
+        {
+            "dense": {"in": [4, 8], "out": [4, 8], "us": [[4.0, 8.0], [8.0, 16.0]]},
+            "depthwise": {"in": [8, 16], "out": None, "us": [1.0, 5.0]},
+        }
+    )
+    assert table.predict("dense", 8, 8) == 16.0
+    assert table.predict("dense", 6, 6) == pytest.approx(9.0)
+    assert table.predict("dense", 2, 8) == pytest.approx(4.0)  # below the grid, linearly
+    assert table.predict("depthwise", 12, 999) == pytest.approx(3.0)  # one axis
+    assert table.predict("depthwise", 1, 1) == 0.0  # never negative
+    with pytest.raises(KeyError, match="measure_latency_table"):
+        table.predict("conv", 1, 1)
+
+
+def test_layers_of_the_same_shape_share_a_probe_key():
+    inputs = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="a")(inputs)
+    b = keras.layers.Conv2D(8, 3, padding="same", name="b")(keras.layers.Conv2D(4, 1)(a))
+    c = keras.layers.Conv2D(8, 3, padding="same", strides=2, name="c")(b)
+    model = keras.Model(inputs, c)
+    keys = {call.layer.name: probe.key for call, probe in model_probes(ChannelGraph(model))}
+    assert keys["a"] == keys["b"] and keys["a"] != keys["c"]
+    probe = dict((call.layer.name, p) for call, p in model_probes(ChannelGraph(model)))["c"]
+    assert probe.model(2, 3).output.shape == (1, 4, 4, 3)
+    assert probe.grid(4) == ([2, 4, 6, 8], [2, 4, 6, 8])
+
+
+@pytest.mark.parametrize("ranking", ["local", "global"])
+@pytest.mark.parametrize("goal", [0.3, 0.6])
+def test_latency_target_reaches_the_predicted_target(ranking, goal):
+    keras.utils.set_random_seed(0)
+    model = small_cnn()
+    table = flops_like_table(model)
+    pruned = tfprune.prune(
+        model, target="latency", latency_table=table, ranking=ranking, protect=["head"]
+    )
+    plan = apply_target(pruned, goal)
+    assert plan.removed() == pytest.approx(goal, abs=0.02)
+    small = tfprune.shrink(tfprune.strip(pruned))
+    # The plan's prediction is the table's prediction for the model shrink builds.
+    assert 1 - predicted(table, small) / predicted(table, model) == pytest.approx(
+        plan.removed(), abs=1e-9
+    )
+
+
+def test_a_given_table_decides_what_a_unit_costs():
+    """The same target, two tables: one where conv3 is nearly free, one where it costs its
+    multiply-adds. Local ranking cuts conv2 and conv3 by the same fraction; with conv3 free
+    (its cost falling with both its input and output widths), that fraction must be larger."""
+    model = small_cnn()
+    table = flops_like_table(model)
+    conv3_key = dict((c.layer.name, p.key) for c, p in model_probes(ChannelGraph(model)))["conv3"]
+    cheap = table.get_config()
+    entry = cheap["entries"][conv3_key]
+    entry["us"] = (np.asarray(entry["us"]) / 100).tolist()
+    kept = {}
+    for name, given in ("flops_like", table), ("cheap_conv3", LatencyTable.from_config(cheap)):
+        pruned = tfprune.prune(model, target="latency", latency_table=given, ranking="local")
+        apply_target(pruned, 0.4)
+        small = tfprune.shrink(tfprune.strip(pruned))
+        kept[name] = small.get_layer("conv2").filters
+    assert kept["cheap_conv3"] < kept["flops_like"]
+
+
+def test_latency_policy_is_saved_with_the_model(tmp_path):
+    model = small_cnn()
+    table = flops_like_table(model)
+    pruned = tfprune.prune(model, target="latency", latency_table=table, schedule=0.4)
+    path = tfprune.save_model(pruned, tmp_path / "pruned.keras")
+    loaded = keras.saving.load_model(path)
+    (plan,) = pruning_plans(loaded)
+    assert plan.target == "latency" and all(
+        w.latency_table == table for w in tfprune.wrappers_of(loaded)
+    )
+    assert plan.total_cost == pytest.approx(predicted(table, model))
+
+
+def test_pruning_callback_logs_the_latency_removed():
+    model = small_cnn()
+    pruned = tfprune.prune(
+        model, target="latency", latency_table=flops_like_table(model), schedule=0.4
+    )
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.random.rand(8, 12, 12, 1).astype("float32"), np.arange(8) % 4
+    history = pruned.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    assert history.history["latency_removed"][0] == pytest.approx(0.4, abs=0.02)
+
+
+def test_bad_latency_arguments_get_clear_errors():
+    model = small_cnn()
+    table = flops_like_table(model)
+    with pytest.raises(TypeError, match="needs latency_table=tfprune.measure_latency_table"):
+        tfprune.prune(model, target="latency")
+    with pytest.raises(ValueError, match="use granularity='filter'"):
+        tfprune.prune(model, target="latency", latency_table=table, granularity="unstructured")
+    with pytest.raises(ValueError, match="no policy has target='latency'"):
+        tfprune.prune(model, target="flops", latency_table=table)
+    other = flops_like_table(small_cnn(input_shape=(16, 16, 1)))
+    with pytest.raises(ValueError, match="no entry for layer 'conv1'.*measured on another model"):
+        tfprune.prune(model, target="latency", latency_table=other)
+
+
+def test_layers_a_table_cannot_hold_are_named():
+    inputs = keras.Input((6, 8))
+    x = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+    x = keras.layers.Dense(8, name="ffn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    table = flops_like_table(model)
+    with pytest.raises(ValueError, match=r"'mha' \(MultiHeadAttention\).*exclude=\['mha'\]"):
+        tfprune.prune(model, target="latency", latency_table=table, layers=["mha", "ffn"])
+    pruned = tfprune.prune(model, target="latency", latency_table=table, layers=["ffn"])
+    assert [w.layer.name for w in tfprune.wrappers_of(pruned)] == ["ffn"]

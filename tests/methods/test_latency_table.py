@@ -1,0 +1,120 @@
+"""Measuring a latency table in LiteRT: the grid, the cache, and a prediction that follows the
+interpreter (loosely: the benchmark holds the real accuracy)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.export.converter import convert
+from tfprune.export.interpreter import interleaved_latencies
+from tfprune.graph.channel_graph import ChannelGraph
+from tfprune.graph.latency import model_probes
+from tfprune.methods.latency_table import cache_path, measure_latency_table
+
+
+def plain_cnn(width=32, size=16):
+    """Layers wide enough that each costs tens of microseconds, far above invoke overhead."""
+    inputs = keras.Input((size, size, 8))
+    x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+
+
+def predicted(table, model):
+    probes = model_probes(ChannelGraph(model))
+    return table.scale * sum(table.predict(p.key, p.in_width, p.out_width) for _, p in probes)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = plain_cnn()
+    cache = tmp_path_factory.mktemp("latency-cache")
+    return model, cache, measure_latency_table(model, steps=2, runs=20, cache_dir=cache, verbose=0)
+
+
+def test_every_layer_is_measured_on_its_grid(measured):
+    model, cache, table = measured
+    probes = {p.key: p for _, p in model_probes(ChannelGraph(model))}
+    assert set(table.entries) == set(probes)
+    conv2 = table.entries[next(k for k, p in probes.items() if p.out_width == 64)]
+    # conv1 and conv2 differ only in widths: one entry holds both grids.
+    assert conv2["in"] == [4, 8, 16, 32] and conv2["out"] == [16, 32, 64]
+    us = np.asarray(conv2["us"])
+    assert np.all(us > 0) and np.all(np.diff(us, axis=0) >= 0) and np.all(np.diff(us, axis=1) >= 0)
+    depthwise = table.entries[next(k for k, p in probes.items() if p.coupled)]
+    assert depthwise["out"] is None and len(depthwise["us"]) == 2
+    assert table.device["threads"] == 1 and table.device["litert"]
+    # Calibrated: at full width the table predicts what the whole model measured.
+    assert table.scale > 0
+    assert np.isfinite(predicted(table, model))
+
+
+def test_measured_points_are_cached_per_device(measured):
+    model, cache, table = measured
+    path = cache_path(1, cache)
+    points = json.loads(path.read_text())["points"]
+    assert len(points) == sum(np.asarray(e["us"]).size for e in table.entries.values())
+    # A poisoned cache shows the second measurement reads it instead of timing anything.
+    poisoned = {key: 1000.0 for key in points}
+    path.write_text(json.dumps({"device": {}, "points": poisoned}))
+    again = measure_latency_table(model, steps=2, cache_dir=cache, verbose=0)
+    assert all(np.all(np.asarray(e["us"]) == 1000.0) for e in again.entries.values())
+    fresh = measure_latency_table(model, steps=2, runs=5, cache_dir=cache, cache=False, verbose=0)
+    assert all(np.all(np.asarray(e["us"]) < 1000.0) for e in fresh.entries.values())
+    assert cache_path(2, cache) != path  # another thread count is another device
+
+
+def test_an_unreadable_cache_is_measured_again(tmp_path):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    path = cache_path(1, tmp_path)
+    path.write_text("{ half written")
+    table = measure_latency_table(model, steps=2, runs=5, cache_dir=tmp_path, verbose=0)
+    assert len(table.entries) == 1 and json.loads(path.read_text())["points"]
+
+
+def test_prediction_follows_litert_on_a_narrower_model(measured):
+    model, _, table = measured
+    narrow = plain_cnn(width=24)
+    measured_s = interleaved_latencies([convert(narrow), convert(model)], rounds=7, runs=20)
+    measured_ratio = measured_s[0] / measured_s[1]
+    predicted_ratio = predicted(table, narrow) / predicted(table, model)
+    assert predicted_ratio == pytest.approx(measured_ratio, rel=0.2)
+
+
+def test_latency_target_prunes_shrinks_and_exports(measured, tmp_path):
+    model, _, table = measured
+    pruned = tfprune.prune(
+        model, target="latency", latency_table=table, schedule=tfprune.OneShot(0.4)
+    )
+    pruned.compile("adam", "mse")
+    x = np.random.rand(8, 16, 16, 8).astype("float32")
+    pruned.fit(x, np.zeros((8, 4)), verbose=0, callbacks=[tfprune.PruningCallback()])
+    masked = tfprune.strip(pruned)
+    small = tfprune.shrink(masked)
+    assert 1 - predicted(table, small) / predicted(table, model) == pytest.approx(0.4, abs=0.02)
+    np.testing.assert_allclose(small(x), masked(x), atol=1e-5)
+    path = tfprune.export_tflite(small, tmp_path / "small.tflite")
+    assert tfprune.verify_tflite(path, small, x[:1]) <= 1e-4
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="steps"):
+        measure_latency_table(plain_cnn(), steps=1)
+    with pytest.raises(TypeError, match="measure_latency_table"):
+        measure_latency_table("model.keras")
+
+
+def test_layers_sharing_a_key_share_one_grid_covering_both(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(12, name="fc"), keras.layers.Dense(3, name="out")]
+    )
+    (entry,) = measure_latency_table(
+        model, steps=2, runs=5, cache_dir=tmp_path, verbose=0
+    ).entries.values()
+    assert entry["in"] == [3, 6, 12] and entry["out"] == [2, 3, 6, 12]

@@ -1,0 +1,427 @@
+"""Predicted LiteRT latency of a model at other layer widths: the latency table.
+
+A FLOPs target treats every multiply-add alike; a phone does not. XNNPACK packs output
+channels in tiles, so 24 filters can cost what 32 do, and a 1x1 convolution on a small map
+costs more per FLOP than a 3x3 one on a large map. A `LatencyTable` holds what was measured:
+for each *probe* (one layer type with its configuration and input size, its channel counts
+left free) the LiteRT latency of that layer alone at a grid of input and output widths, in
+microseconds. The latency of a model whose layers were narrowed is predicted as the sum of
+its layers' entries, interpolated bilinearly between grid points, times a calibration measured
+once for the whole model (`scale`: its measured latency over the sum of its probes at full
+width). What the probes leave out (pooling, additions, activations not fused, the
+interpreter's own overhead) mostly grows with the channel counts too, so it is taken to scale
+with the layers; a fraction of latency removed is then the fraction of the probes' sum.
+
+The table is plain JSON, so one measured on a phone can be given instead of measuring here:
+
+    {"format": "tfprune.latency/1",
+     "device": {"machine": "...", "cpu": "...", "litert": "2.3.0", "threads": 1},
+     "scale": 1.12,
+     "entries": {"<probe key>": {"in": [8, 16, 32], "out": [16, 32, 64],
+                                 "us": [[...3 values...], [...], [...]]}}}
+
+`us[i][j]` is the latency at input width `in[i]` and output width `out[j]`; a depthwise
+layer, whose outputs follow its inputs, has `"out": null` and one value per input width. A
+probe key is `probe_of(...).key`, a JSON text naming the layer class, its configuration
+without the channel counts, and its input shape with the channel axis written `"C"`.
+`tfprune.measure_latency_table` (in `tfprune.methods`) measures and caches tables; this
+module only reads and predicts, and never runs LiteRT.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+from tfprune.core import files
+from tfprune.core.modelwalk import weights_owner
+from tfprune.graph import reference
+from tfprune.layers import registry
+
+FORMAT = "tfprune.latency/1"
+# Config entries that change neither the op LiteRT runs nor its cost.
+_IGNORED = ("name", "trainable", "dtype", "seed")
+_IGNORED_PARTS = ("initializer", "regularizer", "constraint")
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One layer as the latency table sees it: its type, configuration and input size, with
+    its channel counts free.
+
+    Attributes:
+        key: the table key (a JSON text; equal for layers that cost the same at equal widths).
+        layer_class: the layer's class.
+        config: its configuration (name included), the widths set by `model`.
+        input_shape: its input shape without the batch axis, at full width.
+        in_width: the input channels at full width.
+        out_width: the output channels at full width.
+        config_key: the config entry of the output width, or `None` (depthwise).
+        groups_key: the config entry that follows the input width (a grouped convolution
+            written as a depthwise one), or `None`.
+        coupled: outputs follow inputs (depthwise): the table has one axis.
+
+    Example:
+
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    >>> probe = probe_of(model.get_layer("conv"), inputs.shape)
+    >>> probe.in_width, probe.out_width, probe.model(2, 3).output.shape
+    (3, 4, (1, 6, 6, 3))
+    """
+
+    key: str
+    layer_class: type
+    config: dict
+    input_shape: tuple
+    in_width: int
+    out_width: int
+    config_key: str | None
+    groups_key: str | None
+    coupled: bool
+
+    def model(self, in_width: int, out_width: int) -> keras.Model:
+        """A one-layer model of this probe at the given widths (batch 1), to measure.
+
+        Args:
+            in_width: input channels.
+            out_width: output channels (ignored for a coupled probe, whose depth multiplier
+                stays).
+
+        Returns:
+            A built `keras.Model` with fresh weights.
+        """
+        config = dict(self.config, name="probe")
+        if self.groups_key:
+            config[self.groups_key] = in_width
+        if self.config_key:
+            multiplier = self.out_width // self.in_width
+            config[self.config_key] = in_width * multiplier if self.coupled else out_width
+        inputs = keras.Input((*self.input_shape[:-1], in_width), batch_size=1)
+        return keras.Model(inputs, self.layer_class.from_config(config)(inputs))
+
+    def grid(self, steps: int) -> tuple[list[int], list[int] | None]:
+        """The widths a table measures: `steps` evenly spaced up to full width on each axis.
+
+        Args:
+            steps: points per axis.
+
+        Returns:
+            `(input widths, output widths)`; output widths are `None` for a coupled probe.
+        """
+        ins = _widths(self.in_width, steps)
+        return ins, None if self.coupled else _widths(self.out_width, steps)
+
+
+def _widths(full: int, steps: int) -> list[int]:
+    return sorted({max(1, int(round(full * k / steps))) for k in range(1, steps + 1)})
+
+
+def _plain(value):
+    """A config value as JSON can hold it (dtype policies and the like become their text)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def covered(layer) -> bool:
+    """Whether a latency table can hold a layer: see `probe_of`.
+
+    Args:
+        layer: a built layer (a `PruneWrapper` stands for the layer it wraps).
+
+    Returns:
+        True for convolutions, dense and depthwise layers, channels last.
+
+    Example:
+
+    >>> covered(keras.layers.Dense(4)), covered(keras.layers.MultiHeadAttention(2, 4))
+    (True, False)
+    """
+    layer = weights_owner(layer)
+    spec = registry.spec_for(layer)
+    if not isinstance(spec, registry.LayerSpec):
+        return False
+    if spec.unit_flops or spec.members or spec.states or spec.gates > 1:
+        return False
+    if getattr(layer, "data_format", None) == "channels_first":
+        return False
+    return spec.coupled or isinstance(spec.config_key, str)
+
+
+def probe_of(layer, input_shape) -> Probe | None:
+    """The probe of one layer call, or `None` if the table does not cover the layer.
+
+    Covered are the registry's channel producers whose width is a config entry (Conv1D-3D,
+    Dense, EinsumDense as dense, transposed and separable convolutions...) and depthwise
+    convolutions, channels last. Attention heads, recurrent layers, Bidirectional wrappers
+    and layers of other types are not: they count through the table's `scale`.
+
+    Args:
+        layer: the layer (a `PruneWrapper` stands for the layer it wraps).
+        input_shape: the shape of its input in the model (unknown dimensions are taken at
+            the reference size, `tfprune.reference_size()`).
+
+    Returns:
+        A `Probe`, or `None`.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(4)
+    >>> dense.build((None, 6))
+    >>> json.loads(probe_of(dense, (None, 6)).key)["layer"]
+    'Dense'
+    >>> probe_of(keras.layers.LSTM(4), (None, 5, 6)) is None  # a recurrent layer
+    True
+    """
+    layer = weights_owner(layer)
+    if not covered(layer):
+        return None
+    spec = registry.spec_for(layer)
+    config = layer.get_config()
+    shape = tuple(int(d) if d is not None else reference.reference_size() for d in input_shape)
+    shape = shape[1:]
+    in_width = shape[-1]
+    variable = registry.variable(layer, spec.weight)
+    out_width = spec.filter_count(tuple(variable.shape))
+    if spec.coupled and config.get(spec.config_key or "", None) is not None:
+        out_width = int(config[spec.config_key])
+    elif spec.coupled:
+        out_width = in_width * int(config.get("depth_multiplier", 1))
+    width_keys = {spec.config_key, spec.groups_key}
+    kept = {
+        k: v
+        for k, v in sorted(config.items())
+        if k not in _IGNORED and k not in width_keys and not any(p in k for p in _IGNORED_PARTS)
+    }
+    key = json.dumps(
+        {"layer": type(layer).__name__, "config": _plain(kept), "input": [*shape[:-1], "C"]},
+        sort_keys=True,
+    )
+    return Probe(
+        key,
+        type(layer),
+        config,
+        shape,
+        in_width,
+        out_width,
+        spec.config_key if isinstance(spec.config_key, str) else None,
+        spec.groups_key,
+        spec.coupled,
+    )
+
+
+def _interpolate(x: float, xs, ys) -> float:
+    """Piecewise-linear through `(xs, ys)`, continued linearly past both ends, never below 0."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    if xs.size == 1:
+        return max(float(ys[0] * x / xs[0]), 0.0)
+    if x < xs[0]:
+        value = ys[0] + (x - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+    elif x > xs[-1]:
+        value = ys[-1] + (x - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    else:
+        value = np.interp(x, xs, ys)
+    return max(float(value), 0.0)
+
+
+@keras.saving.register_keras_serializable(package="tfprune")
+class LatencyTable:
+    """Measured LiteRT latency of layers at a grid of widths, and the predictions it gives.
+
+    Build one with `tfprune.measure_latency_table(model)`, or load one measured elsewhere
+    (a phone) with `LatencyTable.load(path)`; the JSON format is in this module's docstring.
+
+    Args:
+        entries: `{probe key: {"in": widths, "out": widths or None, "us": latencies}}`.
+        scale: the measured latency of the model over the sum of its probes at full width.
+            Defaults to 1.
+        device: what the table was measured on (`machine`, `cpu`, `litert`, `threads`).
+            Defaults to `None`: unknown.
+
+    Raises:
+        ValueError: for an entry whose latencies do not match its widths.
+
+    Example:
+
+    >>> key = '{"layer": "Dense"}'
+    >>> table = LatencyTable({key: {"in": [4, 8], "out": [4, 8], "us": [[1, 2], [2, 4]]}})
+    >>> table.predict(key, 6, 8)  # halfway between 2 and 4
+    3.0
+    """
+
+    def __init__(self, entries: dict, scale: float = 1.0, device: dict | None = None):
+        self.entries = {}
+        for key, entry in entries.items():
+            ins, outs = list(entry["in"]), entry.get("out")
+            us = np.asarray(entry["us"], float)
+            expected = (len(ins),) if outs is None else (len(ins), len(outs))
+            if us.shape != expected or not np.all(np.isfinite(us)) or np.any(us < 0):
+                raise ValueError(
+                    f"latency table entry {key}: 'us' must hold {expected} finite non-negative "
+                    f"latencies for its widths, got shape {us.shape}."
+                )
+            self.entries[key] = {
+                "in": [int(w) for w in ins],
+                "out": None if outs is None else [int(w) for w in outs],
+                "us": us.tolist(),
+            }
+        if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
+            raise ValueError(f"latency table: scale must be a positive number, got {scale!r}.")
+        self.scale = float(scale)
+        self.device = dict(device or {})
+        self._fingerprint = None
+
+    def predict(self, key: str, in_width: float, out_width: float) -> float:
+        """The latency of one probe at the given widths, in microseconds.
+
+        Args:
+            key: a probe key (`Probe.key`).
+            in_width: its input channels.
+            out_width: its output channels (ignored for a depthwise entry).
+
+        Returns:
+            The interpolated latency.
+
+        Raises:
+            KeyError: if the table has no entry for `key`.
+        """
+        if key not in self.entries:
+            raise KeyError(
+                f"the latency table has no entry for {key}; measure the model with "
+                "tfprune.measure_latency_table(model), or add the entry."
+            )
+        entry = self.entries[key]
+        us = np.asarray(entry["us"])
+        if entry["out"] is None:
+            return _interpolate(in_width, entry["in"], us)
+        column = [_interpolate(in_width, entry["in"], us[:, j]) for j in range(us.shape[1])]
+        return _interpolate(out_width, entry["out"], column)
+
+    def fingerprint(self) -> str:
+        """A short hash of the table's contents: equal tables, equal fingerprints.
+
+        Returns:
+            16 hex digits.
+        """
+        if self._fingerprint is None:
+            text = json.dumps(self.get_config(), sort_keys=True)
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprint
+
+    def get_config(self) -> dict:
+        """The table as the JSON format holds it.
+
+        Returns:
+            A dict with `format`, `device`, `scale` and `entries`.
+        """
+        # A copy: changing the dict must not change the table (or its fingerprint).
+        return copy.deepcopy(
+            {"format": FORMAT, "device": self.device, "scale": self.scale, "entries": self.entries}
+        )
+
+    @classmethod
+    def from_config(cls, config: dict) -> LatencyTable:
+        """A table from `get_config()`'s dict (or the JSON file's contents).
+
+        Args:
+            config: the dict.
+
+        Returns:
+            A `LatencyTable`.
+
+        Raises:
+            ValueError: for a dict of another format.
+        """
+        if config.get("format") != FORMAT:
+            raise ValueError(
+                f"not a tfprune latency table: format {config.get('format')!r}, expected "
+                f"{FORMAT!r} (see tfprune.graph.latency for the format)."
+            )
+        return cls(config["entries"], config.get("scale", 1.0), config.get("device"))
+
+    def save(self, path) -> pathlib.Path:
+        """Write the table as JSON, atomically.
+
+        Args:
+            path: the file to write.
+
+        Returns:
+            The path written.
+        """
+        return files.write_atomically(path, json.dumps(self.get_config(), indent=1))
+
+    @classmethod
+    def load(cls, path) -> LatencyTable:
+        """Read a table written by `save` (or by hand, on another device).
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            A `LatencyTable`.
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            ValueError: if it is not a latency table in the documented format.
+
+        Example:
+
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "phone.json"
+        >>> _ = LatencyTable({}, scale=1.25).save(path)
+        >>> LatencyTable.load(path).scale
+        1.25
+        """
+        try:
+            config = json.loads(pathlib.Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a latency table (not JSON: {error}).") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} is not a latency table (a JSON object is expected).")
+        try:
+            return cls.from_config(config)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a valid latency table: {error!r}.") from None
+
+    def __eq__(self, other):
+        return isinstance(other, LatencyTable) and self.fingerprint() == other.fingerprint()
+
+    def __hash__(self):
+        return hash(self.fingerprint())
+
+    def __repr__(self):
+        return f"LatencyTable({len(self.entries)} entries, scale={self.scale:.3f})"
+
+
+def model_probes(graph) -> list[tuple[object, Probe]]:
+    """Every layer call of a model the table covers, with its probe.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+
+    Returns:
+        `(call, probe)` pairs in graph order, one per call (a layer shared by two calls has
+        two, as it costs twice).
+
+    Example:
+
+    >>> from tfprune.graph.channel_graph import ChannelGraph
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    >>> [call.layer.name for call, _ in model_probes(ChannelGraph(model))]
+    ['conv']
+    """
+    pairs = []
+    for call in graph.calls():
+        if not isinstance(call.rule, registry.LayerSpec) or not call.inputs:
+            continue
+        probe = probe_of(call.layer, reference.concrete_shape(call.inputs[0]))
+        if probe is not None:
+            pairs.append((call, probe))
+    return pairs
