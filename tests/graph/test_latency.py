@@ -30,12 +30,6 @@ def flops_like_table(model, per_mac=1e-3, steps=4) -> LatencyTable:
     return LatencyTable(entries, scale=1.0, device={"machine": "phone"})
 
 
-def predicted(table, model) -> float:
-    """The table's latency for a plain model, layer by layer."""
-    probes = model_probes(ChannelGraph(model))
-    return table.scale * sum(table.predict(p.key, p.in_width, p.out_width) for _, p in probes)
-
-
 def test_table_round_trips_through_json(tmp_path):
     table = flops_like_table(small_cnn())
     path = table.save(tmp_path / "phone.json")
@@ -110,7 +104,7 @@ def test_latency_target_reaches_the_predicted_target(ranking, goal):
     assert plan.removed() == pytest.approx(goal, abs=0.02)
     small = tfprune.shrink(tfprune.strip(pruned))
     # The plan's prediction is the table's prediction for the model shrink builds.
-    assert 1 - predicted(table, small) / predicted(table, model) == pytest.approx(
+    assert 1 - table.model_latency(small) / table.model_latency(model) == pytest.approx(
         plan.removed(), abs=1e-9
     )
 
@@ -144,7 +138,7 @@ def test_latency_policy_is_saved_with_the_model(tmp_path):
     assert plan.target == "latency" and all(
         w.latency_table == table for w in tfprune.wrappers_of(loaded)
     )
-    assert plan.total_cost == pytest.approx(predicted(table, model))
+    assert plan.total_cost == pytest.approx(table.model_latency(model))
 
 
 def test_pruning_callback_logs_the_latency_removed():
@@ -182,3 +176,26 @@ def test_layers_a_table_cannot_hold_are_named():
         tfprune.prune(model, target="latency", latency_table=table, layers=["mha", "ffn"])
     pruned = tfprune.prune(model, target="latency", latency_table=table, layers=["ffn"])
     assert [w.layer.name for w in tfprune.wrappers_of(pruned)] == ["ffn"]
+
+
+def test_predictions_round_output_widths_up_to_whole_tiles():
+    entry = {"in": [8], "out": [8, 16, 20], "us": [[1.0, 2.0, 3.0]]}
+    tiled = LatencyTable({"conv": entry}, tile=8)
+    assert tiled.predict("conv", 8, 9) == tiled.predict("conv", 8, 16) == 2.0
+    assert tiled.predict("conv", 8, 17) == 3.0  # the last tile is the full width's own
+    assert LatencyTable({"conv": entry}).predict("conv", 8, 12) == 1.5
+    assert LatencyTable.from_config(tiled.get_config()).tile == 8
+    with pytest.raises(ValueError, match="tile must be an integer"):
+        LatencyTable({}, tile=0)
+
+
+def test_round_to_auto_keeps_whole_tiles():
+    model = small_cnn()
+    measured = tfprune.prune(model, round_to="auto")
+    assert {w.round_to for w in tfprune.wrappers_of(measured)} == {8}
+    table = LatencyTable.from_config({**flops_like_table(model).get_config(), "tile": 4})
+    pruned = tfprune.prune(model, round_to="auto", target="latency", latency_table=table)
+    assert {w.round_to for w in tfprune.wrappers_of(pruned)} == {4}
+    apply_target(pruned, 0.5)
+    small = tfprune.shrink(tfprune.strip(pruned))
+    assert all(small.get_layer(n).filters % 4 == 0 for n in ("conv2", "conv3"))

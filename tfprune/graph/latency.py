@@ -6,22 +6,26 @@ costs more per FLOP than a 3x3 one on a large map. A `LatencyTable` holds what w
 for each *probe* (one layer type with its configuration and input size, its channel counts
 left free) the LiteRT latency of that layer alone at a grid of input and output widths, in
 microseconds. The latency of a model whose layers were narrowed is predicted as the sum of
-its layers' entries, interpolated bilinearly between grid points, times a calibration measured
-once for the whole model (`scale`: its measured latency over the sum of its probes at full
-width). What the probes leave out (pooling, additions, activations not fused, the
-interpreter's own overhead) mostly grows with the channel counts too, so it is taken to scale
-with the layers; a fraction of latency removed is then the fraction of the probes' sum.
+its layers' entries, interpolated bilinearly between grid points, calibrated on the whole
+model: `fixed_us + scale * sum`, with `scale` and `fixed_us` fitted so that the prediction
+equals the measured latency of the model at full width and at half width. What the probes
+leave out (pooling, additions, activations not fused) mostly grows with the channel counts
+and goes into `scale`; what does not (the interpreter's own work, layers no probe covers) goes
+into `fixed_us`.
 
 The table is plain JSON, so one measured on a phone can be given instead of measuring here:
 
     {"format": "tfprune.latency/1",
      "device": {"machine": "...", "cpu": "...", "litert": "2.3.0", "threads": 1},
-     "scale": 1.12,
+     "scale": 0.93, "fixed_us": 12.5, "tile": 8,
      "entries": {"<probe key>": {"in": [8, 16, 32], "out": [16, 32, 64],
                                  "us": [[...3 values...], [...], [...]]}}}
 
-`us[i][j]` is the latency at input width `in[i]` and output width `out[j]`; a depthwise
-layer, whose outputs follow its inputs, has `"out": null` and one value per input width. A
+`tile` is the channel tile of the device's kernels (XNNPACK computes output channels in
+blocks; 8 on this x86 machine): a prediction rounds output widths up to whole tiles, and
+`prune(round_to="auto")` keeps whole tiles. `us[i][j]` is the latency at input width
+`in[i]` and output width `out[j]`; a depthwise layer, whose outputs follow its inputs, has
+`"out": null` and one value per input width. A
 probe key is `probe_of(...).key`, a JSON text naming the layer class, its configuration
 without the channel counts, and its input shape with the channel axis written `"C"`.
 `tfprune.measure_latency_table` (in `tfprune.methods`) measures and caches tables; this
@@ -41,10 +45,13 @@ import numpy as np
 
 from tfprune.core import files
 from tfprune.core.modelwalk import weights_owner
-from tfprune.graph import reference
+from tfprune.graph import channel_graph, reference
 from tfprune.layers import registry
 
 FORMAT = "tfprune.latency/1"
+#: XNNPACK's float32 convolution and dense kernels compute 8 output channels at a time on
+#: x86 AVX2 and ARM NEON: the channel tile `round_to="auto"` keeps without a measured table.
+DEFAULT_TILE = 8
 # Config entries that change neither the op LiteRT runs nor its cost.
 _IGNORED = ("name", "trainable", "dtype", "seed")
 _IGNORED_PARTS = ("initializer", "regularizer", "constraint")
@@ -106,21 +113,30 @@ class Probe:
         inputs = keras.Input((*self.input_shape[:-1], in_width), batch_size=1)
         return keras.Model(inputs, self.layer_class.from_config(config)(inputs))
 
-    def grid(self, steps: int) -> tuple[list[int], list[int] | None]:
-        """The widths a table measures: `steps` evenly spaced up to full width on each axis.
+    def grid(self, steps: int, tile: int = 1) -> tuple[list[int], list[int] | None]:
+        """The widths a table measures: `steps` evenly spaced up to full width on each axis,
+        the channel axis a kernel tiles (outputs; a depthwise layer's only axis) rounded up
+        to whole tiles.
 
         Args:
             steps: points per axis.
+            tile: the device's channel tile (`LatencyTable.tile`). Defaults to 1.
 
         Returns:
             `(input widths, output widths)`; output widths are `None` for a coupled probe.
         """
-        ins = _widths(self.in_width, steps)
-        return ins, None if self.coupled else _widths(self.out_width, steps)
+        if self.coupled:
+            return _widths(self.in_width, steps, tile), None
+        return _widths(self.in_width, steps, 1), _widths(self.out_width, steps, tile)
 
 
-def _widths(full: int, steps: int) -> list[int]:
-    return sorted({max(1, int(round(full * k / steps))) for k in range(1, steps + 1)})
+def _widths(full: int, steps: int, tile: int) -> list[int]:
+    widths = {max(1, int(round(full * k / steps))) for k in range(1, steps + 1)}
+    return sorted({min(full, _whole_tiles(w, tile)) for w in widths})
+
+
+def _whole_tiles(width: float, tile: int) -> int:
+    return int(-(-width // tile) * tile)
 
 
 def _plain(value):
@@ -159,7 +175,7 @@ def probe_of(layer, input_shape) -> Probe | None:
     Covered are the registry's channel producers whose width is a config entry (Conv1D-3D,
     Dense, EinsumDense as dense, transposed and separable convolutions...) and depthwise
     convolutions, channels last. Attention heads, recurrent layers, Bidirectional wrappers
-    and layers of other types are not: they count through the table's `scale`.
+    and layers of other types are not: they count in the table's `fixed_us`.
 
     Args:
         layer: the layer (a `PruneWrapper` stands for the layer it wraps).
@@ -238,8 +254,12 @@ class LatencyTable:
 
     Args:
         entries: `{probe key: {"in": widths, "out": widths or None, "us": latencies}}`.
-        scale: the measured latency of the model over the sum of its probes at full width.
-            Defaults to 1.
+        scale: how the sum of the probes' latencies maps to the model's. Defaults to 1.
+        fixed_us: the model's latency that no probe's width changes, in microseconds.
+            Defaults to 0.
+        tile: the device's channel tile: kernels compute output channels (a depthwise
+            layer's channels) in blocks of this many, so 17 channels cost what 24 do at 8.
+            Predictions round those widths up to whole tiles. Defaults to 1.
         device: what the table was measured on (`machine`, `cpu`, `litert`, `threads`).
             Defaults to `None`: unknown.
 
@@ -254,7 +274,14 @@ class LatencyTable:
     3.0
     """
 
-    def __init__(self, entries: dict, scale: float = 1.0, device: dict | None = None):
+    def __init__(
+        self,
+        entries: dict,
+        scale: float = 1.0,
+        device: dict | None = None,
+        fixed_us: float = 0.0,
+        tile: int = 1,
+    ):
         self.entries = {}
         for key, entry in entries.items():
             ins, outs = list(entry["in"]), entry.get("out")
@@ -273,6 +300,12 @@ class LatencyTable:
         if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
             raise ValueError(f"latency table: scale must be a positive number, got {scale!r}.")
         self.scale = float(scale)
+        if not (isinstance(fixed_us, int | float) and 0 <= fixed_us < float("inf")):
+            raise ValueError(f"latency table: fixed_us must be >= 0, got {fixed_us!r}.")
+        self.fixed_us = float(fixed_us)
+        if not (isinstance(tile, int) and tile >= 1):
+            raise ValueError(f"latency table: tile must be an integer >= 1, got {tile!r}.")
+        self.tile = tile
         self.device = dict(device or {})
         self._fingerprint = None
 
@@ -298,9 +331,17 @@ class LatencyTable:
         entry = self.entries[key]
         us = np.asarray(entry["us"])
         if entry["out"] is None:
-            return _interpolate(in_width, entry["in"], us)
+            return _interpolate(self._tiled(in_width, entry["in"]), entry["in"], us)
+        out_width = self._tiled(out_width, entry["out"])
         column = [_interpolate(in_width, entry["in"], us[:, j]) for j in range(us.shape[1])]
         return _interpolate(out_width, entry["out"], column)
+
+    def _tiled(self, width, grid) -> float:
+        """The width a kernel computes for `width` channels: whole tiles, up to the grid's
+        last (full) width, which was measured with its own partial tile."""
+        if width >= grid[-1]:
+            return width
+        return min(_whole_tiles(width, self.tile), grid[-1])
 
     def fingerprint(self) -> str:
         """A short hash of the table's contents: equal tables, equal fingerprints.
@@ -317,11 +358,18 @@ class LatencyTable:
         """The table as the JSON format holds it.
 
         Returns:
-            A dict with `format`, `device`, `scale` and `entries`.
+            A dict with `format`, `device`, `scale`, `fixed_us`, `tile` and `entries`.
         """
         # A copy: changing the dict must not change the table (or its fingerprint).
         return copy.deepcopy(
-            {"format": FORMAT, "device": self.device, "scale": self.scale, "entries": self.entries}
+            {
+                "format": FORMAT,
+                "device": self.device,
+                "scale": self.scale,
+                "fixed_us": self.fixed_us,
+                "tile": self.tile,
+                "entries": self.entries,
+            }
         )
 
     @classmethod
@@ -342,7 +390,13 @@ class LatencyTable:
                 f"not a tfprune latency table: format {config.get('format')!r}, expected "
                 f"{FORMAT!r} (see tfprune.graph.latency for the format)."
             )
-        return cls(config["entries"], config.get("scale", 1.0), config.get("device"))
+        return cls(
+            config["entries"],
+            config.get("scale", 1.0),
+            config.get("device"),
+            config.get("fixed_us", 0.0),
+            config.get("tile", 1),
+        )
 
     def save(self, path) -> pathlib.Path:
         """Write the table as JSON, atomically.
@@ -395,7 +449,47 @@ class LatencyTable:
         return hash(self.fingerprint())
 
     def __repr__(self):
-        return f"LatencyTable({len(self.entries)} entries, scale={self.scale:.3f})"
+        return (
+            f"LatencyTable({len(self.entries)} entries, scale={self.scale:.3f}, "
+            f"fixed_us={self.fixed_us:.1f}, tile={self.tile})"
+        )
+
+    def probe_sum(self, model) -> float:
+        """The sum of the table's entries over a model's layers at their widths, uncalibrated.
+
+        Args:
+            model: a plain model (or a pruned one: wrappers stand for their layers).
+
+        Returns:
+            Microseconds.
+
+        Raises:
+            KeyError: if a layer has no entry.
+        """
+        pairs = model_probes(channel_graph.ChannelGraph(model))
+        return sum(self.predict(p.key, p.in_width, p.out_width) for _, p in pairs)
+
+    def model_latency(self, model) -> float:
+        """The predicted LiteRT latency of a model whose layers the table holds.
+
+        Args:
+            model: a plain model (for example a shrunk one).
+
+        Returns:
+            Microseconds: `fixed_us + scale * probe_sum(model)`.
+
+        Raises:
+            KeyError: if a layer has no entry.
+
+        Example:
+
+        ```python
+        table = tfprune.measure_latency_table(model)
+        small = tfprune.shrink(tfprune.strip(pruned))
+        table.model_latency(small) / table.model_latency(model)  # the latency ratio predicted
+        ```
+        """
+        return self.fixed_us + self.scale * self.probe_sum(model)
 
 
 def model_probes(graph) -> list[tuple[object, Probe]]:

@@ -213,7 +213,8 @@ class StructuralLatency:
 
     `StructuralFlops`' interface, with a `tfprune.LatencyTable` in place of FLOPs: every layer
     the table covers costs its entry at the widths left to it, and the sum is calibrated by
-    the table's `scale`. Layers the table does not cover do not change.
+    the table's `scale` and `fixed_us`. Layers the table does not cover do not change (they
+    are in `fixed_us`).
 
     Args:
         graph: the model's `ChannelGraph`.
@@ -293,4 +294,4 @@ class StructuralLatency:
             total += self._latency(
                 probe, int((~padded[in_ids]).sum()), int((~padded[out_ids]).sum())
             )
-        return float(total * self.table.scale)
+        return float(self.table.fixed_us + total * self.table.scale)

@@ -6,7 +6,7 @@ import keras
 
 from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.latency import LatencyTable, covered
+from tfprune.graph.latency import DEFAULT_TILE, LatencyTable, covered
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
 from tfprune.masking.policies import SETTINGS, layer_policies
@@ -21,17 +21,23 @@ from tfprune.masking.selection import (
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 
-def _check_round_to(round_to, selected):
-    """A function layer name -> the multiple its filter count keeps."""
+def _check_round_to(round_to, selected, latency_table):
+    """A function layer name -> the multiple its filter count keeps ("auto": the channel
+    tile of the latency table's device, else XNNPACK's usual one)."""
+    tile = latency_table.tile if latency_table is not None else DEFAULT_TILE
+
+    def multiple(value):
+        return tile if value == "auto" else value
+
     if not isinstance(round_to, dict):
-        return lambda name: round_to
+        return lambda name: multiple(round_to)
     names = {layer.name for layer in selected}
     unknown = sorted(set(round_to) - names - {"*"})
     if unknown:
         raise ValueError(
             f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}."
         )
-    return lambda name: round_to.get(name, round_to.get("*", 1))
+    return lambda name: multiple(round_to.get(name, round_to.get("*", 1)))
 
 
 def _check_rates(rates, selected, ranking_mode, target) -> dict:
@@ -105,7 +111,8 @@ def _check_policy(
         else [("round_to", round_to)]
     )
     for name, value in values:
-        checks.check_integer(name, value, minimum=1)
+        if value != "auto":
+            checks.check_integer(name, value, minimum=1)
     if isinstance(granularity, granularities.NM):
         if ranking == "global" or target != "sparsity":
             raise ValueError(
@@ -203,7 +210,9 @@ def prune(
             list in the forms above; or `None`. Layers named in `layers=` override it.
             Defaults to `"auto"`.
         min_filters: the fewest filters a filter mask keeps (at least 1). Defaults to 1.
-        round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD); or
+        round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD);
+            `"auto"`: whole channel tiles of the device's kernels (`latency_table.tile`,
+            measured; 8, XNNPACK's tile on x86 AVX2 and ARM NEON, without a table); or
             `{layer name: multiple}` per layer, with `"*"` for the others (1 if absent),
             e.g. coarse multiples where the kernels want them and a fine one where a FLOPs
             target needs the last few percent. Defaults to 1.
@@ -300,7 +309,7 @@ def prune(
             _check_criterion(
                 policy["criterion"], g, policy["ranking"], policy["target"], model, members
             )
-        of_policy = _check_round_to(policy["round_to"], members)
+        of_policy = _check_round_to(policy["round_to"], members, policy["latency_table"])
         round_to_of.update({id(layer): of_policy(layer.name) for layer in members})
         if g.structured:
             follower_ids |= followers(graph, members)
