@@ -255,8 +255,8 @@ class LatencyTable:
     Args:
         entries: `{probe key: {"in": widths, "out": widths or None, "us": latencies}}`.
         scale: how the sum of the probes' latencies maps to the model's. Defaults to 1.
-        fixed_us: the model's latency that no probe's width changes, in microseconds.
-            Defaults to 0.
+        fixed_us: the model's latency that no probe's width changes, in microseconds;
+            negative where the probes alone overstate narrow layers. Defaults to 0.
         tile: the device's channel tile: kernels compute output channels (a depthwise
             layer's channels) in blocks of this many, so 17 channels cost what 24 do at 8.
             Predictions round those widths up to whole tiles. Defaults to 1.
@@ -300,8 +300,8 @@ class LatencyTable:
         if not (isinstance(scale, int | float) and 0 < scale < float("inf")):
             raise ValueError(f"latency table: scale must be a positive number, got {scale!r}.")
         self.scale = float(scale)
-        if not (isinstance(fixed_us, int | float) and 0 <= fixed_us < float("inf")):
-            raise ValueError(f"latency table: fixed_us must be >= 0, got {fixed_us!r}.")
+        if not (isinstance(fixed_us, int | float) and np.isfinite(fixed_us)):
+            raise ValueError(f"latency table: fixed_us must be a finite number, got {fixed_us!r}.")
         self.fixed_us = float(fixed_us)
         if not (isinstance(tile, int) and tile >= 1):
             raise ValueError(f"latency table: tile must be an integer >= 1, got {tile!r}.")
@@ -476,7 +476,7 @@ class LatencyTable:
             model: a plain model (for example a shrunk one).
 
         Returns:
-            Microseconds: `fixed_us + scale * probe_sum(model)`.
+            Microseconds: `fixed_us + scale * probe_sum(model)`, never below 0.
 
         Raises:
             KeyError: if a layer has no entry.
@@ -489,7 +489,26 @@ class LatencyTable:
         table.model_latency(small) / table.model_latency(model)  # the latency ratio predicted
         ```
         """
-        return self.fixed_us + self.scale * self.probe_sum(model)
+        return calibrated(self, self.probe_sum(model))
+
+
+def calibrated(table: LatencyTable, probe_sum: float) -> float:
+    """A model's predicted latency from the sum of its probes: `fixed_us + scale * sum`,
+    never below 0.
+
+    Args:
+        table: the `LatencyTable`.
+        probe_sum: the sum of the table's entries over the model's layers.
+
+    Returns:
+        Microseconds.
+
+    Example:
+
+    >>> calibrated(LatencyTable({}, scale=2.0, fixed_us=-5.0), 10.0)
+    15.0
+    """
+    return max(table.fixed_us + table.scale * probe_sum, 0.0)
 
 
 def model_probes(graph) -> list[tuple[object, Probe]]:

@@ -17,7 +17,7 @@ from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.channel_graph import width as channel_width
-from tfprune.graph.latency import LatencyTable, model_probes
+from tfprune.graph.latency import LatencyTable, calibrated, model_probes
 from tfprune.layers import registry
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
 
@@ -294,4 +294,4 @@ class StructuralLatency:
             total += self._latency(
                 probe, int((~padded[in_ids]).sum()), int((~padded[out_ids]).sum())
             )
-        return float(self.table.fixed_us + total * self.table.scale)
+        return float(calibrated(self.table, total))

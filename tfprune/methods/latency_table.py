@@ -289,11 +289,12 @@ def _half_width(model):
 
 def _calibration(measured, sums) -> tuple[float, float]:
     """`(scale, fixed_us)` with `fixed_us + scale * sum` through the measured points: the
-    line through both (full and half width), or through the first and zero when the line
-    would have a negative part (one point, or noise)."""
+    line through both (full and half width; `fixed_us` is negative where the probes alone
+    overstate narrow layers), or through the first and zero with one point, or when the line
+    would leave less than a tenth of the full model's latency at zero width (noise)."""
     if len(sums) == 2 and sums[0] > sums[1]:
         scale = (measured[0] - measured[1]) / (sums[0] - sums[1])
         fixed = measured[0] - scale * sums[0]
-        if scale > 0 and fixed >= 0:
+        if scale > 0 and fixed > -0.9 * measured[0]:
             return scale, fixed
     return (measured[0] / sums[0], 0.0) if sums[0] > 0 else (1.0, 0.0)
