@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_procedures.py
 	$(PY) tools/bench_distillation.py
 	$(PY) tools/bench_recurrent.py
+	$(PY) tools/bench_latency_target.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

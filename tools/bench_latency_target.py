@@ -10,10 +10,13 @@ with `target="flops"` to the same fraction of FLOPs is timed in the same rounds:
 what a user without the table would have done.
 
     python tools/bench_latency_target.py [--models digits_cnn plain_cnn mobilenetv2]
-        [--keep 0.5 0.3] [--round-to auto] [--rounds 7] [--out out]
+        [--keep 0.5 0.3] [--round-to auto] [--rounds 7] [--out out] [--png docs/x.png]
+    python tools/bench_latency_target.py --plot out/a.json --png docs/bench_latency_target.png
 """
 
 import argparse
+import io
+import json
 import os
 import pathlib
 import tempfile
@@ -26,6 +29,7 @@ from bench_shrink import MODELS  # noqa: E402
 from benchreport import interleaved_latency, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.core.files import write_atomically  # noqa: E402
 
 BENCH_MODELS = {
     **{k: v for k, v in MODELS.items() if k not in ("vit_style", "keras_hub_resnet")},
@@ -112,6 +116,53 @@ def measure(name, keeps, rounds, runs, round_to, workdir):
     return rows
 
 
+def plot(rows, path):
+    """Measured latency against the budget, for the latency target and for a FLOPs target of
+    the same fraction: on the diagonal, the budget is met."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "impossible" not in r]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0.1, 0.8], [0.1, 0.8], "k--", lw=1, label="measured = budget")
+    ax.fill_between(
+        [0.1, 0.8], [0.095, 0.76], [0.105, 0.84], color="gray", alpha=0.2, label="within 5 %"
+    )
+    for name, marker in zip(BENCH_MODELS, "osD^v<>"):
+        mine = [r for r in rows if r["model"] == name]
+        if mine:
+            budgets = [r["latency_budget"] for r in mine]
+            ax.scatter(
+                budgets,
+                [r["measured_latency_ratio"] for r in mine],
+                marker=marker,
+                s=60,
+                label=f"{name}, target='latency'",
+            )
+            ax.scatter(
+                budgets,
+                [r["flops_target_latency_ratio"] for r in mine],
+                marker=marker,
+                s=40,
+                facecolors="none",
+                edgecolors="gray",
+            )
+    ax.set_xlabel("latency budget (fraction of dense)")
+    ax.set_ylabel("measured LiteRT latency, shrunk / dense (1 thread)")
+    ax.set_title(
+        "target='latency' (filled) vs target='flops' at the same fraction (hollow)", fontsize=9
+    )
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_atomically(path, buffer.getvalue())
+    print(f"wrote {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,7 +182,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=7, help="alternating timing rounds")
     parser.add_argument("--runs", type=int, default=30, help="invokes per timing round")
     parser.add_argument("--out", default="out", help="directory for bench_latency_target.json")
+    parser.add_argument("--png", help="also draw the rows into this PNG (e.g. docs/...png)")
+    parser.add_argument(
+        "--plot", nargs="+", metavar="JSON", help="only draw these earlier reports into --png"
+    )
     args = parser.parse_args()
+    if args.plot:
+        reports = [json.loads(pathlib.Path(r).read_text())["rows"] for r in args.plot]
+        plot([row for rows in reports for row in rows], pathlib.Path(args.png))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for index, name in enumerate(args.models, 1):
@@ -140,6 +199,8 @@ def main():
                 name, args.keep, args.rounds, args.runs, args.round_to, pathlib.Path(tmp)
             )
     write_report(pathlib.Path(args.out) / "bench_latency_target.json", {"rows": rows})
+    if args.png:
+        plot(rows, pathlib.Path(args.png))
 
 
 if __name__ == "__main__":
