@@ -211,13 +211,14 @@ def wrapper_family(wrapper, by_flops: bool) -> Family:
     )
 
 
-def group_families(groups, structural, by_flops: bool, reduction: str) -> list[Family]:
+def group_families(groups, structural, by_cost: bool, reduction: str) -> list[Family]:
     """Families of channel groups: wrappers linked by shared groups are ranked together.
 
     Args:
         groups: the prunable `Group`s of the model.
-        structural: their `StructuralFlops`.
-        by_flops: whether unit costs are FLOPs (else weights).
+        structural: their `StructuralFlops` or `StructuralLatency`.
+        by_cost: whether unit costs are the model cost `structural` counts (FLOPs or
+            latency), else weights.
         reduction: how member scores combine: `"sum"`, `"mean"`, `"max"` or `"first"`.
 
     Returns:
@@ -251,7 +252,7 @@ def group_families(groups, structural, by_flops: bool, reduction: str) -> list[F
         wrappers = {id(w): w for g in members for w, _ in g.members}
         first = next(iter(wrappers.values()))
         sizes = {id(w): w.granularity.unit_size(w.pruned_shape, w.spec) for w in wrappers.values()}
-        if by_flops:
+        if by_cost:
             costs = structural.group_costs()[indices]
         else:
             costs = np.array([sum(sizes[id(w)] for w, _ in g.members) for g in members], float)
