@@ -63,7 +63,9 @@ def test_measured_points_are_cached_per_device(measured):
     path.write_text(json.dumps({"device": {}, "points": poisoned}))
     again = measure_latency_table(model, steps=2, cache_dir=cache, verbose=0)
     assert all(np.all(np.asarray(e["us"]) == 1000.0) for e in again.entries.values())
-    fresh = measure_latency_table(model, steps=2, runs=5, cache_dir=cache, cache=False, verbose=0)
+    fresh = measure_latency_table(
+        model, steps=2, runs=5, cache_dir=cache, cache=False, verbose=0, tile=table.tile
+    )
     assert all(np.all(np.asarray(e["us"]) < 1000.0) for e in fresh.entries.values())
     assert cache_path(2, cache) != path  # another thread count is another device
 
@@ -72,8 +74,10 @@ def test_an_unreadable_cache_is_measured_again(tmp_path):
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
     path = cache_path(1, tmp_path)
     path.write_text("{ half written")
-    table = measure_latency_table(model, steps=2, runs=5, cache_dir=tmp_path, verbose=0)
+    table = measure_latency_table(model, steps=2, runs=5, cache_dir=tmp_path, verbose=0, tile=8)
     assert len(table.entries) == 1 and json.loads(path.read_text())["points"]
+    assert table.tile == 8  # given, so not measured: no staircase in the cache
+    assert not any(k.startswith("channel tile") for k in json.loads(path.read_text())["points"])
 
 
 def test_prediction_follows_litert_on_a_narrower_model(measured):
@@ -108,6 +112,8 @@ def test_latency_target_prunes_shrinks_and_exports(measured, tmp_path):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="steps"):
         measure_latency_table(plain_cnn(), steps=1)
+    with pytest.raises(ValueError, match="tile"):
+        measure_latency_table(plain_cnn(), tile=0)
     with pytest.raises(TypeError, match="measure_latency_table"):
         measure_latency_table("model.keras")
 

@@ -125,6 +125,7 @@ def measure_latency_table(
     cache_dir=None,
     cache: bool = True,
     verbose: int = 1,
+    tile: int | None = None,
 ) -> LatencyTable:
     """Measure the LiteRT latency of every prunable layer of `model` at a grid of widths.
 
@@ -145,13 +146,15 @@ def measure_latency_table(
             `$TFPRUNE_CACHE_DIR`, else `~/.cache/tfprune`.
         cache: read and write the cache. Defaults to True.
         verbose: 1 shows a progress bar, 0 nothing. Defaults to 1.
+        tile: the channel tile of the device's kernels, if known (`LatencyTable.tile`).
+            Defaults to `None`: measured once per device from a 1x1 convolution (cached).
 
     Returns:
         A `tfprune.LatencyTable` with one entry per distinct probe, calibrated on the model.
 
     Raises:
         TypeError: for a model tfprune cannot read (see `tfprune.prune`).
-        ValueError: for steps < 2, runs < 1 or threads < 1.
+        ValueError: for steps < 2, runs, threads or tile < 1.
 
     Example:
 
@@ -166,6 +169,8 @@ def measure_latency_table(
     checks.check_integer("steps", steps, minimum=2)
     checks.check_integer("threads", threads, minimum=1)
     checks.check_integer("runs", runs, minimum=1)
+    if tile is not None:
+        checks.check_integer("tile", tile, minimum=1)
     plain = strip(model) if wrappers_of(model) else model
     pairs = model_probes(ChannelGraph(plain))
     path = cache_path(threads, cache_dir)
@@ -176,7 +181,7 @@ def measure_latency_table(
     def medians_us(flatbuffers) -> list[float]:
         return [t * 1e6 for t in interleaved_latencies(flatbuffers, threads, _TURNS, turns)]
 
-    tile = _channel_tile(points, medians_us)
+    tile = tile or _channel_tile(points, medians_us)
     # Layers of one key at other widths (two Dense layers) share an entry on all their grids.
     grids = {}
     for _, probe in pairs:
