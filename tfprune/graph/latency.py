@@ -78,7 +78,7 @@ class Probe:
 
     >>> inputs = keras.Input((8, 8, 3))
     >>> model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs))
-    >>> probe = probe_of(model.get_layer("conv"), inputs.shape)
+    >>> probe = probe_of(model.get_layer("conv"), inputs.shape, model.output.shape)
     >>> probe.in_width, probe.out_width, probe.model(2, 3).output.shape
     (3, 4, (1, 6, 6, 3))
     """
@@ -169,7 +169,7 @@ def covered(layer) -> bool:
     return spec.coupled or isinstance(spec.config_key, str)
 
 
-def probe_of(layer, input_shape) -> Probe | None:
+def probe_of(layer, input_shape, output_shape) -> Probe | None:
     """The probe of one layer call, or `None` if the table does not cover the layer.
 
     Covered are the registry's channel producers whose width is a config entry (Conv1D-3D,
@@ -181,6 +181,7 @@ def probe_of(layer, input_shape) -> Probe | None:
         layer: the layer (a `PruneWrapper` stands for the layer it wraps).
         input_shape: the shape of its input in the model (unknown dimensions are taken at
             the reference size, `tfprune.reference_size()`).
+        output_shape: the shape of its output (its last axis is the output width).
 
     Returns:
         A `Probe`, or `None`.
@@ -189,9 +190,9 @@ def probe_of(layer, input_shape) -> Probe | None:
 
     >>> dense = keras.layers.Dense(4)
     >>> dense.build((None, 6))
-    >>> json.loads(probe_of(dense, (None, 6)).key)["layer"]
+    >>> json.loads(probe_of(dense, (None, 6), (None, 4)).key)["layer"]
     'Dense'
-    >>> probe_of(keras.layers.LSTM(4), (None, 5, 6)) is None  # a recurrent layer
+    >>> probe_of(keras.layers.LSTM(4), (None, 5, 6), (None, 4)) is None  # a recurrent layer
     True
     """
     layer = weights_owner(layer)
@@ -201,13 +202,7 @@ def probe_of(layer, input_shape) -> Probe | None:
     config = layer.get_config()
     shape = tuple(int(d) if d is not None else reference.reference_size() for d in input_shape)
     shape = shape[1:]
-    in_width = shape[-1]
-    variable = registry.variable(layer, spec.weight)
-    out_width = spec.filter_count(tuple(variable.shape))
-    if spec.coupled and config.get(spec.config_key or "", None) is not None:
-        out_width = int(config[spec.config_key])
-    elif spec.coupled:
-        out_width = in_width * int(config.get("depth_multiplier", 1))
+    in_width, out_width = shape[-1], int(output_shape[-1])
     width_keys = {spec.config_key, spec.groups_key}
     kept = {
         k: v
@@ -308,6 +303,7 @@ class LatencyTable:
         self.tile = tile
         self.device = dict(device or {})
         self._fingerprint = None
+        self._arrays = {}
 
     def predict(self, key: str, in_width: float, out_width: float) -> float:
         """The latency of one probe at the given widths, in microseconds.
@@ -329,7 +325,9 @@ class LatencyTable:
                 "tfprune.measure_latency_table(model), or add the entry."
             )
         entry = self.entries[key]
-        us = np.asarray(entry["us"])
+        if key not in self._arrays:  # predictions run many times per mask update
+            self._arrays[key] = np.asarray(entry["us"])
+        us = self._arrays[key]
         if entry["out"] is None:
             return _interpolate(self._tiled(in_width, entry["in"]), entry["in"], us)
         out_width = self._tiled(out_width, entry["out"])
@@ -534,7 +532,8 @@ def model_probes(graph) -> list[tuple[object, Probe]]:
     for call in graph.calls():
         if not isinstance(call.rule, registry.LayerSpec) or not call.inputs:
             continue
-        probe = probe_of(call.layer, reference.concrete_shape(call.inputs[0]))
+        shapes = [reference.concrete_shape(t) for t in (call.inputs[0], call.outputs[0])]
+        probe = probe_of(call.layer, *shapes)
         if probe is not None:
             pairs.append((call, probe))
     return pairs

@@ -254,11 +254,6 @@ class StructuralLatency:
             in_ids = _group_ids(graph, index, call.inputs[0])
             self.terms.append((probe, in_ids, _group_ids(graph, index, call.outputs[0])))
 
-    def _latency(self, probe, in_width, out_width) -> float:
-        if probe.coupled:
-            out_width = in_width * (probe.out_width // probe.in_width)
-        return self.table.predict(probe.key, in_width, out_width)
-
     def group_costs(self) -> np.ndarray:
         """First-order latency each group removes alone: its channels' share of the slope of
         every layer's entry near full width (never negative, whatever the noise).
@@ -268,22 +263,15 @@ class StructuralLatency:
         """
         costs = np.zeros(self.n_groups)
         for probe, in_ids, out_ids in self.terms:
-            full = self._latency(probe, probe.in_width, probe.out_width)
-            axes = [(in_ids, probe.in_width, True)]
-            if not probe.coupled:
-                axes.append((out_ids, probe.out_width, False))
-            for ids, width, is_input in axes:
-                step = max(1, round(width / 4))
-                narrower = max(width - step, 0)
-                other = probe.out_width if is_input else probe.in_width
-                less = (
-                    self._latency(probe, narrower, other)
-                    if is_input
-                    else self._latency(probe, other, narrower)
-                )
-                slope = max((full - less) / step, 0.0)
-                known = ids[ids >= 0]
-                costs += slope * np.bincount(known, minlength=self.n_groups)
+            widths = np.array([probe.in_width, probe.out_width])
+            full = self.table.predict(probe.key, *widths)
+            # A depthwise layer's outputs are its inputs: its one axis is the input one.
+            for axis, ids in enumerate([in_ids] if probe.coupled else [in_ids, out_ids]):
+                step = max(1, round(widths[axis] / 4))
+                narrower = widths.copy()
+                narrower[axis] = max(widths[axis] - step, 0)
+                slope = max((full - self.table.predict(probe.key, *narrower)) / step, 0.0)
+                costs += slope * np.bincount(ids[ids >= 0], minlength=self.n_groups)
         return costs * self.table.scale
 
     def __call__(self, removed: np.ndarray) -> float:
@@ -291,7 +279,7 @@ class StructuralLatency:
         padded = np.append(removed, False)  # index -1 (no group) is never removed
         total = 0.0
         for probe, in_ids, out_ids in self.terms:
-            total += self._latency(
-                probe, int((~padded[in_ids]).sum()), int((~padded[out_ids]).sum())
+            total += self.table.predict(
+                probe.key, int((~padded[in_ids]).sum()), int((~padded[out_ids]).sum())
             )
         return float(calibrated(self.table, total))
