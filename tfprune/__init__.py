@@ -87,7 +87,7 @@ from tfprune.methods.layerwise import LayerwiseRates, compensated_rates, layerwi
 from tfprune.methods.leap import LEAP
 from tfprune.methods.presets import iplt, pfwt
 from tfprune.methods.rebuild import RebuildResult, fit_with_rebuilds
-from tfprune.robustness.accuracy import robust_accuracy
+from tfprune.robustness.accuracy import robust_accuracy, robust_correct
 from tfprune.robustness.apgd import APGD
 from tfprune.robustness.attacks import FGSM, PGD, CutoffScale, DeepFool, cutoff_scale
 from tfprune.robustness.base import Attack
@@ -150,6 +150,7 @@ __all__ = [
     "PGD",
     "cutoff_scale",
     "robust_accuracy",
+    "robust_correct",
     "Block",
     "ChannelMaskWrapper",
     "ChannelRule",

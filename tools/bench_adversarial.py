@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import over_seeds, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -50,13 +50,7 @@ def run_seed(seed, args, data):
     steps = int(np.ceil(len(x) / 32))
     for variant in VARIANTS[1:]:
         keras.utils.set_random_seed(seed)
-        schedule = tfprune.PolynomialDecay(
-            0.0,
-            0.5,
-            begin_step=0,
-            end_step=steps * (args.prune_epochs * 2 // 3),
-            frequency=max(1, steps // 2),
-        )
+        schedule = fine_tune_schedule(0.5, steps, args.prune_epochs)
         pruned = tfprune.prune(dense, schedule=schedule, target="flops", ranking="global")
         if variant == "a_plain":
             trainer = pruned

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import over_seeds, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -48,9 +48,7 @@ def run_seed(seed, args, data):
     steps = int(np.ceil(len(x) / 32))
     for variant, alpha in (("a_plain", None), ("b_distilled", 0.5), ("c_distilled_0.9", 0.9)):
         keras.utils.set_random_seed(seed)
-        schedule = tfprune.PolynomialDecay(
-            0.0, TARGET, 0, steps * (args.prune_epochs * 2 // 3), frequency=max(1, steps // 2)
-        )
+        schedule = fine_tune_schedule(TARGET, steps, args.prune_epochs)
         pruned = tfprune.prune(dense, schedule=schedule, target="flops", ranking="global")
         trainer = (
             pruned

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import interleaved_latency, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, interleaved_latency, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import zoo  # noqa: E402
@@ -77,13 +77,7 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         _, seconds = timed(lambda: model.fit(x, y, epochs=epochs, **fit))
         return model, {"train_seconds": seconds}
     if method == "baseline":
-        schedule = tfprune.PolynomialDecay(
-            0.0,
-            target,
-            begin_step=0,
-            end_step=steps * (epochs * 2 // 3),
-            frequency=max(1, steps // 2),
-        )
+        schedule = fine_tune_schedule(target, steps, epochs)
         pruned = tfprune.prune(model, criterion="l1", schedule=schedule, round_to=round_to)
         compile_model(pruned)
         _, seconds = timed(

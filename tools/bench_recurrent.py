@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import interleaved_latency, over_seeds, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, interleaved_latency, over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import load_mnist1d, mnist1d_gru  # noqa: E402
@@ -50,9 +50,7 @@ def run_seed(seed, args, data):
     compile_for(dense)
     dense.fit(x, y, batch_size=64, epochs=args.dense_epochs, verbose=0)
     steps = int(np.ceil(len(x) / 64))
-    schedule = tfprune.PolynomialDecay(
-        0.0, 0.5, 0, steps * (args.prune_epochs * 2 // 3), frequency=max(1, steps // 2)
-    )
+    schedule = fine_tune_schedule(0.5, steps, args.prune_epochs)
     pruned = tfprune.prune(dense, schedule=schedule, protect=["classifier"])
     compile_for(pruned)
     pruned.fit(

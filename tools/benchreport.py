@@ -84,3 +84,26 @@ def interleaved_latency(paths, rounds, runs, threads=1):
                 tfprune.benchmark_tflite(path, threads=threads, runs=runs, warmup=10).median
             )
     return {p: float(np.median(v)) for p, v in samples.items()}
+
+
+def fine_tune_schedule(target, steps_per_epoch, epochs):
+    """The benchmarks' pruning schedule: cubic from 0 to `target` over the first 2/3 of
+    `epochs`, a mask update every half epoch, the last third left to recover.
+
+    Args:
+        target: the final sparsity (or FLOPs fraction removed).
+        steps_per_epoch: optimizer steps in an epoch.
+        epochs: fine-tuning epochs.
+
+    Returns:
+        A `tfprune.PolynomialDecay`.
+    """
+    import tfprune
+
+    return tfprune.PolynomialDecay(
+        0.0,
+        target,
+        begin_step=0,
+        end_step=steps_per_epoch * (epochs * 2 // 3),
+        frequency=max(1, steps_per_epoch // 2),
+    )

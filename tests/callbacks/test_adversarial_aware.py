@@ -230,3 +230,49 @@ def test_resume_keeps_the_smoothed_reference(digits, tmp_path):
     restored = keras.saving.load_model(tmp_path / "paused.keras")
     active, _, reference, _ = tfprune.wrappers_of(restored)[0].schedule_values()
     assert active == 1.0 and reference == pytest.approx(0.6875)
+
+
+def survivals(n, robust, lost=(), gained=()):
+    """0/1 per-example survivals: the first `robust` examples survive, then `lost` of those
+    fail and the examples in `gained` survive too."""
+    flags = np.zeros(n)
+    flags[:robust] = 1
+    flags[list(lost)] = 0
+    flags[list(gained)] = 1
+    return flags
+
+
+def test_a_paired_drop_on_the_same_examples_counts_where_independent_accuracies_do_not(digits):
+    n = len(digits[2])
+    reference = survivals(n, int(0.6 * n))
+    lost = 8
+    consistent = survivals(n, int(0.6 * n), lost=range(lost))  # 8 robust examples now fail
+    assert 0.05 < lost / n < 2 * np.sqrt(2 * 0.6 * 0.4 / n)  # past the hard limit, within noise
+    values = [(0.9, reference)] * 2 + [(0.9, consistent)] + [(0.9, reference)] * 8
+    _, paired, _ = run_schedule(values, digits, noise_z=2.0)
+    _, independent, _ = run_schedule(values, digits, noise_z=2.0, comparison="independent")
+    assert [e["decision"] for e in paired.events][:2] == ["advance", "rollback"]
+    assert [e["decision"] for e in independent.events][:2] == ["advance", "advance"]
+    differences = reference - consistent
+    expected = 2 * np.std(differences, ddof=1) / np.sqrt(n)
+    assert paired.events[1]["drop"] == pytest.approx(lost / n)
+    assert paired.events[1]["noise"] == pytest.approx(expected)
+
+
+def test_a_paired_drop_made_of_flips_both_ways_is_noise(digits):
+    n = len(digits[2])
+    robust = int(0.6 * n)
+    reference = survivals(n, robust)
+    # 30 robust examples fail and 22 others survive: the same net drop of 8 examples.
+    flipped = survivals(n, robust, lost=range(30), gained=range(robust, robust + 22))
+    values = [(0.9, reference)] * 2 + [(0.9, flipped)] * 2 + [(0.9, reference)] * 8
+    _, callback, _ = run_schedule(values, digits, noise_z=2.0)
+    assert [e["decision"] for e in callback.events][:2] == ["advance", "advance"]
+    assert callback.events[1]["drop"] == pytest.approx(8 / n)
+    assert callback.events[1]["noise"] > 8 / n > 0.05
+
+
+def test_comparison_must_be_paired_or_independent(digits):
+    x_test, y_test = digits[2], digits[3]
+    with pytest.raises(ValueError, match="comparison must be 'paired' or 'independent'"):
+        tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.1), comparison="mcnemar")

@@ -16,7 +16,7 @@ from tfprune.core import checks, modelwalk
 from tfprune.core.classifier import output_kind
 from tfprune.core.distribution import is_chief
 from tfprune.masking.wrappers import model_sparsity
-from tfprune.robustness.accuracy import robust_accuracy
+from tfprune.robustness.accuracy import robust_accuracy, robust_correct
 from tfprune.robustness.base import check_attack
 
 
@@ -36,13 +36,20 @@ class AdversarialAwarePruning(PruningCallback):
     - **advance (forced)** at the schedule's last planned step, so the final target is
       reached within the budget whatever the probe says (the decision log says so).
 
-    A probe of `n` examples measures accuracy only to within its sampling noise: two probes
-    of a model at accuracy `p` differ by about `sqrt(2 p (1 - p) / n)` (one standard error of
-    a difference of two binomial proportions) without anything changing. A drop counts only
-    where it exceeds `noise_z` such errors as well as the tolerance, so the schedule does not
-    hold or roll back on noise (with 200 probe examples at 60 % robust accuracy, 2 errors are
-    a drop of 9.8 points). The reference level is the robust accuracy at the last accepted
-    step, or with `smoothing` a moving average over the accepted steps.
+    A probe of `n` examples measures accuracy only to within its sampling noise, and a drop
+    counts only where it exceeds `noise_z` standard errors of that noise as well as the
+    tolerance, so the schedule does not hold or roll back on noise. With
+    `comparison="paired"` (the default) the probe keeps which examples survive the attack,
+    and a drop is the mean of the per-example differences against the reference, whose
+    standard error is `std(d) / sqrt(n)`: examples that are robust (or not) before and after
+    cancel, so a real drop shows long before it would in two independent accuracies. With
+    `comparison="independent"` two probes of a model at accuracy `p` differ by about
+    `sqrt(2 p (1 - p) / n)` (a difference of two binomial proportions; with 200 probe
+    examples at 60 % robust accuracy, 2 errors are a drop of 9.8 points). The reference level
+    is the robust accuracy at the last accepted step, or with `smoothing` a moving average
+    over the accepted steps (per example, in the paired comparison). After a restart the
+    per-example reference is gone (only its level is saved), so the first decision compares
+    independently.
 
     If training ends before the final target, it warns and records `incomplete`. Every
     decision is appended to `events`, written to `trace_path` (CSV, or JSON if the name
@@ -62,7 +69,8 @@ class AdversarialAwarePruning(PruningCallback):
         batch_size: probe batch size. Defaults to 256.
         log_layers: also log each layer's sparsity. Defaults to `False`.
         measure: optional `model -> (clean, robust)` replacing the probe measurement
-            (for custom metrics or scripted tests). Defaults to `None`.
+            (for custom metrics or scripted tests); `robust` is an accuracy, or an array of
+            per-example 0/1 survivals for the paired comparison. Defaults to `None`.
         noise_z: how many standard errors of the probe's sampling noise a drop must exceed
             (besides `tolerance` and `hard_limit`) to count; 0 compares raw drops. Defaults
             to 2.
@@ -70,10 +78,13 @@ class AdversarialAwarePruning(PruningCallback):
             (`reference = smoothing * reference + (1 - smoothing) * robust`); 0 uses the
             last accepted step alone. Defaults to 0.
         rollback: `False` only holds, never rolls back. Defaults to `True`.
+        comparison: `"paired"` (per-example differences on the same probe examples) or
+            `"independent"` (two binomial accuracies). Defaults to `"paired"`.
 
     Raises:
         TypeError: for an attack that is not a `tfprune.Attack`, or tolerances that are not
             numbers.
+        ValueError: for a `comparison` other than "paired" or "independent".
         ValueError: for missing or empty probe data, labels that do not fit the model,
             a negative tolerance or a hard limit below it.
 
@@ -102,6 +113,7 @@ class AdversarialAwarePruning(PruningCallback):
         noise_z=2.0,
         smoothing=0.0,
         rollback=True,
+        comparison="paired",
     ):
         super().__init__(log_layers=log_layers)
         if probe_data is None or len(probe_data) != 2 or len(probe_data[0]) == 0:
@@ -133,11 +145,13 @@ class AdversarialAwarePruning(PruningCallback):
         self.measure = measure
         self.noise_z, self.smoothing = float(noise_z), float(smoothing)
         self.rollback = bool(rollback)
+        self.comparison = checks.check_choice("comparison", comparison, ("paired", "independent"))
         #: What the probes cost: how many ran, the examples they attacked, their seconds.
         self.probe_budget = {"probes": 0, "examples": 0, "seconds": 0.0}
         self._snapshot = None
         self._accepted = 0.0
         self._reference = None
+        self._reference_examples = None
         self._restored = False
         self._last = (float("nan"), float("nan"))
 
@@ -166,38 +180,83 @@ class AdversarialAwarePruning(PruningCallback):
         if active:
             self._accepted = float(accepted)
             self._reference = None if reference < 0 else float(reference)
+            # A per-example reference survives only in this process; after a restart (or a
+            # restore of other weights) it no longer matches the saved level.
+            kept = self._reference_examples
+            if kept is not None and (
+                self._reference is None or abs(float(kept.mean()) - self._reference) > 1e-9
+            ):
+                self._reference_examples = None
         self._restored = True
 
     def _probe(self):
+        """`(clean, robust, survivals)`: `survivals` per example, or `None` where a custom
+        `measure` gave only an accuracy."""
         model = modelwalk.trained_model(self.model)
         start = time.perf_counter()
         if self.measure is not None:
-            result = tuple(float(v) for v in self.measure(model))
+            clean, robust = self.measure(model)
+            survivals = None if np.ndim(robust) == 0 else np.asarray(robust, np.float64)
         else:
             clean = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)
-            robust = robust_accuracy(
+            survivals = robust_correct(
                 model, self.probe_x, self.probe_y, self.attack, self.batch_size
-            )
-            result = clean, robust
+            ).astype(np.float64)
+        robust = float(np.mean(robust)) if survivals is None else float(survivals.mean())
         self.probe_budget["probes"] += 1
         self.probe_budget["examples"] += len(self.probe_x)
         self.probe_budget["seconds"] += time.perf_counter() - start
-        return result
+        return float(clean), robust, survivals
 
-    def probe_noise(self, level: float) -> float:
-        """The largest drop counted as sampling noise: `noise_z` standard errors of the
-        difference of two probes of the same model at accuracy `level`.
+    def probe_noise(self, level: float, differences=None) -> float:
+        """The largest drop counted as sampling noise: `noise_z` standard errors.
 
         Args:
             level: the accuracy the probes measure around (the reference).
+            differences: per-example `reference - now` survivals on the probe set for the
+                paired comparison, or `None` for two independent probes.
 
         Returns:
-            `noise_z * sqrt(2 p (1 - p) / n)`, with `p` kept at least one example away from
-            0 and 1, and `n` the probe set's size.
+            Paired: `noise_z * std(differences) / sqrt(n)`. Independent: `noise_z *
+            sqrt(2 p (1 - p) / n)`, with `p = level` kept at least one example away from 0
+            and 1. `n` is the probe set's size.
+
+        Example:
+
+        >>> callback = tfprune.AdversarialAwarePruning(
+        ...     (np.zeros((200, 4)), np.zeros(200, int)), tfprune.FGSM(0.1))
+        >>> round(callback.probe_noise(0.6), 3)
+        0.098
+        >>> round(callback.probe_noise(0.6, np.r_[np.ones(4), np.zeros(196)]), 3)
+        0.02
         """
         n = len(self.probe_x)
+        if differences is not None:
+            spread = float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+            return self.noise_z * spread / math.sqrt(n)
         p = min(max(level, 1.0 / n), 1.0 - 1.0 / n)
         return self.noise_z * math.sqrt(2.0 * p * (1.0 - p) / n)
+
+    def _drop_and_noise(self, robust, survivals):
+        paired = (
+            self.comparison == "paired"
+            and survivals is not None
+            and self._reference_examples is not None
+        )
+        if paired:
+            differences = self._reference_examples - survivals
+            return float(differences.mean()), self.probe_noise(self._reference, differences)
+        return self._reference - robust, self.probe_noise(self._reference)
+
+    def _move_reference(self, robust, survivals):
+        keep = self.smoothing
+        self._reference = keep * self._reference + (1.0 - keep) * robust
+        if survivals is None:
+            self._reference_examples = None
+        elif self._reference_examples is None:
+            self._reference_examples = survivals
+        else:
+            self._reference_examples = keep * self._reference_examples + (1.0 - keep) * survivals
 
     # ------------------------------------------------------------ snapshots
     def _take_snapshot(self):
@@ -216,16 +275,15 @@ class AdversarialAwarePruning(PruningCallback):
         if target <= self._accepted + 1e-12:
             return
         final = target >= self.plan.schedule.final_target - 1e-12
-        clean, robust = self._probe()
+        clean, robust, survivals = self._probe()
         if self._reference is None:
-            self._reference = robust
-        drop = self._reference - robust
-        noise = self.probe_noise(self._reference)
+            self._reference, self._reference_examples = robust, survivals
+        drop, noise = self._drop_and_noise(robust, survivals)
         instability = float("nan")
         if drop > max(self.hard_limit, noise) and self.rollback and self._snapshot is not None:
             self._roll_back()
             decision = "rollback"
-            clean, robust = self._probe()
+            clean, robust, survivals = self._probe()
         elif drop > max(self.tolerance, noise):
             decision = "hold"
         else:
@@ -233,18 +291,18 @@ class AdversarialAwarePruning(PruningCallback):
         if decision == "advance" or final:
             if decision != "advance":
                 decision += ", then advance (forced: the schedule's budget ends here)"
-            self._reference = self.smoothing * self._reference + (1.0 - self.smoothing) * robust
+            self._move_reference(robust, survivals)
             self._take_snapshot()
             self.plan.apply(target)
             self._accepted = target
-            clean_after, robust = self._probe()
+            clean_after, robust, _ = self._probe()
             instability = (clean - clean_after) / clean if clean > 0 else 0.0
             clean = clean_after
         self._last = (clean, robust)
         self._save_state()
-        self._record(step, target, clean, robust, instability, decision)
+        self._record(step, target, clean, robust, instability, decision, drop, noise)
 
-    def _record(self, step, target, clean, robust, instability, decision):
+    def _record(self, step, target, clean, robust, instability, decision, drop, noise):
         self.events.append(
             {
                 "step": step,
@@ -256,7 +314,8 @@ class AdversarialAwarePruning(PruningCallback):
                 "robust_accuracy": robust,
                 "instability": instability,
                 "reference": self._reference,
-                "noise": self.probe_noise(self._reference or 0.0),
+                "drop": drop,
+                "noise": noise,
                 "decision": decision,
             }
         )
@@ -286,4 +345,5 @@ class AdversarialAwarePruning(PruningCallback):
                 "step. Train longer or end the schedule earlier."
             )
             warnings.warn(message, stacklevel=2)
-            self._record(self.last_step or 0, final, *self._last, float("nan"), "incomplete")
+            nan = float("nan")
+            self._record(self.last_step or 0, final, *self._last, nan, "incomplete", nan, nan)

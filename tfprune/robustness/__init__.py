@@ -3,6 +3,7 @@
 - `base`: `Attack`, what every attack is (no TensorFlow);
 - `attacks`: FGSM, PGD, DeepFool and BAP's cut-off-scale (TensorFlow gradients);
 - `apgd`: APGD (AutoAttack's step-size-free PGD) on the cross-entropy or DLR loss;
-- `accuracy`: `robust_accuracy`, also the worst case over several attacks;
+- `accuracy`: `robust_accuracy` and per example `robust_correct`, also the worst case over
+  several attacks;
 - `training`: `AdversarialTraining`, adversarial examples inside `model.fit`.
 """

@@ -1,4 +1,5 @@
-"""`robust_accuracy`: how many examples a classifier still gets right under an attack."""
+"""`robust_accuracy` and `robust_correct`: how many, and which, examples a classifier still gets
+right under an attack."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from tfprune.core.classifier import output_kind
 from tfprune.robustness.base import check_attack
 
 
-def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
-    """Accuracy of `model` on adversarial examples of `x` made by `attack`.
+def robust_correct(model, x, y, attack, batch_size=256) -> np.ndarray:
+    """Which examples `model` still classifies correctly under `attack`, one flag each.
+
+    The per-example form of `robust_accuracy`: two models (or one model before and after a
+    change) probed on the same examples can be compared pair by pair, whose difference has
+    far less sampling noise than the difference of two accuracies.
 
     Args:
         model: a classifier (see the module docstring for its output).
@@ -23,7 +28,7 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
         batch_size: examples per batch. Defaults to 256.
 
     Returns:
-        The fraction of examples still classified correctly.
+        A boolean array of shape `(len(x),)`.
 
     Raises:
         ValueError: for no data, labels that do not match the inputs or the model's
@@ -33,8 +38,8 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
 
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-    >>> 0 <= robust_accuracy(model, x, y, tfprune.PGD(eps=0.1, steps=5)) <= 1
-    True
+    >>> robust_correct(model, x, y, None).shape
+    (8,)
     """
     x = np.asarray(x, np.float32)
     if x.shape[0] == 0:
@@ -48,7 +53,7 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
     for each in attacks:
         check_attack(each, allow_none=True)
         output_kind(model, each.output if each is not None else "auto")
-    correct = 0
+    flags = []
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         survived = np.ones(len(xb), bool)
@@ -56,5 +61,32 @@ def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
             inputs = xb if each is None else each(model, xb, yb)
             predictions = keras.ops.convert_to_numpy(model(inputs, training=False))
             survived &= np.argmax(predictions, axis=1) == yb
-        correct += int(survived.sum())
-    return correct / len(x)
+        flags.append(survived)
+    return np.concatenate(flags)
+
+
+def robust_accuracy(model, x, y, attack, batch_size=256) -> float:
+    """Accuracy of `model` on adversarial examples of `x` made by `attack`.
+
+    Args:
+        model: a classifier.
+        x: inputs.
+        y: integer labels, one per input.
+        attack: an attack, `None` for clean accuracy, or a list for the worst case (as in
+            `robust_correct`).
+        batch_size: examples per batch. Defaults to 256.
+
+    Returns:
+        The fraction of examples still classified correctly.
+
+    Raises:
+        ValueError: as `robust_correct`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
+    >>> 0 <= robust_accuracy(model, x, y, tfprune.PGD(eps=0.1, steps=5)) <= 1
+    True
+    """
+    return float(robust_correct(model, x, y, attack, batch_size).mean())
