@@ -214,7 +214,8 @@ class AdversarialAwarePruning(PruningCallback):
         Args:
             level: the accuracy the probes measure around (the reference).
             differences: per-example `reference - now` survivals on the probe set for the
-                paired comparison, or `None` for two independent probes.
+                paired comparison, or `None` for two independent probes. Defaults to
+                `None`.
 
         Returns:
             Paired: `noise_z * std(differences) / sqrt(n)`. Independent: `noise_z *
