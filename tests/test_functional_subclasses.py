@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from tfprune.graph import flops
 
 
 @keras.saving.register_keras_serializable(package="tfprune_tests")
@@ -136,19 +137,64 @@ def test_keras_hub_task_prunes_through_backbone_and_head_and_keeps_its_preproces
     assert np.asarray(small(classifier.preprocessor(images))).shape == (4, 3)
 
 
-def test_keras_hub_transformer_blocks_are_named_as_what_stops_pruning():
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=8,
+def bert_backbone(**overrides):
+    return keras_hub.models.BertBackbone(
+        **{
+            "vocabulary_size": 50,
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 16,
+            "intermediate_dim": 32,
+            "max_sequence_length": 8,
+            **overrides,
+        }
     )
+
+
+def test_keras_hub_transformer_encoders_prune_their_feedforward_units(tmp_path):
+    backbone = bert_backbone()
     rows = {row["layer"]: row for row in tfprune.explain(backbone)}
-    assert rows["transformer_layer_0"]["reasons"] == [
-        "a custom TransformerEncoder holding Dense, MultiHeadAttention layers, which tfprune "
-        "cannot prune inside it"
+    assert (
+        rows["transformer_layer_0"]["filters"] == 32
+        and rows["transformer_layer_0"]["reasons"] == []
+    )
+    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+    assert {"transformer_layer_0", "transformer_layer_1"} <= {
+        w.layer.name for w in tfprune.wrappers_of(pruned)
+    }
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(0, 50, (4, 8)),
+        "segment_ids": np.zeros((4, 8), np.int64),
+        "padding_mask": np.ones((4, 8), bool),
+    }
+    y = {"sequence_output": np.zeros((4, 8, 16)), "pooled_output": np.zeros((4, 16))}
+    pruned.compile("adam", loss="mse")
+    pruned.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    assert_same_outputs(tfprune.strip(pruned), pruned, x, 1e-5)
+    small = tfprune.shrink(pruned)
+    assert_same_outputs(small, pruned, x, 1e-5)
+    encoders = [small.get_layer(f"transformer_layer_{i}") for i in (0, 1)]
+    assert [e.intermediate_dim for e in encoders] == [16, 16]
+    assert [e.num_heads for e in encoders] == [2, 2]  # heads stay (see keras_hub_rules)
+    # FLOPs count the attention as well; exactly the removed units' FLOPs go.
+    encoder = backbone.get_layer("transformer_layer_0")
+    per_unit, fixed = flops.unit_flops(encoder), flops.fixed_flops(encoder)
+    assert fixed > 0 and flops.layer_flops(encoder) == 32 * per_unit + fixed
+    assert tfprune.count_flops(backbone) - tfprune.count_flops(small) == 2 * 16 * per_unit
+    path = tfprune.export_tflite(small, tmp_path / "bert.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+    tfprune.save_model(pruned, tmp_path / "bert.keras")
+    assert_same_outputs(keras.saving.load_model(tmp_path / "bert.keras"), pruned, x, 1e-6)
+
+
+def test_a_transformer_encoder_whose_activation_moves_zero_stays_whole():
+    layer = keras_hub.layers.TransformerEncoder(
+        intermediate_dim=8, num_heads=2, activation="sigmoid"
+    )
+    inputs = keras.Input((4, 8))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(layer(inputs)))
+    rows = {row["layer"]: row for row in tfprune.explain(model)}
+    assert rows[layer.name]["reasons"] == [
+        "its feed-forward activation does not map 0 to 0, so a masked unit would not output zero"
     ]
-    with pytest.raises(ValueError, match="'transformer_layer_1' \\(TransformerEncoder\\)"):
-        tfprune.prune(backbone)

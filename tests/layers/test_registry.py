@@ -74,6 +74,20 @@ def test_register_layer_extends_pruning_to_a_new_type(cnn):
         tfprune.register_layer(MyDense, {"weight": "kernel"})
 
 
+def test_register_layer_by_registered_name_needs_no_import_of_the_class():
+    @keras.saving.register_keras_serializable(package="tfprune_tests_library")
+    class LibraryDense(keras.layers.Dense):
+        pass
+
+    assert registry.spec_for(LibraryDense(2)).bias == "bias"  # from Dense, its base class
+    spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+    tfprune.register_layer("tfprune_tests_library>LibraryDense", spec)
+    assert registry.spec_for(LibraryDense(2)) is spec  # the name is more specific than Dense
+    assert "LibraryDense" in registry.supported_types()
+    with pytest.raises(TypeError, match="registered name"):
+        tfprune.register_layer("LibraryDense", spec)  # a class name alone is no registered name
+
+
 def test_register_channel_rule_lets_the_graph_see_through_a_custom_layer():
     class Doubler(keras.layers.Layer):
         def call(self, x):

@@ -311,6 +311,27 @@ def attention_projections(layer) -> dict:
     return {name: getattr(layer, f"_{name}_dense") for name in ("query", "key", "value", "output")}
 
 
+def keras_hub_encoder_attention(layer):
+    """The self-attention layer inside a KerasHub `TransformerEncoder` (a private attribute
+    of KerasHub's, read here only).
+
+    Args:
+        layer: a built `keras_hub.layers.TransformerEncoder`.
+
+    Returns:
+        Its `MultiHeadAttention` (KerasHub's `CachedMultiHeadAttention` subclass).
+
+    Example:
+
+    ```python
+    encoder = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
+    encoder(np.zeros((1, 4, 8)))
+    keras_hub_encoder_attention(encoder).num_heads  # 2
+    ```
+    """
+    return layer._self_attention_layer
+
+
 def loss_tracker(model):
     """The metric behind `logs["loss"]` that a custom `train_step` must update.
 

@@ -131,6 +131,34 @@ def unit_flops(layer, node_layer=None) -> int | None:
     return total or None
 
 
+def fixed_flops(layer, node_layer=None) -> int:
+    """FLOPs per example of the part of a layer with units inside it that no unit owns.
+
+    Args:
+        layer: the layer owning the weights; its spec has `unit_flops`.
+        node_layer: the layer that appears in the model graph, if different. Defaults to
+            `None` (the layer itself).
+
+    Returns:
+        FLOPs summed over the layer's calls; 0 where every FLOP belongs to a unit.
+
+    Example:
+
+    >>> inputs = keras.Input((10, 16))
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+    >>> model = keras.Model(inputs, attention(inputs, inputs))
+    >>> fixed_flops(attention)  # every FLOP of an attention layer is one of its heads'
+    0
+    """
+    spec = registry.spec_for(layer)
+    if spec.fixed_flops is None:
+        return 0
+    return sum(
+        spec.fixed_flops(layer, [reference.concrete_shape(t) for t in inputs])
+        for inputs, _ in keras_internals.calls_of(node_layer or layer)
+    )
+
+
 def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     """FLOPs per example of one registered layer.
 
@@ -164,7 +192,7 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
         units = registry.unit_count(layer)
         if effective:
             units -= int(spec.dead_units(layer).sum())
-        return units * per_unit
+        return units * per_unit + fixed_flops(layer, node_layer)
     total = 0
     for name, _ in spec.flops_weights:
         weight = registry.variable(layer, name)

@@ -91,7 +91,7 @@ def explain(model) -> list[dict]:
                 "layer": layer.name,
                 "filters": 0,
                 "removable": 0,
-                "reasons": [opaque_reason(layer, inside)],
+                "reasons": [registry.refusal_reason(layer) or opaque_reason(layer, inside)],
             }
         )
     return rows

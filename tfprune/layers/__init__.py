@@ -3,6 +3,8 @@
 - `registry`: `LayerSpec` (which weight and axis is a filter), `ChannelRule` (how a layer
   without one moves channels), and the lookups every other module uses;
 - `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
+- `keras_hub_rules`: the entries for KerasHub's layers (by registered name, without
+  importing KerasHub);
 - `normalization`: `ShrunkLayerNormalization` and `ShrunkRMSNormalization`, which `shrink`
   puts where it removed channels from a normalization;
 - `bidirectional`: `UnevenBidirectional`, which `shrink` puts where a concatenating
@@ -10,4 +12,7 @@
 - `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution.
 """
 
-from tfprune.layers import builtin_rules  # noqa: F401  (registers Keras' own layers and ops)
+from tfprune.layers import (
+    builtin_rules,  # noqa: F401  (registers Keras' own layers and ops)
+    keras_hub_rules,  # noqa: F401  (registers KerasHub's, by name)
+)

@@ -24,6 +24,7 @@ from tfprune.layers.registry import (
     register_delegating_wrapper,
     register_layer,
     spec_for,
+    units_kept,
     variable,
 )
 
@@ -216,9 +217,24 @@ register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))
 
 
-def _attention_head_flops(layer, shapes) -> int:
+def attention_head_flops(layer, shapes) -> int:
     """FLOPs of one head of a MultiHeadAttention call per example: its slices of the query,
-    key, value and output projections, and its share of the score and weighted-sum matmuls."""
+    key, value and output projections, and its share of the score and weighted-sum matmuls.
+
+    Args:
+        layer: a built `keras.layers.MultiHeadAttention`.
+        shapes: the shapes of the call's query, value and (optionally) key.
+
+    Returns:
+        FLOPs of one head.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> _ = attention(np.zeros((1, 10, 16)), np.zeros((1, 10, 16)))
+    >>> attention_head_flops(attention, [(1, 10, 16), (1, 10, 16)])
+    6720
+    """
     query, value = shapes[0], shapes[1]
     key = shapes[2] if len(shapes) > 2 else value
     key_dim = layer.key_dim
@@ -247,14 +263,7 @@ def _slice_heads(layer, heads):
         if projections[name].bias is not None:
             head_axis[id(projections[name].bias)] = 0
     head_axis[id(projections["output"].kernel)] = 0
-    weights, cuts = [], {}
-    for position, weight in enumerate(layer.weights):
-        array = keras.ops.convert_to_numpy(weight)
-        if id(weight) in head_axis:
-            array = np.take(array, heads, axis=head_axis[id(weight)])
-            cuts[position] = [(head_axis[id(weight)], np.asarray(heads))]
-        weights.append(array)
-    return config, weights, cuts
+    return (config, *units_kept(layer, head_axis, heads))
 
 
 # A head is a unit inside the layer: masking its value projection (kernel and bias) makes
@@ -269,7 +278,7 @@ register_layer(
         bias="value/bias",
         flops_weights=(),
         config_key="num_heads",
-        unit_flops=_attention_head_flops,
+        unit_flops=attention_head_flops,
         unit_slicer=_slice_heads,
     ),
 )

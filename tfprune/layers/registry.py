@@ -55,6 +55,10 @@ class LayerSpec:
             layer's config with `config_key` lowered, its weights in `layer.weights` order cut
             to the kept units, and `{weight position: [(axis, kept indices)]}`; what `shrink`
             rebuilds the layer from.
+        fixed_flops: with `unit_flops`: optional `(layer, input shapes) -> FLOPs per example`
+            of the part of the layer that no unit owns (a transformer block's attention when
+            only its feed-forward units are pruned); counted, never removed. Defaults to
+            `None` (every FLOP belongs to a unit).
         gates: how many gates share the filter axis (LSTM 4, GRU 3): it holds one block of
             filters per gate, gate-major, so filter `j` of gate `g` is at `g * filters + j`,
             and a filter is all its gates' entries. The bias follows the same layout.
@@ -100,6 +104,7 @@ class LayerSpec:
     depthwise_form: LayerSpec | None = None
     unit_flops: object = None
     unit_slicer: object = None
+    fixed_flops: object = None
     applies: object = None
     gates: int = 1
     joined: tuple = ()
@@ -296,7 +301,7 @@ class ChannelRule:
     shrunk_as: object = None
 
 
-_REGISTRY: dict[type, LayerSpec] = {}
+_REGISTRY: dict[type | str, LayerSpec] = {}
 _CHANNEL_RULES: dict[type, ChannelRule] = {}
 # Keras wrappers that apply their inner layer as is (TimeDistributed, to every step): the
 # inner layer's spec or rule describes them.
@@ -376,14 +381,25 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     _CHANNEL_RULES[layer_class] = rule
 
 
+def _keys(layer):
+    """What a layer's registration may be keyed by, most specific first: each class of its
+    MRO, then that class's Keras registered name ("keras_hub>TransformerEncoder"), which
+    lets tfprune describe a library's layers without importing the library."""
+    for cls in type(layer).__mro__:
+        yield cls
+        name = keras.saving.get_registered_name(cls)
+        if ">" in name:
+            yield name
+
+
 def _registered_rule(layer):
     """The `LayerSpec` or `ChannelRule` of `layer`'s most specific registered class, or `None`."""
     layer = _described_layer(layer)
-    for cls in type(layer).__mro__:
-        if cls in _REGISTRY:
-            return _REGISTRY[cls]
-        if cls in _CHANNEL_RULES:
-            return _CHANNEL_RULES[cls]
+    for key in _keys(layer):
+        if key in _REGISTRY:
+            return _REGISTRY[key]
+        if key in _CHANNEL_RULES:
+            return _CHANNEL_RULES[key]
     return None
 
 
@@ -446,6 +462,59 @@ def barrier_reason(layer) -> str:
     return "tfprune cannot see how it maps channels"
 
 
+def units_kept(layer, unit_axis: dict, units) -> tuple:
+    """A layer's weights (in `layer.weights` order) with only `units` left along each listed
+    variable's unit axis: what a `unit_slicer` returns besides the config.
+
+    Args:
+        layer: a built layer.
+        unit_axis: `{id(variable): axis}` for the variables that hold the units.
+        units: the indices of the units that stay.
+
+    Returns:
+        `(weights, cuts)`: the arrays, and `{weight position: [(axis, kept indices)]}`.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(3)
+    >>> dense.build((None, 2))
+    >>> weights, cuts = units_kept(dense, {id(dense.kernel): 1}, [0, 2])
+    >>> [w.shape for w in weights], list(cuts)
+    ([(2, 2), (3,)], [0])
+    """
+    units = np.asarray(units)
+    weights, cuts = [], {}
+    for position, weight in enumerate(layer.weights):
+        array = keras.ops.convert_to_numpy(weight)
+        if id(weight) in unit_axis:
+            array = np.take(array, units, axis=unit_axis[id(weight)])
+            cuts[position] = [(unit_axis[id(weight)], units)]
+        weights.append(array)
+    return weights, cuts
+
+
+def refusal_reason(layer) -> str | None:
+    """Why a layer of a registered type is not pruned (its spec's `applies` or `resolve`
+    refused this instance), or `None` if its type is not registered or it is pruned.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        The spec's `reason`, or `None`.
+
+    Example:
+
+    >>> rnn = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(2)] * 2))
+    >>> refusal_reason(rnn) is not None, refusal_reason(keras.layers.Dense(2))
+    (True, None)
+    """
+    rule = _registered_rule(layer)
+    if isinstance(rule, LayerSpec) and spec_for(layer) is None:
+        return rule.reason or "tfprune cannot prune this configuration of it"
+    return None
+
+
 def masked_weights(layer) -> tuple:
     """Names of the per-channel weights of `layer` that filter pruning masks (BN's gamma, beta).
 
@@ -464,16 +533,18 @@ def masked_weights(layer) -> tuple:
     return rule.masked if isinstance(rule, ChannelRule) else ()
 
 
-def register_layer(layer_class: type, spec: LayerSpec) -> None:
+def register_layer(layer_class: type | str, spec: LayerSpec) -> None:
     """Teach tfprune how to prune a layer type (and its subclasses).
 
     Args:
-        layer_class: a `keras.layers.Layer` subclass.
+        layer_class: a `keras.layers.Layer` subclass, or the Keras registered name of one
+            (`"package>ClassName"`, as `keras.saving.get_registered_name` gives it), which
+            describes a library's layer without importing the library.
         spec: a `LayerSpec` describing its prunable weight.
 
     Raises:
-        TypeError: if `layer_class` is not a Keras layer class or `spec` is not a
-            `LayerSpec`.
+        TypeError: if `layer_class` is neither a Keras layer class nor a registered name, or
+            `spec` is not a `LayerSpec`.
 
     Example:
 
@@ -493,10 +564,13 @@ def register_layer(layer_class: type, spec: LayerSpec) -> None:
     >>> spec_for(Projection(4)) is spec
     True
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+    named = isinstance(layer_class, str) and ">" in layer_class
+    if not named and not (
+        isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)
+    ):
         raise TypeError(
-            "register_layer: layer_class must be a keras.layers.Layer subclass, got "
-            f"{layer_class!r}."
+            "register_layer: layer_class must be a keras.layers.Layer subclass or a registered "
+            f'name such as "keras_hub>TransformerEncoder", got {layer_class!r}.'
         )
     if not isinstance(spec, LayerSpec):
         raise TypeError(
@@ -533,9 +607,9 @@ def spec_for(layer, input_shape=None) -> LayerSpec | None:
     'kernel'
     """
     layer = _described_layer(layer)
-    for cls in type(layer).__mro__:
-        if cls in _REGISTRY:
-            spec = _REGISTRY[cls]
+    for key in _keys(layer):
+        if key in _REGISTRY:
+            spec = _REGISTRY[key]
             if spec.resolve is not None:
                 spec = spec.resolve(layer)
                 if spec is None:
@@ -603,7 +677,7 @@ def supported_types() -> list[str]:
     >>> "Conv2D" in supported_types()
     True
     """
-    return sorted(cls.__name__ for cls in _REGISTRY)
+    return sorted(key.split(">")[-1] if isinstance(key, str) else key.__name__ for key in _REGISTRY)
 
 
 def variable(layer, name: str):

@@ -158,10 +158,11 @@ class StructuralFlops:
             units = registry.unit_count(layer)
             if units and id(layer) not in seen:
                 seen.add(id(layer))
-                # Every FLOP of an attention layer belongs to one of its heads.
+                # A unit's FLOPs go with it; the rest of the layer (if any) stays.
                 heads = np.array([index.get(("unit", id(call.layer), u), -1) for u in range(units)])
                 per_unit = flops.unit_flops(layer, call.layer) or 0
                 self.terms.append((float(per_unit * units), [heads]))
+                self.terms.append((float(flops.fixed_flops(layer, call.layer)), []))
                 continue
             if not isinstance(spec, registry.LayerSpec) or id(layer) in seen:
                 continue

@@ -93,7 +93,8 @@ def _heads(tensor, memo):
 
 def _auto_protected(model, layers):
     """The first convolution and every classifier head (a registered layer that feeds an
-    output through unregistered layers only): pruning these costs most accuracy. Embedding
+    output through unregistered layers only, and whose filters are its outputs): pruning
+    these costs most accuracy. Embedding
     tables are not protected: their size is what pruning a token model is for."""
     protected = set()
     for layer in layers:
@@ -105,7 +106,10 @@ def _auto_protected(model, layers):
             break
     memo = {}
     for output in model.outputs:
-        protected.update(id(layer) for layer in _heads(output, memo))
+        # A layer pruned by units inside it (a transformer block's feed-forward units) keeps
+        # its output channels: it is no classifier head even where it writes an output.
+        heads = [layer for layer in _heads(output, memo) if not registry.unit_count(layer)]
+        protected.update(id(layer) for layer in heads)
     return protected
 
 
