@@ -151,17 +151,7 @@ def bert_backbone(**overrides):
     )
 
 
-def test_keras_hub_transformer_encoders_prune_their_feedforward_units(tmp_path):
-    backbone = bert_backbone()
-    rows = {row["layer"]: row for row in tfprune.explain(backbone)}
-    assert (
-        rows["transformer_layer_0"]["filters"] == 32
-        and rows["transformer_layer_0"]["reasons"] == []
-    )
-    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
-    assert {"transformer_layer_0", "transformer_layer_1"} <= {
-        w.layer.name for w in tfprune.wrappers_of(pruned)
-    }
+def bert_case():
     rng = np.random.default_rng(0)
     x = {
         "token_ids": rng.integers(0, 50, (4, 8)),
@@ -169,23 +159,62 @@ def test_keras_hub_transformer_encoders_prune_their_feedforward_units(tmp_path):
         "padding_mask": np.ones((4, 8), bool),
     }
     y = {"sequence_output": np.zeros((4, 8, 16)), "pooled_output": np.zeros((4, 16))}
+    return bert_backbone(), "transformer_layer_{}", x, y
+
+
+def gpt2_case():
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=8,
+    )
+    rng = np.random.default_rng(1)
+    x = {"token_ids": rng.integers(0, 50, (4, 8)), "padding_mask": np.ones((4, 8), bool)}
+    return backbone, "transformer_layer_{}", x, np.zeros((4, 8, 16))
+
+
+@pytest.mark.parametrize("case", [bert_case, gpt2_case], ids=["bert", "gpt2"])
+def test_keras_hub_transformer_blocks_prune_their_feedforward_units(case, tmp_path):
+    backbone, block_name, x, y = case()
+    names = [block_name.format(i) for i in (0, 1)]
+    rows = {row["layer"]: row for row in tfprune.explain(backbone)}
+    assert rows[names[0]]["filters"] == 32 and rows[names[0]]["reasons"] == []
+    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+    assert set(names) <= {w.layer.name for w in tfprune.wrappers_of(pruned)}
     pruned.compile("adam", loss="mse")
     pruned.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
     assert_same_outputs(tfprune.strip(pruned), pruned, x, 1e-5)
     small = tfprune.shrink(pruned)
     assert_same_outputs(small, pruned, x, 1e-5)
-    encoders = [small.get_layer(f"transformer_layer_{i}") for i in (0, 1)]
-    assert [e.intermediate_dim for e in encoders] == [16, 16]
-    assert [e.num_heads for e in encoders] == [2, 2]  # heads stay (see keras_hub_rules)
+    blocks = [small.get_layer(name) for name in names]
+    assert [b.intermediate_dim for b in blocks] == [16, 16]
+    assert [b.num_heads for b in blocks] == [2, 2]  # heads stay (see keras_hub_rules)
     # FLOPs count the attention as well; exactly the removed units' FLOPs go.
-    encoder = backbone.get_layer("transformer_layer_0")
-    per_unit, fixed = flops.unit_flops(encoder), flops.fixed_flops(encoder)
-    assert fixed > 0 and flops.layer_flops(encoder) == 32 * per_unit + fixed
+    block = backbone.get_layer(names[0])
+    per_unit, fixed = flops.unit_flops(block), flops.fixed_flops(block)
+    assert fixed > 0 and flops.layer_flops(block) == 32 * per_unit + fixed
     assert tfprune.count_flops(backbone) - tfprune.count_flops(small) == 2 * 16 * per_unit
-    path = tfprune.export_tflite(small, tmp_path / "bert.tflite")
+    path = tfprune.export_tflite(small, tmp_path / "block.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
-    tfprune.save_model(pruned, tmp_path / "bert.keras")
-    assert_same_outputs(keras.saving.load_model(tmp_path / "bert.keras"), pruned, x, 1e-6)
+    tfprune.save_model(pruned, tmp_path / "block.keras")
+    assert_same_outputs(keras.saving.load_model(tmp_path / "block.keras"), pruned, x, 1e-6)
+
+
+REFUSED = (
+    "its feed-forward activation does not map 0 to 0 (a masked unit would not output zero), "
+    "or it is a decoder with cross-attention (whose FLOPs tfprune does not count)"
+)
+
+
+def test_a_transformer_decoder_with_cross_attention_stays_whole():
+    decoder = keras_hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)
+    target, source = keras.Input((4, 8)), keras.Input((6, 8))
+    outputs = keras.layers.Dense(2, name="head")(decoder(target, source))
+    rows = {row["layer"]: row for row in tfprune.explain(keras.Model([target, source], outputs))}
+    assert rows[decoder.name]["reasons"] == [REFUSED]
 
 
 def test_a_transformer_encoder_whose_activation_moves_zero_stays_whole():
@@ -195,6 +224,4 @@ def test_a_transformer_encoder_whose_activation_moves_zero_stays_whole():
     inputs = keras.Input((4, 8))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(layer(inputs)))
     rows = {row["layer"]: row for row in tfprune.explain(model)}
-    assert rows[layer.name]["reasons"] == [
-        "its feed-forward activation does not map 0 to 0, so a masked unit would not output zero"
-    ]
+    assert rows[layer.name]["reasons"] == [REFUSED]

@@ -311,12 +311,12 @@ def attention_projections(layer) -> dict:
     return {name: getattr(layer, f"_{name}_dense") for name in ("query", "key", "value", "output")}
 
 
-def keras_hub_encoder_attention(layer):
-    """The self-attention layer inside a KerasHub `TransformerEncoder` (a private attribute
-    of KerasHub's, read here only).
+def keras_hub_self_attention(layer):
+    """The self-attention layer inside a KerasHub `TransformerEncoder` or `TransformerDecoder`
+    (a private attribute of KerasHub's, read here only).
 
     Args:
-        layer: a built `keras_hub.layers.TransformerEncoder`.
+        layer: a built `keras_hub.layers.TransformerEncoder` or `TransformerDecoder`.
 
     Returns:
         Its `MultiHeadAttention` (KerasHub's `CachedMultiHeadAttention` subclass).
@@ -326,10 +326,33 @@ def keras_hub_encoder_attention(layer):
     ```python
     encoder = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
     encoder(np.zeros((1, 4, 8)))
-    keras_hub_encoder_attention(encoder).num_heads  # 2
+    keras_hub_self_attention(encoder).num_heads  # 2
     ```
     """
     return layer._self_attention_layer
+
+
+def keras_hub_cross_attention(layer):
+    """The cross-attention layer inside a KerasHub `TransformerDecoder`, if it has one.
+
+    KerasHub creates it in `build` only when the decoder is called with an encoder sequence,
+    so an unbuilt decoder (and every encoder) reports none.
+
+    Args:
+        layer: a KerasHub `TransformerEncoder` or `TransformerDecoder`, built or not.
+
+    Returns:
+        Its cross-attention `MultiHeadAttention`, or `None`.
+
+    Example:
+
+    ```python
+    decoder = keras_hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)
+    decoder(np.zeros((1, 4, 8)), np.zeros((1, 6, 8)))
+    keras_hub_cross_attention(decoder).num_heads  # 2
+    ```
+    """
+    return getattr(layer, "_cross_attention_layer", None)
 
 
 def loss_tracker(model):
