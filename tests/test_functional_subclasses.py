@@ -203,6 +203,24 @@ def test_keras_hub_transformer_blocks_prune_their_feedforward_units(case, tmp_pa
     assert_same_outputs(keras.saving.load_model(tmp_path / "block.keras"), pruned, x, 1e-6)
 
 
+def test_a_text_backbone_nested_at_a_fixed_length_shrinks_to_the_same_function():
+    # The backbone's own inputs take any length ((batch, None) token ids, no channels); the
+    # user's model feeds it 8 tokens. Both the constant analysis and the rebuilt backbone
+    # must keep the two apart.
+    backbone = bert_backbone()
+    inputs = {name: keras.Input((8,), dtype="int32", name=name) for name in backbone.input}
+    pooled = keras.layers.GlobalAveragePooling1D()(backbone(inputs)["sequence_output"])
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(pooled))
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.1), target="flops", ranking="global")
+    tfprune.apply_target(pruned, 0.1)
+    x = bert_case()[2]
+    small = tfprune.shrink(pruned)
+    assert_same_outputs(small, pruned, x, 1e-5)
+    inner = small.get_layer(backbone.name)
+    assert inner.input["token_ids"].shape == (None, None)
+    assert inner.get_layer("transformer_layer_0").intermediate_dim < 32
+
+
 REFUSED = (
     "its feed-forward activation does not map 0 to 0 (a masked unit would not output zero), "
     "or it is a decoder with cross-attention (whose FLOPs tfprune does not count)"

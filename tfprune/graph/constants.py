@@ -49,7 +49,10 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
 
     for step in graph.steps:
         if isinstance(step, Link):
-            values[id(step.target)] = _merge(values.get(id(step.target)), value_of(step.source))
+            # A nested model's input of unknown last axis (token ids, `(batch, None)`) takes
+            # an outer tensor of known length: no channels to carry across.
+            if width(step.source) == width(step.target):
+                values[id(step.target)] = _merge(values.get(id(step.target)), value_of(step.source))
             continue
         layer = weights_owner(step.layer)
         if step.rule is None:

@@ -295,9 +295,14 @@ def shrink_with_cuts(model):
 
     def rebuild(layer):
         if isinstance(layer, keras.Model):
-            # Keras would rebuild a nested model on its old input width: give it the new one.
+            # Keras would rebuild a nested model on its old input width: give it the new one
+            # (an input without channels, token ids of unknown length, keeps its shape).
             inputs = [
-                keras.Input(batch_shape=(*t.shape[:-1], len(kept[id(t)])), dtype=t.dtype)
+                keras.Input(
+                    batch_shape=(*t.shape[:-1], len(kept[id(t)])) if channel_width(t) else t.shape,
+                    dtype=t.dtype,
+                    name=t.name,
+                )
                 for t in functional_of(layer).inputs
             ]
             structure = keras.tree.pack_sequence_as(functional_of(layer).input, inputs)
