@@ -58,7 +58,9 @@ def test_schedule_advances_holds_rolls_back_and_is_forced_at_the_end(digits, tmp
             0.44,
         ),  # step 8: drop 0.15, rollback impossible (none left) -> hold, but final -> forced
     ]
-    pruned, callback, history = run_schedule(values, digits, trace=tmp_path / "trace.csv")
+    pruned, callback, history = run_schedule(
+        values, digits, trace=tmp_path / "trace.csv", rollback=True
+    )
     decisions = [e["decision"] for e in callback.events]
     assert decisions[0] == "advance"
     assert decisions[1] == "hold"
@@ -95,7 +97,7 @@ def test_rollback_restores_masks_and_weights(digits):
     before = [w.mask_array().copy() for w in tfprune.wrappers_of(pruned)]
     pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     callback = tfprune.AdversarialAwarePruning(
-        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted(values)
+        (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted(values), rollback=True
     )
     with pytest.warns(UserWarning, match="short of the schedule's final"):
         pruned.fit(
@@ -194,14 +196,14 @@ def test_a_drop_within_the_probes_noise_advances_and_a_larger_one_holds(digits):
         (0.9, 0.60),  # step 8: advance
         (0.9, 0.60),
     ]
-    _, callback, _ = run_schedule(values, digits, noise_z=2.0)
+    _, callback, _ = run_schedule(values, digits, noise_z=2.0, rollback=True)
     decisions = [e["decision"] for e in callback.events]
     assert decisions == ["advance", "advance", "rollback", "advance"]
     assert callback.events[0]["noise"] == pytest.approx(noise)  # at the 0.60 reference
     assert callback.probe_budget["probes"] == 8
 
 
-def test_hold_only_mode_and_a_smoothed_reference(digits):
+def test_hold_only_is_the_default_and_a_smoothed_reference(digits):
     values = [
         (0.9, 0.60),
         (0.9, 0.60),  # step 2: reference 0.60 -> advance
@@ -211,7 +213,7 @@ def test_hold_only_mode_and_a_smoothed_reference(digits):
         (0.9, 0.62),  # step 8: drop 0.03 > tolerance -> hold; final -> forced
         (0.9, 0.62),
     ]
-    _, callback, history = run_schedule(values, digits, smoothing=0.5, rollback=False)
+    _, callback, history = run_schedule(values, digits, smoothing=0.5)
     decisions = [e["decision"] for e in callback.events]
     assert decisions[:3] == ["advance", "advance", "hold"]
     assert decisions[3].startswith("hold, then advance (forced")
@@ -249,8 +251,10 @@ def test_a_paired_drop_on_the_same_examples_counts_where_independent_accuracies_
     consistent = survivals(n, int(0.6 * n), lost=range(lost))  # 8 robust examples now fail
     assert 0.05 < lost / n < 2 * np.sqrt(2 * 0.6 * 0.4 / n)  # past the hard limit, within noise
     values = [(0.9, reference)] * 2 + [(0.9, consistent)] + [(0.9, reference)] * 8
-    _, paired, _ = run_schedule(values, digits, noise_z=2.0)
-    _, independent, _ = run_schedule(values, digits, noise_z=2.0, comparison="independent")
+    _, paired, _ = run_schedule(values, digits, noise_z=2.0, rollback=True)
+    _, independent, _ = run_schedule(
+        values, digits, noise_z=2.0, comparison="independent", rollback=True
+    )
     assert [e["decision"] for e in paired.events][:2] == ["advance", "rollback"]
     assert [e["decision"] for e in independent.events][:2] == ["advance", "advance"]
     differences = reference - consistent
@@ -276,3 +280,23 @@ def test_comparison_must_be_paired_or_independent(digits):
     x_test, y_test = digits[2], digits[3]
     with pytest.raises(ValueError, match="comparison must be 'paired' or 'independent'"):
         tfprune.AdversarialAwarePruning((x_test, y_test), tfprune.FGSM(0.1), comparison="mcnemar")
+
+
+def test_a_data_dependent_criterion_gets_its_calibration_data(digits):
+    x, y, x_test, y_test = digits
+    schedule = tfprune.PolynomialDecay(0.1, 0.5, begin_step=2, end_step=4, frequency=2)
+
+    def fit(**data):
+        keras.utils.set_random_seed(0)
+        pruned = tfprune.prune(digits_cnn(), schedule=schedule, criterion="robust_taylor")
+        pruned.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+        callback = tfprune.AdversarialAwarePruning(
+            (x_test, y_test), tfprune.FGSM(0.05), measure=Scripted([(0.9, 0.6)] * 4), **data
+        )
+        pruned.fit(x[:160], y[:160], batch_size=32, verbose=0, callbacks=[callback])
+        return pruned
+
+    with pytest.raises(ValueError, match="calibration data"):
+        fit()
+    pruned = fit(data=(x[:64], y[:64]))
+    assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
