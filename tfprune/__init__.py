@@ -50,6 +50,7 @@ from tfprune.export.converter import export_tflite, plan_sparse_storage
 from tfprune.export.interpreter import (
     Latency,
     benchmark_tflite,
+    compare_latency,
     load_interpreter,
     run_tflite,
     verify_tflite,
@@ -188,6 +189,7 @@ __all__ = [
     "apply_target",
     "pruning_plans",
     "benchmark_tflite",
+    "compare_latency",
     "compensate",
     "compensated_rates",
     "count_flops",

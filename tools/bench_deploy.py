@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import interleaved_latency, write_report  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -123,7 +123,7 @@ def measure(name, rounds, runs, workdir):
             tfprune.export_tflite(model, path, **options)
         notes[variant] = [str(w.message) for w in caught if "sparse=True" in str(w.message)]
         paths[variant] = path
-    latency = interleaved_latency(list(paths.values()), rounds, runs)
+    latency = tfprune.compare_latency(list(paths.values()), rounds, runs)
     rows = []
     for variant, path in paths.items():
         info = tfprune.inspect_tflite(path)

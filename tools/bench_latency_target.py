@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 from bench_shrink import MODELS  # noqa: E402
-from benchreport import interleaved_latency, write_report  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.core.files import write_atomically  # noqa: E402
@@ -82,7 +82,7 @@ def measure(name, keeps, rounds, runs, round_to, workdir):
             "latency": tfprune.export_tflite(by_latency, workdir / f"{name}_{keep}_lat.tflite"),
             "flops": tfprune.export_tflite(by_flops, workdir / f"{name}_{keep}_flops.tflite"),
         }
-        latency = interleaved_latency([dense_path, *paths.values()], rounds, runs)
+        latency = tfprune.compare_latency([dense_path, *paths.values()], rounds, runs)
         measured = {k: latency[p] / latency[dense_path] for k, p in paths.items()}
         predicted = 1 - plan.removed()
         rows.append(

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import fine_tune_schedule, interleaved_latency, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune import zoo  # noqa: E402
@@ -252,7 +252,7 @@ def main():
                         f"{row['train_seconds']:.1f} s",
                         flush=True,
                     )
-                latency = interleaved_latency(list(paths.values()), rounds=3, runs=30)
+                latency = tfprune.compare_latency(list(paths.values()), rounds=3, runs=30)
                 dense = found[0]
                 for row in found:
                     row["flops_ratio"] = row["flops"] / dense["flops"]

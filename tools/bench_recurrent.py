@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import fine_tune_schedule, interleaved_latency, over_seeds, write_report  # noqa: E402
+from benchreport import fine_tune_schedule, over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import load_mnist1d, mnist1d_gru  # noqa: E402
@@ -139,7 +139,7 @@ def deployments(model, folder, args, exclude=None):
         "sparse_blocks": tfprune.verify_tflite(paths["sparse_blocks"], sparse, x),
         "int8": tfprune.verify_tflite(paths["int8"], model, x),
     }
-    latency = interleaved_latency(list(paths.values()), args.rounds, args.runs)
+    latency = tfprune.compare_latency(list(paths.values()), args.rounds, args.runs)
     base = latency[paths["dense"]]
     rows = {}
     for name, path in paths.items():

@@ -2,7 +2,8 @@
 
 For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2, ResNet50 and
 ConvNeXtTiny at 96x96, all built with weights=None, a ViT-style encoder whose attention heads
-prune, and KerasHub's ResNet18-shaped classifier)
+prune, KerasHub's ResNet18-shaped classifier, and KerasHub's BERT and GPT-2 backbones at 128
+tokens, whose blocks prune their feed-forward units)
 and each FLOPs target (25 % and 50 % removed, global group ranking), prunes with the L1
 criterion, shrinks, exports dense and shrunk models to LiteRT and times them side by side
 (alternating, 1 thread). Latency does not depend on the weights' values, so no training is
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import interleaved_latency, write_report  # noqa: E402
+from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.core.files import write_atomically  # noqa: E402
@@ -79,6 +80,45 @@ def keras_hub_resnet():
     return keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=10)
 
 
+def token_classifier(backbone, sequence_length=128):
+    """A KerasHub text backbone at a fixed sequence length (its own inputs take any length,
+    and LiteRT would then time one token), mean-pooled into a 2-class head."""
+    inputs = {
+        name: keras.Input((sequence_length,), dtype="int32", name=name) for name in backbone.input
+    }
+    features = backbone(inputs)
+    if isinstance(features, dict):  # BERT also returns a pooled output
+        features = features["sequence_output"]
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(features)
+    return keras.Model(inputs, keras.layers.Dense(2, name="classifier")(pooled), name=backbone.name)
+
+
+def keras_hub_text(kind):
+    """KerasHub's BERT (encoder blocks) or GPT-2 (decoder blocks), 4 layers of width 256,
+    4 heads, feed-forward 1024, built from constructor arguments: only the feed-forward units
+    prune (the attention stays and counts as fixed FLOPs)."""
+    import keras_hub
+
+    backbone = getattr(keras_hub.models, {"bert": "BertBackbone", "gpt2": "GPT2Backbone"}[kind])
+    sizes = {"num_layers": 4, "num_heads": 4, "hidden_dim": 256, "intermediate_dim": 1024}
+    return token_classifier(
+        backbone(vocabulary_size=1000, max_sequence_length=128, **sizes, name=kind)
+    )
+
+
+def sample_inputs(model, n=2):
+    """`n` random inputs for `model`: images uniform in [0, 1); token models get token ids
+    below 50, one segment and a padding mask of ones."""
+    rng = np.random.default_rng(0)
+    if not isinstance(model.input, dict):
+        return rng.random((n, *model.input_shape[1:]), dtype=np.float32)
+    shape = (n, *next(iter(model.input.values())).shape[1:])
+    fixed = {"padding_mask": np.ones(shape, "int32"), "segment_ids": np.zeros(shape, "int32")}
+    return {
+        name: fixed.get(name, rng.integers(0, 50, shape).astype("int32")) for name in model.input
+    }
+
+
 MODELS = {
     "digits_cnn": lambda: digits_cnn(),
     "plain_cnn": plain_cnn,
@@ -95,6 +135,8 @@ MODELS = {
     ),
     "vit_style": vit_style,
     "keras_hub_resnet": keras_hub_resnet,
+    "keras_hub_bert": lambda: keras_hub_text("bert"),
+    "keras_hub_gpt2": lambda: keras_hub_text("gpt2"),
 }
 
 
@@ -109,7 +151,7 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
     start = time.perf_counter()
     small = tfprune.shrink(plain)
     shrink_seconds = time.perf_counter() - start
-    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    x = sample_inputs(model)
     diff = float(np.abs(np.asarray(small(x)) - np.asarray(plain(x))).max())
     dense_path = tfprune.export_tflite(model, workdir / f"{name}_dense.tflite")
     small_path = tfprune.export_tflite(small, workdir / f"{name}_{int(target * 100)}.tflite")
@@ -120,7 +162,7 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
         paths.append(
             tfprune.export_tflite(stock, workdir / f"{name}_{int(target * 100)}_stock_norm.tflite")
         )
-    latency = interleaved_latency(paths, rounds, runs)
+    latency = tfprune.compare_latency(paths, rounds, runs)
     flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
     latency_ratio = latency[small_path] / latency[dense_path]
     return {

@@ -61,31 +61,6 @@ def write_report(path, results: dict) -> pathlib.Path:
     return path
 
 
-def interleaved_latency(paths, rounds, runs, threads=1):
-    """Median LiteRT latency per file, timing the files in turn `rounds` times.
-
-    A burst of load on a shared machine then hits every file, not just one.
-
-    Args:
-        paths: `.tflite` files.
-        rounds: how many times to go round the files.
-        runs: timed invokes per file per round.
-        threads: interpreter threads.
-
-    Returns:
-        `{path: median seconds}`.
-    """
-    import tfprune
-
-    samples = {p: [] for p in paths}
-    for _ in range(rounds):
-        for path in paths:
-            samples[path].append(
-                tfprune.benchmark_tflite(path, threads=threads, runs=runs, warmup=10).median
-            )
-    return {p: float(np.median(v)) for p, v in samples.items()}
-
-
 def fine_tune_schedule(target, steps_per_epoch, epochs):
     """The benchmarks' pruning schedule: cubic from 0 to `target` over the first 2/3 of
     `epochs`, a mask update every half epoch, the last third left to recover.

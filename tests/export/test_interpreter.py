@@ -71,3 +71,14 @@ def test_several_inputs_map_by_name_whatever_order_the_converter_numbers_them(tm
     with pytest.raises(ValueError, match=r"does not record their order.*\['alpha', 'beta'\]"):
         tfprune.run_tflite(foreign, xs)
     assert tfprune.verify_tflite(foreign, model, xs) <= 1e-5  # the model has the names
+
+
+def test_compare_latency_times_every_file_and_checks_its_arguments(tmp_path, cnn):
+    a = tfprune.export_tflite(cnn, tmp_path / "a.tflite")
+    b = tfprune.export_tflite(cnn, tmp_path / "b.tflite")
+    latency = tfprune.compare_latency([a, b], rounds=2, runs=3)
+    assert list(latency) == [a, b] and all(seconds > 0 for seconds in latency.values())
+    with pytest.raises(ValueError, match="rounds"):
+        tfprune.compare_latency([a], rounds=0)
+    with pytest.raises(FileNotFoundError):
+        tfprune.compare_latency([a, tmp_path / "missing.tflite"], rounds=1, runs=1)

@@ -361,6 +361,43 @@ def benchmark_tflite(
     )
 
 
+def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) -> dict:
+    """Median LiteRT latency of several `.tflite` files, timed in turn `rounds` times.
+
+    On a shared or thermally throttled machine a burst of load lands on every file instead of
+    on one, so ratios between the files hold where single timings would not.
+
+    Args:
+        paths: the `.tflite` files to compare.
+        rounds: how many times to go round the files. Defaults to 5.
+        runs: timed invokes per file per round (see `benchmark_tflite`). Defaults to 50.
+        threads: interpreter threads. Defaults to 1.
+
+    Returns:
+        `{path: median seconds over the rounds' medians}`, keyed by the paths as given.
+
+    Raises:
+        TFLiteFileError: for a missing or corrupt file.
+        ValueError: for rounds or runs < 1.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> a = tfprune.export_tflite(model, folder / "a.tflite")
+    >>> b = tfprune.export_tflite(model, folder / "b.tflite")
+    >>> sorted(compare_latency([a, b], rounds=2, runs=5)) == sorted([a, b])
+    True
+    """
+    checks.check_integer("rounds", rounds, minimum=1)
+    medians = {path: [] for path in paths}
+    for _ in range(rounds):
+        for path in medians:
+            medians[path].append(benchmark_tflite(path, threads, runs, warmup=10).median)
+    return {path: float(np.median(times)) for path, times in medians.items()}
+
+
 def random_input(detail, rng, shape=None) -> np.ndarray:
     """A random input for one interpreter input `detail` (batch 1 where dynamic).
 
