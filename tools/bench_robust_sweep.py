@@ -8,9 +8,11 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
   fgsm_small_eps  the same at a badly chosen eps, a third of it;
   fgsm_large_eps  the same at a badly chosen eps, three times it;
   bap             BAP's per-example cut-off-scale DeepFool examples (rho 0.9);
-  aware           fgsm, paced by AdversarialAwarePruning with its defaults (paired
-                  comparison, rollback) on a held-out PGD-5 probe;
-  aware_hold      the same, hold-only (rollback=False);
+  aware           fgsm, paced by AdversarialAwarePruning (paired comparison) on a
+                  held-out PGD-5 probe, rolling back past the hard limit (rollback=True);
+  aware_hold      the same, hold-only (rollback=False, the default this sweep chose);
+  robust_taylor   aware_hold ranking filters by criterion="robust_taylor" (first-order
+                  Taylor on PGD-5 examples against the current weights) instead of L1;
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
 PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
@@ -23,6 +25,7 @@ Results are written after every run and an interrupted sweep resumes where it st
 
     python tools/bench_robust_sweep.py [--datasets digits mnist1d] [--seeds 0 1 2]
         [--json out/bench_robust_sweep.json] [--png docs/bench_robust_sweep.png]
+    python tools/bench_robust_sweep.py --report-only --merge out/a.json out/b.json ...
 """
 
 import argparse
@@ -40,7 +43,15 @@ from benchreport import fine_tune_schedule, write_report  # noqa: E402
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits, load_mnist1d, mnist1d_cnn  # noqa: E402
 
-VARIANTS = ("fgsm", "fgsm_small_eps", "fgsm_large_eps", "bap", "aware", "aware_hold")
+VARIANTS = (
+    "fgsm",
+    "fgsm_small_eps",
+    "fgsm_large_eps",
+    "bap",
+    "aware",
+    "aware_hold",
+    "robust_taylor",
+)
 METRICS = ("clean", "pgd", "worst")
 
 
@@ -84,13 +95,22 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(x) / 32))
     schedule = fine_tune_schedule(sparsity, steps, prune_epochs)
-    pruned = tfprune.prune(dense, schedule=schedule, target="flops", ranking="global")
+    criterion = (
+        tfprune.criteria.RobustTaylor(tfprune.PGD(eps=eps, steps=5, clip=clip))
+        if variant == "robust_taylor"
+        else "l1"
+    )
+    pruned = tfprune.prune(
+        dense, schedule=schedule, target="flops", ranking="global", criterion=criterion
+    )
     trainer = tfprune.AdversarialTraining(pruned, training_attack(variant, eps, clip), weight=0.5)
-    if variant.startswith("aware"):
+    paced = variant.startswith("aware") or variant == "robust_taylor"
+    if paced:
         callback = tfprune.AdversarialAwarePruning(
             probe,
             tfprune.PGD(eps=eps, steps=5, clip=clip),
             rollback=variant == "aware",
+            data=(x[:256], y[:256]),
         )
     else:
         callback = tfprune.PruningCallback(log_layers=False)
@@ -104,7 +124,7 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     row = evaluate(small, x_test, y_test, eps, clip)
     row["flops_ratio"] = tfprune.count_flops(small) / tfprune.count_flops(dense)
     row["fit_seconds"] = fit_seconds
-    if variant.startswith("aware"):
+    if paced:
         decisions = [e["decision"].split(",")[0] for e in callback.events]
         row["decisions"] = {d: decisions.count(d) for d in sorted(set(decisions))}
         row["probe_seconds"] = callback.probe_budget["seconds"]
@@ -147,7 +167,11 @@ def summarise(runs, datasets, seeds, sparsities):
                     for k in (*METRICS, "flops_ratio", "fit_seconds")
                 }
             for seed in seeds:
-                curve = [runs.get(f"{name}/{seed}/{s}/{variant}") for s in sparsities]
+                # Sparsities that no seed of this data set ran (a sweep of other data sets
+                # with more points) are not neighbours.
+                curve = [
+                    runs.get(f"{name}/{seed}/{s}/{variant}") for s in sparsities if str(s) in cells
+                ]
                 if len(curve) > 1 and all(curve):
                     per_seed.append(max(a["worst"] - b["worst"] for a, b in zip(curve, curve[1:])))
             means = [cells[str(s)]["worst"]["mean"] for s in sparsities if str(s) in cells]
@@ -205,6 +229,11 @@ def main():
         default=[],
         help="also keep the runs of these JSON files (sweeps run in parallel, one data set each)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: summarise and plot the runs of --json (with --resume) and --merge",
+    )
     args = parser.parse_args()
 
     specs = data_sets()
@@ -212,7 +241,7 @@ def main():
     runs = json.loads(path.read_text())["runs"] if args.resume and path.exists() else {}
     for other in args.merge:
         runs.update(json.loads(pathlib.Path(other).read_text())["runs"])
-    for name in args.datasets:
+    for name in [] if args.report_only else args.datasets:
         data = split_probe(specs[name][5]())
         for seed in args.seeds:
             todo = [
