@@ -374,10 +374,11 @@ def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) ->
         threads: interpreter threads. Defaults to 1.
 
     Returns:
-        `{path: median seconds over the rounds' medians}`, keyed by the paths as given.
+        `{path: median seconds of one invoke}`, keyed by the paths as given.
 
     Raises:
-        TFLiteFileError: for a missing or corrupt file.
+        TFLiteNotFoundError: for a missing file (a ValueError and FileNotFoundError).
+        TFLiteFileError: for a corrupt one.
         ValueError: for rounds or runs < 1.
 
     Example:
@@ -390,12 +391,9 @@ def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) ->
     >>> sorted(compare_latency([a, b], rounds=2, runs=5)) == sorted([a, b])
     True
     """
-    checks.check_integer("rounds", rounds, minimum=1)
-    medians = {path: [] for path in paths}
-    for _ in range(rounds):
-        for path in medians:
-            medians[path].append(benchmark_tflite(path, threads, runs, warmup=10).median)
-    return {path: float(np.median(times)) for path, times in medians.items()}
+    paths = list(paths)
+    flatbuffers = [read_flatbuffer(path) for path in paths]
+    return dict(zip(paths, interleaved_latencies(flatbuffers, threads, rounds, runs)))
 
 
 def random_input(detail, rng, shape=None) -> np.ndarray:
