@@ -96,8 +96,12 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
     b'TFL3'
     """
     inputs = [tensor.name for tensor in model.inputs]
-    serving = _serving_function(recurrent.export_form(model, quantize), inputs)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving], model)
+    exported = recurrent.export_form(model, quantize)
+    serving = _serving_function(exported, inputs)
+    # A concrete function holds its variables weakly: the converter must hold the model it
+    # traced (for recurrent layers an unrolled copy, which garbage collection would
+    # otherwise free at random before the variables are frozen).
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving], exported)
     converter.experimental_lower_to_saved_model = False  # freeze in memory, see above
     if quantize == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
