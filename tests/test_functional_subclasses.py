@@ -221,6 +221,25 @@ def test_a_text_backbone_nested_at_a_fixed_length_shrinks_to_the_same_function()
     assert inner.get_layer("transformer_layer_0").intermediate_dim < 32
 
 
+def test_a_bert_text_classifier_prunes_and_its_preprocessor_still_feeds_it(tmp_path):
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
+    task = keras_hub.models.BertTextClassifier(
+        bert_backbone(), num_classes=2, preprocessor=preprocessor
+    )
+    sentences = ["the quick fox", "brown fox", "the fox", "quick brown the"]
+    x = {k: np.asarray(v) for k, v in preprocessor(sentences).items()}
+    predictions = task.predict(sentences, verbose=0)
+    pruned, small = through_the_data_path(task, x, np.array([0, 1, 0, 1]), tmp_path)
+    wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
+    assert {"transformer_layer_0", "pooled_dense"} <= wrapped  # inside the nested backbone
+    assert tfprune.count_flops(small) < tfprune.count_flops(task)
+    # The task and its preprocessor are untouched; the preprocessor feeds the small model.
+    np.testing.assert_array_equal(task.predict(sentences, verbose=0), predictions)
+    assert np.asarray(small(preprocessor(sentences))).shape == (4, 2)
+
+
 REFUSED = (
     "its feed-forward activation does not map 0 to 0 (a masked unit would not output zero), "
     "or it is a decoder with cross-attention (whose FLOPs tfprune does not count)"
