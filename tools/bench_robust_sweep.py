@@ -13,6 +13,8 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
   aware_hold      the same, hold-only (rollback=False, the default this sweep chose);
   robust_taylor   aware_hold ranking filters by criterion="robust_taylor" (first-order
                   Taylor on PGD-5 examples against the current weights) instead of L1;
+  pgd_training    aware_hold training on PGD-5 examples instead of FGSM;
+  long_fine_tune  aware_hold with twice the fine-tuning epochs;
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
 PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
@@ -51,7 +53,11 @@ VARIANTS = (
     "aware",
     "aware_hold",
     "robust_taylor",
+    "pgd_training",
+    "long_fine_tune",
 )
+# The variants AdversarialAwarePruning paces.
+PACED = ("aware", "aware_hold", "robust_taylor", "pgd_training", "long_fine_tune")
 METRICS = ("clean", "pgd", "worst")
 
 
@@ -85,12 +91,15 @@ def evaluate(model, x, y, eps, clip):
 def training_attack(variant, eps, clip):
     if variant == "bap":
         return tfprune.CutoffScale(rho=0.9, clip=clip)
+    if variant == "pgd_training":
+        return tfprune.PGD(eps=eps, steps=5, clip=clip)
     scale = {"fgsm_small_eps": 1 / 3, "fgsm_large_eps": 3.0}.get(variant, 1.0)
     return tfprune.FGSM(eps=eps * scale, clip=clip)
 
 
 def prune_once(dense, variant, sparsity, seed, spec, data):
     _, clip, eps, _, prune_epochs, _ = spec
+    prune_epochs *= 2 if variant == "long_fine_tune" else 1
     (x, y), probe, (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(x) / 32))
@@ -104,7 +113,7 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
         dense, schedule=schedule, target="flops", ranking="global", criterion=criterion
     )
     trainer = tfprune.AdversarialTraining(pruned, training_attack(variant, eps, clip), weight=0.5)
-    paced = variant.startswith("aware") or variant == "robust_taylor"
+    paced = variant in PACED
     if paced:
         callback = tfprune.AdversarialAwarePruning(
             probe,

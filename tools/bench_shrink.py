@@ -2,8 +2,8 @@
 
 For each model (the digits CNN, a plain VGG-style CNN at 64x64, MobileNetV2, ResNet50 and
 ConvNeXtTiny at 96x96, all built with weights=None, a ViT-style encoder whose attention heads
-prune, KerasHub's ResNet18-shaped classifier, and KerasHub's BERT and GPT-2 backbones at 128
-tokens, whose blocks prune their feed-forward units)
+prune, KerasHub's ResNet18-shaped and EfficientNet-B0-shaped classifiers, and KerasHub's BERT
+and GPT-2 backbones at 128 tokens, whose blocks prune their feed-forward units)
 and each FLOPs target (25 % and 50 % removed, global group ranking), prunes with the L1
 criterion, shrinks, exports dense and shrunk models to LiteRT and times them side by side
 (alternating, 1 thread). Latency does not depend on the weights' values, so no training is
@@ -80,6 +80,27 @@ def keras_hub_resnet():
     return keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=10)
 
 
+def keras_hub_efficientnet():
+    """KerasHub's EfficientNetBackbone in the B0 configuration (the "v1" blocks of its B0-B7
+    presets), built from constructor arguments at 96x96, and its classifier head."""
+    import keras_hub
+
+    backbone = keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
+        stackwise_num_repeats=[1, 2, 2, 3, 3, 4, 1],
+        stackwise_input_filters=[32, 16, 24, 40, 80, 112, 192],
+        stackwise_output_filters=[16, 24, 40, 80, 112, 192, 320],
+        stackwise_expansion_ratios=[1, 6, 6, 6, 6, 6, 6],
+        stackwise_squeeze_and_excite_ratios=[0.25] * 7,
+        stackwise_strides=[1, 2, 2, 2, 1, 2, 1],
+        stackwise_block_types=["v1"] * 7,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        input_shape=(96, 96, 3),
+    )
+    return keras_hub.models.EfficientNetImageClassifier(backbone=backbone, num_classes=10)
+
+
 def token_classifier(backbone, sequence_length=128):
     """A KerasHub text backbone at a fixed sequence length (its own inputs take any length,
     and LiteRT would then time one token), mean-pooled into a 2-class head."""
@@ -135,6 +156,7 @@ MODELS = {
     ),
     "vit_style": vit_style,
     "keras_hub_resnet": keras_hub_resnet,
+    "keras_hub_efficientnet": keras_hub_efficientnet,
     "keras_hub_bert": lambda: keras_hub_text("bert"),
     "keras_hub_gpt2": lambda: keras_hub_text("gpt2"),
 }
