@@ -137,6 +137,37 @@ def test_keras_hub_task_prunes_through_backbone_and_head_and_keeps_its_preproces
     assert np.asarray(small(classifier.preprocessor(images))).shape == (4, 3)
 
 
+def tiny_efficientnet(block_types):
+    return keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 3],
+        stackwise_num_repeats=[1, 1, 1],
+        stackwise_input_filters=[16, 16, 24],
+        stackwise_output_filters=[16, 24, 32],
+        stackwise_expansion_ratios=[1, 4, 4],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2],
+        stackwise_block_types=block_types,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        input_shape=(16, 16, 3),
+    )
+
+
+def test_a_keras_hub_efficientnet_classifier_goes_through_the_data_path(tmp_path):
+    task = keras_hub.models.EfficientNetImageClassifier(
+        backbone=tiny_efficientnet(["v1"] * 3), num_classes=3
+    )
+    x = np.random.default_rng(4).random((4, 16, 16, 3), dtype=np.float32)
+    pruned, small = through_the_data_path(task, x, np.array([0, 1, 2, 0]), tmp_path)
+    assert tfprune.count_flops(small) < tfprune.count_flops(task)
+
+
+def test_efficientnet_v2_blocks_are_named_as_what_stops_pruning():
+    backbone = tiny_efficientnet(["fused", "fused", "unfused"])
+    with pytest.raises(ValueError, match=r"inside custom layers .*FusedMBConvBlock.*MBConvBlock"):
+        tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+
+
 def bert_backbone(**overrides):
     return keras_hub.models.BertBackbone(
         **{
