@@ -284,17 +284,17 @@ def run(args):
         ("robust pruned + shrunk", robust_small, "robust_pruned_shrunk.tflite"),
         ("half width, scratch", half, "half_width.tflite"),
     ]
+    paths = [tfprune.export_tflite(model, out / file) for _, model, file in models]
     rows = [
-        measure(name, model, tfprune.export_tflite(model, out / file), x_test, y_test)
-        for name, model, file in models
+        measure(name, model, path, x_test, y_test) for (name, model, _), path in zip(models, paths)
     ]
     # Full-integer quantization of the shrunk model, calibrated on 200 training images.
     int8_path = tfprune.export_tflite(
         small, out / "pruned_shrunk_int8.tflite", quantize="int8", representative_data=x_train[:200]
     )
     rows.append(measure("pruned + shrunk, int8", small, int8_path, x_test, y_test))
+    paths.append(int8_path)
     # Timed in turn, so that load on this machine hits every model alike.
-    paths = [out / file for _, _, file in models] + [int8_path]
     latency = tfprune.compare_latency(paths, rounds=5, runs=60)
     for row, path in zip(rows, paths):
         row["latency_us"] = latency[path] * 1e6
