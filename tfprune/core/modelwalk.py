@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 
 from tfprune.core import keras_internals
@@ -71,6 +73,10 @@ def clone_layer(layer, config=None, layer_class=None):
 
     The user's own Lambda layers are trusted here: they come from the model in memory,
     not from a file, so Keras' safe mode (which refuses to rebuild Python lambdas) is off.
+    A config holding entries the class's constructor refuses (KerasHub's
+    `ViTPatchingAndEmbedding` reports the `num_patches` it computes) is rebuilt from the
+    entries the constructors along its classes name, and the copy's `get_config` reports
+    only those, so that a `.keras` file holding it loads.
 
     Args:
         layer: the layer to copy.
@@ -85,10 +91,32 @@ def clone_layer(layer, config=None, layer_class=None):
     >>> clone_layer(keras.layers.Dense(3, name="fc")).units
     3
     """
+    layer_class = layer_class or type(layer)
+    config = layer.get_config() if config is None else config
     with keras_internals.unsafe_deserialization():
-        return (layer_class or type(layer)).from_config(
-            layer.get_config() if config is None else config
-        )
+        try:
+            return layer_class.from_config(config)
+        except TypeError:
+            accepted = _constructor_arguments(layer_class)
+            if set(config) <= accepted:
+                raise
+            clone = layer_class.from_config({k: v for k, v in config.items() if k in accepted})
+            # Saved as its constructor takes it, so that a `.keras` file holding it loads.
+            full_config = clone.get_config
+            clone.get_config = lambda: {k: v for k, v in full_config().items() if k in accepted}
+            return clone
+
+
+def _constructor_arguments(layer_class) -> set:
+    """The keyword arguments the constructors of `layer_class` and its bases (down to
+    `keras.layers.Layer`) name."""
+    names = set()
+    for cls in layer_class.__mro__:
+        if "__init__" in vars(cls):
+            names |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+        if cls is keras.layers.Layer:
+            break
+    return names
 
 
 def all_layers(model):
