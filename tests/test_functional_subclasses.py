@@ -293,3 +293,25 @@ def test_a_transformer_encoder_whose_activation_moves_zero_stays_whole():
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(layer(inputs)))
     rows = {row["layer"]: row for row in tfprune.explain(model)}
     assert rows[layer.name]["reasons"] == [REFUSED]
+
+
+def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path):
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+    task = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3)
+    rows = {row["layer"]: row for row in tfprune.explain(task)}
+    assert rows["vit_encoder"]["filters"] == 32 and rows["vit_encoder"]["reasons"] == []
+    x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    pruned, small = through_the_data_path(task, x, np.array([0, 1, 2, 0]), tmp_path)
+    encoder = small.get_layer(backbone.name).get_layer("vit_encoder")
+    assert (encoder.mlp_dim, encoder.num_heads) == (16, 2)
+    # One unit is a column and a row of the MLP in both blocks; the attention is counted too.
+    original = backbone.get_layer("vit_encoder")
+    per_unit, fixed = flops.unit_flops(original), flops.fixed_flops(original)
+    assert per_unit == 2 * (2 * 17 * 2 * 16) and fixed > 0
+    assert tfprune.count_flops(task) - tfprune.count_flops(small) == 16 * per_unit
+    # KerasHub's patch embedding reports entries its constructor refuses; both files load.
+    for name, model in (("pruned", pruned), ("small", small)):
+        tfprune.save_model(model, tmp_path / f"{name}.keras")
+        assert_same_outputs(keras.saving.load_model(tmp_path / f"{name}.keras"), model, x, 1e-6)

@@ -88,6 +88,18 @@ def test_register_layer_by_registered_name_needs_no_import_of_the_class():
         tfprune.register_layer("LibraryDense", spec)  # a class name alone is no registered name
 
 
+def test_register_layer_by_import_path_reaches_a_class_no_library_registered():
+    class UnregisteredDense(keras.layers.Dense):
+        pass
+
+    spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+    path = f"{UnregisteredDense.__module__}.{UnregisteredDense.__qualname__}"
+    assert registry.spec_for(UnregisteredDense(2)) is not spec
+    tfprune.register_layer(path, spec)
+    assert registry.spec_for(UnregisteredDense(2)) is spec
+    assert "UnregisteredDense" in registry.supported_types()
+
+
 def test_register_channel_rule_lets_the_graph_see_through_a_custom_layer():
     class Doubler(keras.layers.Layer):
         def call(self, x):

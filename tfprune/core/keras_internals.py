@@ -355,6 +355,31 @@ def keras_hub_cross_attention(layer):
     return getattr(layer, "_cross_attention_layer", None)
 
 
+def keras_hub_vit_blocks(layer):
+    """The transformer blocks inside a KerasHub `ViTEncoder` and each block's attention
+    (attributes KerasHub sets in `build`, read here only).
+
+    Args:
+        layer: a built `ViTEncoder` (`keras_hub.src.models.vit.vit_layers`).
+
+    Returns:
+        A list of `(block, attention)` pairs in call order; `attention` is the block's
+        `keras.layers.MultiHeadAttention`.
+
+    Example:
+
+    ```python
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+        mlp_dim=32,
+    )
+    [attention.num_heads for _, attention in keras_hub_vit_blocks(
+        backbone.get_layer("vit_encoder"))]  # [2, 2]
+    ```
+    """
+    return [(block, block.mha) for block in layer.encoder_layers]
+
+
 def loss_tracker(model):
     """The metric behind `logs["loss"]` that a custom `train_step` must update.
 

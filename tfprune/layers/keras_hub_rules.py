@@ -12,6 +12,11 @@ row of the output kernel adds nothing; `shrink` rebuilds the encoder with a lowe
 `hidden_dim // num_heads`, so a block with fewer heads cannot be rebuilt from its config.
 A decoder with cross-attention stays whole: its FLOPs depend on the encoder sequence, which
 the decoder's own call shapes do not say reliably.
+
+KerasHub's `ViTEncoder` (the `ViTBackbone`'s blocks) is one layer holding every block, with
+one `mlp_dim` for all of them: its units are MLP units `j` of all blocks at once (masked in
+every block's first MLP kernel and bias; GELU maps 0 to 0), and `shrink` rebuilds it with a
+lower `mlp_dim`. Its heads stay, for the reason above.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.layers.builtin_rules import attention_head_flops
-from tfprune.layers.registry import LayerSpec, register_layer, units_kept, variable
+from tfprune.layers.registry import (
+    LayerSpec,
+    MaskLayout,
+    register_layer,
+    units_kept,
+    variable,
+)
 
 _INTERMEDIATE = "feedforward_intermediate_dense"
 _OUTPUT = "feedforward_output_dense"
@@ -67,13 +79,23 @@ def _slice_feedforward(layer, units):
     return (config, *units_kept(layer, axis_of, units))
 
 
-_FEEDFORWARD_UNITS = LayerSpec(
-    f"{_INTERMEDIATE}/kernel",
-    filter_axes=(1,),
-    input_axis=0,
-    bias=f"{_INTERMEDIATE}/bias",
-    flops_weights=(),
-    config_key="intermediate_dim",
+def _inner_units(dense, config_key, **rules) -> LayerSpec:
+    """The spec of units inside a KerasHub block: the output units of its sublayer `dense`
+    (a path such as `"mlp/dense_1"`), counted by the config entry `config_key`."""
+    return LayerSpec(
+        f"{dense}/kernel",
+        filter_axes=(1,),
+        input_axis=0,
+        bias=f"{dense}/bias",
+        flops_weights=(),
+        config_key=config_key,
+        **rules,
+    )
+
+
+_FEEDFORWARD_UNITS = _inner_units(
+    _INTERMEDIATE,
+    "intermediate_dim",
     unit_flops=_feedforward_unit_flops,
     unit_slicer=_slice_feedforward,
     fixed_flops=_attention_flops,
@@ -84,3 +106,69 @@ _FEEDFORWARD_UNITS = LayerSpec(
 
 for _name in ("keras_hub>TransformerEncoder", "keras_hub>TransformerDecoder"):
     register_layer(_name, _FEEDFORWARD_UNITS)
+
+
+_VIT_ENCODER = "keras_hub.src.models.vit.vit_layers.ViTEncoder"
+
+
+def _vit_mlp_variables(layer, name):
+    """One MLP variable (`"dense_1/kernel"`, ...) of each block of a `ViTEncoder`, in order."""
+    return [
+        variable(layer, f"{block.name}/mlp/{name}")
+        for block, _ in keras_internals.keras_hub_vit_blocks(layer)
+    ]
+
+
+def _vit_layout(layer) -> MaskLayout:
+    """The blocks' first MLP kernels stacked along the input axis (a unit is a column of all
+    of them), and their biases one block after the other."""
+    kernels = _vit_mlp_variables(layer, "dense_1/kernel")
+    inputs, units = kernels[0].shape
+    parts = tuple(
+        (kernel, (slice(i * inputs, (i + 1) * inputs),), None) for i, kernel in enumerate(kernels)
+    )
+    biases = [b for b in _vit_mlp_variables(layer, "dense_1/bias") if b is not None]
+    if not biases:
+        return MaskLayout((len(kernels) * inputs, units), parts)
+    return MaskLayout(
+        (len(kernels) * inputs, units),
+        parts,
+        (len(biases) * units,),
+        tuple((b, np.arange(i * units, (i + 1) * units)) for i, b in enumerate(biases)),
+    )
+
+
+def _vit_unit_flops(layer, shapes) -> int:
+    """FLOPs of one MLP unit per example: its column and row in every block."""
+    return layer.num_layers * _feedforward_unit_flops(layer, shapes)
+
+
+def _vit_attention_flops(layer, shapes) -> int:
+    """FLOPs of every block's attention per example (its heads stay)."""
+    shape = shapes[0]
+    return sum(
+        attention.num_heads * attention_head_flops(attention, [shape, shape])
+        for _, attention in keras_internals.keras_hub_vit_blocks(layer)
+    )
+
+
+def _slice_vit_mlp(layer, units):
+    """The encoder's config and weights with only MLP `units` left in every block."""
+    config = {**layer.get_config(), "mlp_dim": len(units)}
+    axis_of = {id(k): 1 for k in _vit_mlp_variables(layer, "dense_1/kernel")}
+    axis_of.update({id(k): 0 for k in _vit_mlp_variables(layer, "dense_2/kernel")})
+    axis_of.update({id(b): 0 for b in _vit_mlp_variables(layer, "dense_1/bias") if b is not None})
+    return (config, *units_kept(layer, axis_of, units))
+
+
+register_layer(
+    _VIT_ENCODER,
+    _inner_units(
+        "transformer_block_1/mlp/dense_1",
+        "mlp_dim",
+        unit_flops=_vit_unit_flops,
+        unit_slicer=_slice_vit_mlp,
+        fixed_flops=_vit_attention_flops,
+        layout=_vit_layout,
+    ),
+)

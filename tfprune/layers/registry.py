@@ -383,13 +383,16 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
 
 def _keys(layer):
     """What a layer's registration may be keyed by, most specific first: each class of its
-    MRO, then that class's Keras registered name ("keras_hub>TransformerEncoder"), which
-    lets tfprune describe a library's layers without importing the library."""
+    MRO, then that class's Keras registered name ("keras_hub>TransformerEncoder") and its
+    import path ("keras_hub.src.models.vit.vit_layers.ViTEncoder", for classes a library
+    does not register), which let tfprune describe a library's layers without importing
+    the library."""
     for cls in type(layer).__mro__:
         yield cls
         name = keras.saving.get_registered_name(cls)
         if ">" in name:
             yield name
+        yield f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _registered_rule(layer):
@@ -538,8 +541,9 @@ def register_layer(layer_class: type | str, spec: LayerSpec) -> None:
 
     Args:
         layer_class: a `keras.layers.Layer` subclass, or the Keras registered name of one
-            (`"package>ClassName"`, as `keras.saving.get_registered_name` gives it), which
-            describes a library's layer without importing the library.
+            (`"package>ClassName"`, as `keras.saving.get_registered_name` gives it), or its
+            import path (`"package.module.ClassName"`, for a class the library does not
+            register), which describe a library's layer without importing the library.
         spec: a `LayerSpec` describing its prunable weight.
 
     Raises:
@@ -564,13 +568,14 @@ def register_layer(layer_class: type | str, spec: LayerSpec) -> None:
     >>> spec_for(Projection(4)) is spec
     True
     """
-    named = isinstance(layer_class, str) and ">" in layer_class
+    named = isinstance(layer_class, str) and (">" in layer_class or "." in layer_class)
     if not named and not (
         isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)
     ):
         raise TypeError(
-            "register_layer: layer_class must be a keras.layers.Layer subclass or a registered "
-            f'name such as "keras_hub>TransformerEncoder", got {layer_class!r}.'
+            "register_layer: layer_class must be a keras.layers.Layer subclass, a registered "
+            'name such as "keras_hub>TransformerEncoder" or an import path such as '
+            f'"keras_hub.src.models.vit.vit_layers.ViTEncoder", got {layer_class!r}.'
         )
     if not isinstance(spec, LayerSpec):
         raise TypeError(
@@ -677,7 +682,10 @@ def supported_types() -> list[str]:
     >>> "Conv2D" in supported_types()
     True
     """
-    return sorted(key.split(">")[-1] if isinstance(key, str) else key.__name__ for key in _REGISTRY)
+    return sorted(
+        key.replace(">", ".").split(".")[-1] if isinstance(key, str) else key.__name__
+        for key in _REGISTRY
+    )
 
 
 def variable(layer, name: str):
