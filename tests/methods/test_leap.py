@@ -1,6 +1,8 @@
 """LEAP on a small Keras transformer: target density, straight-through gradients, physical
 head and row removal, LiteRT export, saving."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -48,11 +50,20 @@ def test_leap_reaches_its_target_density_within_two_percent(task, kwargs):
     assert "leap_lambda" in history
 
 
+def test_pruned_model_warns_when_the_masks_have_not_reached_the_target():
+    leap = tfprune.LEAP(tiny_transformer(), target_density=0.3, granularity="head")
+    with pytest.warns(UserWarning, match="keep 100% .* target_density=0.3.* Train longer"):
+        masked = leap.pruned_model()
+    assert tfprune.count_flops(tfprune.shrink(masked)) == tfprune.count_flops(leap.model)
+
+
 def test_head_and_row_pruning_shrink_physically_and_export(task, tmp_path):
     leap, history = trained_leap(task, granularity="row", target_density=0.4)
     assert abs(unit_density(leap) - 0.4) <= 0.02
     _, (x_test, y_test) = task
-    masked = leap.pruned_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it reached its target: nothing to warn about
+        masked = leap.pruned_model()
     reference = leap.predict(x_test, verbose=0)
     assert np.abs(masked.predict(x_test, verbose=0) - reference).max() <= 1e-6
     small = tfprune.shrink(masked)  # dead heads and dead units alike

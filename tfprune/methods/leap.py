@@ -25,6 +25,7 @@ physically smaller and exports to LiteRT.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -314,7 +315,21 @@ class LEAP(keras.Model):
         Returns:
             A new functional model (the wrapped one is untouched); masked heads and rows are
             exact zeros, ready for `tfprune.shrink`.
+
+        Warns:
+            UserWarning: when the masks keep more than `target_density` (plus 2 points):
+                the thresholds had too few steps to come down from `initial_threshold`.
         """
+        hard, _ = self.densities()
+        hard = float(hard)
+        if hard > self.target_density + 0.02:
+            warnings.warn(
+                f"LEAP: the masks keep {hard:.0%} of the pruned layers' parameters, above "
+                f"target_density={self.target_density}: the thresholds have not come down "
+                f"from initial_threshold={self.initial_threshold} yet. Train longer, raise "
+                "score_learning_rate or lower initial_threshold.",
+                stacklevel=2,
+            )
         copy = keras.models.clone_model(self.model)
         copy.set_weights(self.model.get_weights())
         masked = {
