@@ -38,6 +38,8 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_shrink.py --models convnext_tiny --round-to 32
 	$(PY) tools/bench_shrink.py --models plain_cnn --round-to 32 --fine conv3=8
 	$(PY) tools/bench_shrink.py --models vit_style keras_hub_resnet --out out/bench13
+	$(PY) tools/bench_shrink.py --models keras_hub_bert keras_hub_gpt2 keras_hub_efficientnet keras_hub_vit --out out/bench14
+	$(PY) tools/bench_transformer_accuracy.py
 	$(PY) tools/bench_adversarial.py
 	$(PY) tools/bench_criteria.py
 	$(PY) tools/bench_sparse_breakeven.py

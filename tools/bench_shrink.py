@@ -101,6 +101,23 @@ def keras_hub_efficientnet():
     return keras_hub.models.EfficientNetImageClassifier(backbone=backbone, num_classes=10)
 
 
+def keras_hub_vit():
+    """KerasHub's ViTImageClassifier on a ViTBackbone built from constructor arguments:
+    64x64 images in 8x8 patches (65 tokens with the class token), 4 blocks of width 128,
+    4 heads, MLP 512. Only the MLP units prune (one `mlp_dim` for every block)."""
+    import keras_hub
+
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(64, 64, 3),
+        patch_size=8,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=128,
+        mlp_dim=512,
+    )
+    return keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=10)
+
+
 def token_classifier(backbone, sequence_length=128):
     """A KerasHub text backbone at a fixed sequence length (its own inputs take any length,
     and LiteRT would then time one token), mean-pooled into a 2-class head."""
@@ -157,6 +174,7 @@ MODELS = {
     "vit_style": vit_style,
     "keras_hub_resnet": keras_hub_resnet,
     "keras_hub_efficientnet": keras_hub_efficientnet,
+    "keras_hub_vit": keras_hub_vit,
     "keras_hub_bert": lambda: keras_hub_text("bert"),
     "keras_hub_gpt2": lambda: keras_hub_text("gpt2"),
 }
