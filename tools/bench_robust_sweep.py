@@ -15,6 +15,7 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
                   Taylor on PGD-5 examples against the current weights) instead of L1;
   pgd_training    aware_hold training on PGD-5 examples instead of FGSM;
   long_fine_tune  aware_hold with twice the fine-tuning epochs;
+  pgd_long        pgd_training with twice the fine-tuning epochs (both at once);
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
 PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
@@ -55,9 +56,10 @@ VARIANTS = (
     "robust_taylor",
     "pgd_training",
     "long_fine_tune",
+    "pgd_long",
 )
 # The variants AdversarialAwarePruning paces.
-PACED = ("aware", "aware_hold", "robust_taylor", "pgd_training", "long_fine_tune")
+PACED = ("aware", "aware_hold", "robust_taylor", "pgd_training", "long_fine_tune", "pgd_long")
 METRICS = ("clean", "pgd", "worst")
 
 
@@ -91,7 +93,7 @@ def evaluate(model, x, y, eps, clip):
 def training_attack(variant, eps, clip):
     if variant == "bap":
         return tfprune.CutoffScale(rho=0.9, clip=clip)
-    if variant == "pgd_training":
+    if variant in ("pgd_training", "pgd_long"):
         return tfprune.PGD(eps=eps, steps=5, clip=clip)
     scale = {"fgsm_small_eps": 1 / 3, "fgsm_large_eps": 3.0}.get(variant, 1.0)
     return tfprune.FGSM(eps=eps * scale, clip=clip)
@@ -99,7 +101,7 @@ def training_attack(variant, eps, clip):
 
 def prune_once(dense, variant, sparsity, seed, spec, data):
     _, clip, eps, _, prune_epochs, _ = spec
-    prune_epochs *= 2 if variant == "long_fine_tune" else 1
+    prune_epochs *= 2 if variant in ("long_fine_tune", "pgd_long") else 1
     (x, y), probe, (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(x) / 32))
