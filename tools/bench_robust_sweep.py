@@ -16,6 +16,8 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
   pgd_training    aware_hold training on PGD-5 examples instead of FGSM;
   long_fine_tune  aware_hold with twice the fine-tuning epochs;
   pgd_long        pgd_training with twice the fine-tuning epochs (both at once);
+  pgd_long_distilled  pgd_long distilling from a robust dense teacher (the dense model
+                  fine-tuned on PGD-5 examples for its own epochs; temperature 4, alpha 0.5);
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
 PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
@@ -57,9 +59,12 @@ VARIANTS = (
     "pgd_training",
     "long_fine_tune",
     "pgd_long",
+    "pgd_long_distilled",
 )
 # The variants AdversarialAwarePruning paces.
-PACED = ("aware", "aware_hold", "robust_taylor", "pgd_training", "long_fine_tune", "pgd_long")
+PGD_TRAINED = ("pgd_training", "pgd_long", "pgd_long_distilled")
+LONG = ("long_fine_tune", "pgd_long", "pgd_long_distilled")
+PACED = ("aware", "aware_hold", "robust_taylor", "long_fine_tune", *PGD_TRAINED)
 METRICS = ("clean", "pgd", "worst")
 
 
@@ -93,7 +98,7 @@ def evaluate(model, x, y, eps, clip):
 def training_attack(variant, eps, clip):
     if variant == "bap":
         return tfprune.CutoffScale(rho=0.9, clip=clip)
-    if variant in ("pgd_training", "pgd_long"):
+    if variant in PGD_TRAINED:
         return tfprune.PGD(eps=eps, steps=5, clip=clip)
     scale = {"fgsm_small_eps": 1 / 3, "fgsm_large_eps": 3.0}.get(variant, 1.0)
     return tfprune.FGSM(eps=eps * scale, clip=clip)
@@ -101,7 +106,7 @@ def training_attack(variant, eps, clip):
 
 def prune_once(dense, variant, sparsity, seed, spec, data):
     _, clip, eps, _, prune_epochs, _ = spec
-    prune_epochs *= 2 if variant in ("long_fine_tune", "pgd_long") else 1
+    prune_epochs *= 2 if variant in LONG else 1
     (x, y), probe, (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(x) / 32))
@@ -114,7 +119,14 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     pruned = tfprune.prune(
         dense, schedule=schedule, target="flops", ranking="global", criterion=criterion
     )
-    trainer = tfprune.AdversarialTraining(pruned, training_attack(variant, eps, clip), weight=0.5)
+    student, teacher_row = pruned, {}
+    if variant == "pgd_long_distilled":
+        teacher = robust_teacher(dense, spec, seed, data)
+        teacher_row = {
+            f"teacher_{k}": v for k, v in evaluate(teacher, x_test, y_test, eps, clip).items()
+        }
+        student = tfprune.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
+    trainer = tfprune.AdversarialTraining(student, training_attack(variant, eps, clip), weight=0.5)
     paced = variant in PACED
     if paced:
         callback = tfprune.AdversarialAwarePruning(
@@ -135,12 +147,30 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     row = evaluate(small, x_test, y_test, eps, clip)
     row["flops_ratio"] = tfprune.count_flops(small) / tfprune.count_flops(dense)
     row["fit_seconds"] = fit_seconds
+    row.update(teacher_row)
     if paced:
         decisions = [e["decision"].split(",")[0] for e in callback.events]
         row["decisions"] = {d: decisions.count(d) for d in sorted(set(decisions))}
         row["probe_seconds"] = callback.probe_budget["seconds"]
         row["probes"] = callback.probe_budget["probes"]
     return row
+
+
+def robust_teacher(dense, spec, seed, data):
+    """The dense model fine-tuned on PGD-5 examples (50/50 loss) for the dense epochs."""
+    _, clip, eps, dense_epochs, _, _ = spec
+    (x, y), _, _ = data
+    keras.utils.set_random_seed(seed)
+    teacher = keras.models.clone_model(dense)
+    teacher.set_weights(dense.get_weights())
+    trainer = tfprune.AdversarialTraining(
+        teacher, tfprune.PGD(eps=eps, steps=5, clip=clip), weight=0.5
+    )
+    trainer.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    trainer.fit(x, y, batch_size=32, epochs=dense_epochs, verbose=0)
+    return teacher
 
 
 def dense_model(spec, seed, data):
