@@ -73,7 +73,6 @@ def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
     assert tfprune.verify_tflite(auto, model, x) <= 1e-4
     # Whether the file runs faster is a benchmark (BENCHMARKS.md section 6), not a timed test.
     assert auto.stat().st_size < dense.stat().st_size
-    assert auto.stat().st_size < dense.stat().st_size
 
 
 def test_auto_keeps_convolutions_dense_and_forced_sparse_warns_with_numbers(tmp_path, data):

@@ -112,11 +112,13 @@ _VIT_ENCODER = "keras_hub.src.models.vit.vit_layers.ViTEncoder"
 
 
 def _vit_mlp_variables(layer, name):
-    """One MLP variable (`"dense_1/kernel"`, ...) of each block of a `ViTEncoder`, in order."""
-    return [
+    """One MLP variable (`"dense_1/kernel"`, ...) of each block of a `ViTEncoder`, in order
+    (none for biases of an encoder built with `use_mlp_bias=False`)."""
+    found = (
         variable(layer, f"{block.name}/mlp/{name}")
         for block, _ in keras_internals.keras_hub_vit_blocks(layer)
-    ]
+    )
+    return [v for v in found if v is not None]
 
 
 def _vit_layout(layer) -> MaskLayout:
@@ -127,13 +129,11 @@ def _vit_layout(layer) -> MaskLayout:
     parts = tuple(
         (kernel, (slice(i * inputs, (i + 1) * inputs),), None) for i, kernel in enumerate(kernels)
     )
-    biases = [b for b in _vit_mlp_variables(layer, "dense_1/bias") if b is not None]
-    if not biases:
-        return MaskLayout((len(kernels) * inputs, units), parts)
+    biases = _vit_mlp_variables(layer, "dense_1/bias")
     return MaskLayout(
         (len(kernels) * inputs, units),
         parts,
-        (len(biases) * units,),
+        (len(biases) * units,) if biases else None,
         tuple((b, np.arange(i * units, (i + 1) * units)) for i, b in enumerate(biases)),
     )
 
@@ -157,7 +157,7 @@ def _slice_vit_mlp(layer, units):
     config = {**layer.get_config(), "mlp_dim": len(units)}
     axis_of = {id(k): 1 for k in _vit_mlp_variables(layer, "dense_1/kernel")}
     axis_of.update({id(k): 0 for k in _vit_mlp_variables(layer, "dense_2/kernel")})
-    axis_of.update({id(b): 0 for b in _vit_mlp_variables(layer, "dense_1/bias") if b is not None})
+    axis_of.update({id(b): 0 for b in _vit_mlp_variables(layer, "dense_1/bias")})
     return (config, *units_kept(layer, axis_of, units))
 
 

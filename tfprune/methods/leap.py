@@ -320,8 +320,8 @@ class LEAP(keras.Model):
             UserWarning: when the masks keep more than `target_density` (plus 2 points):
                 the thresholds had too few steps to come down from `initial_threshold`.
         """
-        hard, _ = self.densities()
-        hard = float(hard)
+        unit_masks = self._unit_masks()
+        hard = float(self.densities(unit_masks)[0])
         if hard > self.target_density + 0.02:
             warnings.warn(
                 f"LEAP: the masks keep {hard:.0%} of the pruned layers' parameters, above "
@@ -333,8 +333,7 @@ class LEAP(keras.Model):
         copy = keras.models.clone_model(self.model)
         copy.set_weights(self.model.get_weights())
         masked = {
-            id(v): keras.ops.convert_to_numpy(value)
-            for v, value in self._mapping(self._unit_masks())
+            id(v): keras.ops.convert_to_numpy(value) for v, value in self._mapping(unit_masks)
         }
         for source, target in zip(self.model.weights, copy.weights):
             if id(source) in masked:
