@@ -10,8 +10,10 @@ import pytest
 import tfprune
 from conftest import small_cnn
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.latency import LatencyTable, model_probes
-from tfprune.masking.ranking import apply_target, pruning_plans
+from tfprune.graph.latency import LatencyTable, auto_multiple, model_probes
+from tfprune.masking.families import family_multiple
+from tfprune.masking.ranking import TOLERANCE, apply_target, pruning_plans
+from tfprune.zoo import digits_cnn
 
 
 def flops_like_table(model, per_mac=1e-3, steps=4) -> LatencyTable:
@@ -189,13 +191,43 @@ def test_predictions_round_output_widths_up_to_whole_tiles():
         LatencyTable({}, tile=0)
 
 
-def test_round_to_auto_keeps_whole_tiles():
-    model = small_cnn()
-    measured = tfprune.prune(model, round_to="auto")
-    assert {w.round_to for w in tfprune.wrappers_of(measured)} == {8}
-    table = LatencyTable.from_config({**flops_like_table(model).get_config(), "tile": 4})
-    pruned = tfprune.prune(model, round_to="auto", target="latency", latency_table=table)
-    assert {w.round_to for w in tfprune.wrappers_of(pruned)} == {4}
+def test_round_to_auto_is_the_default_and_keeps_whole_tiles():
+    model = small_cnn()  # conv2 and conv3: 16 filters, narrower than 4 tiles of 16
+    pruned = tfprune.prune(model)
+    assert {w.round_to for w in tfprune.wrappers_of(pruned)} == {"auto"}
     apply_target(pruned, 0.5)
     small = tfprune.shrink(tfprune.strip(pruned))
-    assert all(small.get_layer(n).filters % 4 == 0 for n in ("conv2", "conv3"))
+    assert [small.get_layer(n).filters % auto_multiple(16) for n in ("conv2", "conv3")] == [0, 0]
+    table = LatencyTable.from_config({**flops_like_table(model).get_config(), "tile": 2})
+    pruned = tfprune.prune(model, target="latency", latency_table=table)
+    multiples = [family_multiple(w, 16) for w in tfprune.wrappers_of(pruned)]
+    assert set(multiples) == {(2, True)}  # the table's tile: 16 filters are 8 tiles of 2
+    assert family_multiple(tfprune.wrappers_of(tfprune.prune(model, round_to=4))[0], 16) == (
+        4,
+        False,
+    )
+
+
+def test_round_to_auto_goes_fine_on_the_narrow_layer_a_flops_target_needs():
+    keras.utils.set_random_seed(0)
+    model = digits_cnn()  # conv2 32 filters (multiples of 8), conv3 64 (multiples of 16)
+    total = tfprune.count_flops(model)
+
+    def shrunk(round_to):
+        pruned = tfprune.prune(
+            model,
+            schedule=tfprune.OneShot(0.735),
+            target="flops",
+            ranking="global",
+            round_to=round_to,
+        )
+        apply_target(pruned, 0.735)
+        small = tfprune.shrink(tfprune.strip(pruned))
+        widths = [small.get_layer(n).filters for n in ("conv2", "conv3")]
+        return 1 - tfprune.count_flops(small) / total, widths
+
+    coarse_removed, coarse = shrunk({"conv2": 8, "conv3": 16})
+    assert abs(coarse_removed - 0.735) > TOLERANCE  # whole tiles alone miss the target
+    removed, (_, conv3) = shrunk("auto")
+    assert abs(removed - 0.735) <= TOLERANCE
+    assert conv3 % 16 == 0  # the wide layer keeps its tiles

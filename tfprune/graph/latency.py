@@ -22,8 +22,9 @@ The table is plain JSON, so one measured on a phone can be given instead of meas
                                  "us": [[...3 values...], [...], [...]]}}}
 
 `tile` is the channel tile of the device's kernels (XNNPACK computes output channels in
-blocks; 8 on this x86 machine): a prediction rounds output widths up to whole tiles, and
-`prune(round_to="auto")` keeps whole tiles. `us[i][j]` is the latency at input width
+blocks; 16 or 8 on this x86 machine, depending on the layer's shape): a prediction rounds
+output widths up to whole tiles, and `prune(round_to="auto")` keeps whole tiles on wide
+layers (`auto_multiple`). `us[i][j]` is the latency at input width
 `in[i]` and output width `out[j]`; a depthwise layer, whose outputs follow its inputs, has
 `"out": null` and one value per input width. A
 probe key is `probe_of(...).key`, a JSON text naming the layer class, its configuration
@@ -49,12 +50,46 @@ from tfprune.graph import channel_graph, reference
 from tfprune.layers import registry
 
 FORMAT = "tfprune.latency/1"
-#: XNNPACK's float32 convolution and dense kernels compute 8 output channels at a time on
-#: x86 AVX2 and ARM NEON: the channel tile `round_to="auto"` keeps without a measured table.
-DEFAULT_TILE = 8
+#: The channel tile `round_to="auto"` keeps without a measured table. XNNPACK's float32
+#: convolution and dense kernels compute 8 output channels at a time on ARM NEON and 8 or 16
+#: on x86 (16 measured here for a 1x1 convolution at 32x32x64): multiples of 16 are whole
+#: tiles on both.
+DEFAULT_TILE = 16
+#: `round_to="auto"` leaves a layer at least this many widths to choose from: a layer
+#: narrower than `tile * AUTO_CHOICES` keeps multiples of a smaller power of two.
+AUTO_CHOICES = 4
 # Config entries that change neither the op LiteRT runs nor its cost.
 _IGNORED = ("name", "trainable", "dtype", "seed")
 _IGNORED_PARTS = ("initializer", "regularizer", "constraint")
+
+
+def auto_multiple(n_units: int, tile: int = DEFAULT_TILE) -> int:
+    """The multiple `round_to="auto"` keeps a layer of `n_units` filters at.
+
+    Whole channel tiles where the layer is wide enough to keep `AUTO_CHOICES` widths of
+    them; else the largest power of two that leaves it that many (a layer of 16 filters keeps
+    multiples of 4), so that narrow layers stay prunable. Widths off the tile cost the whole
+    tile in XNNPACK, so rounding up to the tile keeps filters at no cost in latency.
+
+    Args:
+        n_units: the layer's filters (or channel groups).
+        tile: the device's channel tile (`LatencyTable.tile`). Defaults to `DEFAULT_TILE`.
+
+    Returns:
+        A power of two between 1 and `tile` (or `tile` itself, if it is not a power of two
+        and the layer is wide enough).
+
+    Example:
+
+    >>> [auto_multiple(n) for n in (4, 16, 32, 64, 512)]
+    [1, 4, 8, 16, 16]
+    """
+    if n_units >= tile * AUTO_CHOICES:
+        return tile
+    multiple = 1
+    while multiple * 2 * AUTO_CHOICES <= n_units:
+        multiple *= 2
+    return multiple
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfprune.core.unionfind import UnionFind
 from tfprune.graph import flops
+from tfprune.graph.latency import DEFAULT_TILE, auto_multiple
 
 
 @dataclasses.dataclass
@@ -32,6 +33,8 @@ class Family:
         rate: the family's own final sparsity (layer-wise rates), else `None`.
         layers: names of the wrapped layers.
         group_ids: for group families, indices into the plan's groups.
+        refinable: `round_to` came from `"auto"`, so the ranking may go down to single
+            filters where a target needs it.
 
     Example:
 
@@ -53,6 +56,7 @@ class Family:
     rate: float | None = None
     layers: list = dataclasses.field(default_factory=list)
     group_ids: list = dataclasses.field(default_factory=list)
+    refinable: bool = False
 
     @property
     def n_units(self):
@@ -79,6 +83,33 @@ class Family:
         pruned = np.zeros(self.n_units, bool)
         pruned[order[: self.n_units - keep]] = True
         return pruned
+
+
+def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
+    """The multiple a family of `n_units` keeps, from its (first) wrapper's `round_to`.
+
+    Args:
+        wrapper: a `PruneWrapper`; its `round_to` is a number or `"auto"`.
+        n_units: the family's filters or channel groups.
+
+    Returns:
+        `(multiple, refinable)`: `"auto"` gives `auto_multiple(n_units, tile)`, the tile the
+        wrapper's latency table measured (else `DEFAULT_TILE`), and is refinable; but a layer
+        with its own rate (`prune(rates=...)`) keeps that rate exactly, filter by filter.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(64), keras.layers.Dense(2)])
+    >>> (wrapper,) = tfprune.wrappers_of(tfprune.prune(model, round_to="auto"))
+    >>> family_multiple(wrapper, 64)
+    (16, True)
+    """
+    if wrapper.round_to != "auto":
+        return wrapper.round_to, False
+    if wrapper.rate is not None:
+        return 1, False
+    table = wrapper.latency_table
+    return auto_multiple(n_units, table.tile if table is not None else DEFAULT_TILE), True
 
 
 def pruning_order(scores, already) -> np.ndarray:
@@ -198,16 +229,18 @@ def wrapper_family(wrapper, by_flops: bool) -> Family:
         keep = spec.from_canonical(g.expand(~pruned, canonical_shape), shape)
         wrapper.assign_mask(keep * wrapper.mask_array())
 
+    multiple, refinable = family_multiple(wrapper, n_units)
     return Family(
         g,
         wrapper.min_filters,
-        wrapper.round_to,
+        multiple,
         np.full(n_units, cost),
         score=lambda context: g.unit_scores(element_scores(wrapper, context), spec),
         already=lambda: g.pruned_units(wrapper.mask_array(), spec),
         install=install,
         rate=wrapper.rate,
         layers=[wrapper.layer.name],
+        refinable=refinable,
     )
 
 
@@ -328,10 +361,11 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
     rates = [w.rate for w in wrappers.values() if w.rate is not None]
     rate = max(rates) if rates else None
     names = [w.layer.name for w in wrappers.values()]
+    multiple, refinable = family_multiple(first, len(members))
     return Family(
         first.granularity,
         first.min_filters,
-        first.round_to,
+        multiple,
         costs,
         score,
         already,
@@ -339,4 +373,5 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
         rate,
         names,
         indices,
+        refinable,
     )

@@ -6,7 +6,7 @@ import keras
 
 from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.latency import DEFAULT_TILE, LatencyTable, covered
+from tfprune.graph.latency import LatencyTable, covered
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
 from tfprune.masking.policies import SETTINGS, layer_policies
@@ -21,23 +21,18 @@ from tfprune.masking.selection import (
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 
 
-def _check_round_to(round_to, selected, latency_table):
-    """A function layer name -> the multiple its filter count keeps ("auto": the channel
-    tile of the latency table's device, else XNNPACK's usual one)."""
-    tile = latency_table.tile if latency_table is not None else DEFAULT_TILE
-
-    def multiple(value):
-        return tile if value == "auto" else value
-
+def _check_round_to(round_to, selected):
+    """A function layer name -> its `round_to` (a multiple, or `"auto"`, which the ranking
+    resolves per family: `tfprune.masking.families.family_multiple`)."""
     if not isinstance(round_to, dict):
-        return lambda name: multiple(round_to)
+        return lambda name: round_to
     names = {layer.name for layer in selected}
     unknown = sorted(set(round_to) - names - {"*"})
     if unknown:
         raise ValueError(
             f"round_to names {unknown}, which are not pruned layers; pruned: {sorted(names)}."
         )
-    return lambda name: multiple(round_to.get(name, round_to.get("*", 1)))
+    return lambda name: round_to.get(name, round_to.get("*", 1))
 
 
 def _check_rates(rates, selected, ranking_mode, target) -> dict:
@@ -175,7 +170,7 @@ def prune(
     exclude=None,
     protect="auto",
     min_filters=1,
-    round_to=1,
+    round_to="auto",
     group_reduction="sum",
     rates=None,
     policies=None,
@@ -211,11 +206,14 @@ def prune(
             Defaults to `"auto"`.
         min_filters: the fewest filters a filter mask keeps (at least 1). Defaults to 1.
         round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD);
-            `"auto"`: whole channel tiles of the device's kernels (`latency_table.tile`,
-            measured; 8, XNNPACK's tile on x86 AVX2 and ARM NEON, without a table); or
-            `{layer name: multiple}` per layer, with `"*"` for the others (1 if absent),
-            e.g. coarse multiples where the kernels want them and a fine one where a FLOPs
-            target needs the last few percent. Defaults to 1.
+            `"auto"`: widths that are fast on the device. A layer keeps whole channel tiles
+            of its kernels (`latency_table.tile` as measured, else 16, whole tiles for
+            XNNPACK on ARM and x86), a narrow one multiples of the largest power of two
+            that leave it 4 widths (`tfprune.graph.latency.auto_multiple`: 16 filters keep
+            multiples of 4), and where a target would be missed by more than 2 % the
+            narrowest layers go down to single filters, one at a time, until it is met. Or
+            `{layer name: multiple or "auto"}` per layer, with `"*"` for the others (1 if
+            absent). `round_to=1` prunes filter by filter. Defaults to `"auto"`.
         group_reduction: filter pruning ranks channel groups (filters that write the same
             channel, e.g. the convolutions meeting at a residual Add); their scores combine
             by `"sum"`, `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
@@ -309,7 +307,7 @@ def prune(
             _check_criterion(
                 policy["criterion"], g, policy["ranking"], policy["target"], model, members
             )
-        of_policy = _check_round_to(policy["round_to"], members, policy["latency_table"])
+        of_policy = _check_round_to(policy["round_to"], members)
         round_to_of.update({id(layer): of_policy(layer.name) for layer in members})
         if g.structured:
             follower_ids |= followers(graph, members)

@@ -14,6 +14,7 @@ predicts it for the model `shrink` would build (filter pruning only).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,6 +26,10 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.masking.families import element_scores, group_families, pruning_order, wrapper_family
 from tfprune.masking.grouping import StructuralFlops, StructuralLatency, channel_groups
 from tfprune.masking.wrappers import wrappers_of
+
+#: How far (in the target's unit: 0.02 is 2 % of the model's FLOPs) a selection may land
+#: from its target before families of `round_to="auto"` give up their coarse multiples.
+TOLERANCE = 0.02
 
 
 class PruningPlan:
@@ -118,21 +123,21 @@ class PruningPlan:
         final = self.schedule.final_target
         return min(family.rate * sparsity / final, 1.0 - 1e-9) if final > 0 else 0.0
 
-    def _local(self, sparsity, scored, orders):
+    def _local(self, families, sparsity, scored, orders):
         return [
             f.lowest(
                 int(math.floor(self._family_sparsity(f, sparsity) * f.n_units + 1e-9)), s, a, o
             )
-            for f, (s, a), o in zip(self.families, scored, orders)
+            for f, (s, a), o in zip(families, scored, orders)
         ]
 
-    def _ranked_steps(self, scored, orders):
+    def _ranked_steps(self, families, scored, orders):
         """Every family's steps, ranked together: `(score, family index, units, cost)`
         arrays, lowest score first."""
         steps = [
             self._family_steps(index, family, scores, already, order)
             for index, (family, (scores, already), order) in enumerate(
-                zip(self.families, scored, orders)
+                zip(families, scored, orders)
             )
         ]
         columns = [np.concatenate([s[k] for s in steps]) for k in range(4)]
@@ -140,15 +145,14 @@ class PruningPlan:
         ranked = np.argsort(columns[0], kind="stable")
         return tuple(column[ranked] for column in columns)
 
-    def _global(self, goal, ranked, scored, orders):
+    def _global(self, families, goal, ranked, scored, orders):
         score, family_of, size, cost = ranked
-        taken = greedy_selection(score, family_of, cost, goal, len(self.families))
-        counts = np.bincount(
-            family_of[taken], weights=size[taken], minlength=len(self.families)
-        ).astype(np.int64)
+        taken = greedy_selection(score, family_of, cost, goal, len(families))
+        counts = np.bincount(family_of[taken], weights=size[taken], minlength=len(families)).astype(
+            np.int64
+        )
         return [
-            f.lowest(int(n), s, a, o)
-            for f, n, (s, a), o in zip(self.families, counts, scored, orders)
+            f.lowest(int(n), s, a, o) for f, n, (s, a), o in zip(families, counts, scored, orders)
         ]
 
     def _family_steps(self, index, family, scores, already, order):
@@ -216,11 +220,11 @@ class PruningPlan:
             low, high = (mid, high) if removed_at(mid) < target else (low, mid)
         return low if target - removed_at(low) < removed_at(high) - target else high
 
-    def _local_removed(self, sparsity, scored) -> float:
+    def _local_removed(self, families, sparsity, scored) -> float:
         """What `_local(sparsity)` removes, from unit counts alone: every family's units cost
         the same (a wrapper family), so no selection needs building to measure it."""
         total = 0.0
-        for family, (_, already) in zip(self.families, scored):
+        for family, (_, already) in zip(families, scored):
             n_prune = int(
                 math.floor(self._family_sparsity(family, sparsity) * family.n_units + 1e-9)
             )
@@ -233,6 +237,11 @@ class PruningPlan:
     def select(self, target: float):
         """Which units each family prunes for `target` (nothing is installed).
 
+        Families whose multiple came from `round_to="auto"` keep it unless the target is then
+        missed by more than `TOLERANCE`: they then go down to single filters one at a time,
+        narrowest family first, until the target is met (coarse where a layer is wide, fine
+        where the target needs it).
+
         Args:
             target: in [0, 1), in the policy's unit.
 
@@ -241,29 +250,48 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
+        families = list(self.families)
+        best = self._select(families, target, scored)
+        miss = abs(self.removed_by(best) - target)
+        refinable = [i for i, f in enumerate(families) if f.refinable and f.round_to > 1]
+        # Narrow families first: their tiles are the largest share of their width, and wide
+        # layers are where whole tiles pay.
+        for index in sorted(
+            refinable, key=lambda i: (families[i].n_units, float(families[i].unit_costs.sum()))
+        ):
+            if miss <= TOLERANCE:
+                break
+            families[index] = dataclasses.replace(families[index], round_to=1)
+            candidate = self._select(families, target, scored)
+            if abs(self.removed_by(candidate) - target) < miss:
+                best, miss = candidate, abs(self.removed_by(candidate) - target)
+        return best
+
+    def _select(self, families, target, scored):
+        """`select` with the given families' multiples."""
         exact_additive = not (self.by_cost and self.structural is not None)
         if self.ranking == "global" and exact_additive and self._unit_cost is not None:
             return self._global_units(target * self.denominator, scored)
         unsorted = [None] * len(scored)  # units found by selection, no sort
         if self.ranking == "local" and not self.by_cost:
-            return self._local(target, scored, unsorted)
+            return self._local(families, target, scored, unsorted)
         if self.ranking == "local" and self.structural is None:
-            best = self._search(lambda p: self._local_removed(p, scored), target)
-            return self._local(best, scored, unsorted)
+            best = self._search(lambda p: self._local_removed(families, p, scored), target)
+            return self._local(families, best, scored, unsorted)
         # Sorted and ranked once: a FLOPs search tries up to 40 selections from the same scores.
         orders = [pruning_order(scores, already) for scores, already in scored]
         if self.ranking == "global":
-            ranked = self._ranked_steps(scored, orders)
+            ranked = self._ranked_steps(families, scored, orders)
             if exact_additive:
-                return self._global(target * self.denominator, ranked, scored, orders)
+                return self._global(families, target * self.denominator, ranked, scored, orders)
 
             def select_global(p):
-                return self._global(p * self.denominator * 2, ranked, scored, orders)
+                return self._global(families, p * self.denominator * 2, ranked, scored, orders)
 
             return select_global(self._search(lambda p: self.removed_by(select_global(p)), target))
 
         def select_local(p):
-            return self._local(p, scored, orders)
+            return self._local(families, p, scored, orders)
 
         return select_local(self._search(lambda p: self.removed_by(select_local(p)), target))
 
@@ -331,7 +359,11 @@ class PruningPlan:
                 n_prune = int(
                     math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9)
                 )
-                family.install(family.lowest(n_prune, scores, family.already()))
+                pruned = family.lowest(n_prune, scores, family.already())
+                if family.refinable and abs(pruned.sum() - n_prune) > TOLERANCE * family.n_units:
+                    fine = dataclasses.replace(family, round_to=1)
+                    pruned = fine.lowest(n_prune, scores, family.already())
+                family.install(pruned)
             return
         for family, pruned in zip(self.families, self.select(target)):
             family.install(pruned)
@@ -342,9 +374,11 @@ class PruningPlan:
 
     def max_removable(self) -> float:
         """The largest target the safeguards allow."""
-        scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in self.families]
+        # Refinable families can go down to single filters (`select`).
+        families = [dataclasses.replace(f, round_to=1) if f.refinable else f for f in self.families]
+        scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in families]
         return self.removed_by(
-            self._local(1.0 - 1e-9, scored, [np.arange(f.n_units) for f in self.families])
+            self._local(families, 1.0 - 1e-9, scored, [np.arange(f.n_units) for f in families])
         )
 
 

@@ -63,7 +63,8 @@ class PruneWrapper(keras.layers.Wrapper):
             model's FLOPs to remove) or `"latency"` (fraction of its predicted LiteRT
             latency). Defaults to `"sparsity"`.
         min_filters: the fewest filters a filter mask keeps. Defaults to 1.
-        round_to: filter masks keep a multiple of this many filters. Defaults to 1.
+        round_to: filter masks keep a multiple of this many filters, or `"auto"` (see
+            `tfprune.prune`). Defaults to `"auto"`.
         group_reduction: how the filter scores of one channel group combine: `"sum"`,
             `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
         rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
@@ -94,7 +95,7 @@ class PruneWrapper(keras.layers.Wrapper):
         ranking="local",
         target="sparsity",
         min_filters=1,
-        round_to=1,
+        round_to="auto",
         group_reduction="sum",
         rate=None,
         latency_table=None,
