@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchreport import fine_tune_schedule, over_seeds, write_report  # noqa: E402
+from benchreport import compile_classifier, fine_tune_schedule, over_seeds, trained, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.zoo import digits_cnn, load_digits  # noqa: E402
@@ -31,18 +31,10 @@ TARGET = 0.74
 VARIANTS = ("dense", "a_plain", "b_distilled", "c_distilled_0.9", "d_half_width_scratch")
 
 
-def compile_for(model):
-    model.compile(
-        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-
-
 def run_seed(seed, args, data):
     (x, y), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
-    dense = digits_cnn()
-    compile_for(dense)
-    dense.fit(x, y, batch_size=32, epochs=args.dense_epochs, verbose=0)
+    dense = trained(digits_cnn(), x, y, args.dense_epochs)
     dense_flops = tfprune.count_flops(dense)
     results = {"dense": {"accuracy": tfprune.robust_accuracy(dense, x_test, y_test, None)}}
     steps = int(np.ceil(len(x) / 32))
@@ -55,7 +47,7 @@ def run_seed(seed, args, data):
             if alpha is None
             else tfprune.Distillation(pruned, teacher=dense, temperature=4.0, alpha=alpha)
         )
-        compile_for(trainer)
+        compile_classifier(trainer)
         trainer.fit(
             x,
             y,
@@ -70,9 +62,7 @@ def run_seed(seed, args, data):
             "flops_ratio": tfprune.count_flops(small) / dense_flops,
         }
     keras.utils.set_random_seed(seed)
-    half = digits_cnn(width=0.5)
-    compile_for(half)
-    half.fit(x, y, batch_size=32, epochs=args.dense_epochs + args.prune_epochs, verbose=0)
+    half = trained(digits_cnn(width=0.5), x, y, args.dense_epochs + args.prune_epochs)
     results["d_half_width_scratch"] = {
         "accuracy": tfprune.robust_accuracy(half, x_test, y_test, None),
         "flops_ratio": tfprune.count_flops(half) / dense_flops,
