@@ -156,3 +156,26 @@ def test_first_in_order_equals_the_stable_sort(scores, already_share, count, see
     expected = np.zeros(scores.size, bool)
     expected[order[: max(count, 0)]] = True
     np.testing.assert_array_equal(first_in_order(scores, already, count), expected)
+
+
+def test_round_to_auto_spreads_a_gradual_schedule_over_layers_as_fine_steps_do():
+    # Coarse steps overshoot the small increments of a schedule: ranked step by step, the
+    # layer whose tiles cost the most FLOPs was skipped at every update and the other one
+    # took all the pruning (95 % of its filters on MNIST-1D). Ranked filter by filter and
+    # rounded after, both layers follow the fine ranking to within a tile.
+    keras.utils.set_random_seed(0)
+    model = tfprune.zoo.mnist1d_cnn()  # conv2 and conv3: 64 filters, tiles of 16
+
+    def sparsities(round_to):
+        pruned = tfprune.prune(
+            model, schedule=tfprune.OneShot(0.5), target="flops", ranking="global",
+            round_to=round_to,
+        )  # fmt: skip
+        for target in np.linspace(0.05, 0.5, 10):
+            tfprune.apply_target(pruned, float(target))
+        return {w.layer.name: w.sparsity() for w in tfprune.wrappers_of(pruned)}
+
+    auto, fine = sparsities("auto"), sparsities(1)
+    assert set(auto) == {"conv2", "conv3"}
+    for name in auto:
+        assert abs(auto[name] - fine[name]) <= 16 / 64 + 1e-9, (auto, fine)

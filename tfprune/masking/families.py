@@ -84,6 +84,33 @@ class Family:
         pruned[order[: self.n_units - keep]] = True
         return pruned
 
+    def snap_options(self, pruned, scores, already) -> list:
+        """The selections that move `pruned`'s kept count to a multiple of `round_to`, up
+        (more filters kept, same tiles) then down, within the safeguards.
+
+        Args:
+            pruned: a boolean vector of pruned units, chosen filter by filter in pruning
+                order (`lowest`).
+            scores: one score per unit.
+            already: which units were pruned before (they stay pruned).
+
+        Returns:
+            A list of one or two boolean vectors; `[pruned]` if it keeps a multiple already
+            or no multiple is allowed.
+        """
+        keep = self.n_units - int(pruned.sum())
+        multiple = self.round_to
+        if multiple <= 1 or not self.granularity.structured or keep % multiple == 0:
+            return [pruned]
+        floor = max(1, self.min_filters)
+        ceiling = self.n_units - int(already.sum())  # pruned units never come back
+        counts = [
+            k
+            for k in (-(-keep // multiple) * multiple, keep // multiple * multiple)
+            if floor <= k <= ceiling
+        ]
+        return [first_in_order(scores, already, self.n_units - k) for k in counts] or [pruned]
+
 
 def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
     """The multiple a family of `n_units` keeps, from its (first) wrapper's `round_to`.
@@ -95,7 +122,8 @@ def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
     Returns:
         `(multiple, refinable)`: `"auto"` gives `auto_multiple(n_units, tile)`, the tile the
         wrapper's latency table measured (else `DEFAULT_TILE`), and is refinable; but a layer
-        with its own rate (`prune(rates=...)`) keeps that rate exactly, filter by filter.
+        with its own rate (`prune(rates=...)`) keeps that rate exactly, and units inside a
+        layer (heads, a block's feed-forward units) go one by one.
 
     Example:
 
@@ -106,8 +134,8 @@ def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
     """
     if wrapper.round_to != "auto":
         return wrapper.round_to, False
-    if wrapper.rate is not None:
-        return 1, False
+    if wrapper.rate is not None or wrapper.spec.unit_flops is not None:
+        return 1, False  # units inside a layer (attention heads) are not channel tiles
     table = wrapper.latency_table
     return auto_multiple(n_units, table.tile if table is not None else DEFAULT_TILE), True
 

@@ -237,10 +237,15 @@ class PruningPlan:
     def select(self, target: float):
         """Which units each family prunes for `target` (nothing is installed).
 
-        Families whose multiple came from `round_to="auto"` keep it unless the target is then
-        missed by more than `TOLERANCE`: they then go down to single filters one at a time,
-        narrowest family first, until the target is met (coarse where a layer is wide, fine
-        where the target needs it).
+        Families whose multiple came from `round_to="auto"` are ranked filter by filter, so
+        that the balance between layers is the one fine steps give; then, widest first,
+        each one's kept count moves up or down to a multiple, whichever leaves the removal
+        closer to the target (the narrower families absorb the rounding of the wider ones;
+        with local ranking, the nearer multiple).
+        Where the result still misses the target by more than `TOLERANCE`, families go back
+        to their unrounded count, narrowest first, while that brings the removal closer, and
+        all of them if it is still missed: coarse where a layer is wide, fine where the
+        target needs it.
 
         Args:
             target: in [0, 1), in the policy's unit.
@@ -250,22 +255,34 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
-        families = list(self.families)
-        best = self._select(families, target, scored)
-        miss = abs(self.removed_by(best) - target)
-        refinable = [i for i, f in enumerate(families) if f.refinable and f.round_to > 1]
-        # Narrow families first: their tiles are the largest share of their width, and wide
-        # layers are where whole tiles pay.
-        for index in sorted(
-            refinable, key=lambda i: (families[i].n_units, float(families[i].unit_costs.sum()))
-        ):
-            if miss <= TOLERANCE:
+        fine = [dataclasses.replace(f, round_to=1) if f.refinable else f for f in self.families]
+        chosen = self._select(fine, target, scored)
+        refinable = sorted(
+            (i for i, f in enumerate(self.families) if f.refinable),
+            key=lambda i: (self.families[i].n_units, float(self.families[i].unit_costs.sum())),
+        )
+
+        def miss(selection):
+            return abs(self.removed_by(selection) - target)
+
+        selection = list(chosen)
+        for index in reversed(refinable):
+            scores, already = scored[index]
+            options = self.families[index].snap_options(chosen[index], scores, already)
+            if self.ranking == "local":  # every layer at the target: the nearest multiple
+                wanted = int(chosen[index].sum())
+                selection[index] = min(options, key=lambda p: abs(int(p.sum()) - wanted))
+            else:
+                selection[index] = min(
+                    options, key=lambda p: miss([*selection[:index], p, *selection[index + 1 :]])
+                )
+        for index in refinable:
+            if miss(selection) <= TOLERANCE:
                 break
-            families[index] = dataclasses.replace(families[index], round_to=1)
-            candidate = self._select(families, target, scored)
-            if abs(self.removed_by(candidate) - target) < miss:
-                best, miss = candidate, abs(self.removed_by(candidate) - target)
-        return best
+            trial = [*selection[:index], chosen[index], *selection[index + 1 :]]
+            if miss(trial) < miss(selection):
+                selection = trial
+        return selection if miss(selection) <= max(TOLERANCE, miss(chosen)) else chosen
 
     def _select(self, families, target, scored):
         """`select` with the given families' multiples."""
@@ -359,10 +376,17 @@ class PruningPlan:
                 n_prune = int(
                     math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9)
                 )
-                pruned = family.lowest(n_prune, scores, family.already())
-                if family.refinable and abs(pruned.sum() - n_prune) > TOLERANCE * family.n_units:
-                    fine = dataclasses.replace(family, round_to=1)
-                    pruned = fine.lowest(n_prune, scores, family.already())
+                already = family.already()
+                if family.refinable:
+                    fine = dataclasses.replace(family, round_to=1).lowest(n_prune, scores, already)
+                    pruned = min(
+                        family.snap_options(fine, scores, already),
+                        key=lambda p: abs(int(p.sum()) - int(fine.sum())),
+                    )
+                    if abs(int(pruned.sum()) - int(fine.sum())) > TOLERANCE * family.n_units:
+                        pruned = fine
+                else:
+                    pruned = family.lowest(n_prune, scores, already)
                 family.install(pruned)
             return
         for family, pruned in zip(self.families, self.select(target)):
