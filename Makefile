@@ -48,6 +48,8 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_distillation.py
 	$(PY) tools/bench_recurrent.py
 	$(PY) tools/bench_latency_target.py
+	$(PY) tools/bench_value.py --tasks digits --json out/bench_value_digits.json --plot docs/bench_value_digits.png
+	$(PY) tools/bench_value.py --tasks mnist1d --untrained --json out/bench_value_mnist1d.json --plot docs/bench_value_mnist1d.png
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

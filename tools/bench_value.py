@@ -109,13 +109,29 @@ def pruned_during_fit(dense, data, epochs, removed, teacher=None, **prune_kwargs
     return tfprune.shrink(tfprune.strip(pruned))
 
 
+def reachable_latency(model, table):
+    """The most latency `target="latency"` can remove from `model` (the first convolution
+    and the head protected), less a margin: the small net's budget can be beyond it."""
+    pruned = tfprune.prune(
+        model,
+        schedule=tfprune.OneShot(0.0),
+        target="latency",
+        latency_table=table,
+        ranking="global",
+    )
+    return min(plan.max_removable() for plan in tfprune.pruning_plans(pruned)) - 0.005
+
+
 def dsp_model(dense, data, epochs, removed):
     """DSP: group learning for 2/3 of `epochs`, then its grouped deployment fine-tuned; and
     the FLOPs of its masked model (what the grouped one computes)."""
     (x, y), _ = data
     learning = epochs * 2 // 3
     steps = int(np.ceil(len(x) / 32))
-    dsp = tfprune.DSP(dense, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
+    # DSP trains the model it wraps: a copy, so the dense model stays the others' start.
+    copy = keras.models.clone_model(dense)
+    copy.set_weights(dense.get_weights())
+    dsp = tfprune.DSP(copy, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
     trained(dsp, x, y, learning)
     plan = dsp.prune(flops_target=removed)
     deployed = tfprune.deploy_groups(plan)
@@ -151,6 +167,7 @@ def run_trained(task, seed, args, workdir):
         # The latency budget is the small net's, measured before the pruned models exist.
         budget = timed_rows({"dense": dense, "small": small}, workdir, "budget", 3, args.runs)
         latency_removed = 1 - budget["small"][0] / budget["dense"][0]
+        latency_removed = min(latency_removed, reachable_latency(dense, table))
         models = {"dense": dense, "small": small}
         flops_of = {}
         for variant, kwargs in (
@@ -176,6 +193,7 @@ def run_trained(task, seed, args, workdir):
                 "latency_us": seconds * 1e6,
                 "file_kb": size / 1024,
             }
+        # The budget asked for: the small net's measured latency, or what is reachable.
         results[f"{level}/latency"]["latency_budget"] = 1 - latency_removed
         for name in models:
             row = results[f"{level}/{name}"]
