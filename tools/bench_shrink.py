@@ -34,12 +34,15 @@ from tfprune.core.files import write_atomically  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
 
 
-def plain_cnn():
-    """A VGG-style CNN at a phone-camera-like 64x64x3, where convolutions dominate latency."""
+def plain_cnn(width=1.0):
+    """A VGG-style CNN at a phone-camera-like 64x64x3, where convolutions dominate latency;
+    `width` multiplies every filter count (0.5: the half-width net of a quarter the FLOPs)."""
     inputs = keras.Input((64, 64, 3))
     x = inputs
     for index, filters in enumerate((32, 64, 128, 128)):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = keras.layers.Conv2D(
+            int(round(filters * width)), 3, padding="same", use_bias=False, name=f"conv{index}"
+        )(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D()(x)

@@ -49,26 +49,9 @@ TASKS = {
 TRAINED = ("dense", "small", "defaults", "round_to_1", "latency", "distilled", "dsp")
 
 
-def plain_cnn_at(width=1.0):
-    """`plain_cnn` with every filter count times `width` (`bench_shrink.plain_cnn` at 1)."""
-    if width == 1.0:
-        return plain_cnn()
-    inputs = keras.Input((64, 64, 3))
-    x = inputs
-    for index, filters in enumerate((32, 64, 128, 128)):
-        x = keras.layers.Conv2D(
-            int(round(filters * width)), 3, padding="same", use_bias=False, name=f"conv{index}"
-        )(x)
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.ReLU()(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x), name="plain_small")
-
-
 #: Latency-only models: (the dense model, the narrower net of about 26 % of its FLOPs).
 UNTRAINED = {
-    "plain_cnn": (plain_cnn, lambda: plain_cnn_at(0.5)),
+    "plain_cnn": (plain_cnn, lambda: plain_cnn(width=0.5)),
     "mobilenetv2": (
         lambda: keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None, classes=10),
         lambda: keras.applications.MobileNetV2(
@@ -76,10 +59,6 @@ UNTRAINED = {
         ),
     ),
 }
-
-
-def accuracy(model, x, y):
-    return float(np.mean(np.argmax(model.predict(x, verbose=0, batch_size=256), axis=1) == y))
 
 
 def width_for(build, keep):
@@ -157,6 +136,7 @@ def run_trained(task, seed, args, workdir):
     dense = trained(build(), x, y, args.dense_epochs)
     dense_flops = tfprune.count_flops(dense)
     table = tfprune.measure_latency_table(dense, verbose=0)
+    reachable = reachable_latency(dense, table)
     results = {}
     for level in LEVELS:
         keras.utils.set_random_seed(seed)
@@ -167,7 +147,7 @@ def run_trained(task, seed, args, workdir):
         # The latency budget is the small net's, measured before the pruned models exist.
         budget = timed_rows({"dense": dense, "small": small}, workdir, "budget", 3, args.runs)
         latency_removed = 1 - budget["small"][0] / budget["dense"][0]
-        latency_removed = min(latency_removed, reachable_latency(dense, table))
+        latency_removed = min(latency_removed, reachable)
         models = {"dense": dense, "small": small}
         flops_of = {}
         for variant, kwargs in (
@@ -186,7 +166,7 @@ def run_trained(task, seed, args, workdir):
         for name, model in models.items():
             seconds, size = timing[name]
             results[f"{level}/{name}"] = {
-                "accuracy": accuracy(model, x_test, y_test),
+                "accuracy": tfprune.robust_accuracy(model, x_test, y_test, None),
                 "flops_ratio": flops_of.get(name, tfprune.count_flops(model)) / dense_flops,
                 "latency_ratio": seconds / timing["dense"][0],
                 "latency_vs_small": seconds / timing["small"][0],

@@ -111,6 +111,21 @@ class Family:
         ]
         return [first_in_order(scores, already, self.n_units - k) for k in counts] or [pruned]
 
+    def nearest_snap(self, pruned, scores, already) -> np.ndarray:
+        """Of `snap_options`, the one whose kept count is nearest `pruned`'s (up on a tie).
+
+        Args:
+            pruned: a boolean vector of pruned units, chosen filter by filter.
+            scores: one score per unit.
+            already: which units were pruned before.
+
+        Returns:
+            A boolean vector, True where a unit is pruned.
+        """
+        wanted = int(pruned.sum())
+        options = self.snap_options(pruned, scores, already)
+        return min(options, key=lambda p: abs(int(p.sum()) - wanted))
+
 
 def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
     """The multiple a family of `n_units` keeps, from its (first) wrapper's `round_to`.

@@ -97,6 +97,17 @@ class PruningPlan:
             )
         else:
             self.families = [wrapper_family(w, self.by_cost) for w in self.wrappers]
+        #: What the ranking sees: families of `round_to="auto"` at single filters (`select`
+        #: rounds them after), the others as they are.
+        self.ranked_families = [
+            dataclasses.replace(f, round_to=1) if f.refinable else f for f in self.families
+        ]
+        #: The `round_to="auto"` families, narrowest first: their tiles are the largest share
+        #: of their width, and wide layers are where whole tiles pay.
+        self.refine_order = sorted(
+            (i for i, f in enumerate(self.families) if f.refinable),
+            key=lambda i: (self.families[i].n_units, float(self.families[i].unit_costs.sum())),
+        )
         #: The model's whole cost before pruning: FLOPs, or predicted latency in microseconds.
         self.total_cost = None
         if self.target == "latency":
@@ -255,34 +266,36 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
-        fine = [dataclasses.replace(f, round_to=1) if f.refinable else f for f in self.families]
-        chosen = self._select(fine, target, scored)
-        refinable = sorted(
-            (i for i, f in enumerate(self.families) if f.refinable),
-            key=lambda i: (self.families[i].n_units, float(self.families[i].unit_costs.sum())),
-        )
+        chosen = self._select(self.ranked_families, target, scored)
 
         def miss(selection):
             return abs(self.removed_by(selection) - target)
 
         selection = list(chosen)
-        for index in reversed(refinable):
+        for index in reversed(self.refine_order):
             scores, already = scored[index]
-            options = self.families[index].snap_options(chosen[index], scores, already)
-            if self.ranking == "local":  # every layer at the target: the nearest multiple
-                wanted = int(chosen[index].sum())
-                selection[index] = min(options, key=lambda p: abs(int(p.sum()) - wanted))
-            else:
+            family = self.families[index]
+            if self.ranking == "local":  # every layer at the target: the nearer multiple
+                selection[index] = family.nearest_snap(chosen[index], scores, already)
+                continue
+            options = family.snap_options(chosen[index], scores, already)
+            if len(options) > 1:
                 selection[index] = min(
                     options, key=lambda p: miss([*selection[:index], p, *selection[index + 1 :]])
                 )
-        for index in refinable:
-            if miss(selection) <= TOLERANCE:
+            else:
+                selection[index] = options[0]
+        current = miss(selection)
+        for index in self.refine_order:
+            if current <= TOLERANCE:
                 break
             trial = [*selection[:index], chosen[index], *selection[index + 1 :]]
-            if miss(trial) < miss(selection):
-                selection = trial
-        return selection if miss(selection) <= max(TOLERANCE, miss(chosen)) else chosen
+            trial_miss = miss(trial)
+            if trial_miss < current:
+                selection, current = trial, trial_miss
+        if current <= TOLERANCE:
+            return selection
+        return selection if current <= miss(chosen) else chosen
 
     def _select(self, families, target, scored):
         """`select` with the given families' multiples."""
@@ -371,22 +384,17 @@ class PruningPlan:
             return
         if getattr(self.wrappers[0].criterion, "sequential", False):
             # Forward mode: each family is scored after the ones before it were pruned.
-            for family in self.families:
+            for family, ranked in zip(self.families, self.ranked_families):
                 scores = family.score(ScoringContext(self.model, self.data))
                 n_prune = int(
                     math.floor(self._family_sparsity(family, target) * family.n_units + 1e-9)
                 )
                 already = family.already()
+                pruned = ranked.lowest(n_prune, scores, already)
                 if family.refinable:
-                    fine = dataclasses.replace(family, round_to=1).lowest(n_prune, scores, already)
-                    pruned = min(
-                        family.snap_options(fine, scores, already),
-                        key=lambda p: abs(int(p.sum()) - int(fine.sum())),
-                    )
-                    if abs(int(pruned.sum()) - int(fine.sum())) > TOLERANCE * family.n_units:
-                        pruned = fine
-                else:
-                    pruned = family.lowest(n_prune, scores, already)
+                    snapped = family.nearest_snap(pruned, scores, already)
+                    if abs(int(snapped.sum()) - int(pruned.sum())) <= TOLERANCE * family.n_units:
+                        pruned = snapped
                 family.install(pruned)
             return
         for family, pruned in zip(self.families, self.select(target)):
@@ -399,7 +407,7 @@ class PruningPlan:
     def max_removable(self) -> float:
         """The largest target the safeguards allow."""
         # Refinable families can go down to single filters (`select`).
-        families = [dataclasses.replace(f, round_to=1) if f.refinable else f for f in self.families]
+        families = self.ranked_families
         scored = [(np.zeros(f.n_units), np.zeros(f.n_units, bool)) for f in families]
         return self.removed_by(
             self._local(families, 1.0 - 1e-9, scored, [np.arange(f.n_units) for f in families])
