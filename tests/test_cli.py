@@ -142,5 +142,3 @@ def test_console_script_runs_and_fails_cleanly(files):
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         f"tfprune inspect: error: no such file: {files / 'missing.tflite'}"
     ]
-    flags = subprocess.run([SCRIPT, "bench"], capture_output=True, text=True, env=env, timeout=120)
-    assert flags.returncode == 2 and len(flags.stderr.strip().splitlines()) == 1

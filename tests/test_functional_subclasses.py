@@ -207,7 +207,12 @@ def gpt2_case():
     return backbone, "transformer_layer_{}", x, np.zeros((4, 8, 16))
 
 
-@pytest.mark.parametrize("case", [bert_case, gpt2_case], ids=["bert", "gpt2"])
+# BERT's encoder blocks also go through the data path in the BertTextClassifier test.
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(bert_case, marks=pytest.mark.slow), gpt2_case],
+    ids=["bert", "gpt2"],
+)
 def test_keras_hub_transformer_blocks_prune_their_feedforward_units(case, tmp_path):
     backbone, block_name, x, y = case()
     names = [block_name.format(i) for i in (0, 1)]

@@ -52,6 +52,7 @@ def test_rewinding_restores_exactly_the_stored_values_for_survivors(rewind, data
         )
 
 
+@pytest.mark.slow  # 12 s, in `make test-all`; the init and epoch rewinds stay in `make test`
 def test_reinit_and_keep_differ_from_the_rewind_point(data):
     _, pruned_reinit, reinit_snapshots, model = imp_run("reinit", data, rounds=1)
     _, pruned_keep, keep_snapshots, _ = imp_run("keep", data, rounds=1)

@@ -42,6 +42,7 @@ def test_bpps_rates_beat_uniform_rates_on_calibration_loss(trained_digits):
     assert loss(bpps) <= loss(uniform) + 1e-6
 
 
+@pytest.mark.slow  # 20 s; PwC itself is covered quickly by tests/methods/test_compensation.py
 def test_compensated_rates_respect_the_accuracy_floor(trained_digits):
     model, data = trained_digits
     found = tfprune.compensated_rates(model, data, floor=(0.98, 0.95), verbose=False)

@@ -40,6 +40,7 @@ def test_pfwt_rebuild_keeps_training_on_a_smaller_model():
         tfprune.fit_with_rebuilds(model, tfprune.OneShot(0.5), compile=lambda m: None, x=x, y=y)
 
 
+@pytest.mark.slow  # 20 s, in `make test-all`; rebuilding during training stays in `make test`
 def test_pfwt_rebuild_carries_the_optimizer_so_training_goes_on_as_if_masked():
     """After a rebuild, Adam's step count and moments (cut like the weights) carry over, so
     the shrunk model trains exactly as the masked model would have; a fresh optimizer does not."""
