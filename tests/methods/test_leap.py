@@ -34,7 +34,8 @@ def trained_leap(task, epochs=6, **kwargs):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"granularity": "element", "target_density": 0.2},
+        # 24 s, in `make test-all`; the row target stays in `make test` (shrink test below).
+        pytest.param({"granularity": "element", "target_density": 0.2}, marks=pytest.mark.slow),
         # Row pruning's target is also checked, with every layer, by the shrink test below.
         pytest.param(
             {"granularity": "row", "target_density": 0.3, "layers": ["ffn1_up", "ffn2_up"]},
@@ -103,6 +104,7 @@ def test_straight_through_gradients():
     assert float(d_threshold) == 3 + 4  # dL/dT = sum(dL/dM * M)
 
 
+@pytest.mark.slow  # 17 s, in `make test-all`
 def test_leap_saves_and_loads_with_its_scores(task, tmp_path):
     leap, _ = trained_leap(task, epochs=2, granularity="head", target_density=0.5)
     leap.save(tmp_path / "leap.keras")
