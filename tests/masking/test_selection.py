@@ -8,10 +8,26 @@ import tfprune
 from conftest import weights_of, wrapped_names
 
 
-def test_default_protects_first_conv_and_classifier(cnn):
-    pruned = tfprune.prune(cnn)
-    assert wrapped_names(pruned) == ["conv2", "conv3"]
-    assert all(isinstance(w, tfprune.PruneWrapper) for w in tfprune.wrappers_of(pruned))
+def test_default_keeps_half_the_first_conv_and_protects_the_classifier(cnn):
+    pruned = tfprune.prune(cnn, schedule=tfprune.OneShot(0.9), round_to=1)
+    assert wrapped_names(pruned) == ["conv1", "conv2", "conv3"]
+    assert [w.min_filters for w in tfprune.wrappers_of(pruned)] == [4, 1, 1]
+    tfprune.apply_target(pruned, 0.9)
+    kept = {
+        layer.name: layer.filters
+        for layer in tfprune.shrink(tfprune.strip(pruned)).layers
+        if isinstance(layer, keras.layers.Conv2D)
+    }
+    # The first conv stops at half; the others go to 10 % (at least one filter).
+    assert kept == {"conv1": 4, "conv2": 2, "conv3": 2}
+    # Asked for by name, it has the policy's own floor.
+    named = tfprune.prune(cnn, layers=["conv1"])
+    assert [w.min_filters for w in tfprune.wrappers_of(named)] == [1]
+
+
+def test_default_leaves_the_first_conv_whole_for_weight_granularities(cnn):
+    for granularity in ("unstructured", "2:4"):
+        assert "conv1" not in wrapped_names(tfprune.prune(cnn, granularity=granularity))
 
 
 @pytest.mark.parametrize(

@@ -116,12 +116,12 @@ def test_latency_target_prunes_shrinks_and_exports(measured, tmp_path):
     (plan,) = tfprune.pruning_plans(pruned)
     removed = 1 - table.model_latency(small) / table.model_latency(model)
     assert removed == pytest.approx(plan.removed(), abs=1e-9)
-    # Widths change a whole tile of 16 at a time, so steps are coarse on this tiny model: the
-    # whole-tile widths of conv1 and conv2 remove 0.226 (32, 48), 0.439 (16, 64), 0.451
-    # (32, 32) or 0.567 (16, 48) of its latency, none of them between 0.23 and 0.43.
-    assert removed == pytest.approx(0.4, abs=0.06)
-    widths = [small.get_layer(name).filters for name in ("conv1", "conv2")]
-    assert all(w % 16 == 0 for w in widths) and widths != [32, 64]
+    # Whole tiles of 16 remove 0.226 (32, 48), 0.439 (16, 64) or 0.451 (32, 32) of this tiny
+    # model's latency, none within 2 % of 0.4: conv1 goes down to single filters, and the
+    # wide conv2 keeps whole tiles.
+    assert removed == pytest.approx(0.4, abs=0.02)
+    conv1, conv2 = [small.get_layer(name).filters for name in ("conv1", "conv2")]
+    assert conv2 % 16 == 0 and conv1 % 16 != 0 and conv1 >= 16  # at least half the first conv
     np.testing.assert_allclose(small(x), masked(x), atol=1e-5)
     path = tfprune.export_tflite(small, tmp_path / "small.tflite")
     assert tfprune.verify_tflite(path, small, x[:1]) <= 1e-4

@@ -231,8 +231,8 @@ def summary(model, events=None) -> Summary:
     >>> pruned = tfprune.prune(model, schedule=0.5)
     >>> plan = tfprune.apply_target(pruned, 0.5)
     >>> total = tfprune.summary(pruned).to_dict()["total"]
-    >>> round(total["effective_flops"] / total["flops"], 3)  # conv2 at half its filters
-    0.563
+    >>> round(total["effective_flops"] / total["flops"], 3)  # conv1 and conv2 at half
+    0.501
     """
     checks.check_model(model, "summary")
     compute = {

@@ -407,7 +407,8 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
     multiple, refinable = family_multiple(first, len(members))
     return Family(
         first.granularity,
-        first.min_filters,
+        # The strictest floor of its layers (a guarded first convolution keeps half).
+        max(w.min_filters for w in wrappers.values()),
         multiple,
         costs,
         score,

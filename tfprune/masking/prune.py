@@ -13,6 +13,7 @@ from tfprune.masking.policies import SETTINGS, layer_policies
 from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.selection import (
     as_list,
+    first_convolution,
     followers,
     select_layers,
     without_pinned,
@@ -201,8 +202,10 @@ def prune(
         layers: prune only these layers: names, layer classes, or predicates
             `layer -> bool`. Defaults to `None`: every registered layer that is not protected.
         exclude: never prune these (same forms as `layers`). Defaults to `None`.
-        protect: `"auto"` protects the first convolution and the classifier head(s); or a
-            list in the forms above; or `None`. Layers named in `layers=` override it.
+        protect: `"auto"` protects the classifier head(s) and guards the first convolution:
+            filter pruning keeps at least half its filters (as the same net built at half
+            width would), other granularities leave it whole. Or a list in the forms above
+            (protected layers stay whole); or `None`. Layers named in `layers=` override it.
             Defaults to `"auto"`.
         min_filters: the fewest filters a filter mask keeps (at least 1). Defaults to 1.
         round_to: filter masks keep a multiple of this many filters (e.g. 8 for SIMD);
@@ -257,8 +260,8 @@ def prune(
     >>> model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
     >>> schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=300, frequency=25)
     >>> pruned = tfprune.prune(model, granularity="filter", criterion="l1", schedule=schedule)
-    >>> [w.layer.name for w in tfprune.wrappers_of(pruned)]  # conv1 and the head are protected
-    ['conv2']
+    >>> [(w.layer.name, w.min_filters) for w in tfprune.wrappers_of(pruned)]  # head protected
+    [('conv1', 4), ('conv2', 1)]
     """
     checks.check_model(model, "prune")
     if wrappers_of(model):
@@ -284,7 +287,8 @@ def prune(
     structured = any(p["granularity"].structured for p in settings)
     graph = ChannelGraph(model) if structured else None
     chosen = as_list(layers)
-    selected, follower_ids, round_to_of = [], set(), {}
+    guarded = first_convolution(candidates) if protect == "auto" and not chosen else None
+    selected, follower_ids, round_to_of, min_filters_of = [], set(), {}, {}
     for index, policy in enumerate(settings):
         members = [layer for layer in candidates if policy_of(layer) == index]
         g = policy["granularity"]
@@ -293,6 +297,15 @@ def prune(
             if g.structured
             else without_units(members, chosen, g)
         )
+        if guarded is not None and any(layer is guarded for layer in members):
+            if g.structured:
+                # Half its filters at most: the net built narrow from scratch halves it too,
+                # and at full resolution its output is memory traffic that FLOPs do not show.
+                spec = registry.spec_for(guarded)
+                half = -(-spec.filter_count(registry.pruned_shape(guarded, spec)) // 2)
+                min_filters_of[id(guarded)] = max(policy["min_filters"], half)
+            else:  # a few weights that every example's features start from
+                members = [layer for layer in members if layer is not guarded]
         for layer in members:
             spec = registry.spec_for(layer)
             g.check(layer.name, registry.pruned_shape(layer, spec), spec)
@@ -326,7 +339,13 @@ def prune(
         fresh = modelwalk.clone_layer(layer)
         if id(layer) in policy_by_layer:
             keras_internals.build_like(fresh, layer)
-            policy = {**policy_by_layer[id(layer)], "round_to": round_to_of[id(layer)]}
+            policy = {
+                **policy_by_layer[id(layer)],
+                "round_to": round_to_of[id(layer)],
+                "min_filters": min_filters_of.get(
+                    id(layer), policy_by_layer[id(layer)]["min_filters"]
+                ),
+            }
             return PruneWrapper(fresh, rate=rates.get(layer.name), **policy)
         return ChannelMaskWrapper(fresh) if id(layer) in follower_ids else fresh
 

@@ -252,7 +252,8 @@ class PruningPlan:
         that the balance between layers is the one fine steps give; then, widest first,
         each one's kept count moves up or down to a multiple, whichever leaves the removal
         closer to the target (the narrower families absorb the rounding of the wider ones;
-        with local ranking, the nearer multiple).
+        with local ranking, the nearer multiple); then pairs of families trade their
+        roundings while that brings the removal closer (`_trade_roundings`).
         Where the result still misses the target by more than `TOLERANCE`, families go back
         to their unrounded count, narrowest first, while that brings the removal closer, and
         all of them if it is still missed: coarse where a layer is wide, fine where the
@@ -272,19 +273,21 @@ class PruningPlan:
             return abs(self.removed_by(selection) - target)
 
         selection = list(chosen)
+        options = {}
         for index in reversed(self.refine_order):
             scores, already = scored[index]
             family = self.families[index]
             if self.ranking == "local":  # every layer at the target: the nearer multiple
                 selection[index] = family.nearest_snap(chosen[index], scores, already)
                 continue
-            options = family.snap_options(chosen[index], scores, already)
-            if len(options) > 1:
+            options[index] = family.snap_options(chosen[index], scores, already)
+            selection[index] = options[index][0]
+            if len(options[index]) > 1:
                 selection[index] = min(
-                    options, key=lambda p: miss([*selection[:index], p, *selection[index + 1 :]])
+                    options[index],
+                    key=lambda p: miss([*selection[:index], p, *selection[index + 1 :]]),
                 )
-            else:
-                selection[index] = options[0]
+        selection = self._trade_roundings(selection, options, target)
         current = miss(selection)
         for index in self.refine_order:
             if current <= TOLERANCE:
@@ -296,6 +299,50 @@ class PruningPlan:
         if current <= TOLERANCE:
             return selection
         return selection if current <= miss(chosen) else chosen
+
+    def _trade_roundings(self, selection, options, target):
+        """Improve a widest-first rounding by changing one or two families' roundings at a
+        time (one up, the other down): whichever change brings the removal nearest
+        `target`, while one does.
+
+        Rounding the widest family first fixes it before the narrow ones are seen, which
+        misses combinations such as a narrow layer rounded down paying for a wide one
+        rounded up. Pairs are chosen on the sum of their single changes, then measured.
+
+        Args:
+            selection: one boolean vector per family, its refinable ones rounded.
+            options: `{family index: snap options}` of the refinable families.
+            target: the removal to approach.
+
+        Returns:
+            The improved selection (a new list).
+        """
+        selection = list(selection)
+        removed = self.removed_by(selection)
+        for _ in range(len(options)):
+            changes = []  # (family index, option, change in removal)
+            for index, choices in options.items():
+                for option in choices:
+                    if not np.array_equal(option, selection[index]):
+                        trial = [*selection[:index], option, *selection[index + 1 :]]
+                        changes.append((index, option, self.removed_by(trial) - removed))
+            if not changes:
+                break
+            family = np.array([c[0] for c in changes])
+            delta = np.array([c[2] for c in changes])
+            predicted = np.abs(removed + delta[:, None] + delta[None, :] - target)
+            # A pair is two families; the diagonal stands for one change alone.
+            predicted[family[:, None] == family[None, :]] = np.inf
+            np.fill_diagonal(predicted, np.abs(removed + delta - target))
+            first, second = np.unravel_index(int(np.argmin(predicted)), predicted.shape)
+            trial = list(selection)
+            for k in {int(first), int(second)}:
+                trial[changes[k][0]] = changes[k][1]
+            trial_removed = self.removed_by(trial)
+            if abs(trial_removed - target) >= abs(removed - target) - 1e-12:
+                break
+            selection, removed = trial, trial_removed
+        return selection
 
     def _select(self, families, target, scored):
         """`select` with the given families' multiples."""

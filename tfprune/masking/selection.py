@@ -91,19 +91,37 @@ def _heads(tensor, memo):
     return found
 
 
-def _auto_protected(model, layers):
-    """The first convolution and every classifier head (a registered layer that feeds an
-    output through unregistered layers only, and whose filters are its outputs): pruning
-    these costs most accuracy. Embedding
-    tables are not protected: their size is what pruning a token model is for."""
-    protected = set()
+def first_convolution(layers):
+    """The first layer that computes on the input and is neither a Dense layer, a lookup
+    table nor attention: the layer `protect="auto"` guards (see `tfprune.prune`).
+
+    Args:
+        layers: the model's layers, in model order.
+
+    Returns:
+        The layer, or `None`.
+
+    Example:
+
+    >>> inputs = keras.Input((6, 6, 3))
+    >>> x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    >>> x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv2")(x))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    >>> first_convolution(model.layers).name
+    'conv1'
+    """
     for layer in layers:
         spec = registry.spec_for(layer)
-        # The first layer that computes on the input: not a lookup table, not attention.
         computes = spec is not None and bool(spec.flops_weights) and not spec.internal_units
         if computes and not isinstance(layer, keras.layers.Dense):
-            protected.add(id(layer))
-            break
+            return layer
+    return None
+
+
+def _auto_protected(model):
+    """Every classifier head (a registered layer that feeds an output through unregistered
+    layers only, and whose filters are its outputs): pruning these costs most accuracy."""
+    protected = set()
     memo = {}
     for output in model.outputs:
         # A layer pruned by units inside it (a transformer block's feed-forward units) keeps
@@ -120,8 +138,8 @@ def select_layers(model, layers, exclude, protect):
         model: the model being pruned.
         layers: `prune`'s `layers=` (selectors), or `None` for every registered layer.
         exclude: `prune`'s `exclude=`, or `None`.
-        protect: `"auto"` (the first convolution and the classifier heads), selectors, or
-            `None`.
+        protect: `"auto"` (the classifier heads; `prune` guards the first convolution by
+            granularity), selectors, or `None`.
 
     Returns:
         The selected layers, in model order.
@@ -137,7 +155,7 @@ def select_layers(model, layers, exclude, protect):
     >>> x = keras.layers.GlobalAveragePooling2D()(x)
     >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
     >>> [layer.name for layer in select_layers(model, None, None, "auto")]
-    ['conv2']
+    ['conv1', 'conv2']
     """
     candidates = list(modelwalk.all_layers(model))
     chosen, exclude = as_list(layers), as_list(exclude)
@@ -152,7 +170,7 @@ def select_layers(model, layers, exclude, protect):
                 "tfprune.register_layer."
             )
     if protect == "auto":
-        protected = _auto_protected(model, candidates)
+        protected = _auto_protected(model)
     else:
         protect = as_list(protect)
         _check_names_exist(protect, candidates, "protect")
