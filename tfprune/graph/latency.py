@@ -22,7 +22,8 @@ The table is plain JSON, so one measured on a phone can be given instead of meas
                                  "us": [[...3 values...], [...], [...]]}}}
 
 `tile` is the channel tile of the device's kernels (XNNPACK computes output channels in
-blocks; 16 or 8 on this x86 machine, depending on the layer's shape): a prediction rounds
+blocks: 8 or 16 on AVX2 x86 machines, depending on the layer's shape, 32 on an AVX-512 one,
+8 on ARM NEON): a prediction rounds
 output widths up to whole tiles, and `prune(round_to="auto")` keeps whole tiles on wide
 layers (`auto_multiple`). `us[i][j]` is the latency at input width
 `in[i]` and output width `out[j]`; a depthwise layer, whose outputs follow its inputs, has
@@ -52,8 +53,8 @@ from tfprune.layers import registry
 FORMAT = "tfprune.latency/1"
 #: The channel tile `round_to="auto"` keeps without a measured table. XNNPACK's float32
 #: convolution and dense kernels compute 8 output channels at a time on ARM NEON and 8 or 16
-#: on x86 (16 measured here for a 1x1 convolution at 32x32x64): multiples of 16 are whole
-#: tiles on both.
+#: on AVX2 x86 (16 measured for a 1x1 convolution at 32x32x64): multiples of 16 are whole
+#: tiles on both. AVX-512 machines step every 32; a measured table says so.
 DEFAULT_TILE = 16
 #: `round_to="auto"` leaves a layer at least this many widths to choose from: a layer
 #: narrower than `tile * AUTO_CHOICES` keeps multiples of a smaller power of two.

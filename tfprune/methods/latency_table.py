@@ -38,7 +38,8 @@ from tfprune.shrinking.shrink import shrink
 CACHE_ENV = "TFPRUNE_CACHE_DIR"
 _TURNS = 5  # a point's invokes come in this many turns with the other points of its probe
 _TILE_KEY = "channel tile"
-_TILE_PROBE_WIDTH = 48
+# Two tiles of the widest candidate and one more: AVX-512 kernels step every 32 channels.
+_TILE_PROBE_WIDTH = 96
 _TILE_PROBE_INPUT = 64
 _TILE_FLAT = 0.25  # inside a tile latency rises by noise only, far less than between tiles
 _FLOOR_US = 0.01  # a layer costs something, however close to the invoke overhead it times
@@ -233,7 +234,7 @@ def measure_latency_table(
 
 def _channel_tile(points: dict, medians_us) -> int:
     """The output-channel tile of this device's convolution kernels, from a 1x1 convolution
-    timed at 1 to 48 output channels (cached with the points); see `tile_of`."""
+    timed at 1 to 96 output channels (cached with the points); see `tile_of`."""
     widths = range(1, _TILE_PROBE_WIDTH + 1)
     keys = [_point(_TILE_KEY, _TILE_PROBE_INPUT, c) for c in widths]
     if not all(key in points for key in keys):
@@ -250,7 +251,8 @@ def tile_of(latency: dict) -> int:
     Within a tile every width costs the same, and the cost rises from one tile to the next:
     a tile `t` is accepted if, over the blocks of `t` widths after the first, the median rise
     inside a block is under a quarter of the median rise between blocks. The largest
-    accepted tile of 2, 4, 8 and 16 is the answer.
+    accepted tile of 2, 4, 8, 16 and 32 is the answer (the staircase needs two blocks of a
+    candidate after the first: 96 widths for 32).
 
     Args:
         latency: `{output channels: latency}` for 1, 2, ... channels.
@@ -262,12 +264,14 @@ def tile_of(latency: dict) -> int:
 
     >>> tile_of({c: float(-(-c // 8)) for c in range(1, 49)})  # a step every 8 channels
     8
+    >>> tile_of({c: float(-(-c // 32)) for c in range(1, 97)})  # AVX-512: every 32
+    32
     >>> tile_of({c: float(c) for c in range(1, 49)})  # every channel costs
     1
     """
     top = max(latency)
     accepted = [1]
-    for candidate in (2, 4, 8, 16):
+    for candidate in (2, 4, 8, 16, 32):
         starts = range(candidate + 1, top - candidate + 2, candidate)
         inside = [latency[s + candidate - 1] - latency[s] for s in starts]
         between = [
