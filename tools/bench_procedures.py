@@ -145,7 +145,7 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
             dsp = tfprune.DSP(model, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
             compile_model(dsp)
             dsp.fit(x, y, epochs=learning, **fit)
-            plan = dsp.prune(flops_target=target)
+            plan = dsp.prune(flops_target=target, form="grouped")
             deployed = tfprune.deploy_groups(plan)
             compile_model(deployed)
             deployed.fit(x, y, epochs=epochs - learning, **fit)

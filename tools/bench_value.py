@@ -13,7 +13,9 @@ model's FLOPs kept), in one run:
   latency        `target="latency"` with a measured `LatencyTable`, the budget the small
                  net's measured latency;
   distilled      defaults + `tfprune.Distillation(teacher=dense, temperature=4, alpha=0.5)`;
-  dsp            (digits) DSP group learning, then its grouped deployment, fine-tuned.
+  dsp            (digits) DSP group learning, then its deployment (`form="auto"`: the
+                 grouped or the filter form, whichever LiteRT runs faster), fine-tuned;
+  dsp_grouped    (digits) the same group learning, always the grouped deployment.
 
 Every model is exported to `.tflite` and timed in LiteRT (1 thread), all of one seed and
 level in alternating rounds, so latency ratios hold on a shared machine. Then, for models
@@ -23,7 +25,7 @@ on untrained weights against the narrower net of the same FLOPs: latency only.
 Writes the JSON report and `docs/bench_value.png` (accuracy against latency, the Pareto
 front per task and level).
 
-    python tools/bench_value.py [--tasks digits mnist1d] [--seeds 0 1 2]
+    python tools/bench_value.py [--tasks digits mnist1d] [--seeds 0 1 2] [--variants ...]
 """
 
 import argparse
@@ -46,7 +48,8 @@ TASKS = {
     "digits": (zoo.load_digits, zoo.digits_cnn),
     "mnist1d": (zoo.load_mnist1d, zoo.mnist1d_cnn),
 }
-TRAINED = ("dense", "small", "defaults", "round_to_1", "latency", "distilled", "dsp")
+PRUNED = ("defaults", "round_to_1", "latency", "distilled", "dsp", "dsp_grouped")
+TRAINED = ("dense", "small", *PRUNED)
 
 
 #: Latency-only models: (the dense model, the narrower net of about 26 % of its FLOPs).
@@ -101,9 +104,10 @@ def reachable_latency(model, table):
     return min(plan.max_removable() for plan in tfprune.pruning_plans(pruned)) - 0.005
 
 
-def dsp_model(dense, data, epochs, removed):
-    """DSP: group learning for 2/3 of `epochs`, then its grouped deployment fine-tuned; and
-    the FLOPs of its masked model (what the grouped one computes)."""
+def dsp_models(dense, data, epochs, removed, variants):
+    """DSP: group learning for 2/3 of `epochs`, then each asked deployment fine-tuned for the
+    rest: `dsp` (`form="auto"`: grouped or filter form, whichever LiteRT runs faster) and
+    `dsp_grouped` (always grouped). Returns `{variant: (model, FLOPs ratio, form)}`."""
     (x, y), _ = data
     learning = epochs * 2 // 3
     steps = int(np.ceil(len(x) / 32))
@@ -112,10 +116,14 @@ def dsp_model(dense, data, epochs, removed):
     copy.set_weights(dense.get_weights())
     dsp = tfprune.DSP(copy, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
     trained(dsp, x, y, learning)
-    plan = dsp.prune(flops_target=removed)
-    deployed = tfprune.deploy_groups(plan)
-    trained(deployed, x, y, epochs - learning)
-    return deployed, tfprune.count_flops(plan.masked, effective=True)
+    built = {}
+    for variant, form in (("dsp", "auto"), ("dsp_grouped", "grouped")):
+        if variant in variants:
+            plan = dsp.prune(flops_target=removed, form=form)
+            deployed = trained(tfprune.deploy_groups(plan), x, y, epochs - learning)
+            built[variant] = (deployed, 1 - plan.flops_removed, plan.form)
+            print(f"  {variant}: deployed in the {plan.form} form; timed {plan.latency}")
+    return built
 
 
 def timed_rows(models, workdir, tag, rounds, runs):
@@ -135,8 +143,9 @@ def run_trained(task, seed, args, workdir):
     keras.utils.set_random_seed(seed)
     dense = trained(build(), x, y, args.dense_epochs)
     dense_flops = tfprune.count_flops(dense)
-    table = tfprune.measure_latency_table(dense, verbose=0)
-    reachable = reachable_latency(dense, table)
+    if "latency" in args.variants:
+        table = tfprune.measure_latency_table(dense, verbose=0)
+        reachable = reachable_latency(dense, table)
     results = {}
     for level in LEVELS:
         keras.utils.set_random_seed(seed)
@@ -147,21 +156,31 @@ def run_trained(task, seed, args, workdir):
         # The latency budget is the small net's, measured before the pruned models exist.
         budget = timed_rows({"dense": dense, "small": small}, workdir, "budget", 3, args.runs)
         latency_removed = 1 - budget["small"][0] / budget["dense"][0]
-        latency_removed = min(latency_removed, reachable)
         models = {"dense": dense, "small": small}
         flops_of = {}
+        forms = {}
         for variant, kwargs in (
             ("defaults", {}),
             ("round_to_1", {"round_to": 1}),
-            ("latency", {"target": "latency", "latency_table": table}),
+            ("latency", {"target": "latency"}),
             ("distilled", {"teacher": dense}),
         ):
+            if variant in args.variants:
+                keras.utils.set_random_seed(seed)
+                goal = removed
+                if variant == "latency":
+                    latency_removed = min(latency_removed, reachable)
+                    goal, kwargs = latency_removed, {**kwargs, "latency_table": table}
+                models[variant] = pruned_during_fit(dense, data, args.prune_epochs, goal, **kwargs)
+        if task == "digits" and {"dsp", "dsp_grouped"} & set(args.variants):
             keras.utils.set_random_seed(seed)
-            goal = latency_removed if variant == "latency" else removed
-            models[variant] = pruned_during_fit(dense, data, args.prune_epochs, goal, **kwargs)
-        if task == "digits":
-            keras.utils.set_random_seed(seed)
-            models["dsp"], flops_of["dsp"] = dsp_model(dense, data, args.prune_epochs, removed)
+            built = dsp_models(dense, data, args.prune_epochs, removed, args.variants)
+            for variant, (model, flops_ratio, form) in built.items():
+                models[variant], flops_of[variant], forms[variant] = (
+                    model,
+                    flops_ratio * dense_flops,
+                    form,
+                )
         timing = timed_rows(models, workdir, f"{task}_{seed}_{level}", args.rounds, args.runs)
         for name, model in models.items():
             seconds, size = timing[name]
@@ -173,8 +192,11 @@ def run_trained(task, seed, args, workdir):
                 "latency_us": seconds * 1e6,
                 "file_kb": size / 1024,
             }
-        # The budget asked for: the small net's measured latency, or what is reachable.
-        results[f"{level}/latency"]["latency_budget"] = 1 - latency_removed
+            if name in forms:
+                results[f"{level}/{name}"]["grouped_form"] = float(forms[name] == "grouped")
+        if "latency" in models:
+            # The budget asked for: the small net's measured latency, or what is reachable.
+            results[f"{level}/latency"]["latency_budget"] = 1 - latency_removed
         for name in models:
             row = results[f"{level}/{name}"]
             print(
@@ -267,6 +289,7 @@ def main():
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--untrained", nargs="*", default=list(UNTRAINED), choices=list(UNTRAINED))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(PRUNED), choices=list(PRUNED))
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=7)

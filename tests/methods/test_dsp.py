@@ -1,5 +1,6 @@
-"""Dynamic Structure Pruning: the regulariser by hand, the FLOPs bisection, and the grouped
-deployment computing the masked model's function (also in LiteRT)."""
+"""Dynamic Structure Pruning: the regulariser by hand, the FLOPs bisection, the grouped and
+filter deployments computing the masked model's function (also in LiteRT), and the choice
+between them."""
 
 import keras
 import numpy as np
@@ -48,7 +49,8 @@ def test_group_learning_logs_and_ramps(trained):
 def test_flops_target_and_grouped_deployment_match_the_masked_model(trained, data_module, tmp_path):
     dsp, _ = trained
     x, _ = data_module
-    plan = dsp.prune(flops_target=0.3)
+    plan = dsp.prune(flops_target=0.3, form="grouped")
+    assert plan.form == "grouped" and plan.latency == {}
     assert abs(plan.flops_removed - 0.3) <= 0.02
     assert 1 - tfprune.count_flops(plan.masked, effective=True) / tfprune.count_flops(
         dsp.inner_model
@@ -66,6 +68,56 @@ def test_flops_target_and_grouped_deployment_match_the_masked_model(trained, dat
     assert np.abs(loaded.predict(x[:8], verbose=0) - deployed.predict(x[:8], verbose=0)).max() == 0
 
 
+def test_filter_form_removes_whole_channels_and_shrinks_to_the_masked_function(
+    trained, data_module, tmp_path
+):
+    dsp, _ = trained
+    x, _ = data_module
+    plan = dsp.prune(flops_target=0.3, form="filters")
+    assert plan.form == "filters" and plan.groups == {} and plan.beta is None
+    deployed = tfprune.deploy_groups(plan)
+    removed = 1 - tfprune.count_flops(deployed) / tfprune.count_flops(dsp.inner_model)
+    assert removed == pytest.approx(plan.flops_removed) and abs(removed - 0.3) <= 0.02
+    assert not any(isinstance(layer, tfprune.GroupedConv2D) for layer in deployed.layers)
+    assert deployed.get_layer("conv2").filters < 16  # whole filters went
+    assert np.abs(deployed.predict(x, verbose=0) - plan.masked.predict(x, verbose=0)).max() <= 1e-5
+    path = tfprune.export_tflite(deployed, tmp_path / "filters.tflite")
+    assert tfprune.verify_tflite(path, deployed, x[:16]) <= 1e-4
+    assert "GATHER" not in tfprune.inspect_tflite(path)["operators"]
+
+
+def test_filter_form_removes_the_channels_the_readers_dropped():
+    # conv2 reads nothing from conv1's channels 1 and 5 (the group lasso's end point for a
+    # channel no group needs): those are the filters the filter form removes first.
+    def model(width):
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.Conv2D(width, 3, padding="same", name="conv1")(inputs)
+        x = keras.layers.Conv2D(16, 3, padding="same", name="conv2")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+
+    keras.utils.set_random_seed(0)
+    dense = model(8)
+    kernel = dense.get_layer("conv2").get_weights()
+    kernel[0][:, :, [1, 5], :] = 0.0
+    dense.get_layer("conv2").set_weights(kernel)
+    target = 1 - tfprune.count_flops(model(6)) / tfprune.count_flops(dense)
+    plan = tfprune.DSP(dense, groups=2).prune(flops_target=target, form="filters")
+    conv1 = plan.masked.get_layer("conv1").get_weights()[0]
+    zeroed = np.flatnonzero(np.abs(conv1).reshape(-1, 8).sum(axis=0) == 0)
+    assert zeroed.tolist() == [1, 5]
+    assert tfprune.deploy_groups(plan).get_layer("conv1").filters == 6
+
+
+def test_auto_keeps_the_form_that_measured_faster(trained):
+    dsp, _ = trained
+    plan = dsp.prune(flops_target=0.3)  # form="auto"
+    assert set(plan.latency) == {"grouped", "filters"}
+    assert all(seconds > 0 for seconds in plan.latency.values())
+    assert plan.form == min(plan.latency, key=plan.latency.get)
+    assert abs(plan.flops_removed - 0.3) <= 0.02
+
+
 def test_dsp_bad_input(cnn):
     with pytest.raises(ValueError, match="groups"):
         tfprune.DSP(cnn, groups=1)
@@ -73,5 +125,7 @@ def test_dsp_bad_input(cnn):
         tfprune.DSP(cnn, layers=["nope"])
     with pytest.raises(ValueError, match="flops_target"):
         tfprune.DSP(cnn).prune(flops_target=1.5)
+    with pytest.raises(ValueError, match="form"):
+        tfprune.DSP(cnn).prune(flops_target=0.3, form="fastest")
     with pytest.raises(ValueError, match="cover"):
         tfprune.GroupedConv2D(4, 3, groups=[[[0], [0, 1]]])
