@@ -197,6 +197,26 @@ def test_predictions_round_output_widths_up_to_whole_tiles():
         LatencyTable({}, tile=0)
 
 
+def test_widths_inside_a_tile_cost_the_next_measured_width():
+    # An AVX-512 staircase (tile 32): 17-31 output channels cost more than 32, and 33-64
+    # cost what 64 does. A grid measured finer than the tile says so; whole-tile rounding
+    # alone would price 24 channels as 32 and interpolate 40 between 32 and 64.
+    entry = {"in": [8], "out": [8, 16, 24, 32, 48, 64], "us": [[1.0, 1.0, 3.0, 2.0, 4.0, 4.0]]}
+    table = LatencyTable({"conv": entry}, tile=32)
+    assert table.predict("conv", 8, 17) == table.predict("conv", 8, 24) == 3.0
+    assert table.predict("conv", 8, 40) == 4.0
+    assert table.predict("conv", 8, 5) == 1.0
+    # A grid a whole tile apart rounds to whole tiles as before.
+    coarse = LatencyTable({"conv": {"in": [8], "out": [32, 64], "us": [[2.0, 4.0]]}}, tile=32)
+    assert coarse.predict("conv", 8, 40) == 4.0 and coarse.predict("conv", 8, 24) == 2.0
+
+
+def test_narrow_layers_are_measured_at_the_widths_round_to_auto_keeps():
+    model = small_cnn()  # conv2: 16 filters; at tile 16, round_to="auto" keeps multiples of 4
+    (probe,) = [p for call, p in model_probes(ChannelGraph(model)) if call.layer.name == "conv2"]
+    assert probe.grid(4, tile=16)[1] == [4, 8, 12, 16]
+
+
 def test_round_to_auto_is_the_default_and_keeps_whole_tiles():
     model = small_cnn()  # conv2 and conv3: 16 filters, narrower than 4 tiles of 16
     pruned = tfprune.prune(model)

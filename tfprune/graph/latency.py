@@ -152,7 +152,9 @@ class Probe:
     def grid(self, steps: int, tile: int = 1) -> tuple[list[int], list[int] | None]:
         """The widths a table measures: `steps` evenly spaced up to full width on each axis,
         the channel axis a kernel tiles (outputs; a depthwise layer's only axis) rounded up
-        to whole tiles.
+        to the multiples `round_to="auto"` keeps (`auto_multiple`): whole tiles on a wide
+        layer, finer on a narrow one, whose widths inside a tile are then measured, not
+        assumed (on AVX-512, 17-31 output channels cost more than 32).
 
         Args:
             steps: points per axis.
@@ -162,8 +164,9 @@ class Probe:
             `(input widths, output widths)`; output widths are `None` for a coupled probe.
         """
         if self.coupled:
-            return _widths(self.in_width, steps, tile), None
-        return _widths(self.in_width, steps, 1), _widths(self.out_width, steps, tile)
+            return _widths(self.in_width, steps, auto_multiple(self.in_width, tile)), None
+        outputs = _widths(self.out_width, steps, auto_multiple(self.out_width, tile))
+        return _widths(self.in_width, steps, 1), outputs
 
 
 def _widths(full: int, steps: int, tile: int) -> list[int]:
@@ -371,10 +374,16 @@ class LatencyTable:
         return _interpolate(out_width, entry["out"], column)
 
     def _tiled(self, width, grid) -> float:
-        """The width a kernel computes for `width` channels: whole tiles, up to the grid's
+        """The width whose cost `width` channels have: where the grid was measured at most a
+        tile apart around `width`, the next measured width (a kernel's cost is a staircase,
+        and the measured steps say where it rises); elsewhere whole tiles, up to the grid's
         last (full) width, which was measured with its own partial tile."""
         if width >= grid[-1]:
             return width
+        above = next(g for g in grid if g >= width)
+        below = max((g for g in grid if g < width), default=0)
+        if above - below <= self.tile:
+            return above
         return min(_whole_tiles(width, self.tile), grid[-1])
 
     def fingerprint(self) -> str:
