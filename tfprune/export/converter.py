@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfprune.core import checks
 from tfprune.core.files import write_atomically
-from tfprune.export import recurrent, sparse_storage, tflite_file
+from tfprune.export import depthwise, recurrent, sparse_storage, tflite_file
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 
@@ -72,13 +72,16 @@ def _serving_function(model, names):
     return serve.get_concrete_function()
 
 
-def convert(model, quantize=None, representative_data=None) -> bytes:
+def convert(model, quantize=None, representative_data=None, split_depthwise=True) -> bytes:
     """The model as LiteRT flatbuffer bytes with every weight stored dense (nothing written).
 
     Args:
         model: a plain Keras 3 model (strip a pruned one first).
         quantize: `None` for float32, or `"int8"`. Defaults to `None`.
         representative_data: calibration inputs for `"int8"`. Defaults to `None`.
+        split_depthwise: compute depthwise kernels over 5x5 as sums of tiles of at most
+            5x5, which LiteRT runs several times faster (`tfprune.export.depthwise`).
+            Defaults to `True`.
 
     Returns:
         The flatbuffer bytes, with a `serving_default` signature named as
@@ -97,6 +100,8 @@ def convert(model, quantize=None, representative_data=None) -> bytes:
     """
     inputs = [tensor.name for tensor in model.inputs]
     exported = recurrent.export_form(model, quantize)
+    if split_depthwise:
+        exported = depthwise.export_form(exported)
     serving = _serving_function(exported, inputs)
     # A concrete function holds its variables weakly: the converter must hold the model it
     # traced (for recurrent layers an unrolled copy, which garbage collection would
@@ -174,7 +179,13 @@ def plan_sparse_storage(
 
 
 def export_tflite(
-    model, path, sparse=False, quantize=None, representative_data=None, verbose=None
+    model,
+    path,
+    sparse=False,
+    quantize=None,
+    representative_data=None,
+    verbose=None,
+    split_depthwise=True,
 ) -> pathlib.Path:
     """Convert a Keras model to a LiteRT `.tflite` file.
 
@@ -200,6 +211,10 @@ def export_tflite(
             instead); `None` prints only a note when a float model qualifies for XNNPACK's
             sparse inference path, or narrowly misses it, and why; `False` prints nothing.
             Defaults to `None`.
+        split_depthwise: `True` computes depthwise convolutions with kernels over 5x5
+            (ConvNeXt's 7x7) as sums of tiles of at most 5x5: the same function, 6x faster
+            per layer in LiteRT on x86 (`tfprune.layers.split_depthwise`). `False` keeps one
+            op per layer. Defaults to `True`.
 
     Returns:
         The path written, as a `pathlib.Path`.
@@ -223,7 +238,7 @@ def export_tflite(
         raise ValueError(
             f"export_tflite: directory '{path.parent}' does not exist; create it first."
         )
-    flatbuffer = convert(model, quantize, representative_data)
+    flatbuffer = convert(model, quantize, representative_data, split_depthwise)
     # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
     xnnpack = (
         sparse_storage.xnnpack_sparse_path(flatbuffer)

@@ -9,7 +9,9 @@
   puts where it removed channels from a normalization;
 - `bidirectional`: `UnevenBidirectional`, which `shrink` puts where a concatenating
   Bidirectional layer's directions keep different widths;
-- `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution.
+- `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution;
+- `split_depthwise`: `SplitDepthwiseConv2D` and `SplitGroupedConv2D`, depthwise convolutions
+  over 5x5 computed as sums of small kernel tiles, which export converts them into.
 """
 
 from tfprune.layers import (
