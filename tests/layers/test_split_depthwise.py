@@ -31,23 +31,29 @@ def test_tiles_sum_to_the_whole_kernel(kh, kw, padding, multiplier, use_bias, h,
     # Maps smaller than the kernel: some tiles read padding only and are left out.
     x = rng.standard_normal((2, h, w, channels)).astype(np.float32)
     arguments = dict(padding=padding, use_bias=use_bias, activation="relu")
-    whole = keras.layers.DepthwiseConv2D((kh, kw), depth_multiplier=multiplier, **arguments)
-    tiled = SplitDepthwiseConv2D((kh, kw), depth_multiplier=multiplier, **arguments)
+    assert_same_function(
+        keras.layers.DepthwiseConv2D((kh, kw), depth_multiplier=multiplier, **arguments),
+        SplitDepthwiseConv2D((kh, kw), depth_multiplier=multiplier, **arguments),
+        x,
+        rng,
+    )
+    # ConvNeXt's form: Conv2D with one group per channel.
+    assert_same_function(
+        keras.layers.Conv2D(channels, (kh, kw), groups=channels, **arguments),
+        SplitGroupedConv2D(channels, (kh, kw), groups=channels, **arguments),
+        x,
+        rng,
+    )
+
+
+def assert_same_function(whole, tiled, x, rng):
+    """Both layers built on `x`, given the same random weights, compute the same."""
     whole.build(x.shape)
     tiled.build(x.shape)
     weights = [rng.standard_normal(w.shape).astype(np.float32) for w in whole.get_weights()]
     whole.set_weights(weights)
     tiled.set_weights(weights)
     np.testing.assert_allclose(tiled(x), whole(x), atol=1e-5)
-    # ConvNeXt's form: Conv2D with one group per channel.
-    grouped = keras.layers.Conv2D(channels, (kh, kw), groups=channels, **arguments)
-    split = SplitGroupedConv2D(channels, (kh, kw), groups=channels, **arguments)
-    grouped.build(x.shape)
-    split.build(x.shape)
-    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in grouped.get_weights()]
-    grouped.set_weights(weights)
-    split.set_weights(weights)
-    np.testing.assert_allclose(split(x), grouped(x), atol=1e-5)
 
 
 def test_only_stride_one_depthwise_kernels_over_5x5_are_split():
