@@ -31,6 +31,7 @@ from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.core.files import write_atomically  # noqa: E402
+from tfprune.export.depthwise import split_layers  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
 
 
@@ -205,7 +206,17 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
         paths.append(
             tfprune.export_tflite(stock, workdir / f"{name}_{int(target * 100)}_stock_norm.tflite")
         )
-    latency = tfprune.compare_latency(paths, rounds, runs)
+    # Models with depthwise kernels over 5x5 (ConvNeXt): also as one op per layer, what
+    # export wrote before it cut them into tiles.
+    whole = {}
+    if split_layers(model):
+        for key, source in (("dense", model), ("shrunk", small)):
+            whole[key] = tfprune.export_tflite(
+                source,
+                workdir / f"{name}_{int(target * 100)}_{key}_whole.tflite",
+                split_depthwise=False,
+            )
+    latency = tfprune.compare_latency([*paths, *whole.values()], rounds, runs)
     flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
     latency_ratio = latency[small_path] / latency[dense_path]
     return {
@@ -226,6 +237,16 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
         # The same widths with stock normalization layers (another function, timing only):
         # what the Shrunk*Normalization layers cost over plain ones.
         "stock_norm_latency_ms": latency[paths[2]] * 1e3 if stock is not None else None,
+        # Depthwise kernels over 5x5 exported whole (split_depthwise=False), same rounds.
+        **(
+            {
+                "dense_whole_depthwise_ms": latency[whole["dense"]] * 1e3,
+                "shrunk_whole_depthwise_ms": latency[whole["shrunk"]] * 1e3,
+                "latency_ratio_whole_depthwise": latency[whole["shrunk"]] / latency[whole["dense"]],
+            }
+            if whole
+            else {}
+        ),
     }
 
 
@@ -288,7 +309,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="invokes per timing round")
     parser.add_argument(
-        "--round-to", type=int, default=1, help="keep filter counts a multiple of this"
+        "--round-to",
+        type=lambda v: v if v == "auto" else int(v),
+        default=1,
+        help="keep filter counts a multiple of this, or auto (tfprune's default)",
     )
     parser.add_argument(
         "--fine",
@@ -350,6 +374,13 @@ def main():
                     + (
                         f"  stock-norm twin {row['stock_norm_latency_ms']:.2f} ms"
                         if row["stock_norm_latency_ms"]
+                        else ""
+                    )
+                    + (
+                        f"  depthwise whole: {row['dense_whole_depthwise_ms']:.2f} -> "
+                        f"{row['shrunk_whole_depthwise_ms']:.2f} ms, latency "
+                        f"{row['latency_ratio_whole_depthwise']:.3f}x"
+                        if "dense_whole_depthwise_ms" in row
                         else ""
                     ),
                     flush=True,
