@@ -148,6 +148,34 @@ def keras_hub_text(kind):
     )
 
 
+def keras_hub_bert_classifier():
+    """KerasHub's `BertTextClassifier` (the BERT backbone of `keras_hub_text`, its pooled
+    head) with a `BertTextClassifierPreprocessor` at 128 tokens, at that fixed length: the
+    task prunes through its backbone and head; its preprocessor, left untouched, feeds the
+    shrunk model (`measure` checks)."""
+    import keras_hub
+
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+    tokenizer = keras_hub.models.BertTokenizer(
+        vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    )
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=128)
+    sizes = {"num_layers": 4, "num_heads": 4, "hidden_dim": 256, "intermediate_dim": 1024}
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=1000, max_sequence_length=128, **sizes, name="bert"
+    )
+    task = keras_hub.models.BertTextClassifier(
+        backbone, num_classes=2, preprocessor=preprocessor, name="bert_text_classifier"
+    )
+    inputs = {name: keras.Input((128,), dtype="int32", name=name) for name in backbone.input}
+    return keras.Model(inputs, task(inputs), name="bert_text_classifier_128")
+
+
+def nested_task(model):
+    """The KerasHub task nested in `model` (a layer with a `preprocessor`), or `None`."""
+    return next((layer for layer in model.layers if getattr(layer, "preprocessor", None)), None)
+
+
 def sample_inputs(model, n=2):
     """`n` random inputs for `model`: images uniform in [0, 1); token models get token ids
     below 50, one segment and a padding mask of ones."""
@@ -181,6 +209,7 @@ MODELS = {
     "keras_hub_vit": keras_hub_vit,
     "keras_hub_bert": lambda: keras_hub_text("bert"),
     "keras_hub_gpt2": lambda: keras_hub_text("gpt2"),
+    "keras_hub_bert_classifier": keras_hub_bert_classifier,
 }
 
 
@@ -200,6 +229,10 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
     dense_path = tfprune.export_tflite(model, workdir / f"{name}_dense.tflite")
     small_path = tfprune.export_tflite(small, workdir / f"{name}_{int(target * 100)}.tflite")
     verify = tfprune.verify_tflite(small_path, small, x)
+    task = nested_task(model)
+    if task is not None:  # the untouched preprocessor's output feeds the shrunk model
+        fed = small({k: np.asarray(v) for k, v in task.preprocessor(["the quick fox"]).items()})
+        assert tuple(np.asarray(fed).shape) == (1, task.num_classes), fed.shape
     paths = [dense_path, small_path]
     stock = with_stock_normalization(small)
     if stock is not None:
