@@ -1,5 +1,7 @@
 """FLOPs counted from weights and traced shapes."""
 
+import keras
+
 import tfprune
 from conftest import conv_model
 
@@ -11,3 +13,17 @@ def test_flops_match_hand_counts():
     flat = model.get_layer("fc").kernel.shape[0]
     fc = 2 * flat * 5
     assert tfprune.count_flops(model) == conv + tconv + fc
+
+
+def test_an_attention_mask_is_not_counted_as_the_key():
+    # A mask passed by keyword is a tensor of the call too; read as the key, its one row
+    # made the score matmul look 1 position long.
+    def model(masked):
+        x = keras.Input((6, 8))
+        mask = keras.Input((1, 6), dtype="int32")
+        attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        if masked:
+            return keras.Model([x, mask], attention(x, x, attention_mask=mask))
+        return keras.Model(x, attention(x, x))
+
+    assert tfprune.count_flops(model(True)) == tfprune.count_flops(model(False))

@@ -139,6 +139,35 @@ def calls_of(layer) -> list[tuple[list, list]]:
     ]
 
 
+def operand_calls(layer) -> list[list]:
+    """Every call of `layer`, as the tensors it computes on: its positional arguments, then
+    its keyword arguments, leaving out masks (keywords naming a mask: `attention_mask`,
+    `padding_mask`, ...), which select entries and cost no multiply-adds.
+
+    Args:
+        layer: a layer.
+
+    Returns:
+        One list of symbolic tensors per call, in call order.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x, mask = keras.Input((5, 8)), keras.Input((1, 5))
+    >>> _ = keras.Model([x, mask], attention(x, x, attention_mask=mask))
+    >>> [tuple(t.shape) for t in operand_calls(attention)[0]]
+    [(None, 5, 8), (None, 5, 8)]
+    """
+    calls = []
+    for node in getattr(layer, "_inbound_nodes", []):
+        arguments = node.arguments
+        kept = [*arguments.args] + [
+            value for key, value in arguments.kwargs.items() if "mask" not in key
+        ]
+        calls.append([t for t in keras.tree.flatten(kept) if isinstance(t, keras.KerasTensor)])
+    return calls
+
+
 def producer_of(tensor) -> tuple[object, int]:
     """Which call produced a symbolic tensor.
 
@@ -330,6 +359,85 @@ def keras_hub_self_attention(layer):
     ```
     """
     return layer._self_attention_layer
+
+
+def keras_hub_block_layers(layer) -> dict:
+    """The layers a KerasHub `TransformerEncoder` or `TransformerDecoder` computes with, in
+    call order (private attributes of KerasHub's, read here only).
+
+    Args:
+        layer: a built KerasHub `TransformerEncoder` or `TransformerDecoder`.
+
+    Returns:
+        `{"attention", "attention_dropout", "attention_norm", "feedforward_norm",
+        "intermediate", "output", "feedforward_dropout"}` to layers.
+
+    Example:
+
+    ```python
+    encoder = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
+    encoder(np.zeros((1, 4, 8)))
+    keras_hub_block_layers(encoder)["intermediate"].units  # 8
+    ```
+    """
+    return {
+        "attention": layer._self_attention_layer,
+        "attention_dropout": layer._self_attention_dropout,
+        "attention_norm": layer._self_attention_layer_norm,
+        "feedforward_norm": layer._feedforward_layer_norm,
+        "intermediate": layer._feedforward_intermediate_dense,
+        "output": layer._feedforward_output_dense,
+        "feedforward_dropout": layer._feedforward_dropout,
+    }
+
+
+def keras_hub_vit_block_layers(block) -> dict:
+    """The layers a KerasHub `ViTEncoderBlock` computes with, in call order (attributes
+    KerasHub sets in `build`, read here only).
+
+    Args:
+        block: a built `ViTEncoderBlock` (`keras_hub.src.models.vit.vit_layers`).
+
+    Returns:
+        `{"attention_norm", "attention", "attention_dropout", "mlp_norm", "mlp_in",
+        "mlp_dropout", "mlp_out"}` to layers (the MLP applies its one dropout twice).
+
+    Example:
+
+    ```python
+    encoder = backbone.get_layer("vit_encoder")
+    block, _ = keras_hub_vit_blocks(encoder)[0]
+    keras_hub_vit_block_layers(block)["mlp_in"].units  # mlp_dim
+    ```
+    """
+    return {
+        "attention_norm": block.layer_norm_1,
+        "attention": block.mha,
+        "attention_dropout": block.dropout,
+        "mlp_norm": block.layer_norm_2,
+        "mlp_in": block.mlp.dense_1,
+        "mlp_dropout": block.mlp.dropout,
+        "mlp_out": block.mlp.dense_2,
+    }
+
+
+def keras_hub_vit_encoder_ends(layer) -> tuple:
+    """The dropout a KerasHub `ViTEncoder` applies before its blocks and the normalization
+    after them (attributes KerasHub sets in `build`, read here only).
+
+    Args:
+        layer: a built `ViTEncoder`.
+
+    Returns:
+        `(dropout, layer_norm)`.
+
+    Example:
+
+    ```python
+    dropout, norm = keras_hub_vit_encoder_ends(backbone.get_layer("vit_encoder"))
+    ```
+    """
+    return layer.dropout, layer.layer_norm
 
 
 def keras_hub_cross_attention(layer):

@@ -126,7 +126,7 @@ def unit_flops(layer, node_layer=None) -> int | None:
     """
     spec = registry.spec_for(layer)
     total = 0
-    for inputs, _ in keras_internals.calls_of(node_layer or layer):
+    for inputs in keras_internals.operand_calls(node_layer or layer):
         total += spec.unit_flops(layer, [reference.concrete_shape(t) for t in inputs])
     return total or None
 
@@ -155,7 +155,7 @@ def fixed_flops(layer, node_layer=None) -> int:
         return 0
     return sum(
         spec.fixed_flops(layer, [reference.concrete_shape(t) for t in inputs])
-        for inputs, _ in keras_internals.calls_of(node_layer or layer)
+        for inputs in keras_internals.operand_calls(node_layer or layer)
     )
 
 
