@@ -286,3 +286,21 @@ def conv_model():
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(5, name="fc")(x)
     return keras.Model(inputs, outputs)
+
+
+def keras_hub_text_backbone(kind, **overrides):
+    """A small KerasHub `BertBackbone` or `GPT2Backbone` (2 blocks of width 16, 2 heads,
+    feed-forward 32, vocabulary 50, 8 tokens), built from constructor arguments (presets
+    download weights at run time); `overrides` change any of them."""
+    import keras_hub
+
+    backbone = {"bert": keras_hub.models.BertBackbone, "gpt2": keras_hub.models.GPT2Backbone}
+    sizes = {
+        "vocabulary_size": 50,
+        "num_layers": 2,
+        "num_heads": 2,
+        "hidden_dim": 16,
+        "intermediate_dim": 32,
+        "max_sequence_length": 8,
+    }
+    return backbone[kind](**{**sizes, **overrides})

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import tfprune
+from conftest import keras_hub_text_backbone
 from tfprune.graph import flops
+from tfprune.inspection.explain import UNFOLD_HINT
 
 
 @keras.saving.register_keras_serializable(package="tfprune_tests")
@@ -169,17 +171,7 @@ def test_efficientnet_v2_blocks_are_named_as_what_stops_pruning():
 
 
 def bert_backbone(**overrides):
-    return keras_hub.models.BertBackbone(
-        **{
-            "vocabulary_size": 50,
-            "num_layers": 2,
-            "num_heads": 2,
-            "hidden_dim": 16,
-            "intermediate_dim": 32,
-            "max_sequence_length": 8,
-            **overrides,
-        }
-    )
+    return keras_hub_text_backbone("bert", **overrides)
 
 
 def bert_case():
@@ -194,14 +186,7 @@ def bert_case():
 
 
 def gpt2_case():
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=8,
-    )
+    backbone = keras_hub_text_backbone("gpt2")
     rng = np.random.default_rng(1)
     x = {"token_ids": rng.integers(0, 50, (4, 8)), "padding_mask": np.ones((4, 8), bool)}
     return backbone, "transformer_layer_{}", x, np.zeros((4, 8, 16))
@@ -217,7 +202,8 @@ def test_keras_hub_transformer_blocks_prune_their_feedforward_units(case, tmp_pa
     backbone, block_name, x, y = case()
     names = [block_name.format(i) for i in (0, 1)]
     rows = {row["layer"]: row for row in tfprune.explain(backbone)}
-    assert rows[names[0]]["filters"] == 32 and rows[names[0]]["reasons"] == []
+    assert rows[names[0]]["filters"] == 32 == rows[names[0]]["removable"]
+    assert rows[names[0]]["reasons"] == [UNFOLD_HINT]  # its heads prune once unfolded
     pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
     assert set(names) <= {w.layer.name for w in tfprune.wrappers_of(pruned)}
     pruned.compile("adam", loss="mse")
@@ -306,7 +292,8 @@ def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path
     )
     task = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3)
     rows = {row["layer"]: row for row in tfprune.explain(task)}
-    assert rows["vit_encoder"]["filters"] == 32 and rows["vit_encoder"]["reasons"] == []
+    assert rows["vit_encoder"]["filters"] == 32 == rows["vit_encoder"]["removable"]
+    assert rows["vit_encoder"]["reasons"] == [UNFOLD_HINT]
     x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
     pruned, small = through_the_data_path(task, x, np.array([0, 1, 2, 0]), tmp_path)
     encoder = small.get_layer(backbone.name).get_layer("vit_encoder")

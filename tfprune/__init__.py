@@ -63,10 +63,18 @@ from tfprune.graph.latency import LatencyTable
 from tfprune.graph.reference import reference_size, set_reference_size
 from tfprune.inspection.explain import explain
 from tfprune.inspection.summary import Summary, summary
+from tfprune.layers.attention_mask import SelfAttentionMask
 from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.layers.grouped_conv import GroupedConv2D
 from tfprune.layers.normalization import ShrunkLayerNormalization, ShrunkRMSNormalization
-from tfprune.layers.registry import ChannelRule, LayerSpec, register_channel_rule, register_layer
+from tfprune.layers.registry import (
+    ChannelRule,
+    LayerSpec,
+    register_channel_rule,
+    register_layer,
+    register_unfolding,
+)
+from tfprune.layers.split_depthwise import SplitDepthwiseConv2D, SplitGroupedConv2D
 from tfprune.masking.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.masking.prune import prune
 from tfprune.masking.ranking import PruningPlan, apply_target, pruning_plans
@@ -78,6 +86,7 @@ from tfprune.masking.schedules import (
     PruningSchedule,
 )
 from tfprune.masking.strip import strip
+from tfprune.masking.unfold import unfold
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
 from tfprune.methods.compensation import compensate
 from tfprune.methods.distillation import Distillation
@@ -176,6 +185,9 @@ __all__ = [
     "PruningCallback",
     "PruningSchedule",
     "RebuildResult",
+    "SelfAttentionMask",
+    "SplitDepthwiseConv2D",
+    "SplitGroupedConv2D",
     "ShrunkLayerNormalization",
     "ShrunkRMSNormalization",
     "StorageChoice",
@@ -213,12 +225,14 @@ __all__ = [
     "prune",
     "register_channel_rule",
     "register_layer",
+    "register_unfolding",
     "save_model",
     "run_tflite",
     "shrink",
     "shrink_heads",
     "strip",
     "summary",
+    "unfold",
     "verify_tflite",
     "wrappers_of",
 ]

@@ -205,7 +205,7 @@ def _unwrapped(layer):
     return layer.layer if hasattr(layer, "masked_weights") else layer
 
 
-def copy_weights(source, target) -> None:
+def copy_weights(source, target, skip=()) -> None:
     """Copy weights from `source` into its clone `target`, level by level, by layer name.
 
     Either side may hold tfprune wrappers where the other holds the bare layer; a wrapper
@@ -214,6 +214,8 @@ def copy_weights(source, target) -> None:
     Args:
         source: the model to copy from.
         target: a clone of it (same layer names), possibly wrapped differently.
+        skip: ids of `source` layers the clone has no twin of (layers written out as
+            others, whose weights went with them). Defaults to none.
 
     Example:
 
@@ -225,11 +227,12 @@ def copy_weights(source, target) -> None:
     """
     by_name = {_unwrapped(layer).name: layer for layer in target.layers}
     for layer in source.layers:
-        if not layer.weights:  # input layers are renamed by cloning, and hold nothing
+        # Input layers are renamed by cloning, and hold nothing.
+        if not layer.weights or id(layer) in skip:
             continue
         twin = by_name[_unwrapped(layer).name]
         if isinstance(layer, keras.Model):
-            copy_weights(layer, twin)
+            copy_weights(layer, twin, skip)
             continue
         weights = (
             layer.masked_weights() if hasattr(layer, "masked_weights") else layer.get_weights()

@@ -8,6 +8,13 @@ from tfprune.core.modelwalk import opaque_layers, weights_owner
 from tfprune.graph.channel_graph import ChannelGraph, width
 from tfprune.layers import registry
 
+#: What `explain` says of a layer whose units prune but whose attention heads only prune
+#: once `tfprune.unfold` has written it out (KerasHub's transformer blocks).
+UNFOLD_HINT = (
+    "its attention heads stay inside it (only its feed-forward units are counted here): "
+    "tfprune.unfold(model) writes it out as Keras layers whose heads prune too"
+)
+
 
 def opaque_reason(layer, inside) -> str:
     """Why the prunable layers inside a custom layer stay as they are, in words.
@@ -40,8 +47,9 @@ def explain(model) -> list[dict]:
         One dict per layer with a prunable weight: `layer`, `filters`, `removable` (filters
         in groups that are free to go, if they are zero) and `reasons` (why the others are
         pinned: a barrier layer's name, a model output...). A custom layer that holds
-        prunable layers inside it (KerasHub's `TransformerEncoder`) gets a row too, with
-        `filters` 0 and the reason. For an attention layer, `filters` are its heads.
+        prunable layers inside it gets a row too, with `filters` 0 and the reason. For an
+        attention layer, `filters` are its heads; for a KerasHub transformer block, its
+        feed-forward units, and `reasons` says that `tfprune.unfold` makes its heads prune.
 
     Raises:
         TypeError, ValueError: as `tfprune.prune` for models it cannot read.
@@ -84,7 +92,10 @@ def explain(model) -> list[dict]:
         if units:
             seen.add(id(layer))
             # Units inside the layer (heads) are groups of their own: nothing outside pins them.
-            rows.append({"layer": layer.name, "filters": units, "removable": units, "reasons": []})
+            reasons = [UNFOLD_HINT] if registry.unfolds(layer) else []
+            rows.append(
+                {"layer": layer.name, "filters": units, "removable": units, "reasons": reasons}
+            )
     for layer, inside in opaque_layers(model, registry.is_prunable):
         rows.append(
             {

@@ -8,15 +8,17 @@ holding self-attention, layer normalizations and a two-layer feed-forward networ
 feed-forward units are units inside the layer: masking unit `j`'s column of the
 intermediate kernel and its bias makes the unit output `activation(0) = 0`, so unit `j`'s
 row of the output kernel adds nothing; `shrink` rebuilds the encoder with a lower
-`intermediate_dim`. Its attention heads stay: KerasHub derives the head size from
-`hidden_dim // num_heads`, so a block with fewer heads cannot be rebuilt from its config.
+`intermediate_dim`. Its attention heads stay while it is one layer: KerasHub derives the
+head size from `hidden_dim // num_heads`, so a block with fewer heads cannot be rebuilt from
+its config. `tfprune.unfold` writes these blocks out as the Keras layers they hold (the
+unfoldings at the end of this module), and then the heads prune too.
 A decoder with cross-attention stays whole: its FLOPs depend on the encoder sequence, which
 the decoder's own call shapes do not say reliably.
 
 KerasHub's `ViTEncoder` (the `ViTBackbone`'s blocks) is one layer holding every block, with
 one `mlp_dim` for all of them: its units are MLP units `j` of all blocks at once (masked in
 every block's first MLP kernel and bias; GELU maps 0 to 0), and `shrink` rebuilds it with a
-lower `mlp_dim`. Its heads stay, for the reason above.
+lower `mlp_dim`. Its heads stay, for the reason above, until it is unfolded.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import keras
 import numpy as np
 
 from tfprune.core import keras_internals
+from tfprune.core.modelwalk import clone_layer
+from tfprune.layers.attention_mask import SelfAttentionMask
 from tfprune.layers.builtin_rules import attention_head_flops
 from tfprune.layers.registry import (
     LayerSpec,
     MaskLayout,
     register_layer,
+    register_unfolding,
     units_kept,
     variable,
 )
@@ -172,3 +177,140 @@ register_layer(
         layout=_vit_layout,
     ),
 )
+
+
+# --------------------------------------------------------------- unfolding (tfprune.unfold)
+# Written out as the Keras layers they hold, KerasHub's blocks prune like any functional
+# transformer: heads through keras.layers.MultiHeadAttention's spec (KerasHub derives a
+# block's head size from hidden_dim // num_heads, so a block cannot be rebuilt with fewer
+# heads), feed-forward and MLP units through Dense, block by block.
+
+
+def _fresh(layer, name):
+    """A new, unbuilt copy of a block's sublayer named `name`; attention as the stock
+    `keras.layers.MultiHeadAttention` (KerasHub's decoders hold a caching subclass)."""
+    config = {**layer.get_config(), "name": name}
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return clone_layer(layer, config, keras.layers.MultiHeadAttention)
+    return clone_layer(layer, config)
+
+
+def _copy_weights(pairs):
+    """Give each fresh layer, now built, its original's weights."""
+    for fresh, original in pairs:
+        if original.weights:
+            fresh.set_weights(original.get_weights())
+
+
+def _block_unfolding(layer, refuse):
+    """What a `TransformerEncoder` or `TransformerDecoder` (self-attention only) computes,
+    as fresh layers: `(inputs, padding_mask, causal) -> outputs`."""
+    parts = keras_internals.keras_hub_block_layers(layer)
+    prefix = layer.name
+
+    def run(x, padding_mask, causal):
+        fresh = {key: _fresh(part, f"{prefix}_{key}") for key, part in parts.items()}
+        mask = None
+        if padding_mask is not None:
+            mask = SelfAttentionMask(causal, name=f"{prefix}_attention_mask")(padding_mask)
+        elif causal:
+            refuse("without a padding mask its causal mask would come from the sequence")
+        residual = x
+        if layer.normalize_first:
+            x = fresh["attention_norm"](x)
+        x = fresh["attention"](x, x, attention_mask=mask)
+        x = fresh["attention_dropout"](x)
+        x = keras.layers.Add(name=f"{prefix}_attention_residual")([x, residual])
+        if not layer.normalize_first:
+            x = fresh["attention_norm"](x)
+        residual = x
+        if layer.normalize_first:
+            x = fresh["feedforward_norm"](x)
+        x = fresh["feedforward_dropout"](fresh["output"](fresh["intermediate"](x)))
+        x = keras.layers.Add(name=f"{prefix}_feedforward_residual")([x, residual])
+        if not layer.normalize_first:
+            x = fresh["feedforward_norm"](x)
+        _copy_weights((fresh[key], part) for key, part in parts.items())
+        return x
+
+    return run
+
+
+def _refusal(layer):
+    def refuse(why):
+        raise ValueError(
+            f"unfold: KerasHub block '{layer.name}' cannot be written out: {why}. Leave it "
+            "folded (prune it without tfprune.unfold: its feed-forward units still prune)."
+        )
+
+    return refuse
+
+
+def _unfold_encoder(layer):
+    """`tfprune.unfold`'s form of a KerasHub `TransformerEncoder`."""
+    refuse = _refusal(layer)
+    run = _block_unfolding(layer, refuse)
+
+    def call(
+        inputs, padding_mask=None, attention_mask=None, training=None, return_attention_scores=False
+    ):
+        if attention_mask is not None or return_attention_scores:
+            refuse("it is called with an attention mask or asked for its attention scores")
+        return run(inputs, padding_mask, causal=False)
+
+    return call
+
+
+def _unfold_decoder(layer):
+    """`tfprune.unfold`'s form of a KerasHub `TransformerDecoder` without cross-attention."""
+    if keras_internals.keras_hub_cross_attention(layer) is not None:
+        return None
+    refuse = _refusal(layer)
+    run = _block_unfolding(layer, refuse)
+
+    def call(
+        decoder_sequence,
+        encoder_sequence=None,
+        decoder_padding_mask=None,
+        decoder_attention_mask=None,
+        use_causal_mask=True,
+        training=None,
+    ):
+        if decoder_attention_mask is not None or encoder_sequence is not None:
+            refuse("it is called with an attention mask or an encoder sequence")
+        return run(decoder_sequence, decoder_padding_mask, causal=use_causal_mask)
+
+    return call
+
+
+def _unfold_vit_encoder(layer):
+    """`tfprune.unfold`'s form of a KerasHub `ViTEncoder`: each block's attention and MLP as
+    their own layers, so heads and each block's MLP units prune."""
+
+    def call(inputs, training=None):
+        dropout, norm = keras_internals.keras_hub_vit_encoder_ends(layer)
+        pairs = [(_fresh(dropout, f"{layer.name}_dropout"), dropout)]
+        x = pairs[0][0](inputs)
+        for block, _ in keras_internals.keras_hub_vit_blocks(layer):
+            prefix = f"{layer.name}_{block.name}"
+            parts = keras_internals.keras_hub_vit_block_layers(block)
+            fresh = {key: _fresh(part, f"{prefix}_{key}") for key, part in parts.items()}
+            y = fresh["attention_norm"](x)
+            y = fresh["attention_dropout"](fresh["attention"](y, y))
+            x = keras.layers.Add(name=f"{prefix}_attention_residual")([y, x])
+            y = fresh["mlp_dropout"](fresh["mlp_in"](fresh["mlp_norm"](x)))
+            second = _fresh(parts["mlp_dropout"], f"{prefix}_mlp_out_dropout")
+            y = second(fresh["mlp_out"](y))
+            x = keras.layers.Add(name=f"{prefix}_mlp_residual")([x, y])
+            pairs += [(fresh[key], part) for key, part in parts.items()]
+        pairs.append((_fresh(norm, f"{layer.name}_norm"), norm))
+        x = pairs[-1][0](x)
+        _copy_weights(pairs)
+        return x
+
+    return call
+
+
+register_unfolding("keras_hub>TransformerEncoder", _unfold_encoder)
+register_unfolding("keras_hub>TransformerDecoder", _unfold_decoder)
+register_unfolding(_VIT_ENCODER, _unfold_vit_encoder)

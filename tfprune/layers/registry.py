@@ -302,6 +302,8 @@ class ChannelRule:
 
 
 _REGISTRY: dict[type | str, LayerSpec] = {}
+# Composite layers `tfprune.unfold` writes out as the Keras layers they hold.
+_UNFOLDINGS: dict[type | str, object] = {}
 _CHANNEL_RULES: dict[type, ChannelRule] = {}
 # Keras wrappers that apply their inner layer as is (TimeDistributed, to every step): the
 # inner layer's spec or rule describes them.
@@ -582,6 +584,82 @@ def register_layer(layer_class: type | str, spec: LayerSpec) -> None:
             f"register_layer: spec must be a tfprune.LayerSpec, got {type(spec).__name__}."
         )
     _REGISTRY[layer_class] = spec
+
+
+def register_unfolding(layer_class: type | str, unfolding) -> None:
+    """Teach `tfprune.unfold` to write a composite layer type out as the layers it holds.
+
+    Args:
+        layer_class: a layer class, its Keras registered name or its import path, as in
+            `register_layer`.
+        unfolding: `layer -> callable | None`. The callable stands for the layer in its
+            model's graph: it is called with that call's arguments, builds fresh Keras layers
+            holding the layer's weights on them and returns what the layer returned. `None`
+            leaves this instance as it is.
+
+    Raises:
+        TypeError: if `unfolding` is not callable.
+
+    Example:
+
+    >>> class Twice(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.inner = keras.layers.Dense(input_shape[-1], name="inner")
+    ...         self.inner.build(input_shape)
+    ...     def call(self, x):
+    ...         return self.inner(self.inner(x))
+    >>> def written_out(layer):
+    ...     def call(x):
+    ...         first = keras.layers.Dense.from_config({**layer.inner.get_config(), "name": "a"})
+    ...         second = keras.layers.Dense.from_config({**layer.inner.get_config(), "name": "b"})
+    ...         y = second(first(x))
+    ...         first.set_weights(layer.inner.get_weights())
+    ...         second.set_weights(layer.inner.get_weights())
+    ...         return y
+    ...     return call
+    >>> register_unfolding(Twice, written_out)
+    >>> unfolding_for(Twice()) is written_out
+    True
+    """
+    if not callable(unfolding):
+        raise TypeError(f"register_unfolding: unfolding must be callable, got {unfolding!r}.")
+    _UNFOLDINGS[layer_class] = unfolding
+
+
+def unfolding_for(layer):
+    """The registered unfolding of `layer`'s type (see `register_unfolding`), or `None`.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        The `layer -> callable | None` function, or `None`.
+
+    Example:
+
+    >>> unfolding_for(keras.layers.Dense(2)) is None
+    True
+    """
+    return next((_UNFOLDINGS[key] for key in _keys(layer) if key in _UNFOLDINGS), None)
+
+
+def unfolds(layer) -> bool:
+    """Whether `tfprune.unfold` writes `layer` out (its type has an unfolding that accepts
+    this instance).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        True or False.
+
+    Example:
+
+    >>> unfolds(keras.layers.Dense(2))
+    False
+    """
+    unfolding = unfolding_for(layer)
+    return unfolding is not None and unfolding(layer) is not None
 
 
 def _one_group_per_input(layer, input_shape) -> bool:
