@@ -31,6 +31,7 @@ from benchreport import write_report  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.core.files import write_atomically  # noqa: E402
+from tfprune.core.modelwalk import all_layers, clone_layer  # noqa: E402
 from tfprune.export.depthwise import split_layers  # noqa: E402
 from tfprune.zoo import digits_cnn  # noqa: E402
 
@@ -213,9 +214,11 @@ MODELS = {
 }
 
 
-def measure(name, target, rounds, runs, workdir, round_to, ranking):
+def measure(name, target, rounds, runs, workdir, round_to, ranking, unfold=False):
     keras.utils.set_random_seed(0)
-    model = MODELS[name]()
+    model = folded = MODELS[name]()
+    if unfold:  # KerasHub blocks as Keras layers: their heads prune too
+        model = tfprune.unfold(folded)
     pruned = tfprune.prune(
         model, schedule=tfprune.OneShot(target), target="flops", ranking=ranking, round_to=round_to
     )
@@ -224,6 +227,11 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
     start = time.perf_counter()
     small = tfprune.shrink(plain)
     shrink_seconds = time.perf_counter() - start
+    dense_heads = {
+        layer.name: layer.num_heads
+        for layer in all_layers(model)
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+    }
     x = sample_inputs(model)
     diff = float(np.abs(np.asarray(small(x)) - np.asarray(plain(x))).max())
     dense_path = tfprune.export_tflite(model, workdir / f"{name}_dense.tflite")
@@ -249,6 +257,8 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
                 workdir / f"{name}_{int(target * 100)}_{key}_whole.tflite",
                 split_depthwise=False,
             )
+    if unfold:  # the same dense model folded: what unfolding itself costs
+        whole["folded"] = tfprune.export_tflite(folded, workdir / f"{name}_folded.tflite")
     latency = tfprune.compare_latency([*paths, *whole.values()], rounds, runs)
     flops_ratio = tfprune.count_flops(small) / tfprune.count_flops(model)
     latency_ratio = latency[small_path] / latency[dense_path]
@@ -266,6 +276,14 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
         "file_ratio": small_path.stat().st_size / dense_path.stat().st_size,
         "shrink_seconds": shrink_seconds,
         "max_abs_diff_shrunk_vs_masked": diff,
+        "unfolded": unfold,
+        "folded_dense_latency_ms": latency[whole["folded"]] * 1e3 if unfold else None,
+        # Attention heads left per attention layer (of what each had).
+        "heads": [
+            f"{layer.num_heads}/{dense_heads[layer.name]}"
+            for layer in all_layers(small)
+            if isinstance(layer, keras.layers.MultiHeadAttention)
+        ],
         "tflite_vs_keras": verify,
         # The same widths with stock normalization layers (another function, timing only):
         # what the Shrunk*Normalization layers cost over plain ones.
@@ -277,7 +295,7 @@ def measure(name, target, rounds, runs, workdir, round_to, ranking):
                 "shrunk_whole_depthwise_ms": latency[whole["shrunk"]] * 1e3,
                 "latency_ratio_whole_depthwise": latency[whole["shrunk"]] / latency[whole["dense"]],
             }
-            if whole
+            if "dense" in whole
             else {}
         ),
     }
@@ -299,7 +317,7 @@ def with_stock_normalization(small):
             found.append(layer)
             config = {k: v for k, v in layer.get_config().items() if k != "removed_values"}
             return stock_of[type(layer)].from_config(config)
-        return layer.__class__.from_config(layer.get_config())
+        return clone_layer(layer)
 
     stock = keras.models.clone_model(small, clone_function=swap)
     return stock if found else None
@@ -357,6 +375,11 @@ def main():
     parser.add_argument(
         "--ranking", default="global", choices=["global", "local"], help="group ranking"
     )
+    parser.add_argument(
+        "--unfold",
+        action="store_true",
+        help="tfprune.unfold the model first (KerasHub blocks' heads prune too)",
+    )
     parser.add_argument("--out", default="out", help="directory for bench_shrink.json and .png")
     parser.add_argument(
         "--plot",
@@ -395,7 +418,14 @@ def main():
                     else args.round_to
                 )
                 row = measure(
-                    name, target, args.rounds, args.runs, pathlib.Path(tmp), round_to, args.ranking
+                    name,
+                    target,
+                    args.rounds,
+                    args.runs,
+                    pathlib.Path(tmp),
+                    round_to,
+                    args.ranking,
+                    args.unfold,
                 )
                 rows.append(row)
                 print(
@@ -404,6 +434,12 @@ def main():
                     f"latency/FLOPs {row['latency_over_flops']:.2f}  shrink "
                     f"{row['shrink_seconds']:.1f} s  diff "
                     f"{row['max_abs_diff_shrunk_vs_masked']:.1e}"
+                    + (f"  heads {' '.join(row['heads'])}" if row["heads"] else "")
+                    + (
+                        f"  dense folded {row['folded_dense_latency_ms']:.2f} ms"
+                        if row["folded_dense_latency_ms"]
+                        else ""
+                    )
                     + (
                         f"  stock-norm twin {row['stock_norm_latency_ms']:.2f} ms"
                         if row["stock_norm_latency_ms"]
@@ -418,8 +454,10 @@ def main():
                     ),
                     flush=True,
                 )
-    stem = f"bench_shrink_{args.ranking}_round{args.round_to}" + "".join(
-        f"_{item}" for item in args.fine
+    stem = (
+        f"bench_shrink_{args.ranking}_round{args.round_to}"
+        + "".join(f"_{item}" for item in args.fine)
+        + ("_unfolded" if args.unfold else "")
     )
     write_report(out / f"{stem}.json", {"rows": rows})
     plot(rows, out / f"{stem}.png")
