@@ -189,3 +189,36 @@ def test_explain_says_a_folded_block_s_heads_prune_once_unfolded():
     rows = {row["layer"]: row for row in tfprune.explain(tfprune.unfold(model))}
     attention = rows["transformer_layer_0_attention"]
     assert attention["filters"] == attention["removable"] == 4 and attention["reasons"] == []
+
+
+def test_efficientnet_v2_blocks_unfold_prune_shrink_and_export(tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 3],
+        stackwise_num_repeats=[1, 1, 1],
+        stackwise_input_filters=[16, 16, 24],
+        stackwise_output_filters=[16, 24, 32],
+        stackwise_expansion_ratios=[1, 4, 4],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2],
+        stackwise_block_types=["fused", "fused", "unfused"],
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        input_shape=(16, 16, 3),
+    )
+    x = np.random.default_rng(0).random((2, 16, 16, 3), dtype=np.float32)
+    unfolded = tfprune.unfold(backbone)
+    assert len(unfolded_layers(backbone)) == 3
+    assert max_diff(unfolded, backbone, x) <= 1e-6
+    pruned = tfprune.prune(unfolded, schedule=tfprune.OneShot(0.5), target="flops")
+    wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
+    assert any("depthwise" in name for name in wrapped) and any(
+        "se_conv" in name for name in wrapped
+    )
+    tfprune.apply_target(pruned, 0.5)
+    masked = tfprune.strip(pruned)
+    small = tfprune.shrink(masked)
+    assert max_diff(small, masked, x) <= 1e-5
+    assert tfprune.count_flops(small) < 0.6 * tfprune.count_flops(unfolded)
+    path = tfprune.export_tflite(small, tmp_path / "effnetv2.tflite")
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4

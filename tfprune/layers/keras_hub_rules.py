@@ -311,6 +311,81 @@ def _unfold_vit_encoder(layer):
     return call
 
 
+def _squeeze_excite(layer, x, prefix, step):
+    """A KerasHub MBConv block's squeeze-and-excite, as its `call` writes it: pooled,
+    reshaped to one pixel, two 1x1 convolutions, multiplied in."""
+    if not 0 < layer.se_ratio <= 1:
+        return x
+    se = keras.layers.GlobalAveragePooling2D(name=f"{prefix}_se_squeeze")(x)
+    se = keras.layers.Reshape((1, 1, layer.filters), name=f"{prefix}_se_reshape")(se)
+    se = step("se_conv2", step("se_conv1", se))
+    return keras.layers.Multiply(name=f"{prefix}_se_excite")([x, se])
+
+
+def _residual(layer, x, inputs, prefix, step):
+    """The block's residual, where its `call` adds one (dropout first, if it has one)."""
+    if layer.strides == 1 and layer.input_filters == layer.output_filters and not layer.nores:
+        if layer.dropout:
+            x = step("dropout_layer", x)
+        x = keras.layers.Add(name=f"{prefix}_add")([x, inputs])
+    return x
+
+
+def _mbconv_steps(layer):
+    """A fresh copy of one of the block's sublayers per use, applied: `step(attribute, x)`,
+    and what to copy the weights from once they are built."""
+    pairs = []
+
+    def step(attribute, x, use=""):
+        original = getattr(layer, attribute)
+        fresh = _fresh(original, f"{layer.name}_{attribute}{use}")
+        pairs.append((fresh, original))
+        return fresh(x)
+
+    return step, pairs
+
+
+def _unfold_mbconv(layer):
+    """`tfprune.unfold`'s form of KerasHub's `MBConvBlock` (EfficientNetV2's later stages):
+    expansion, depthwise, squeeze-and-excite and projection as their own layers."""
+
+    def call(inputs):
+        step, pairs = _mbconv_steps(layer)
+        x = inputs
+        if layer.expand_ratio != 1:
+            x = step("act", step("bn1", step("conv1", x)), use="_expand")
+        x = step("act", step("bn2", step("depthwise", x)))
+        x = _squeeze_excite(layer, x, layer.name, step)
+        x = step("bn3", step("output_conv", step("output_conv_pad", x)))
+        x = _residual(layer, x, inputs, layer.name, step)
+        _copy_weights(pairs)
+        return x
+
+    return call
+
+
+def _unfold_fused_mbconv(layer):
+    """`tfprune.unfold`'s form of KerasHub's `FusedMBConvBlock` (EfficientNetV2's first
+    stages): the fused expansion convolution, squeeze-and-excite and projection."""
+
+    def call(inputs):
+        step, pairs = _mbconv_steps(layer)
+        x = step("act", step("bn1", step("conv1", step("conv1_pad", inputs))))
+        x = _squeeze_excite(layer, x, layer.name, step)
+        x = step("bn2", step("output_conv", step("output_conv_pad", x)))
+        if layer.expand_ratio == 1 and layer.projection_activation:
+            x = step("projection_act", x)
+        x = _residual(layer, x, inputs, layer.name, step)
+        _copy_weights(pairs)
+        return x
+
+    return call
+
+
 register_unfolding("keras_hub>TransformerEncoder", _unfold_encoder)
 register_unfolding("keras_hub>TransformerDecoder", _unfold_decoder)
 register_unfolding(_VIT_ENCODER, _unfold_vit_encoder)
+register_unfolding("keras_hub.src.models.efficientnet.mbconv.MBConvBlock", _unfold_mbconv)
+register_unfolding(
+    "keras_hub.src.models.efficientnet.fusedmbconv.FusedMBConvBlock", _unfold_fused_mbconv
+)

@@ -129,10 +129,16 @@ def _nothing_to_prune(model, graph, candidates) -> str:
     hidden = modelwalk.opaque_layers(model, registry.is_prunable)
     if hidden:
         names = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer, _ in hidden)
+        if all(registry.unfolds(layer) for layer, _ in hidden):
+            remedy = "tfprune.unfold(model) writes them out as their inner layers, which prune"
+        else:
+            remedy = (
+                "Teach it the custom layer's type with tfprune.register_layer (or "
+                "tfprune.register_unfolding), or build the model from its inner layers"
+            )
         return (
             f"prune: no layer to prune. The prunable layers are inside custom layers that "
-            f"tfprune cannot prune into: {names}. Teach it the custom layer's type with "
-            "tfprune.register_layer, or build the model from its inner layers."
+            f"tfprune cannot prune into: {names}. {remedy}."
         )
     why = {}
     if graph is not None:
