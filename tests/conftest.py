@@ -304,3 +304,23 @@ def keras_hub_text_backbone(kind, **overrides):
         "max_sequence_length": 8,
     }
     return backbone[kind](**{**sizes, **overrides})
+
+
+def tiny_efficientnet(block_types):
+    """A three-stage KerasHub `EfficientNetBackbone` on 16x16 images, its stages of the given
+    block types (`"v1"`, `"fused"`, `"unfused"`), built from constructor arguments."""
+    import keras_hub
+
+    return keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 3],
+        stackwise_num_repeats=[1, 1, 1],
+        stackwise_input_filters=[16, 16, 24],
+        stackwise_output_filters=[16, 24, 32],
+        stackwise_expansion_ratios=[1, 4, 4],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2],
+        stackwise_block_types=block_types,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        input_shape=(16, 16, 3),
+    )

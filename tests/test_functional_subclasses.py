@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from conftest import keras_hub_text_backbone
+from conftest import keras_hub_text_backbone, tiny_efficientnet
 from tfprune.graph import flops
 from tfprune.inspection.explain import UNFOLD_HINT
 
@@ -137,22 +137,6 @@ def test_keras_hub_task_prunes_through_backbone_and_head_and_keeps_its_preproces
     # The task, its preprocessor included, is untouched and still predicts as before.
     np.testing.assert_array_equal(classifier.predict(images, verbose=0), predictions)
     assert np.asarray(small(classifier.preprocessor(images))).shape == (4, 3)
-
-
-def tiny_efficientnet(block_types):
-    return keras_hub.models.EfficientNetBackbone(
-        stackwise_kernel_sizes=[3, 3, 3],
-        stackwise_num_repeats=[1, 1, 1],
-        stackwise_input_filters=[16, 16, 24],
-        stackwise_output_filters=[16, 24, 32],
-        stackwise_expansion_ratios=[1, 4, 4],
-        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
-        stackwise_strides=[1, 2, 2],
-        stackwise_block_types=block_types,
-        width_coefficient=1.0,
-        depth_coefficient=1.0,
-        input_shape=(16, 16, 3),
-    )
 
 
 def test_a_keras_hub_efficientnet_classifier_goes_through_the_data_path(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from conftest import keras_hub_text_backbone
+from conftest import keras_hub_text_backbone, tiny_efficientnet
 from tfprune.masking.unfold import unfolded_layers
 
 
@@ -193,19 +193,7 @@ def test_explain_says_a_folded_block_s_heads_prune_once_unfolded():
 
 def test_efficientnet_v2_blocks_unfold_prune_shrink_and_export(tmp_path):
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.EfficientNetBackbone(
-        stackwise_kernel_sizes=[3, 3, 3],
-        stackwise_num_repeats=[1, 1, 1],
-        stackwise_input_filters=[16, 16, 24],
-        stackwise_output_filters=[16, 24, 32],
-        stackwise_expansion_ratios=[1, 4, 4],
-        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
-        stackwise_strides=[1, 2, 2],
-        stackwise_block_types=["fused", "fused", "unfused"],
-        width_coefficient=1.0,
-        depth_coefficient=1.0,
-        input_shape=(16, 16, 3),
-    )
+    backbone = tiny_efficientnet(["fused", "fused", "unfused"])
     x = np.random.default_rng(0).random((2, 16, 16, 3), dtype=np.float32)
     unfolded = tfprune.unfold(backbone)
     assert len(unfolded_layers(backbone)) == 3
