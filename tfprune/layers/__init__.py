@@ -4,12 +4,14 @@
   without one moves channels), and the lookups every other module uses;
 - `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
 - `keras_hub_rules`: the entries for KerasHub's layers (by registered name, without
-  importing KerasHub);
+  importing KerasHub), and how `tfprune.unfold` writes its blocks out;
 - `normalization`: `ShrunkLayerNormalization` and `ShrunkRMSNormalization`, which `shrink`
   puts where it removed channels from a normalization;
 - `bidirectional`: `UnevenBidirectional`, which `shrink` puts where a concatenating
   Bidirectional layer's directions keep different widths;
 - `grouped_conv`: `GroupedConv2D`, DSP's deployed convolution;
+- `attention_mask`: `SelfAttentionMask`, the attention mask a KerasHub transformer block
+  builds inside itself, for the blocks `tfprune.unfold` writes out;
 - `split_depthwise`: `SplitDepthwiseConv2D` and `SplitGroupedConv2D`, depthwise convolutions
   over 5x5 computed as sums of small kernel tiles, which export converts them into.
 """

@@ -3,6 +3,8 @@
 From the entry points down to what they build on (`PruningCallback` drives one mask
 update through ranking -> families -> criteria -> granularity -> wrappers):
 
+- `unfold`: `tfprune.unfold`, composite layers (KerasHub's blocks) written out as the
+  layers they hold, so that `prune` reaches inside them;
 - `prune`: `tfprune.prune`, a copy of the model with its prunable layers wrapped;
 - `selection`: which layers it wraps (selectors, automatic protection, the graph's pins);
 - `policies`: several policies in one model (`prune(policies=...)`), a layer's settings;
