@@ -210,3 +210,36 @@ def test_efficientnet_v2_blocks_unfold_prune_shrink_and_export(tmp_path):
     assert tfprune.count_flops(small) < 0.6 * tfprune.count_flops(unfolded)
     path = tfprune.export_tflite(small, tmp_path / "effnetv2.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
+def test_leap_learns_head_masks_of_unfolded_keras_hub_blocks():
+    keras.utils.set_random_seed(0)
+    unfolded = tfprune.unfold(bert())
+    inputs = {name: keras.Input((8,), dtype="int32", name=name) for name in unfolded.input}
+    pooled = keras.layers.GlobalAveragePooling1D()(unfolded(inputs)["sequence_output"])
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(pooled))
+    leap = tfprune.LEAP(
+        model,
+        target_density=0.5,
+        granularity="head",
+        initial_threshold=0.0,
+        score_learning_rate=0.1,
+    )
+    assert {"transformer_layer_0_attention", "transformer_layer_1_attention"} <= set(
+        leap.layer_names
+    )
+    x = text_inputs(n=4)
+    x = {k: np.repeat(v, 8, axis=0) for k, v in x.items()}
+    y = np.arange(32) % 2
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    leap.compile(keras.optimizers.Adam(1e-3), loss)
+    leap.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    masked = leap.pruned_model()
+    small = tfprune.shrink(masked)
+    heads = [
+        layer.num_heads
+        for layer in tfprune.core.modelwalk.all_layers(small)
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+    ]
+    assert len(heads) == 2 and min(heads) < 4
+    assert max_diff(small, masked, x) <= 1e-5
