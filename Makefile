@@ -39,6 +39,10 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_shrink.py --models plain_cnn --round-to 32 --fine conv3=8
 	$(PY) tools/bench_shrink.py --models vit_style keras_hub_resnet --out out/bench13
 	$(PY) tools/bench_shrink.py --models keras_hub_bert keras_hub_gpt2 keras_hub_efficientnet keras_hub_vit --out out/bench14
+	$(PY) tools/bench_shrink.py --models keras_hub_bert_classifier keras_hub_bert --round-to auto --out out/bench_bertcls
+	$(PY) tools/bench_shrink.py --models keras_hub_bert keras_hub_gpt2 keras_hub_vit --round-to auto --unfold --out out/bench_unfold
+	$(PY) tools/bench_shrink.py --models convnext_tiny --round-to auto --rounds 7 --runs 20 --out out/bench_cx
+	$(PY) tools/bench_depthwise.py
 	$(PY) tools/bench_transformer_accuracy.py
 	$(PY) tools/bench_adversarial.py
 	$(PY) tools/bench_criteria.py
@@ -50,6 +54,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_latency_target.py
 	$(PY) tools/bench_value.py --tasks digits --json out/bench_value_digits.json --plot docs/bench_value_digits.png
 	$(PY) tools/bench_value.py --tasks mnist1d --untrained --json out/bench_value_mnist1d.json --plot docs/bench_value_mnist1d.png
+	$(PY) tools/bench_value.py --tasks digits --untrained --variants defaults dsp dsp_grouped --json out/bench_value_dsp.json --plot docs/bench_value_dsp.png
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
