@@ -31,11 +31,7 @@ def unfolded_layers(model) -> list:
     >>> unfolded_layers(model)
     []
     """
-    return [
-        layer
-        for layer in modelwalk.all_layers(model)
-        if (unfolding := registry.unfolding_for(layer)) is not None and unfolding(layer) is not None
-    ]
+    return [layer for layer in modelwalk.all_layers(model) if registry.unfolds(layer)]
 
 
 def unfold(model):
