@@ -109,6 +109,13 @@ def test_heads_and_units_of_every_block_prune_shrink_export_and_save(tmp_path):
     assert min(heads) < 4  # heads went
     path = tfprune.export_tflite(small, tmp_path / "bert.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
+    # int8 too: the token ids and the padding mask stay integers through SelfAttentionMask.
+    calibration = [np.repeat(x[t.name], 16, axis=0) for t in small.inputs]
+    quantized = tfprune.export_tflite(
+        small, tmp_path / "bert_int8.tflite", quantize="int8", representative_data=calibration
+    )
+    scale = max(float(np.abs(v).max()) for v in outputs(small, x).values())
+    assert tfprune.verify_tflite(quantized, small, x) <= 0.1 * scale
     small.save(tmp_path / "small.keras")
     loaded = keras.saving.load_model(tmp_path / "small.keras")
     assert max_diff(loaded, small, x) == 0
