@@ -124,7 +124,9 @@ def test_heads_and_units_of_every_block_prune_shrink_export_and_save(tmp_path):
 def test_a_gpt2_backbone_prunes_through_fit_causal_mask_and_all():
     keras.utils.set_random_seed(0)
     model, x = gpt2(), text_inputs(segments=False)
-    pruned = tfprune.prune(tfprune.unfold(model), schedule=tfprune.OneShot(0.4), target="flops")
+    pruned = tfprune.prune(
+        tfprune.unfold(model), schedule=tfprune.OneShot(0.4), target="flops", ranking="global"
+    )
     target = np.zeros((4, 8, 32), np.float32)
     pruned.compile("adam", "mse")
     pruned.fit(x, target, batch_size=2, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])

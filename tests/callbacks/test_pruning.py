@@ -1,6 +1,7 @@
 """PruningCallback: masks on schedule, logs, resuming, and instability per event."""
 
 import csv
+import warnings
 
 import keras
 import numpy as np
@@ -275,3 +276,24 @@ def test_restart_schedule_starts_over_and_masks_still_never_regrow(data):
     assert [e["step"] for e in restarted.events] == [1]
     for mask, wrapper in zip(masks, tfprune.wrappers_of(model)):
         np.testing.assert_array_equal(mask, wrapper.mask_array())  # the same target: no change
+
+
+def test_a_final_cost_target_missed_by_more_than_two_percent_warns():
+    # fc's units go 8 at a time (half its FLOPs and its head's): 0.3 of the FLOPs is either
+    # 0 or 0.5 away, and the callback says so when the schedule reaches it.
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, name="fc")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden))
+    pruned = tfprune.prune(
+        model, schedule=tfprune.OneShot(0.3), target="flops", round_to=8, ranking="global"
+    )
+    pruned.compile("sgd", "mse")
+    x, y = np.ones((4, 8), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.warns(UserWarning, match="final flops target 0.300 was reached as 0.500.*local"):
+        pruned.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    exact = tfprune.prune(model, schedule=tfprune.OneShot(0.5), target="flops", round_to=8)
+    exact.compile("sgd", "mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exact.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
+    assert not [w for w in caught if "final flops target" in str(w.message)]

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from tfprune.core import checks, modelwalk
-from tfprune.masking.ranking import pruning_plans
+from tfprune.masking.ranking import TOLERANCE, pruning_plans
 from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
 
@@ -27,9 +27,11 @@ class PruningCallback(keras.callbacks.Callback):
     At the end of every epoch it writes `sparsity` (over all pruned layers) and, with
     `log_layers`, `sparsity/<layer>` into `logs`; with a FLOPs target also
     `flops_removed`. Keras' progress bar, `CSVLogger` and `TensorBoard` show them when they
-    come after this callback in the `callbacks` list. With filter granularity the units are
-    channel groups (see `tfprune.masking.grouping`), and `flops_removed` counts FLOPs as
-    `tfprune.shrink` will leave them.
+    come after this callback in the `callbacks` list. When the schedule's final FLOPs or
+    latency target is reached more than 2 % off (masks never regrow, and the units left may
+    only come in coarse steps, such as attention heads), it warns, with what lands closer.
+    With filter granularity the units are channel groups (see `tfprune.masking.grouping`),
+    and `flops_removed` counts FLOPs as `tfprune.shrink` will leave them.
 
     With `validation_data`, every pruning event also measures its *instability*:
     `(acc_before - acc_after) / acc_before`, accuracy on `validation_data` just before and
@@ -225,6 +227,23 @@ class PruningCallback(keras.callbacks.Callback):
             self._epoch_instability = max(self._epoch_instability, event["instability"])
         event["sparsity"] = model_sparsity(self.wrappers)
         self.events.append(event)
+        if plan.target != "sparsity" and target >= plan.schedule.final_target - 1e-9:
+            removed = plan.removed()
+            if abs(removed - target) > TOLERANCE:
+                # Masks never regrow: what earlier updates took is gone, and the units left
+                # (an attention layer's heads, whole tiles) may only come in coarse steps.
+                other = (
+                    "ranking='global' (units ranked across layers)"
+                    if plan.ranking == "local"
+                    else "ranking='local' (every layer to the target), a one-shot schedule"
+                )
+                warnings.warn(
+                    f"PruningCallback: the schedule's final {plan.target} target {target:.3f} "
+                    f"was reached as {removed:.3f} removed: the units still prunable at the "
+                    f"last update come in steps too coarse to land within {TOLERANCE:.0%}. "
+                    f"{other} or round_to=1 may land closer.",
+                    stacklevel=2,
+                )
 
     # ------------------------------------------------------- instability (§8)
     def _accuracy(self) -> float:
