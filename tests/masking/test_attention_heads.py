@@ -147,3 +147,25 @@ def test_a_shrunk_attention_block_quantizes_to_int8(tmp_path):
     # int8 rounding: within a few percent of the output range, and the same decisions.
     assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max()
     assert (out.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 0.9
+
+
+def test_a_gradual_global_schedule_keeps_fine_units_for_its_final_target():
+    # Feed-forward units of widely spread norms rank below every head, and each update takes
+    # them first. Freely, the feed-forward layer went to 98 % pruned and the last update had
+    # only heads, each too coarse a step, to meet 0.5 with: it stopped at 0.437. The plan
+    # trades a head for this update's cheapest units once the final target would be out of
+    # reach.
+    keras.utils.set_random_seed(0)
+    model = tfprune.zoo.tiny_transformer(blocks=1, ffn=64)
+    up = model.get_layer("ffn1_up")
+    kernel, bias = up.get_weights()
+    spread = np.random.default_rng(0).exponential(1.0, size=(1, kernel.shape[1])) ** 3
+    up.set_weights([kernel * spread, bias])
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=100, frequency=10)
+    pruned = tfprune.prune(model, schedule=schedule, target="flops", ranking="global", round_to=1)
+    for step in range(0, 101, 10):
+        tfprune.apply_target(pruned, schedule(step))
+    (plan,) = tfprune.pruning_plans(pruned)
+    assert plan.removed() == pytest.approx(0.5, abs=0.02)
+    sparsity = {w.layer.name: w.sparsity() for w in tfprune.wrappers_of(pruned)}
+    assert sparsity["attention1"] > 0 and sparsity["ffn1_up"] < 0.9

@@ -267,6 +267,13 @@ class PruningPlan:
         """
         context = ScoringContext(self.model, self.data)
         scored = [(f.score(context), f.already()) for f in self.families]
+        selection = self._rounded(target, scored)
+        if self.ranking == "global" and self.by_cost:
+            selection = self._keeping_final_reachable(selection, target, scored)
+        return selection
+
+    def _rounded(self, target, scored):
+        """`select` for given scores: ranked, then rounded to the families' multiples."""
         chosen = self._select(self.ranked_families, target, scored)
 
         def miss(selection):
@@ -299,6 +306,67 @@ class PruningPlan:
         if current <= TOLERANCE:
             return selection
         return selection if current <= miss(chosen) else chosen
+
+    def _keeping_final_reachable(self, selection, target, scored):
+        """`selection`, or a trade of one coarse unit for finer ones that keeps the
+        schedule's final target reachable within `TOLERANCE`.
+
+        Units pruned at one update stay pruned. Ranked freely, the early updates of a gradual
+        schedule can take every cheap unit of low score (a transformer's feed-forward units)
+        and leave only coarse ones (heads, 7.5 % of its FLOPs each), so that the last update
+        stops short or overshoots. When `selection` would leave the final target out of
+        reach, each family in turn prunes its lowest unit not yet pruned, and gives back
+        units this update chose in other families, the highest normalised score first,
+        while the removal comes closer to `target`; the trade that leaves the final target
+        nearest (then the removal nearest `target`) is taken.
+
+        Args:
+            selection: one boolean vector of pruned units per family.
+            target: this update's target.
+            scored: `(scores, already pruned)` per family.
+
+        Returns:
+            The selection to install.
+        """
+        final = self.schedule.final_target
+        if target >= final - 1e-9:
+            return selection
+
+        def final_miss(candidate):
+            after = [(scores, np.asarray(units)) for (scores, _), units in zip(scored, candidate)]
+            return abs(self.removed_by(self._rounded(final, after)) - final)
+
+        missed = final_miss(selection)
+        if missed <= TOLERANCE:
+            return selection
+        removed = self.removed_by(selection)
+        best, best_key = selection, (missed, abs(removed - target))
+        newly = []  # (normalised score, family, unit) chosen by this update
+        for j, ((scores, already), units) in enumerate(zip(scored, selection)):
+            alive = scores[~already]
+            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+            newly += [(scores[u] / scale, j, u) for u in np.flatnonzero(units & ~already)]
+        newly.sort(key=lambda item: -item[0])
+        for index, family in enumerate(self.families):
+            free = np.flatnonzero(~selection[index])
+            if free.size <= max(1, family.min_filters):
+                continue
+            trial = [np.array(units) for units in selection]
+            trial[index][free[np.argmin(scored[index][0][free])]] = True
+            trial_removed = self.removed_by(trial)
+            for _, j, unit in newly:
+                if j == index or trial_removed <= target:
+                    continue
+                trial[j][unit] = False
+                back = self.removed_by(trial)
+                if abs(back - target) >= abs(trial_removed - target):
+                    trial[j][unit] = True
+                    break
+                trial_removed = back
+            key = (final_miss(trial), abs(trial_removed - target))
+            if key < best_key:
+                best, best_key = trial, key
+        return best
 
     def _trade_roundings(self, selection, options, target):
         """Improve a widest-first rounding by changing one or two families' roundings at a
