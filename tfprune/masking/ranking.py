@@ -30,6 +30,8 @@ from tfprune.masking.wrappers import wrappers_of
 #: How far (in the target's unit: 0.02 is 2 % of the model's FLOPs) a selection may land
 #: from its target before families of `round_to="auto"` give up their coarse multiples.
 TOLERANCE = 0.02
+#: How many single-family steps `PruningPlan._nudged` takes at most toward a missed target.
+_NUDGES = 8
 
 
 class PruningPlan:
@@ -303,9 +305,56 @@ class PruningPlan:
             trial_miss = miss(trial)
             if trial_miss < current:
                 selection, current = trial, trial_miss
-        if current <= TOLERANCE:
+        if current > TOLERANCE and current > miss(chosen):
+            selection = chosen
+        return self._nudged(selection, target, scored)
+
+    def _nudged(self, selection, target, scored):
+        """`selection`, moved a step of one family at a time (one more step of its units
+        pruned, the lowest scores, or one fewer of those this update chose, the highest)
+        while that brings a removal more than `TOLERANCE` off `target` closer.
+
+        Local ranking prunes every layer to one fraction, so the attention layers lose a
+        head at the same fractions all at once, and a FLOPs target can fall between two such
+        jumps (an unfolded GPT-2 asked for 0.4 stopped at 0.312): single layers then take a
+        step more or less. At most `_NUDGES` steps, each the best single one.
+
+        Args:
+            selection: one boolean vector of pruned units per family.
+            target: the removal to approach.
+            scored: `(scores, already pruned)` per family.
+
+        Returns:
+            The selection (a new list if any step was taken).
+        """
+        if self.structural is None or not self.by_cost:
             return selection
-        return selection if current <= miss(chosen) else chosen
+        removed = self.removed_by(selection)
+        for _ in range(_NUDGES):
+            if abs(removed - target) <= TOLERANCE:
+                break
+            best = None
+            for index, family in enumerate(self.families):
+                scores, already = scored[index]
+                units, step = selection[index], family.round_to
+                free = np.flatnonzero(~units)
+                mine = np.flatnonzero(units & ~already)
+                moves = []
+                if free.size - step >= max(1, family.min_filters):
+                    moves.append((free[np.argsort(scores[free], kind="stable")[:step]], True))
+                if mine.size >= step:
+                    moves.append((mine[np.argsort(-scores[mine], kind="stable")[:step]], False))
+                for changed, value in moves:
+                    trial = list(selection)
+                    trial[index] = units.copy()
+                    trial[index][changed] = value
+                    trial_removed = self.removed_by(trial)
+                    if best is None or abs(trial_removed - target) < abs(best[1] - target):
+                        best = (trial, trial_removed)
+            if best is None or abs(best[1] - target) >= abs(removed - target) - 1e-12:
+                break
+            selection, removed = best
+        return selection
 
     def _keeping_final_reachable(self, selection, target, scored):
         """`selection`, or a trade of one coarse unit for finer ones that keeps the
