@@ -23,6 +23,12 @@ def test_default_keeps_half_the_first_conv_and_protects_the_classifier(cnn):
     # Asked for by name, it has the policy's own floor.
     named = tfprune.prune(cnn, layers=["conv1"])
     assert [w.min_filters for w in tfprune.wrappers_of(named)] == [1]
+    # Excluded, it is not pruned, and the guard does not move on to the next convolution.
+    rest = tfprune.prune(cnn, exclude=["conv1"])
+    assert [(w.layer.name, w.min_filters) for w in tfprune.wrappers_of(rest)] == [
+        ("conv2", 1),
+        ("conv3", 1),
+    ]
 
 
 def test_default_leaves_the_first_conv_whole_for_weight_granularities(cnn):

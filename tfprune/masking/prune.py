@@ -293,7 +293,10 @@ def prune(
     structured = any(p["granularity"].structured for p in settings)
     graph = ChannelGraph(model) if structured else None
     chosen = as_list(layers)
-    guarded = first_convolution(candidates) if protect == "auto" and not chosen else None
+    # The model's own first convolution, also when the user excluded it (then nothing is).
+    guarded = (
+        first_convolution(modelwalk.all_layers(model)) if protect == "auto" and not chosen else None
+    )
     selected, follower_ids, round_to_of, min_filters_of = [], set(), {}, {}
     for index, policy in enumerate(settings):
         members = [layer for layer in candidates if policy_of(layer) == index]

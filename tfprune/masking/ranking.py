@@ -171,9 +171,7 @@ class PruningPlan:
     def _family_steps(self, index, family, scores, already, order):
         """One family's steps in pruning `order`: `(mean normalised score, family index,
         units, cost)` arrays; steps of units pruned before score -inf (they always go)."""
-        alive = scores[~already]
-        scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-        normalised = np.where(already, -np.inf, scores / scale)
+        normalised = np.where(already, -np.inf, normalised_scores(scores, already))
         starts, stops = self._steps(family, int(already.sum()))
         sizes = stops - starts
         if not sizes.size:
@@ -259,7 +257,9 @@ class PruningPlan:
         Where the result still misses the target by more than `TOLERANCE`, families go back
         to their unrounded count, narrowest first, while that brings the removal closer, and
         all of them if it is still missed: coarse where a layer is wide, fine where the
-        target needs it.
+        target needs it; then single families take a step more or less (`_nudged`). With
+        global ranking toward a cost, an update that would leave the schedule's final target
+        out of reach trades a coarse unit for finer ones (`_keeping_final_reachable`).
 
         Args:
             target: in [0, 1), in the policy's unit.
@@ -392,9 +392,8 @@ class PruningPlan:
         best, best_key = selection, (missed, abs(removed - target))
         newly = []  # (normalised score, family, unit) chosen by this update
         for j, ((scores, already), units) in enumerate(zip(scored, selection)):
-            alive = scores[~already]
-            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-            newly += [(scores[u] / scale, j, u) for u in np.flatnonzero(units & ~already)]
+            normalised = normalised_scores(scores, already)
+            newly += [(normalised[u], j, u) for u in np.flatnonzero(units & ~already)]
         newly.sort(key=lambda item: -item[0])
         for index, family in enumerate(self.families):
             free = np.flatnonzero(~selection[index])
@@ -498,8 +497,7 @@ class PruningPlan:
         candidates = []
         for scores, already in scored:
             alive = scores[~already]
-            scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-            normalised = np.where(already, np.inf, scores / scale)
+            normalised = np.where(already, np.inf, normalised_scores(scores, already))
             if alive.size:  # a family keeps its last unit in order: it is not a step
                 last = np.flatnonzero(~already & (scores == alive.max()))[-1]
                 normalised[last] = np.inf
@@ -640,6 +638,27 @@ def pruning_plans(model) -> list[PruningPlan]:
     if not shared:
         return [PruningPlan(model)]  # raises, naming the model
     return [PruningPlan(model, wrappers) for wrappers in shared]
+
+
+def normalised_scores(scores, already) -> np.ndarray:
+    """A family's scores divided by the mean of its units not pruned before, so that global
+    ranking compares families on one scale (1 if that mean is not positive).
+
+    Args:
+        scores: one score per unit.
+        already: which units were pruned before.
+
+    Returns:
+        The scores, scaled.
+
+    Example:
+
+    >>> normalised_scores(np.array([1.0, 2.0, 3.0]), np.array([True, False, False]))
+    array([0.4, 0.8, 1.2])
+    """
+    alive = scores[~already]
+    scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+    return scores / scale
 
 
 def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
