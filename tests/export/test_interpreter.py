@@ -82,3 +82,21 @@ def test_compare_latency_times_every_file_and_checks_its_arguments(tmp_path, cnn
         tfprune.compare_latency([a], rounds=0)
     with pytest.raises(FileNotFoundError):
         tfprune.compare_latency([a, tmp_path / "missing.tflite"], rounds=1, runs=1)
+
+
+def test_verify_runs_the_model_in_inference_mode_and_leaves_it_unchanged(tmp_path):
+    # RandomFlip moves its seed on every call, and a BatchNormalization called with
+    # training=True moves its statistics: a check in training mode would report the
+    # difference as a mismatch and change the user's model.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.RandomFlip()(inputs)
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = keras.layers.BatchNormalization()(x, training=True)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    path = tfprune.export_tflite(model, tmp_path / "flip.tflite")
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
+    images = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32) + 3.0
+    assert tfprune.verify_tflite(path, model, images) <= 1e-5
+    after = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))

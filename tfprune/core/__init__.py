@@ -9,5 +9,6 @@
 - `classifier`: probabilities or logits;
 - `distribution`: which worker of a multi-worker job is the chief;
 - `files`: atomic writes that keep the umask's permissions;
+- `inference`: calling a model for a check without changing its state;
 - `train_step`: what custom train steps share (TensorFlow).
 """
