@@ -10,7 +10,6 @@ import json
 import pathlib
 import time
 
-import keras
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
