@@ -133,3 +133,14 @@ def test_convnext_layer_scale_is_the_applications_layer():
     layer = layer_scale(init_values=0.5, projection_dim=3)
     np.testing.assert_allclose(layer(np.ones((1, 3), np.float32)), [[0.5, 0.5, 0.5]])
     assert [tuple(w.shape) for w in layer.weights] == [(3,)]  # one unnamed per-channel weight
+
+
+def test_filter_config_keeps_keras_automatic_config_underneath():
+    class Automatic(keras.layers.Layer):  # no get_config: Keras writes one from __init__
+        def __init__(self, units):
+            super().__init__()
+            self.units = units
+
+    layer = Automatic(3)
+    keras_internals.filter_config(layer, {"units"})
+    assert layer.get_config() == {"units": 3}

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from tfprune.core.modelwalk import clone_layer
+from tfprune.core.modelwalk import clone_layer, copy_layer
 
 
 class ReportsTooMuch(keras.layers.Layer):
@@ -32,3 +32,57 @@ def test_a_config_the_constructor_accepts_but_fails_on_still_raises():
     layer = keras.layers.Dense(2)
     with pytest.raises(TypeError):
         clone_layer(layer, config={**layer.get_config(), "units": None})
+
+
+class NoKwargs(keras.layers.Layer):
+    """A constructor without **kwargs, as keras.io's examples write them."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+
+class TakesALayer(keras.layers.Layer):
+    """A constructor argument that Keras' automatic config cannot describe."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+
+def test_a_layer_without_kwargs_is_copied_with_its_name_trainability_and_dtype():
+    layer = NoKwargs(3)
+    layer.trainable = False
+    layer.dtype_policy = "mixed_float16"
+    with pytest.raises(TypeError, match="trainable"):
+        NoKwargs.from_config(layer.get_config())  # what Keras alone does
+    clone = clone_layer(layer)
+    assert (clone.units, clone.name, clone.trainable) == (3, layer.name, False)
+    assert clone.dtype_policy.name == "mixed_float16"
+    assert NoKwargs.from_config(clone.get_config()).units == 3  # it saves loadably
+
+
+def test_a_layer_that_cannot_be_copied_is_named_with_what_to_add():
+    layer = TakesALayer(keras.layers.Dense(2), name="holder")
+    with pytest.raises(ValueError, match=r"'holder' \(TakesALayer\).*get_config\(\)"):
+        clone_layer(layer)
+
+
+class Stateless(keras.layers.Layer):
+    """No weights, and a constructor argument the automatic config cannot describe."""
+
+    def __init__(self, function, **kwargs):
+        super().__init__(**kwargs)
+        self.function = function
+
+    def call(self, x):
+        return self.function(x)
+
+
+def test_copy_layer_shares_a_stateless_layer_it_cannot_rebuild_and_refuses_one_with_weights():
+    stateless = Stateless(keras.ops.relu)
+    assert copy_layer(stateless) is stateless
+    holder = TakesALayer(keras.layers.Dense(2), name="holder")
+    holder.add_weight(shape=(2,), name="scale")
+    with pytest.raises(ValueError, match="'holder'"):
+        copy_layer(holder)

@@ -6,6 +6,7 @@ import pytest
 
 import tfprune
 from conftest import small_cnn, weights_of, wrapped_names
+from keras_io_layers import DepthToSpace, espcn
 
 
 def test_prune_returns_a_copy_and_leaves_the_user_model_alone(cnn, data):
@@ -155,3 +156,20 @@ def test_no_layer_to_prune_says_what_pins_or_protects_each_layer():
         tfprune.prune(model)  # the first convolution is a candidate, pinned as above
     with pytest.raises(ValueError, match="'conv' \\(excluded or protected\\)"):
         tfprune.prune(model, protect=["conv"])
+
+
+def test_custom_layers_without_kwargs_are_copied_and_the_pruned_model_saves(tmp_path):
+    # keras.io's ESPCN: DepthToSpace's __init__ takes no **kwargs, which Keras' own
+    # from_config cannot rebuild; the copy inside prune (and strip, shrink) can.
+    keras.utils.set_random_seed(0)
+    model = espcn(size=8)
+    pruned = tfprune.prune(model, schedule=0.5)
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(pruned(x), model(x), atol=1e-6)
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path, custom_objects={"DepthToSpace": DepthToSpace})
+    np.testing.assert_allclose(loaded(x), pruned(x), atol=1e-6)
+    tfprune.apply_target(pruned, 0.5)
+    small = tfprune.shrink(tfprune.strip(pruned))
+    np.testing.assert_allclose(small(x), pruned(x), atol=1e-5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import keras
 from keras.src.models.functional import Functional
@@ -255,6 +256,34 @@ def build_like(target, source) -> None:
     if "shapes_dict" in config and not target.built:
         target.build_from_config(config)
         target._build_shapes_dict = dict(config["shapes_dict"])
+
+
+def filter_config(layer, keys) -> None:
+    """Make `layer.get_config()` report only the entries named in `keys`.
+
+    Keras writes a config itself for layers that define no `get_config` (from their
+    constructor arguments) only while `get_config` is its own default method; the filtered
+    method is marked as that default, so the automatic config still runs underneath.
+
+    Args:
+        layer: a layer.
+        keys: the config entries to keep.
+
+    Example:
+
+    >>> layer = keras.layers.Dense(2, name="fc")
+    >>> filter_config(layer, {"units", "name"})
+    >>> layer.get_config()
+    {'name': 'fc', 'units': 2}
+    """
+    full_config = layer.get_config
+    get_config = functools.partial(_config_subset, full_config, frozenset(keys))
+    get_config._is_default = getattr(full_config, "_is_default", False)
+    layer.get_config = get_config
+
+
+def _config_subset(get_config, keys) -> dict:
+    return {k: v for k, v in get_config().items() if k in keys}
 
 
 def array_arguments(arguments) -> list:

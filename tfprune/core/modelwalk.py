@@ -73,10 +73,12 @@ def clone_layer(layer, config=None, layer_class=None):
 
     The user's own Lambda layers are trusted here: they come from the model in memory,
     not from a file, so Keras' safe mode (which refuses to rebuild Python lambdas) is off.
-    A config holding entries the class's constructor refuses (KerasHub's
-    `ViTPatchingAndEmbedding` reports the `num_patches` it computes) is rebuilt from the
-    entries the constructors along its classes name, and the copy's `get_config` reports
-    only those, so that a `.keras` file holding it loads.
+    A config holding entries the class's constructor refuses is rebuilt from the entries
+    its constructor chain takes: KerasHub's `ViTPatchingAndEmbedding` reports the
+    `num_patches` it computes, and a custom layer whose `__init__` takes no `**kwargs` is
+    given Keras' base entries (`name`, `trainable`, `dtype`) that it never passes on. The
+    copy then gets the original's name, trainability and dtype policy, and its `get_config`
+    reports only what the constructor takes, so that a `.keras` file holding it loads.
 
     Args:
         layer: the layer to copy.
@@ -86,37 +88,107 @@ def clone_layer(layer, config=None, layer_class=None):
     Returns:
         A new layer.
 
+    Raises:
+        ValueError: for a layer that cannot be rebuilt from its config (its `get_config`
+            lacks constructor arguments, or cannot describe them), naming the layer, its
+            class and what to add.
+        TypeError: for a config the constructor accepts but fails on.
+
     Example:
 
     >>> clone_layer(keras.layers.Dense(3, name="fc")).units
     3
     """
     layer_class = layer_class or type(layer)
-    config = layer.get_config() if config is None else config
+    try:
+        config = layer.get_config() if config is None else config
+    except NotImplementedError as error:
+        raise ValueError(_not_copyable(layer, layer_class, "it has no get_config()")) from error
     with keras_internals.unsafe_deserialization():
         try:
             return layer_class.from_config(config)
         except TypeError:
-            accepted = _constructor_arguments(layer_class)
+            accepted, required = _constructor_arguments(layer_class)
+            missing = sorted(required - set(config))
+            if missing:
+                raise ValueError(
+                    _not_copyable(layer, layer_class, f"its get_config() lacks {missing}")
+                ) from None
             if set(config) <= accepted:
                 raise
             clone = layer_class.from_config({k: v for k, v in config.items() if k in accepted})
-            # Saved as its constructor takes it, so that a `.keras` file holding it loads.
-            full_config = clone.get_config
-            clone.get_config = lambda: {k: v for k, v in full_config().items() if k in accepted}
-            return clone
+    _restore_base_settings(clone, layer, config, accepted)
+    # Saved as its constructor takes it, so that a `.keras` file holding it loads.
+    keras_internals.filter_config(clone, accepted)
+    return clone
 
 
-def _constructor_arguments(layer_class) -> set:
-    """The keyword arguments the constructors of `layer_class` and its bases (down to
-    `keras.layers.Layer`) name."""
-    names = set()
+def copy_layer(layer):
+    """`layer` for a new model: rebuilt from its config (see `clone_layer`), or, for a
+    layer that holds no weights and cannot be rebuilt, the layer itself: with no state,
+    sharing it between the two models changes neither.
+
+    Args:
+        layer: the layer to copy.
+
+    Returns:
+        A new layer, or `layer` for a stateless layer without a usable config.
+
+    Raises:
+        ValueError: for a layer with weights that cannot be rebuilt from its config,
+            naming it and what its `get_config` lacks.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(3, name="fc")
+    >>> copy_layer(dense) is dense
+    False
+    """
+    try:
+        return clone_layer(layer)
+    except ValueError:
+        if layer.weights:
+            raise
+        return layer
+
+
+def _not_copyable(layer, layer_class, why: str) -> str:
+    return (
+        f"Cannot copy layer '{layer.name}' ({layer_class.__name__}): {why}. tfprune copies a "
+        "model's layers from their configs; give the class a get_config() that returns every "
+        "argument of its __init__ (and accept **kwargs in __init__, passing them to "
+        "super().__init__)."
+    )
+
+
+def _restore_base_settings(clone, layer, config, accepted) -> None:
+    """Give a layer built without Keras' base entries (a constructor without `**kwargs`)
+    the name, trainability and dtype policy the config asked for."""
+    if "name" not in accepted:
+        clone.name = config.get("name", layer.name)
+    if "trainable" not in accepted:
+        clone.trainable = config.get("trainable", layer.trainable)
+    if "dtype" not in accepted:
+        clone.dtype_policy = layer.dtype_policy
+
+
+def _constructor_arguments(layer_class) -> tuple[set, set]:
+    """The keyword arguments the constructor chain of `layer_class` takes, and those it
+    requires: each `__init__` along the class's bases (down to `keras.layers.Layer`) that
+    the one before passes `**kwargs` on to."""
+    accepted, required = set(), set()
     for cls in layer_class.__mro__:
-        if "__init__" in vars(cls):
-            names |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
-        if cls is keras.layers.Layer:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        named = [p for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)][
+            1:
+        ]  # not `self`
+        accepted |= {p.name for p in named}
+        required |= {p.name for p in named if p.default is p.empty}
+        if cls is keras.layers.Layer or not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
-    return names
+    return accepted, required
 
 
 def all_layers(model):

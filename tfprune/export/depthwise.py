@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from tfprune.core.modelwalk import all_layers, clone_layer, copy_weights
+from tfprune.core.modelwalk import all_layers, clone_layer, copy_layer, copy_weights
 from tfprune.layers.split_depthwise import SplitDepthwiseConv2D, SplitGroupedConv2D, splittable
 
 _SPLIT_CLASS = {
@@ -64,7 +64,7 @@ def export_form(model):
     def clone(layer):
         if id(layer) in split:
             return clone_layer(layer, layer_class=_SPLIT_CLASS[type(layer)])
-        return clone_layer(layer)
+        return copy_layer(layer)
 
     twin = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy_weights(model, twin)

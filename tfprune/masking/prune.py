@@ -345,7 +345,7 @@ def prune(
     policy_by_layer = {id(layer): settings[policy_of(layer)] for layer in selected}
 
     def clone(layer):
-        fresh = modelwalk.clone_layer(layer)
+        fresh = modelwalk.copy_layer(layer)
         if id(layer) in policy_by_layer:
             keras_internals.build_like(fresh, layer)
             policy = {

@@ -48,7 +48,7 @@ def strip(model):
 
     def unwrap(layer):
         inner = layer.layer if isinstance(layer, (PruneWrapper, ChannelMaskWrapper)) else layer
-        return modelwalk.clone_layer(inner)
+        return modelwalk.copy_layer(inner)
 
     plain = keras.models.clone_model(model, clone_function=unwrap, recursive=True)
     modelwalk.copy_weights(model, plain)

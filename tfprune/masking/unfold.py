@@ -77,7 +77,7 @@ def unfold(model):
     def clone(layer):
         if id(layer) in found:
             return registry.unfolding_for(layer)(layer)
-        return modelwalk.clone_layer(layer)
+        return modelwalk.copy_layer(layer)
 
     twin = keras.models.clone_model(model, clone_function=clone, recursive=True)
     modelwalk.copy_weights(model, twin, skip=found)

@@ -315,7 +315,7 @@ def shrink_with_cuts(model):
             config = {**layer.get_config(), "layer": keras.saving.serialize_keras_object(inner)}
             return modelwalk.clone_layer(layer, config)
         if id(layer) not in plans:
-            return modelwalk.clone_layer(layer)
+            return modelwalk.copy_layer(layer)
         plan = plans[id(layer)]
         return modelwalk.clone_layer(layer, plan.config, plan.layer_class)
 
