@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 
 import keras
+from keras.src.layers.layer import CallSpec
 from keras.src.models.functional import Functional
 from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as numpy_ops
@@ -232,6 +234,25 @@ def sublayers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
+def child_layers(layer) -> list:
+    """The layers a layer holds directly as attributes (not theirs in turn).
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        Its direct sublayers, in tracking order.
+
+    Example:
+
+    >>> attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> _ = attention(np.zeros((1, 3, 8)), np.zeros((1, 3, 8)))
+    >>> [type(inner).__name__ for inner in child_layers(attention)][:2]
+    ['EinsumDense', 'EinsumDense']
+    """
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
 def build_like(target, source) -> None:
     """Build `target` with the shapes `source` was built with, if its build needs several.
 
@@ -284,6 +305,92 @@ def filter_config(layer, keys) -> None:
 
 def _config_subset(get_config, keys) -> dict:
     return {k: v for k, v in get_config().items() if k in keys}
+
+
+def build_for_call(layer, args, kwargs) -> None:
+    """Build `layer` as its `__call__` would before calling it on `args` and `kwargs`.
+
+    Tracing calls a layer's `call` directly, which skips the build Keras runs first.
+
+    Args:
+        layer: a layer, built or not.
+        args: the positional arguments of the call.
+        kwargs: its keyword arguments.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2)
+    >>> build_for_call(dense, (keras.Input((3,)),), {})
+    >>> dense.built, tuple(dense.kernel.shape)
+    (True, (3, 2))
+    """
+    if not layer.built:
+        spec = CallSpec(layer._call_signature, layer._call_context_args, args, dict(kwargs))
+        layer._maybe_build(spec)
+
+
+@contextlib.contextmanager
+def intercepted_layer_calls(handler):
+    """Inside the block, every layer call goes to `handler(layer, args, kwargs)` first;
+    where it returns `NotImplemented`, the layer is called as usual.
+
+    Args:
+        handler: the function that may take a call over.
+
+    Yields:
+        Nothing.
+
+    Example:
+
+    >>> seen = []
+    >>> def note(layer, args, kwargs):
+    ...     seen.append(layer.name)
+    ...     return NotImplemented
+    >>> with intercepted_layer_calls(note):
+    ...     _ = keras.layers.Dense(2, name="fc")(np.zeros((1, 3)))
+    >>> seen
+    ['fc']
+    """
+    original = keras.layers.Layer.__call__
+
+    def call(layer, *args, **kwargs):
+        result = handler(layer, args, kwargs)
+        return original(layer, *args, **kwargs) if result is NotImplemented else result
+
+    keras.layers.Layer.__call__ = call
+    try:
+        yield
+    finally:
+        keras.layers.Layer.__call__ = original
+
+
+@contextlib.contextmanager
+def patched_attributes(target, replacements: dict):
+    """Inside the block, `target` (a module such as `keras.ops`) has the attributes in
+    `replacements` instead of its own.
+
+    Args:
+        target: the object to patch.
+        replacements: `{attribute name: value}`.
+
+    Yields:
+        Nothing.
+
+    Example:
+
+    >>> with patched_attributes(keras.ops, {"shape": lambda x: "patched"}):
+    ...     inside = keras.ops.shape(np.zeros(2))
+    >>> inside, keras.ops.shape(np.zeros(2))
+    ('patched', (2,))
+    """
+    saved = {name: getattr(target, name) for name in replacements}
+    for name, value in replacements.items():
+        setattr(target, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(target, name, value)
 
 
 def array_arguments(arguments) -> list:
@@ -572,6 +679,49 @@ def nn_op(name: str) -> type:
     True
     """
     return getattr(nn_ops, name)
+
+
+def op_function(operation) -> str | None:
+    """The `keras.ops` function a graph's op node computes (`"einsum"` for an `Einsum`
+    node), or `None` for anything that is not one of Keras' ops (a layer).
+
+    Args:
+        operation: a node's operation.
+
+    Returns:
+        The function's name, or `None`.
+
+    Example:
+
+    >>> inputs = keras.Input((2, 3))
+    >>> (call,) = node_calls(keras.Model(inputs, keras.ops.matmul(inputs, np.ones((3, 4)))))
+    >>> op_function(call.operation)
+    'matmul'
+    """
+    if isinstance(operation, keras.layers.Layer) or not type(operation).__module__.startswith(
+        "keras.src.ops"
+    ):
+        return None
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__).lower()
+
+
+def einsum_equation(operation) -> str:
+    """The equation of an `Einsum` op node.
+
+    Args:
+        operation: an op whose `op_function` is `"einsum"`.
+
+    Returns:
+        The equation, e.g. `"bqd,bkd->bqk"`.
+
+    Example:
+
+    >>> a, b = keras.Input((4, 3)), keras.Input((5, 3))
+    >>> (call,) = node_calls(keras.Model([a, b], keras.ops.einsum("bqd,bkd->bqk", a, b)))
+    >>> einsum_equation(call.operation)
+    'bqd,bkd->bqk'
+    """
+    return operation.subscripts
 
 
 def convnext_layer_scale() -> type | None:

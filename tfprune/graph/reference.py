@@ -68,41 +68,66 @@ def _static(shape) -> bool:
     return all(dim is not None for dim in tuple(shape)[1:])
 
 
-def _known(tensor, size):
-    if _static(tensor.shape):
-        return tuple(tensor.shape)
+def _is_size(tensor) -> bool:
+    """Integer tensors of at most a few entries carry sizes (a traced layer's `Dimension`s):
+    their values, not only their shapes, decide the shapes after them."""
+    return "int" in str(tensor.dtype) and len(tensor.shape) <= 1 and _static(tensor.shape)
+
+
+def _entry(tensor, size):
+    """`(shape, value)` known for `tensor` at `size`, or `None`; value `None` unless a size."""
+    if _static(tensor.shape) and not _is_size(tensor):
+        return tuple(tensor.shape), None
     entry = _traced.get((id(tensor), size))
     if entry is not None and entry[0]() is tensor:
-        return entry[1]
+        return entry[1], entry[2]
     return None
 
 
-def _remember(tensor, shape, size):
+def _known(tensor, size):
+    entry = _entry(tensor, size)
+    return None if entry is None else entry[0]
+
+
+def _remember(tensor, shape, size, value=None):
     key = (id(tensor), size)
     # The entry goes with its tensor, so the cache holds only the graphs still alive.
-    _traced[key] = (weakref.ref(tensor, lambda _: _traced.pop(key, None)), tuple(shape))
+    _traced[key] = (weakref.ref(tensor, lambda _: _traced.pop(key, None)), tuple(shape), value)
 
 
 def _spec(tensor, shape):
     return keras.KerasTensor(shape, dtype=tensor.dtype)
 
 
-def _output_shapes(call, input_shapes) -> list[tuple]:
-    """The call's output shapes for inputs of `input_shapes` (`{id(tensor): shape}`)."""
-    values = {id(t): _spec(t, input_shapes[id(t)]) for t in call.inputs}
-    args, kwargs = keras_internals.fill_arguments(call.arguments, values)
-    shapes = [
-        tuple(o.shape)
-        for o in keras.tree.flatten(call.operation.compute_output_spec(*args, **kwargs))
-    ]
-    if all(_static(shape) for shape in shapes):
-        return shapes
+def _output_entries(call, size) -> list[tuple]:
+    """`(shape, value)` of each of the call's outputs, its inputs taken as known at `size`."""
+    entries = {id(t): _entry(t, size) for t in call.inputs}
+    if not any(value is not None for _, value in entries.values()):
+        values = {id(t): _spec(t, entries[id(t)][0]) for t in call.inputs}
+        args, kwargs = keras_internals.fill_arguments(call.arguments, values)
+        outputs = keras.tree.flatten(call.operation.compute_output_spec(*args, **kwargs))
+        if all(_static(o.shape) and not _is_size(o) for o in outputs):
+            return [(tuple(o.shape), None) for o in outputs]
     # Some layers leave sizes they could infer unknown (EinsumDense's output_shape entries
-    # of None): run the layer once on zeros of batch 1 instead.
-    zeros = {id(t): np.zeros((1, *input_shapes[id(t)][1:]), dtype=t.dtype) for t in call.inputs}
-    args, kwargs = keras_internals.fill_arguments(call.arguments, zeros)
+    # of None), and sizes need values: run the call once on batch 1 instead (zeros, and
+    # the sizes' values). Tensors without a batch axis (a traced layer's weights) keep
+    # their own shapes.
+    arrays = {
+        id(t): np.zeros(tuple(1 if d is None else d for d in shape), dtype=t.dtype)
+        if value is None
+        else np.asarray(value, dtype=t.dtype)
+        for t, (shape, value) in ((t, entries[id(t)]) for t in call.inputs)
+    }
+    args, kwargs = keras_internals.fill_arguments(call.arguments, arrays)
     outputs = keras.tree.flatten(call.operation(*args, **kwargs))
-    return [(None, *tuple(o.shape)[1:]) for o in outputs]
+    result = []
+    for symbolic, output in zip(call.outputs, outputs):
+        shape = tuple(output.shape)
+        if symbolic.shape and symbolic.shape[0] is None:
+            shape = (None, *shape[1:])
+        value = keras.ops.convert_to_numpy(output) if _is_size(symbolic) else None
+        result.append((shape, value))
+    return result
 
 
 def concrete_shape(tensor) -> tuple:
@@ -139,8 +164,7 @@ def concrete_shape(tensor) -> tuple:
         if missing:
             pending.extend(missing)
             continue
-        shapes = _output_shapes(call, {id(t): _known(t, size) for t in call.inputs})
-        for symbolic, shape in zip(call.outputs, shapes):
-            _remember(symbolic, shape, size)
+        for symbolic, (shape, value) in zip(call.outputs, _output_entries(call, size)):
+            _remember(symbolic, shape, size, value)
         pending.pop()
     return _known(tensor, size)

@@ -237,11 +237,11 @@ def _block_unfolding(layer, refuse):
 
 
 def _refusal(layer):
+    """What an unfolding raises for a call it cannot reproduce; `tfprune.unfold` then
+    traces that block's `call` instead."""
+
     def refuse(why):
-        raise ValueError(
-            f"unfold: KerasHub block '{layer.name}' cannot be written out: {why}. Leave it "
-            "folded (prune it without tfprune.unfold: its feed-forward units still prune)."
-        )
+        raise ValueError(f"unfold: KerasHub block '{layer.name}' is not written out: {why}.")
 
     return refuse
 

@@ -305,6 +305,7 @@ _REGISTRY: dict[type | str, LayerSpec] = {}
 # Composite layers `tfprune.unfold` writes out as the Keras layers they hold.
 _UNFOLDINGS: dict[type | str, object] = {}
 _CHANNEL_RULES: dict[type, ChannelRule] = {}
+_OP_FLOPS: dict = {}
 # Keras wrappers that apply their inner layer as is (TimeDistributed, to every step): the
 # inner layer's spec or rule describes them.
 _DELEGATING: set[type] = set()
@@ -406,6 +407,60 @@ def _registered_rule(layer):
         if key in _CHANNEL_RULES:
             return _CHANNEL_RULES[key]
     return None
+
+
+def has_rule(layer) -> bool:
+    """Whether `layer`'s type (or a base of it) is registered, as prunable or with a channel
+    rule; such a layer stays whole where tracing writes custom layers out.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        True if registered.
+
+    Example:
+
+    >>> has_rule(keras.layers.Dense(2)), has_rule(keras.layers.Lambda(lambda x: x))
+    (True, False)
+    """
+    return _registered_rule(layer) is not None
+
+
+def register_op_flops(function: str, flops) -> None:
+    """Teach FLOPs counting the cost of a `keras.ops` function that multiplies tensors
+    (`einsum`, `matmul`): in a graph (a traced custom layer's) it holds no weight, so no
+    `LayerSpec` counts it.
+
+    Args:
+        function: the `keras.ops` function's name.
+        flops: `(*arguments) -> FLOPs per example`, called with the function's arguments,
+            each tensor replaced by its shape (`None` for the batch).
+
+    Example:
+
+    >>> register_op_flops("my_contraction", lambda a, b: 2 * a[-1] * b[-1])
+    >>> op_flops_rule("my_contraction")((None, 3), (None, 4))
+    24
+    """
+    _OP_FLOPS[function] = flops
+
+
+def op_flops_rule(function: str):
+    """The FLOPs function registered for a `keras.ops` function, or `None` (not counted).
+
+    Args:
+        function: the function's name.
+
+    Returns:
+        The callable, or `None`.
+
+    Example:
+
+    >>> op_flops_rule("add") is None
+    True
+    """
+    return _OP_FLOPS.get(function)
 
 
 def channel_rule(layer, input_shape=None):

@@ -1,23 +1,25 @@
-"""`tfprune.unfold`: composite layers written out as the Keras layers they hold.
+"""`tfprune.unfold`: composite layers written out as the Keras layers and ops they hold.
 
-tfprune prunes what it sees in a model's graph of layers. A KerasHub transformer block is
-one layer holding attention, normalizations and a feed-forward network: pruned as it is,
-only its feed-forward units go (its head size is derived from its width, so it cannot be
-rebuilt with fewer heads). Written out, its attention is a `keras.layers.MultiHeadAttention`
-whose heads prune, and its feed-forward layers are `Dense` layers of their own. Which layer
-types unfold, and how, is in the registry (`tfprune.layers.registry.register_unfolding`).
+tfprune prunes what it sees in a model's graph of layers. A custom block (a KerasHub decoder
+layer, a keras.io transformer block) is one node holding attention, normalizations and a
+feed-forward network; written out, its sublayers are nodes of their own, whose filters,
+units and heads prune. A custom layer the registry has no rule for is written out by tracing
+its `call` (`tfprune.graph.tracing`); `prune` does that by itself. A KerasHub transformer
+block, which tfprune prunes folded (its feed-forward units), is written out by its
+registered unfolding (`tfprune.layers.registry.register_unfolding`), and then its heads prune
+too: that is what `unfold` adds.
 """
 
 from __future__ import annotations
 
-import keras
-
 from tfprune.core import checks, modelwalk
+from tfprune.graph import tracing
 from tfprune.layers import registry
 
 
 def unfolded_layers(model) -> list:
-    """The layers of `model` that `unfold` writes out (nested models included).
+    """The layers of `model` that `unfold` writes out (nested models included): those with
+    a registered unfolding, and custom layers it traces.
 
     Args:
         model: a Keras model.
@@ -31,7 +33,11 @@ def unfolded_layers(model) -> list:
     >>> unfolded_layers(model)
     []
     """
-    return [layer for layer in modelwalk.all_layers(model) if registry.unfolds(layer)]
+    return [
+        layer
+        for layer in modelwalk.all_layers(model)
+        if registry.unfolds(layer) or tracing.traceable(layer)
+    ]
 
 
 def unfold(model):
@@ -39,13 +45,15 @@ def unfold(model):
 
     KerasHub's `TransformerEncoder` and `TransformerDecoder` (self-attention only) become
     their `MultiHeadAttention`, `LayerNormalization`, `Dense` and `Dropout` layers, residual
-    `Add`s and a `tfprune.SelfAttentionMask`; a `ViTEncoder` becomes its blocks' layers. The
-    copy computes the same function with the same weights, and `tfprune.prune` then prunes
-    each block's attention heads and feed-forward units (each block its own widths), which
-    `shrink` removes. New layers are named after their block: `"transformer_layer_0_attention"`,
-    `"transformer_layer_0_intermediate"`, ...; every other layer keeps its name. The result is
-    a plain functional model (a KerasHub backbone or task becomes `keras.Model` with the same
-    inputs and outputs); it saves to and loads from `.keras` with tfprune imported.
+    `Add`s and a `tfprune.SelfAttentionMask`; a `ViTEncoder` becomes its blocks' layers. Any
+    other custom layer holding weights is traced: its `call` written out as the sublayers
+    and `keras.ops` it runs (see `tfprune.graph.tracing`). The copy computes the same
+    function with the same weights, and `tfprune.prune` then prunes each block's attention
+    heads and feed-forward units (each block its own widths), which `shrink` removes. New
+    layers are named after their block: `"transformer_layer_0_attention"`, ...; every other
+    layer keeps its name. The result is a plain functional model (a KerasHub backbone or
+    task becomes `keras.Model` with the same inputs and outputs); it saves to and loads from
+    `.keras` with tfprune imported.
 
     Args:
         model: a Keras 3 functional or Sequential model, or a functional subclass (KerasHub
@@ -53,12 +61,11 @@ def unfold(model):
 
     Returns:
         The unfolded copy, or `model` itself if nothing in it unfolds. `model` is never
-        changed.
+        changed. A custom layer whose trace does not compute what it computes stays whole;
+        `tfprune.explain` says why.
 
     Raises:
         TypeError: for anything but a Keras 3 model with a graph of layers.
-        ValueError: for a block called in a way its unfolded form cannot reproduce (an
-            explicit attention mask, a causal decoder without a padding mask), naming it.
 
     Example:
 
@@ -70,15 +77,4 @@ def unfold(model):
     ```
     """
     checks.check_model(model, "unfold")
-    found = {id(layer) for layer in unfolded_layers(model)}
-    if not found:
-        return model
-
-    def clone(layer):
-        if id(layer) in found:
-            return registry.unfolding_for(layer)(layer)
-        return modelwalk.copy_layer(layer)
-
-    twin = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    modelwalk.copy_weights(model, twin, skip=found)
-    return twin
+    return tracing.written_out(model, unfoldings=True)[0]
