@@ -1,9 +1,15 @@
 """FLOPs counted from weights and traced shapes."""
 
 import keras
+import pytest
 
 import tfprune
 from conftest import conv_model
+from keras_hub_zoo import FAMILIES
+from keras_io_layers import text_classifier
+from tfprune.core import keras_internals
+from tfprune.graph.flops import custom_layer_flops, flops_report
+from tfprune.graph.tracing import written_out
 
 
 def test_flops_match_hand_counts():
@@ -27,3 +33,51 @@ def test_an_attention_mask_is_not_counted_as_the_key():
         return keras.Model(x, attention(x, x))
 
     assert tfprune.count_flops(model(True)) == tfprune.count_flops(model(False))
+
+
+def test_a_custom_transformer_block_counts_what_it_computes():
+    # keras.io's text classifier: the block is one custom layer holding attention and a
+    # feed-forward network, which count on its trace. By hand, 16 tokens of width 16:
+    attention = 2 * (3 * 16 * 16 * 32 + 16 * 32 * 16 + 2 * 2 * 16 * 16 * 16)  # heads of 16
+    feedforward = 2 * (16 * 16 * 32 + 16 * 32 * 16)
+    head = 2 * (16 * 20 + 20 * 2)
+    model = text_classifier()
+    assert tfprune.count_flops(model) == attention + feedforward + head
+    copy, _ = written_out(model)
+    assert tfprune.count_flops(copy) == attention + feedforward + head
+
+
+def test_a_decoder_with_cross_attention_counts_its_blocks():
+    model = FAMILIES["whisper"][0]()
+    total, uncounted = flops_report(model)
+    blocks = [
+        custom_layer_flops(call)[0]
+        for call in keras_internals.node_calls(model)
+        if type(call.operation).__name__ == "WhisperDecoder"
+    ]
+    assert uncounted == {} and len(blocks) == 2 and all(b > 0 for b in blocks)
+    assert total == tfprune.count_flops(written_out(model)[0])
+
+
+class Untraceable(keras.layers.Layer):
+    """Calls TensorFlow itself: no symbolic trace can follow it."""
+
+    def build(self, shape):
+        self.dense = keras.layers.Dense(shape[-1])
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.sort(self.dense(x), axis=-1)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def test_a_layer_whose_flops_cannot_be_counted_is_named_with_a_warning():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Untraceable(name="sorter")(inputs))
+    total, uncounted = flops_report(model)
+    assert total == 0 and "cannot be traced" in uncounted["sorter"]
+    with pytest.warns(UserWarning, match="'sorter' \\(Untraceable\\)"):
+        tfprune.count_flops(model)

@@ -16,14 +16,16 @@ fixed image size) are counted at `tfprune.reference_size()`.
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
 
-from tfprune.core import keras_internals
+from tfprune.core import keras_internals, modelwalk
 from tfprune.core.modelwalk import weights_owner
-from tfprune.graph import reference
+from tfprune.graph import reference, tracing
 from tfprune.layers import registry
+from tfprune.layers.traced import ShapedCall, fill_template
 
 
 def _node_shapes(layer, where: str):
@@ -243,8 +245,157 @@ def compute_layers(model, multiplier: int = 1):
             yield item, item, multiplier
 
 
-def count_flops(model, effective: bool = False) -> int:
-    """Total FLOPs per example of the model's convolution and dense layers.
+def _graph_calls(model, multiplier: int = 1):
+    """Every call in `model`'s graph, nested models' included: `(call, multiplier)`."""
+    for call in keras_internals.node_calls(modelwalk.functional_of(model)):
+        if isinstance(call.operation, keras.Model):
+            calls = max(1, len(keras_internals.calls_of(call.operation)))
+            if call is _first_call(call.operation, model):
+                yield from _graph_calls(call.operation, multiplier * calls)
+        else:
+            yield call, multiplier
+
+
+def _first_call(nested, model):
+    """The first call of a nested model in `model`'s graph (its layers are counted once,
+    times its calls)."""
+    return next(
+        c
+        for c in keras_internals.node_calls(modelwalk.functional_of(model))
+        if c.operation is nested
+    )
+
+
+def op_flops(call) -> int:
+    """FLOPs per example of a graph call that multiplies tensors without weights of its own
+    (`keras.ops.einsum`, `matmul`, `dot_product_attention`; `registry.register_op_flops`),
+    as a traced custom layer computes attention. 0 for any other call.
+
+    Args:
+        call: a `keras_internals.NodeCall`.
+
+    Returns:
+        FLOPs, with unknown sizes at the reference size.
+
+    Example:
+
+    >>> q, k = keras.Input((8, 4)), keras.Input((8, 4))
+    >>> model = keras.Model([q, k], keras.ops.einsum("bqd,bkd->bqk", q, k))
+    >>> [op_flops(call) for call in keras_internals.node_calls(model)]  # 2 * 8*8*4
+    [512]
+    """
+    operation = call.operation
+    shapes = {id(t): reference.concrete_shape(t) for t in call.inputs}
+    if isinstance(operation, ShapedCall):
+        function = operation.function
+        listed = [shapes[id(t)] for t in call.inputs]
+        args = fill_template(operation.template["args"], listed)
+        kwargs = fill_template(operation.template["kwargs"], listed)
+    else:
+        function = keras_internals.op_function(operation)
+        if function is None:
+            return 0
+        args, kwargs = keras_internals.fill_arguments(call.arguments, shapes)
+        if function == "einsum":
+            args = (keras_internals.einsum_equation(operation), *args)
+    rule = registry.op_flops_rule(function)
+    return 0 if rule is None else int(rule(*args, **kwargs))
+
+
+def _uncounted(call) -> bool:
+    """A call of a custom layer whose FLOPs no `LayerSpec` counts (none is registered for
+    it, or its spec refuses it): they are counted on its trace."""
+    return tracing.is_custom(call.operation) and registry.spec_for(call.operation) is None
+
+
+def custom_layer_flops(call, effective: bool = False) -> tuple[int, dict]:
+    """FLOPs per example of one call of a custom layer, counted on its trace (its sublayers
+    and the products its `call` computes) at the reference size.
+
+    Args:
+        call: a `keras_internals.NodeCall` of a custom layer.
+        effective: count only nonzero weights. Defaults to `False`.
+
+    Returns:
+        `(FLOPs, uncounted)` as `flops_report` gives them for the trace: layers inside that
+        stayed whole and cannot be traced either are not counted.
+
+    Raises:
+        ValueError: if the layer cannot be traced there, saying why.
+
+    Example:
+
+    >>> class Block(keras.layers.Layer):
+    ...     def __init__(self, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.dense = keras.layers.Dense(4, name="dense")
+    ...     def call(self, x):
+    ...         return self.dense(x) + x
+    >>> inputs = keras.Input((6, 4))
+    >>> model = keras.Model(inputs, Block(name="block")(inputs))
+    >>> custom_layer_flops(keras_internals.node_calls(model)[0])  # 2 * 6 * 4*4
+    (192, {})
+    """
+    specs = {
+        id(t): keras.KerasTensor(reference.concrete_shape(t), dtype=t.dtype) for t in call.inputs
+    }
+    args, kwargs = keras_internals.fill_arguments(call.arguments, specs)
+    try:
+        traced, _ = tracing.standalone(call.operation, args, kwargs)
+    except Exception as error:  # the layer's own code, on symbolic tensors
+        raise ValueError(
+            f"'{call.operation.name}' ({type(call.operation).__name__}) cannot be traced at "
+            f"the reference size {reference.reference_size()}: {tracing.summary(error)}"
+        ) from error
+    return flops_report(traced, effective)
+
+
+def flops_report(model, effective: bool = False) -> tuple[int, dict]:
+    """FLOPs per example of `model`, and the layers they leave out.
+
+    Args:
+        model: a built Keras model (wrapped, stripped or plain).
+        effective: count only nonzero weights. Defaults to `False`.
+
+    Returns:
+        `(FLOPs, {layer name: why its FLOPs are not counted})`.
+
+    Raises:
+        ValueError: for a registered layer that is not called in the model's graph.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> flops_report(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    (16, {})
+    """
+    total, uncounted = 0, {}
+    for layer, node_layer, calls in compute_layers(model):
+        flops = layer_flops(layer, node_layer, effective)
+        if flops is None:
+            raise ValueError(
+                f"Cannot count FLOPs of layer '{layer.name}': it is not called in the model's "
+                "graph, and tfprune counts FLOPs from the calls' shapes."
+            )
+        total += flops * calls
+    for call, calls in _graph_calls(model):
+        if _uncounted(call):
+            try:
+                inside, missed = custom_layer_flops(call, effective)
+            except ValueError as error:
+                uncounted[call.operation.name] = str(error)
+                continue
+            total += inside * calls
+            uncounted.update(missed)
+        else:
+            total += op_flops(call) * calls
+    return total, uncounted
+
+
+def count_flops(model, effective: bool = False, warn: bool = True) -> int:
+    """Total FLOPs per example of the model: its convolution, dense and attention layers,
+    the products of tensors in its graph (`einsum`, `matmul`), and what custom layers
+    compute inside (counted on their traces).
 
     Unknown input dimensions (a sequence length, an image side) are counted at
     `tfprune.reference_size()`; `tfprune.set_reference_size` changes it.
@@ -252,6 +403,8 @@ def count_flops(model, effective: bool = False) -> int:
     Args:
         model: a built Keras model (wrapped, stripped or plain).
         effective: count only nonzero weights (what the masks leave). Defaults to `False`.
+        warn: warn about layers whose FLOPs cannot be counted (`flops_report` lists them).
+            Defaults to `True`.
 
     Returns:
         FLOPs per example.
@@ -267,13 +420,12 @@ def count_flops(model, effective: bool = False) -> int:
     >>> count_flops(model)  # conv 13824 + fc 2 * 256 * 2
     14848
     """
-    total = 0
-    for layer, node_layer, calls in compute_layers(model):
-        flops = layer_flops(layer, node_layer, effective)
-        if flops is None:
-            raise ValueError(
-                f"Cannot count FLOPs of layer '{layer.name}': it is not called in the model's "
-                "graph, and tfprune counts FLOPs from the calls' shapes."
-            )
-        total += flops * calls
+    total, uncounted = flops_report(model, effective)
+    if uncounted and warn:
+        warnings.warn(
+            "count_flops leaves out layers it cannot trace: "
+            + "; ".join(uncounted.values())
+            + ". Their FLOPs count as 0.",
+            stacklevel=2,
+        )
     return total

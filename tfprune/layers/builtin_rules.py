@@ -23,6 +23,7 @@ from tfprune.layers.registry import (
     register_channel_rule,
     register_delegating_wrapper,
     register_layer,
+    register_op_flops,
     spec_for,
     units_kept,
     variable,
@@ -215,6 +216,92 @@ if _LAYER_SCALE is not None:
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
 register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))
+
+
+def _size(dimension) -> int:
+    return 1 if dimension is None else int(dimension)
+
+
+def einsum_flops(equation: str, *shapes) -> int:
+    """FLOPs per example of `keras.ops.einsum(equation, *operands)`: one multiply-add for
+    every combination of the letters' sizes (an unknown size, the batch, counts 1).
+
+    Args:
+        equation: the einsum equation.
+        *shapes: the operands' shapes.
+
+    Returns:
+        FLOPs.
+
+    Example:
+
+    >>> einsum_flops("bqhd,bkhd->bhqk", (None, 8, 2, 4), (None, 8, 2, 4))  # 2 * 8*8*2*4
+    1024
+    """
+    inputs = equation.replace(" ", "").split("->")[0].split(",")
+    sizes = {}
+    for letters, shape in zip(inputs, shapes):
+        if "..." in letters:
+            head, tail = letters.split("...")
+            covered = shape[len(head) : len(shape) - len(tail)]
+            sizes["..."] = max(sizes.get("...", 1), math.prod(_size(d) for d in covered))
+            shape = (*shape[: len(head)], *shape[len(shape) - len(tail) :])
+            letters = head + tail
+        for letter, dimension in zip(letters, shape):
+            sizes[letter] = max(sizes.get(letter, 1), _size(dimension))
+    return 2 * math.prod(sizes.values())
+
+
+def matmul_flops(a, b) -> int:
+    """FLOPs per example of `keras.ops.matmul(a, b)` on operands of shapes `a` and `b`.
+
+    Args:
+        a: the first operand's shape.
+        b: the second's.
+
+    Returns:
+        FLOPs.
+
+    Example:
+
+    >>> matmul_flops((None, 2, 8, 4), (None, 2, 4, 8))  # 2 heads: 2 * 2 * 8*4*8
+    1024
+    """
+    a = (1, *a) if len(a) == 1 else tuple(a)
+    b = (*b, 1) if len(b) == 1 else tuple(b)
+    batch = [max(_size(x), _size(y)) for x, y in zip(a[-3::-1], b[-3::-1])]
+    longer = a if len(a) > len(b) else b
+    batch += [_size(d) for d in longer[: len(longer) - 2 - len(batch)]]
+    return 2 * math.prod(batch) * _size(a[-2]) * _size(a[-1]) * _size(b[-1])
+
+
+def dot_product_attention_flops(query, key, value, *rest, **options) -> int:
+    """FLOPs per example of `keras.ops.dot_product_attention`: the scores and the weighted
+    sum, for inputs `(batch, length, heads, size)`.
+
+    Args:
+        query: the query's shape.
+        key: the key's shape.
+        value: the value's shape.
+        *rest: the other arguments (bias, mask, scale), which cost no multiply-adds.
+        **options: the same, by keyword.
+
+    Returns:
+        FLOPs.
+
+    Example:
+
+    >>> dot_product_attention_flops((None, 8, 2, 4), (None, 8, 2, 4), (None, 8, 2, 4))
+    2048
+    """
+    queries, heads, size = _size(query[1]), _size(query[2]), _size(query[3])
+    keys = _size(key[1])
+    return 2 * queries * keys * heads * (size + _size(value[3]))
+
+
+register_op_flops("einsum", einsum_flops)
+register_op_flops("matmul", matmul_flops)
+register_op_flops("dot_product_attention", dot_product_attention_flops)
 
 
 def attention_head_flops(layer, shapes) -> int:
