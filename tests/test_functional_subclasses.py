@@ -148,12 +148,15 @@ def test_a_keras_hub_efficientnet_classifier_goes_through_the_data_path(tmp_path
     assert tfprune.count_flops(small) < tfprune.count_flops(task)
 
 
-def test_efficientnet_v2_blocks_are_named_as_what_stops_pruning():
+def test_efficientnet_v2_blocks_are_traced_by_prune_and_named_without_tracing():
     backbone = tiny_efficientnet(["fused", "fused", "unfused"])
+    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+    wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
+    assert {"block2a_expand_conv", "block3a_dwconv2", "block3a_se_reduce"} <= wrapped
     with pytest.raises(
         ValueError, match=r"inside custom layers .*FusedMBConvBlock.*MBConvBlock.*tfprune.unfold"
     ):
-        tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+        tfprune.prune(backbone, schedule=tfprune.OneShot(0.5), trace=False)
 
 
 def bert_backbone(**overrides):
@@ -254,22 +257,29 @@ REFUSED = (
 )
 
 
-def test_a_transformer_decoder_with_cross_attention_stays_whole():
+def test_a_transformer_decoder_with_cross_attention_is_traced_or_refused_whole():
     decoder = keras_hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)
     target, source = keras.Input((4, 8)), keras.Input((6, 8))
-    outputs = keras.layers.Dense(2, name="head")(decoder(target, source))
-    rows = {row["layer"]: row for row in tfprune.explain(keras.Model([target, source], outputs))}
+    model = keras.Model(
+        [target, source], keras.layers.Dense(2, name="head")(decoder(target, source))
+    )
+    rows = {row["layer"]: row for row in tfprune.explain(model, trace=False)}
     assert rows[decoder.name]["reasons"] == [REFUSED]
+    rows = {row["layer"]: row for row in tfprune.explain(model)}  # as prune sees it: traced
+    assert rows[f"{decoder.name}_feedforward_intermediate_dense"]["removable"] == 8
 
 
-def test_a_transformer_encoder_whose_activation_moves_zero_stays_whole():
+def test_a_transformer_encoder_whose_activation_moves_zero_is_traced_or_refused_whole():
     layer = keras_hub.layers.TransformerEncoder(
         intermediate_dim=8, num_heads=2, activation="sigmoid"
     )
     inputs = keras.Input((4, 8))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(layer(inputs)))
-    rows = {row["layer"]: row for row in tfprune.explain(model)}
+    rows = {row["layer"]: row for row in tfprune.explain(model, trace=False)}
     assert rows[layer.name]["reasons"] == [REFUSED]
+    # Written out, a masked unit outputs sigmoid(0) = 0.5, a constant the next layer folds.
+    rows = {row["layer"]: row for row in tfprune.explain(model)}
+    assert rows[f"{layer.name}_feedforward_intermediate_dense"]["removable"] == 8
 
 
 def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path):

@@ -22,7 +22,7 @@ def test_barriers_pin_channels_and_explain_says_why():
     )
     assert (
         rows["after_lambda"]["removable"] == 0
-        and "changes the channel count" in rows["after_lambda"]["reasons"][0]
+        and "reshapes the channel axis" in rows["after_lambda"]["reasons"][0]
     )
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.3), protect=None)
     assert [w.layer.name for w in tfprune.wrappers_of(pruned)] == ["before_reshape"]

@@ -39,10 +39,16 @@ def test_dense_like_einsum_counts_prunes_and_shrinks_as_dense(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "equation, bias_axes", [("abc,cde->abde", None), ("abc,cd->abd", "b"), ("ab,bc->ac", None)]
+    "equation, bias_axes, prunable",
+    [
+        ("abc,cde->abde", None, True),  # a projection into heads: each head a filter
+        ("abc,cde->abde", "de", True),
+        ("abc,cde->abde", "e", False),  # the bias is not per head: a masked head is not zero
+        ("abc,cd->abd", "b", False),
+        ("ab,bc->ac", None, True),
+    ],
 )
-def test_only_dense_like_equations_are_prunable(equation, bias_axes):
-    layer = keras.layers.EinsumDense(equation, (None, 4, 2) if "e" in equation else 4)
-    if bias_axes:
-        layer = keras.layers.EinsumDense(equation, (6, 4), bias_axes=bias_axes)
-    assert registry.is_prunable(layer) == (equation == "ab,bc->ac")
+def test_equations_whose_units_the_output_keeps_are_prunable(equation, bias_axes, prunable):
+    shape = (None, 4, 2) if "e" in equation else (6, 4) if bias_axes == "b" else 4
+    layer = keras.layers.EinsumDense(equation, shape, bias_axes=bias_axes)
+    assert registry.is_prunable(layer) == prunable

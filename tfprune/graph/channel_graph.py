@@ -23,6 +23,8 @@ from tfprune.core import keras_internals
 from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.core.unionfind import UnionFind
 from tfprune.layers import registry
+from tfprune.layers.moves import Move, OpView
+from tfprune.layers.traced import ShapedCall, template_tensors
 
 
 @dataclasses.dataclass
@@ -35,6 +37,8 @@ class Call:
         outputs: its symbolic output tensors.
         rule: its `LayerSpec` or `ChannelRule`, or `None` for a barrier.
         arguments: the call's symbolic arguments, tensors and constants alike.
+        moves: for an op whose rule computes where channels go: `(input tensor, output
+            tensor, pairs)` per tie, `pairs` the `(input channel, output channel)` pairs.
 
     Example:
 
@@ -50,6 +54,12 @@ class Call:
     outputs: list
     rule: object
     arguments: object = None
+    moves: list = dataclasses.field(default_factory=list)
+
+    @property
+    def operation(self):
+        """The layer or op called (as `keras_internals.NodeCall` names it)."""
+        return self.layer
 
 
 @dataclasses.dataclass
@@ -146,6 +156,9 @@ def _data_format_ok(layer) -> bool:
 class ChannelGraph:
     """The channel groups of a model.
 
+    Each tensor's channels lie along one axis (`axis`): the last one, unless a layer or op
+    put them elsewhere (heads of a traced attention, `tfprune.layers.moves`).
+
     Args:
         model: a built Keras 3 functional or Sequential model (nested models allowed;
             tfprune wrappers are seen through).
@@ -167,6 +180,7 @@ class ChannelGraph:
         self.model = model
         self.steps = []  # Calls and Links, in topological order
         self.tensors = {}
+        self.axes = {}  # id(tensor) -> its channel axis (negative), or None: no channels
         self._uf = UnionFind()
         self._pins = []  # (node, reason)
         self._visited_models = set()
@@ -181,24 +195,34 @@ class ChannelGraph:
             self.pinned.setdefault(self._uf.find(node), reason)
 
     # ------------------------------------------------------------------ building
-    def _register(self, tensor):
+    def _register(self, tensor, axis=-1):
+        """Record a tensor; one seen for the first time has its channels on `axis`."""
         self.tensors[id(tensor)] = tensor
+        if id(tensor) not in self.axes:
+            shape = tuple(tensor.shape)
+            has_channels = (
+                axis is not None
+                and _carries_channels(tensor)
+                and -axis <= len(shape)
+                and bool(shape[axis])
+            )
+            self.axes[id(tensor)] = axis if has_channels else None
 
     def _pin_tensor(self, tensor, reason):
         self._register(tensor)
-        for c in range(width(tensor)):
+        for c in range(self.width(tensor)):
             self._pins.append(((id(tensor), c), reason))
 
     def _tie(self, a, ca, b, cb):
         self._uf.union((id(a), ca), (id(b), cb))
 
     def _tie_all(self, a, b):
-        for c in range(width(a)):
+        for c in range(min(self.width(a), self.width(b))):
             self._tie(a, c, b, c)
 
     def _walk(self, functional):
         for node in keras_internals.node_calls(functional):
-            for tensor in node.inputs + node.outputs:
+            for tensor in node.inputs:
                 self._register(tensor)
             if isinstance(node.operation, keras.Model):
                 self._walk_nested(node.operation, node.inputs, node.outputs)
@@ -208,7 +232,7 @@ class ChannelGraph:
     def _walk_nested(self, model, inputs, outputs):
         inner = functional_of(model)
         for outer, inside in zip(inputs, inner.inputs):
-            self._register(inside)
+            self._register(inside, self.axes.get(id(outer), -1))
             self._tie_all(outer, inside)
             self.steps.append(Link(outer, inside))
         if id(inner) not in self._visited_models:
@@ -219,6 +243,7 @@ class ChannelGraph:
             # that value propagation sees this call's inputs too.
             self.steps.extend(step for step in self._steps_of(inner))
         for inside, outer in zip(inner.outputs, outputs):
+            self._register(outer, self.axes.get(id(inside), -1))
             self._tie_all(inside, outer)
             self.steps.append(Link(inside, outer))
 
@@ -235,64 +260,135 @@ class ChannelGraph:
         reason = self._tie_call(call)
         if reason:
             call.rule = None
-            for tensor in inputs + outputs:
+            call.moves = []
+            for tensor in outputs:
+                self._register(tensor)
+            for tensor in _read_inputs(call) + outputs:
                 self._pin_tensor(tensor, reason)
 
     def _tie_call(self, call) -> str | None:
-        """Tie the call's channels; return a reason to pin them instead, if any."""
+        """Tie the call's channels and give its outputs their channel axes; return a reason
+        to pin them instead, if any."""
         layer, rule = weights_owner(call.layer), call.rule
         name = f"{type(layer).__name__} '{layer.name}'"
         if rule is None:
             return f"{name} is a barrier: {registry.barrier_reason(layer)}"
+        if isinstance(rule, registry.ChannelRule) and rule.kind == "moves":
+            return self._apply_move(call, rule, name)
         # Integer tensors are token ids, not channels: an embedding reads them whatever their
-        # length.
-        if any(t.shape[-1] is None for t in call.inputs + call.outputs if _carries_channels(t)):
+        # length. A layer that acts on each entry alone reads channels on any axis.
+        last_axis = not (isinstance(rule, registry.ChannelRule) and rule.any_axis)
+        if last_axis and any(
+            t.shape[-1] is None for t in call.inputs + call.outputs if _carries_channels(t)
+        ):
             return f"{name} has an unknown channel count"
-        out = call.outputs[0]
         if isinstance(rule, registry.LayerSpec):
-            if rule.states:
-                reason = self._tie_states(call, rule, layer, name)
-                if reason:
-                    return reason
-            if rule.coupled:
-                multiplier = rule.outputs_per_input(layer)
-                for c in range(width(call.inputs[0])):
-                    for m in range(multiplier):
-                        self._tie(call.inputs[0], c, out, c * multiplier + m)
+            return self._tie_producer(call, rule, layer, name)
+        return self._tie_layer(call, rule, layer, name)
+
+    def _tie_producer(self, call, spec, layer, name) -> str | None:
+        """A prunable layer: its output channels are new (on the spec's output axis), its
+        inputs read on the spec's input axis."""
+        read = [t for t in call.inputs[:1] if self.axes.get(id(t)) is not None]
+        if read and self.axes[id(read[0])] != spec.input_channel_axis:
+            return f"{name} reads channels on another axis than they lie on"
+        out = call.outputs[0]
+        self._register(out, spec.output_axis)
+        for tensor in call.outputs[1:]:
+            self._register(tensor)
+        if spec.states:
+            reason = self._tie_states(call, spec, layer, name)
+            if reason:
+                return reason
+        if spec.coupled:
+            multiplier = spec.outputs_per_input(layer)
+            for c in range(self.width(call.inputs[0])):
+                for m in range(multiplier):
+                    self._tie(call.inputs[0], c, out, c * multiplier + m)
+        return None
+
+    def _tie_layer(self, call, rule, layer, name) -> str | None:
+        """A layer (or op) described by a `ChannelRule` of a fixed kind."""
+        out = call.outputs[0]
+        axes = {self.axes.get(id(t)) for t in call.inputs if self.axes.get(id(t)) is not None}
+        if rule.kind == "weight":
+            self._register(out, -1)
             return None
+        if len(axes) > 1:
+            return f"{name} combines tensors whose channels lie on different axes"
+        axis = axes.pop() if axes else -1
+        if axis != -1 and not rule.any_axis:
+            return f"{name} works on the last axis, and these channels lie on another"
+        for tensor in call.outputs:
+            self._register(tensor, axis)
         for constant in _array_constants(call):
-            if constant.ndim and constant.shape[-1] != 1:
-                return f"{name} combines its input with a constant of {constant.shape[-1]} channels"
+            if constant.ndim >= -axis and constant.shape[axis] != 1:
+                return (
+                    f"{name} combines its input with a constant of {constant.shape[axis]} channels"
+                )
         if rule.kind in ("passthrough", "reshape", "grouped"):
-            if width(call.inputs[0]) != width(out):
+            if self.width(call.inputs[0]) != self.width(out):
                 return f"{name} changes the channel count"
             self._tie_all(call.inputs[0], out)
             if rule.kind == "grouped":
                 # Statistics pool over each group: a channel goes only with its whole group.
-                size = width(out) // layer.groups
-                for c in range(width(out)):
+                size = self.width(out) // layer.groups
+                for c in range(self.width(out)):
                     self._tie(out, c, out, c - c % size)
         elif rule.kind == "elementwise":
             for tensor in call.inputs:
-                if width(tensor) == width(out):
+                if self.width(tensor) == self.width(out):
                     self._tie_all(tensor, out)
-                elif width(tensor) != 1:
-                    return f"{name} broadcasts a tensor of {width(tensor)} channels"
+                elif self.width(tensor) > 1:
+                    return f"{name} broadcasts a tensor of {self.width(tensor)} channels"
         elif rule.kind == "concat":
-            axis = layer.axis % len(out.shape)
-            if axis != len(out.shape) - 1:
+            position = layer.axis % len(out.shape)
+            if position != len(out.shape) - 1:
                 for tensor in call.inputs:
                     self._tie_all(tensor, out)
             else:
                 offset = 0
                 for tensor in call.inputs:
-                    for c in range(width(tensor)):
+                    for c in range(self.width(tensor)):
                         self._tie(tensor, c, out, offset + c)
-                    offset += width(tensor)
+                    offset += self.width(tensor)
         elif rule.kind == "flatten":
-            channels = width(call.inputs[0])
-            for i in range(width(out)):
+            channels = self.width(call.inputs[0])
+            for i in range(self.width(out)):
                 self._tie(call.inputs[0], i % channels, out, i)
+        return None
+
+    def _apply_move(self, call, rule, name) -> str | None:
+        """An op whose rule computes where channels go (`tfprune.layers.moves`)."""
+        inputs = _read_inputs(call)
+        view = OpView(
+            registry.op_parameters(call.layer, call.arguments),
+            [tuple(t.shape) for t in inputs],
+            [self.axes.get(id(t)) for t in inputs],
+            [tuple(t.shape) for t in call.outputs],
+        )
+        # Sizes, masks, positions: an op on tensors without channels makes none.
+        move = (
+            rule.moves(view)
+            if any(a is not None for a in view.axes)
+            else Move([None] * len(call.outputs), [])
+        )
+        if isinstance(move, str):
+            return f"{name}: {move}"
+        axis = move.axes[0] if move.axes else None
+        for constant in _array_constants(call) if axis is not None else ():
+            if constant.ndim >= -axis and constant.shape[axis] != 1:
+                return (
+                    f"{name} combines its input with a constant of {constant.shape[axis]} channels"
+                )
+        for tensor, axis in zip(call.outputs, move.axes):
+            self._register(tensor, axis)
+        call.moves = []
+        for index, output, pairs in move.ties:
+            source, target = inputs[index], call.outputs[output]
+            call.moves.append((source, target, pairs))
+            for c_in, c_out in pairs:
+                self._tie(source, int(c_in), target, int(c_out))
         return None
 
     def _tie_states(self, call, spec, layer, name) -> str | None:
@@ -300,8 +396,8 @@ class ChannelGraph:
         layer's directions tie nothing more: concatenated, each writes channels of its own."""
         out = call.outputs[0]
         for tensor, filters in state_channels(call, spec, layer):
-            if width(tensor) != len(filters):
-                return f"{name} is called with a state of {width(tensor)} channels"
+            if self.width(tensor) != len(filters):
+                return f"{name} is called with a state of {self.width(tensor)} channels"
             for unit, channel in enumerate(filters):
                 self._tie(tensor, unit, out, int(channel))
         return None
@@ -317,10 +413,28 @@ class ChannelGraph:
                 continue
             earlier = first[id(step.layer)]
             for a, b in zip(earlier.inputs + earlier.outputs, step.inputs + step.outputs):
-                if a is not b and width(a) == width(b):
+                if a is not b and self.width(a) == self.width(b):
                     self._tie_all(a, b)
 
     # ------------------------------------------------------------------ queries
+    def axis(self, tensor) -> int | None:
+        """The axis `tensor`'s channels lie on (negative), or `None` if it carries none."""
+        return self.axes.get(id(tensor), -1 if width(tensor) else None)
+
+    def width(self, tensor) -> int:
+        """How many channels `tensor` carries (along `axis`); 0 for none.
+
+        Args:
+            tensor: a symbolic tensor of the graph.
+
+        Returns:
+            The channel count.
+        """
+        axis = self.axis(tensor)
+        if axis is None or -axis > len(tensor.shape) or tensor.shape[axis] is None:
+            return 0
+        return int(tensor.shape[axis])
+
     def root(self, tensor, channel: int):
         """The group id of one channel of one tensor."""
         return self._uf.find((id(tensor), channel))
@@ -343,5 +457,14 @@ class ChannelGraph:
 
     def pin_reasons(self, tensor) -> list[str]:
         """Why channels of `tensor` can never be removed: the distinct reasons, sorted."""
-        roots = (self.root(tensor, c) for c in range(width(tensor)))
+        roots = (self.root(tensor, c) for c in range(self.width(tensor)))
         return sorted({self.pinned[r] for r in roots if self.is_pinned(r)})
+
+
+def _read_inputs(call) -> list:
+    """The inputs an op reads: all of them, but for a traced layer's `ShapedCall` only the
+    tensors its arguments name (not the input it is anchored to)."""
+    if isinstance(call.layer, ShapedCall):
+        used = template_tensors(call.layer.template)
+        return [t for i, t in enumerate(call.inputs) if i in used]
+    return list(call.inputs)

@@ -11,7 +11,7 @@ import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.core.modelwalk import weights_owner
-from tfprune.graph.channel_graph import ChannelGraph, Link, state_channels, width
+from tfprune.graph.channel_graph import ChannelGraph, Link, state_channels
 from tfprune.layers import registry
 
 
@@ -45,35 +45,64 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
     values = {}
 
     def value_of(tensor):
-        return values.get(id(tensor), np.full(width(tensor), np.nan))
+        return values.get(id(tensor), np.full(graph.width(tensor), np.nan))
 
     for step in graph.steps:
         if isinstance(step, Link):
             # A nested model's input of unknown last axis (token ids, `(batch, None)`) takes
             # an outer tensor of known length: no channels to carry across.
-            if width(step.source) == width(step.target):
+            if graph.width(step.source) == graph.width(step.target):
                 values[id(step.target)] = _merge(values.get(id(step.target)), value_of(step.source))
             continue
         layer = weights_owner(step.layer)
         if step.rule is None:
-            computed = [np.full(width(t), np.nan) for t in step.outputs]
+            computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
         elif isinstance(step.rule, registry.LayerSpec) and not step.rule.coupled:
             dead = _zero_filter_values(layer, step.rule)
             computed = [dead]
             if step.rule.joined:  # a recurrent layer's final states carry its units too
                 states = {id(t): f for t, f in state_channels(step, step.rule, layer)}
                 computed += [dead[states[id(t)]] for t in step.outputs[1:]]
+        elif isinstance(step.rule, registry.ChannelRule) and step.rule.kind == "weight":
+            computed = [_weight_values(layer)]
+        elif isinstance(step.rule, registry.ChannelRule) and step.rule.structural:
+            computed = _moved_values(graph, step, value_of)
         else:
             inputs = [value_of(t) for t in step.inputs]
             if all(np.isnan(v).all() for v in inputs) and not isinstance(
                 step.rule, registry.LayerSpec
             ):
-                computed = [np.full(width(t), np.nan) for t in step.outputs]
+                computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
             else:
-                computed = _probe(step.layer, step, inputs, rng)  # as the graph calls it
+                computed = _probe(graph, step, inputs, rng)  # as the graph calls it
         for tensor, value in zip(step.outputs, computed):
             values[id(tensor)] = _merge(values.get(id(tensor)), value)
     return values
+
+
+def _weight_values(layer) -> np.ndarray:
+    """A traced layer's `Weight` of one axis is one constant per channel; a larger one (a
+    position table) varies along its other axes."""
+    value = keras.ops.convert_to_numpy(layer.value).astype(np.float64)
+    return value if value.ndim == 1 else np.full(value.shape[-1], np.nan)
+
+
+def _moved_values(graph, call, value_of) -> list:
+    """An op that only rearranges entries (a reshape into heads, a repeat): each output
+    channel holds what its input channels hold, a constant where they all hold one."""
+    computed = [np.full(graph.width(t), np.nan) for t in call.outputs]
+    sums = [{} for _ in call.outputs]
+    for source, target, pairs in call.moves:
+        index = next(i for i, t in enumerate(call.outputs) if t is target)
+        incoming = value_of(source)
+        for c_in, c_out in pairs:
+            sums[index].setdefault(int(c_out), []).append(incoming[int(c_in)])
+    for index, by_channel in enumerate(sums):
+        for channel, found in by_channel.items():
+            found = np.asarray(found)
+            if not np.isnan(found).any() and np.allclose(found, found[0], rtol=0, atol=1e-7):
+                computed[index][channel] = found[0]
+    return computed
 
 
 def _merge(existing, new):
@@ -103,18 +132,30 @@ def _zero_filter_values(layer, spec) -> np.ndarray:
 _PROBE_OFFSETS = (1.0, 2.5, -1.0)
 
 
-def _probe(layer, call, input_values, rng) -> list:
+def _probe(graph, call, input_values, rng) -> list:
+    layer = call.layer
     runs = []
     for offset in _PROBE_OFFSETS:
         arrays = []
         for tensor, value in zip(call.inputs, input_values):
-            shape = [1] + [d if d is not None else 8 for d in tensor.shape[1:]]
+            shape = [
+                (1 if axis == 0 else 8) if d is None else d for axis, d in enumerate(tensor.shape)
+            ]
             array = (offset + 0.5 * rng.normal(size=shape)).astype(np.float32)
-            known = ~np.isnan(value)
-            array[..., known] = value[known]
+            axis = graph.axis(tensor)
+            if axis is not None and value.size:
+                known = ~np.isnan(value)
+                view = np.moveaxis(array, axis, -1)
+                view[..., known] = value[known]
             arrays.append(array)
-        if isinstance(layer, keras.layers.Layer):
-            outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
+        if isinstance(layer, keras.layers.Layer) and keras_internals.op_function(layer) is None:
+            if call.arguments is not None and isinstance(layer, keras.layers.Softmax):
+                args, kwargs = keras_internals.fill_arguments(
+                    call.arguments, {id(t): a for t, a in zip(call.inputs, arrays)}
+                )
+                outputs = layer(*args, **kwargs, training=False)
+            else:
+                outputs = layer(arrays if len(arrays) > 1 else arrays[0], training=False)
         else:  # a Keras op, whose call may mix tensors and Python constants (`x * 2.0`)
             args, kwargs = keras_internals.fill_arguments(
                 call.arguments, {id(t): a for t, a in zip(call.inputs, arrays)}
@@ -123,8 +164,12 @@ def _probe(layer, call, input_values, rng) -> list:
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         runs.append([keras.ops.convert_to_numpy(o).astype(np.float64) for o in outputs])
     results = []
-    for per_run in zip(*runs):
-        flat = [r.reshape(-1, r.shape[-1]) for r in per_run]
+    for tensor, per_run in zip(call.outputs, zip(*runs)):
+        axis = graph.axis(tensor)
+        if axis is None:
+            results.append(np.full(0, np.nan))
+            continue
+        flat = [np.moveaxis(r, axis, -1).reshape(-1, r.shape[axis]) for r in per_run]
         first = flat[0][0]
         scale = 1e-6 * (1 + np.abs(first))
         uniform = np.ones(first.shape, bool)

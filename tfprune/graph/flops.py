@@ -245,25 +245,17 @@ def compute_layers(model, multiplier: int = 1):
             yield item, item, multiplier
 
 
-def _graph_calls(model, multiplier: int = 1):
-    """Every call in `model`'s graph, nested models' included: `(call, multiplier)`."""
+def _graph_calls(model, multiplier: int = 1, seen=None):
+    """Every call in `model`'s graph, nested models' included: `(call, multiplier)`; a
+    nested model's calls once, times how often it is called (as `compute_layers` does)."""
+    seen = set() if seen is None else seen
     for call in keras_internals.node_calls(modelwalk.functional_of(model)):
-        if isinstance(call.operation, keras.Model):
-            calls = max(1, len(keras_internals.calls_of(call.operation)))
-            if call is _first_call(call.operation, model):
-                yield from _graph_calls(call.operation, multiplier * calls)
-        else:
+        if not isinstance(call.operation, keras.Model):
             yield call, multiplier
-
-
-def _first_call(nested, model):
-    """The first call of a nested model in `model`'s graph (its layers are counted once,
-    times its calls)."""
-    return next(
-        c
-        for c in keras_internals.node_calls(modelwalk.functional_of(model))
-        if c.operation is nested
-    )
+        elif id(call.operation) not in seen:
+            seen.add(id(call.operation))
+            calls = max(1, len(keras_internals.calls_of(call.operation)))
+            yield from _graph_calls(call.operation, multiplier * calls, seen)
 
 
 def op_flops(call) -> int:
@@ -379,17 +371,40 @@ def flops_report(model, effective: bool = False) -> tuple[int, dict]:
             )
         total += flops * calls
     for call, calls in _graph_calls(model):
-        if _uncounted(call):
-            try:
-                inside, missed = custom_layer_flops(call, effective)
-            except ValueError as error:
-                uncounted[call.operation.name] = str(error)
-                continue
-            total += inside * calls
-            uncounted.update(missed)
-        else:
-            total += op_flops(call) * calls
+        try:
+            inside, missed = call_flops(call, effective)
+        except ValueError as error:
+            uncounted[call.operation.name] = str(error)
+            continue
+        total += inside * calls
+        uncounted.update(missed)
     return total, uncounted
+
+
+def call_flops(call, effective: bool = False) -> tuple[int, dict]:
+    """FLOPs per example of one graph call that no `LayerSpec` counts: a product of tensors
+    (`op_flops`) or a custom layer (`custom_layer_flops`); 0 for any other call.
+
+    Args:
+        call: a `keras_internals.NodeCall` or a `ChannelGraph` call.
+        effective: count only nonzero weights. Defaults to `False`.
+
+    Returns:
+        `(FLOPs, uncounted)`, as `custom_layer_flops` gives them.
+
+    Raises:
+        ValueError: for a custom layer that cannot be traced.
+
+    Example:
+
+    >>> q, k = keras.Input((8, 4)), keras.Input((8, 4))
+    >>> model = keras.Model([q, k], keras.ops.einsum("bqd,bkd->bqk", q, k))
+    >>> call_flops(keras_internals.node_calls(model)[0])
+    (512, {})
+    """
+    if _uncounted(call):
+        return custom_layer_flops(call, effective)
+    return op_flops(call), {}
 
 
 def count_flops(model, effective: bool = False, warn: bool = True) -> int:

@@ -144,12 +144,15 @@ class _Block:
         """`<prefix>_<name>` for each sublayer, `<that>_<name>` for its own, and so on."""
         for child in keras_internals.child_layers(layer):
             if id(child) not in self.prefix_of:
-                name, copies = f"{prefix}_{child.name}", 0
+                # EfficientNet's blocks already name their parts after themselves.
+                own = child.name.startswith(prefix.rstrip("_"))
+                base = child.name if own else f"{prefix}_{child.name}"
+                name, copies = base, 0
                 # Names meet across levels too: a block's "attention_dropout" and its
                 # "attention"'s own "dropout".
                 while name in self.taken:
                     copies += 1
-                    name = f"{prefix}_{child.name}_{copies}"
+                    name = f"{base}_{copies}"
                 self.taken.add(name)
                 self.prefix_of[id(child)] = name
                 self._name_inside(child, name)
@@ -213,7 +216,7 @@ class _Block:
             args, kwargs = keras.tree.map_structure(self._as_node, (args, kwargs))
         # Arguments left at None are the defaults; a subclass's extra ones (KerasHub's
         # attention caches) would trip the base class's symbolic call.
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        args, kwargs = _positional(layer, args, {k: v for k, v in kwargs.items() if v is not None})
         self.kept_depth += 1
         try:
             return self.copies[id(layer)][0](*args, **kwargs)
@@ -228,6 +231,19 @@ class _Block:
         template = {"args": [array.tolist()], "kwargs": {"dtype": str(array.dtype)}}
         constant = ShapedCall("convert_to_tensor", template, name=self.name("constant"))
         return constant([self.anchors[-1]])
+
+
+def _positional(layer, args, kwargs):
+    """Arguments given by keyword (`attention(query=x, value=x)`) as positions, as far as
+    the call's leading parameters go: a wrapper tfprune puts around the copy takes its
+    inputs by position."""
+    parameters = list(inspect.signature(layer.call).parameters.values())
+    args, kwargs = list(args), dict(kwargs)
+    for parameter in parameters[len(args) :]:
+        if parameter.kind is not parameter.POSITIONAL_OR_KEYWORD or parameter.name not in kwargs:
+            break
+        args.append(kwargs.pop(parameter.name))
+    return tuple(args), kwargs
 
 
 def _copy_named(layer, name):

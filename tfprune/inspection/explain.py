@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tfprune.core import checks
 from tfprune.core.modelwalk import opaque_layers, weights_owner
-from tfprune.graph.channel_graph import ChannelGraph, width
+from tfprune.graph import tracing
+from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.layers import registry
 
 #: What `explain` says of a layer whose units prune but whose attention heads only prune
@@ -37,11 +38,18 @@ def opaque_reason(layer, inside) -> str:
     )
 
 
-def explain(model) -> list[dict]:
+def _untraced(reason) -> str | None:
+    return None if reason is None else f"it cannot be traced: {reason}"
+
+
+def explain(model, trace=True) -> list[dict]:
     """Which filters of each convolution or dense layer the graph could remove, and why not.
 
     Args:
         model: a built Keras 3 functional or Sequential model.
+        trace: explain the model as `tfprune.prune` sees it, with custom layers written out
+            (their rows named after their block); a custom layer that cannot be traced gets
+            a row saying why. Defaults to `True`.
 
     Returns:
         One dict per layer with a prunable weight: `layer`, `filters`, `removable` (filters
@@ -68,6 +76,10 @@ def explain(model) -> list[dict]:
     head 0 / 3 ["a model output (its width is the model's interface)"]
     """
     checks.check_model(model, "explain")
+    refused = {}
+    if trace:
+        model, tracer = tracing.written_out(model)
+        refused = tracer.refused
     graph = ChannelGraph(model)
     rows, seen = [], set()
     for call, _ in graph.producers():
@@ -76,7 +88,7 @@ def explain(model) -> list[dict]:
             continue
         seen.add(id(layer))
         out = call.outputs[0]
-        roots = [graph.root(out, c) for c in range(width(out))]
+        roots = [graph.root(out, c) for c in range(graph.width(out))]
         reasons = graph.pin_reasons(out)
         rows.append(
             {
@@ -102,7 +114,11 @@ def explain(model) -> list[dict]:
                 "layer": layer.name,
                 "filters": 0,
                 "removable": 0,
-                "reasons": [registry.refusal_reason(layer) or opaque_reason(layer, inside)],
+                "reasons": [
+                    _untraced(refused.get(layer.name))
+                    or registry.refusal_reason(layer)
+                    or opaque_reason(layer, inside)
+                ],
             }
         )
     return rows

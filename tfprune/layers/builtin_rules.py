@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from tfprune.core import keras_internals
-from tfprune.layers import normalization
+from tfprune.layers import moves, normalization, traced
 from tfprune.layers.bidirectional import UnevenBidirectional
 from tfprune.layers.registry import (
     ChannelRule,
@@ -43,24 +43,61 @@ def _kernel_spec(filter_axis, input_axis, **extra):
 register_layer(keras.layers.Dense, _kernel_spec(-1, 0, config_key="units", fold="always"))
 
 
-def _dense_like(layer) -> bool:
-    """Whether an EinsumDense computes what a Dense does: `...i,io->...o`, with its bias (if
-    any) on the output axis (`"abc,cd->abd"`, as transformers' feed-forward layers write)."""
+def einsum_dense_spec(layer) -> LayerSpec | None:
+    """The spec of one `EinsumDense`, from its equation: its filters are the first kernel
+    letter the output keeps (a Dense's units, or a projection's heads in `"bqm,muh->bquh"`,
+    each head a filter of `size` columns), read from the first kernel letter the input
+    holds (a head in `"bquh,uhm->bqm"`, its size then like a convolution's taps). `None`
+    where no such letters exist, a kernel letter is in neither, or the bias is not per filter.
+
+    Args:
+        layer: an `EinsumDense` layer.
+
+    Returns:
+        A `LayerSpec`, or `None`.
+
+    Example:
+
+    >>> spec = einsum_dense_spec(keras.layers.EinsumDense("bqm,muh->bquh", (None, 4, 8)))
+    >>> spec.filter_axes, spec.output_axis, spec.output_axes
+    ((1,), -2, (2,))
+    """
     inputs, _, output = layer.equation.replace(" ", "").partition("->")
     x, _, kernel = inputs.partition(",")
-    return (
-        len(kernel) == 2
-        and x[-1:] == kernel[0]
-        and output[-1:] == kernel[1]
-        and x[:-1] == output[:-1]
-        and layer.bias_axes in (None, kernel[1])
+    read = [letter for letter in kernel if letter in x]
+    kept = [letter for letter in kernel if letter in output]
+    if not read or not kept or any(letter not in x + output for letter in kernel):
+        return None
+    unit, source = kept[0], read[0]
+    bias = layer.bias_axes
+    if bias and unit not in bias:
+        return None
+    slices = (("kernel", kernel.index(unit), "out"), ("kernel", kernel.index(source), "in"))
+    if bias:
+        slices += (("bias", bias.index(unit), "out"),)
+    return LayerSpec(
+        "kernel",
+        filter_axes=(kernel.index(unit),),
+        input_axis=kernel.index(source),
+        slices=slices,
+        config_key=("output_shape", output.index(unit) - 1),
+        fold="always",
+        output_axis=output.index(unit) - len(output),
+        input_channel_axis=x.index(source) - len(x),
+        output_axes=tuple(kernel.index(letter) for letter in kept[1:]),
     )
 
 
-# Its output units are a Dense layer's; `shrink` lowers the last entry of `output_shape`.
 register_layer(
     keras.layers.EinsumDense,
-    _kernel_spec(-1, 0, config_key="output_shape", fold="always", applies=_dense_like),
+    LayerSpec(
+        "kernel",
+        filter_axes=(-1,),
+        input_axis=0,
+        resolve=einsum_dense_spec,
+        reason="its equation has no letter for units that the output keeps and the input "
+        "does not, or its bias is not per unit",
+    ),
 )
 # A Conv2D with groups == input channels has a (..., 1, in * multiplier) kernel: output
 # channel c * multiplier + m reads input c alone, as in a DepthwiseConv2D.
@@ -172,10 +209,15 @@ register_channel_rule(
         shrunk_as=normalization.ShrunkRMSNormalization.replacing,
     ),
 )
+# Layers that act on each entry alone pass channels on any axis (a traced attention's heads).
 for _name in (
-    "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-    "ActivityRegularization", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "GaussianNoise", "GaussianDropout",
+    "AlphaDropout", "ActivityRegularization",
+):  # fmt: skip
+    register_channel_rule(getattr(keras.layers, _name), ChannelRule("passthrough", any_axis=True))
+for _name in (
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
     "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
     "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D",
@@ -184,27 +226,71 @@ for _name in (
 ):  # fmt: skip
     register_channel_rule(getattr(keras.layers, _name), ChannelRule("passthrough"))
 for _name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"):
-    register_channel_rule(getattr(keras.layers, _name), ChannelRule("elementwise"))
-# The same, written as expressions on tensors: `inputs + x` (ConvNeXt's residual),
-# `x * gate`, `keras.ops.relu(x)`. The graph refuses ops combined with a per-channel constant.
-for _name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"):
-    register_channel_rule(keras_internals.numpy_op(_name), ChannelRule("elementwise"))
-for _name in ("Negative", "Absolute", "Square", "Tanh"):
-    register_channel_rule(keras_internals.numpy_op(_name), ChannelRule("passthrough"))
-for _name in (
-    "Relu",
-    "Relu6",
-    "Sigmoid",
-    "Silu",
-    "Gelu",
-    "HardSigmoid",
-    "HardSilu",
-    "LeakyRelu",
-    "Elu",
-    "Selu",
-    "Softplus",
-):
-    register_channel_rule(keras_internals.nn_op(_name), ChannelRule("passthrough"))
+    register_channel_rule(getattr(keras.layers, _name), ChannelRule("elementwise", any_axis=True))
+# The same, written as expressions on tensors (`inputs + x`, ConvNeXt's residual; `x * gate`;
+# `keras.ops.relu(x)`) or inside a traced custom layer, where ops also move channels between
+# axes (`tfprune.layers.moves`). The graph refuses ops combined with a per-channel constant.
+_EACH_ENTRY = (
+    "abs", "absolute", "negative", "square", "sqrt", "rsqrt", "reciprocal", "exp", "log",
+    "log1p", "expm1", "sign", "ceil", "floor", "round", "clip", "cast", "erf", "tanh",
+    "sin", "cos", "zeros_like", "ones_like", "full_like", "nan_to_num", "stop_gradient",
+    "logical_not", "isnan", "isfinite", "relu", "relu6", "sigmoid", "silu", "swish",
+    "gelu", "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "elu", "selu",
+    "softplus", "softsign", "mish",
+    "add", "subtract", "multiply", "divide", "true_divide", "floor_divide", "power",
+    "maximum", "minimum", "where", "equal", "not_equal", "greater", "greater_equal", "less",
+    "less_equal", "logical_and", "logical_or", "mod",
+)  # fmt: skip
+# Tensors made from sizes alone (positions, masks) carry no channels.
+_CREATORS = (
+    "arange", "ones", "zeros", "full", "empty", "eye", "tri", "tril", "triu", "linspace",
+    "identity", "convert_to_tensor",
+)  # fmt: skip
+_MOVES = {
+    moves.same_axis: _EACH_ENTRY + _CREATORS,
+    moves.expand_dims: ("expand_dims",),
+    moves.squeeze: ("squeeze",),
+    moves.reduction: (
+        "mean", "sum", "max", "min", "prod", "std", "var", "any", "all", "amax", "amin",
+        "logsumexp", "argmax", "argmin", "norm",
+    ),
+    moves.along_axis: ("softmax", "log_softmax", "take_along_axis", "cumsum", "cumprod", "sort"),
+    moves.transpose: ("transpose", "moveaxis", "swapaxes"),
+    moves.repeat: ("repeat",),
+    moves.tile: ("tile",),
+    moves.broadcast_to: ("broadcast_to",),
+    moves.get_item: ("get_item",),
+    moves.slice_: ("slice",),
+    moves.concatenate: ("concatenate",),
+    moves.split: ("split",),
+    moves.stack: ("stack",),
+    moves.reshape: ("reshape",),
+    moves.einsum: ("einsum",),
+    moves.matmul: ("matmul",),
+    moves.dot_product_attention: ("dot_product_attention",),
+}  # fmt: skip
+# These only rearrange entries: constant channels stay constant through them.
+_STRUCTURAL = {
+    moves.expand_dims, moves.squeeze, moves.transpose, moves.repeat, moves.tile,
+    moves.broadcast_to, moves.get_item, moves.slice_, moves.concatenate, moves.split,
+    moves.stack, moves.reshape,
+}  # fmt: skip
+for _move, _functions in _MOVES.items():
+    for _function in _functions:
+        register_channel_rule(
+            f"keras.ops.{_function}",
+            ChannelRule("moves", moves=_move, structural=_move in _STRUCTURAL),
+        )
+# Keras' Softmax layer, as traced attention applies it over the keys.
+register_channel_rule(keras.layers.Softmax, ChannelRule("moves", moves=moves.along_axis))
+# A traced layer's sizes carry no channels, and reading one leaves its tensor's alone.
+register_channel_rule(
+    traced.Dimension, ChannelRule("moves", moves=lambda view: moves.Move([None], []))
+)
+register_channel_rule(
+    traced.Weight,
+    ChannelRule("weight", slices=(("value", -1, "out"),), config_key="shape"),
+)
 # keras.applications' ConvNeXt scales each channel by a learned `gamma` after its blocks.
 _LAYER_SCALE = keras_internals.convnext_layer_scale()
 if _LAYER_SCALE is not None:
@@ -215,7 +301,11 @@ if _LAYER_SCALE is not None:
     )
 register_channel_rule(keras.layers.Concatenate, ChannelRule("concat"))
 register_channel_rule(keras.layers.Flatten, ChannelRule("flatten"))
-register_channel_rule(keras.layers.Reshape, ChannelRule("reshape", config_key="target_shape"))
+# Kept, split into heads, merged back, or merged with the axes before it when last (the
+# conv-to-RNN step of speech models, as Flatten does): `shrink` rewrites `target_shape`.
+register_channel_rule(
+    keras.layers.Reshape, ChannelRule("moves", moves=moves.reshape, structural=True)
+)
 
 
 def _size(dimension) -> int:

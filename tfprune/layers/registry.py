@@ -8,10 +8,14 @@ rules for Keras' own layers are in `tfprune.layers.builtin_rules`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import keras
 import numpy as np
+
+from tfprune.core import keras_internals
+from tfprune.layers.traced import KERAS_OPS, ShapedCall, fill_template, is_placeholder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,13 @@ class LayerSpec:
             the layer's own class.
         reason: why a layer of this type is a barrier where `applies` or `resolve` refuse
             it, for `explain`.
+        output_axis: the axis of the layer's output its filters lie on. Defaults to -1.
+        input_channel_axis: the axis of its input whose channels `input_axis` reads.
+            Defaults to -1.
+        output_axes: further axes of the weight that index the output besides the filter
+            axes (an `EinsumDense` projecting into heads keeps each head's size): each
+            element then costs one multiply-add per position of the rest of the output.
+            Defaults to `()`.
 
     Example:
 
@@ -115,6 +126,9 @@ class LayerSpec:
     members: object = None
     rebuilt_as: object = None
     reason: str = ""
+    output_axis: int = -1
+    input_channel_axis: int = -1
+    output_axes: tuple = ()
 
     @property
     def internal_units(self) -> bool:
@@ -257,6 +271,19 @@ class LayerSpec:
         return np.transpose(moved, np.argsort(order)).reshape(shape)
 
 
+RULE_KINDS = (
+    "passthrough",
+    "grouped",
+    "elementwise",
+    "concat",
+    "split",
+    "flatten",
+    "reshape",
+    "weight",
+    "moves",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ChannelRule:
     """How a layer without a prunable weight moves channels, for the dependency graph.
@@ -269,7 +296,9 @@ class ChannelRule:
             `"reshape"` (a pass-through when the last axis keeps its size, else a barrier), or
             `"grouped"` (a pass-through whose channels go in whole groups of
             `channels / layer.groups`, as GroupNormalization's statistics do; `shrink` lowers
-            `groups`).
+            `groups`), `"split"` (the inverse of `"concat"`: each output takes the next
+            channels of the input) or `"weight"` (a traced layer's `Weight`: channels of its
+            own, which meet others where it is used).
         slices: per-channel weights, as in `LayerSpec.slices` (e.g. BN's gamma).
         config_key: a config entry to update with the new channel count: an integer
             (`projection_dim`), or Reshape's `target_shape`, whose last entry is the count.
@@ -280,6 +309,13 @@ class ChannelRule:
             feeds them (BN's gamma and beta), so that the channel leaves the layer exactly
             zero and `shrink` can remove it whatever the padding after it.
         reason: why the layer is a barrier where `applies` is False, for `explain`.
+        any_axis: whether the layer acts on each entry alone (an activation, an elementwise
+            op), so that channels on any axis pass (heads included); otherwise they must lie
+            on the last axis. Defaults to `False`.
+        moves: for kind `"moves"`: `OpView -> Move | str`, where the op puts channels
+            (`tfprune.layers.moves`).
+        structural: with `moves`, whether the op only rearranges entries (a reshape, a
+            transpose, a repeat), so that a channel holding a constant still holds it.
         shrunk_as: for layers whose statistics pool over all channels (LayerNormalization):
             a function `(layer, removed_values) -> (layer_class, config)` building the smaller
             layer that still counts the removed channels. `shrink` removes a channel from
@@ -298,6 +334,9 @@ class ChannelRule:
     applies: object = None
     masked: tuple = ()
     reason: str = ""
+    any_axis: bool = False
+    moves: object = None
+    structural: bool = False
     shrunk_as: object = None
 
 
@@ -306,6 +345,18 @@ _REGISTRY: dict[type | str, LayerSpec] = {}
 _UNFOLDINGS: dict[type | str, object] = {}
 _CHANNEL_RULES: dict[type, ChannelRule] = {}
 _OP_FLOPS: dict = {}
+
+
+class _RuntimeSizes:
+    """Stands for every tensor of a `ShapedCall`'s template in `op_parameters`: a size known
+    only when the model runs reads as a placeholder a rule can tell from a number."""
+
+    def __getitem__(self, index):
+        return RUNTIME_SIZE
+
+
+RUNTIME_SIZE = "<size known when the model runs>"
+RUNTIME_SIZES = _RuntimeSizes()
 # Keras wrappers that apply their inner layer as is (TimeDistributed, to every step): the
 # inner layer's spec or rule describes them.
 _DELEGATING: set[type] = set()
@@ -350,7 +401,8 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     Args:
         layer_class: a `keras.layers.Layer` subclass, or a `keras.Operation` subclass for
             the ops that expressions such as `x + y` or `keras.ops.relu(x)` put into a
-            functional graph.
+            functional graph, or `"keras.ops.<function>"` for a `keras.ops` function however
+            it appears (an op node, or a traced layer's `ShapedCall`).
         rule: a `ChannelRule`.
 
     Raises:
@@ -370,16 +422,19 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
     >>> channel_rule(Scale()).kind
     'passthrough'
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+    is_op_name = isinstance(layer_class, str) and layer_class.startswith("keras.ops.")
+    if not is_op_name and not (
+        isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)
+    ):
         raise TypeError(
             "register_channel_rule: expected a keras.layers.Layer or keras.Operation subclass, "
-            f"got {layer_class!r}."
+            f"or a 'keras.ops.<function>' name, got {layer_class!r}."
         )
     if not isinstance(rule, ChannelRule):
         raise TypeError(
             f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}."
         )
-    if rule.kind not in ("passthrough", "grouped", "elementwise", "concat", "flatten", "reshape"):
+    if rule.kind not in RULE_KINDS:
         raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
     _CHANNEL_RULES[layer_class] = rule
 
@@ -390,12 +445,118 @@ def _keys(layer):
     import path ("keras_hub.src.models.vit.vit_layers.ViTEncoder", for classes a library
     does not register), which let tfprune describe a library's layers without importing
     the library."""
+    function = op_function_of(layer)
+    if function is not None:
+        yield f"keras.ops.{function}"
     for cls in type(layer).__mro__:
         yield cls
         name = keras.saving.get_registered_name(cls)
         if ">" in name:
             yield name
         yield f"{cls.__module__}.{cls.__qualname__}"
+
+
+def op_function_of(layer) -> str | None:
+    """The `keras.ops` function a graph node computes: an op node's (`"einsum"`), or the one
+    a traced layer's `ShapedCall` calls; `None` for other layers.
+
+    Args:
+        layer: a node's operation.
+
+    Returns:
+        The function's name, or `None`.
+
+    Example:
+
+    >>> op_function_of(ShapedCall("reshape", {"args": [], "kwargs": {}}))
+    'reshape'
+    """
+    if isinstance(layer, ShapedCall):
+        return layer.function
+    return keras_internals.op_function(layer)
+
+
+def op_parameters(layer, arguments=None) -> dict:
+    """The parameters of a `keras.ops` call in a graph, by name (`{"axis": -1}`): an op
+    node's config (and an indexing's `key`, from the call's `arguments`), or a `ShapedCall`'s
+    arguments bound to its function's signature, tensor arguments left out and sizes known
+    only when the model runs as `RUNTIME_SIZE`; for a layer, its config.
+
+    Args:
+        layer: a node's operation.
+        arguments: the call's arguments (`NodeCall.arguments`), if any. Defaults to `None`.
+
+    Returns:
+        A dict.
+
+    Example:
+
+    >>> x = keras.Input((4, 8))
+    >>> op = keras.ops.expand_dims(x, 1)._keras_history.operation
+    >>> op_parameters(op)
+    {'axis': 1}
+    """
+    if isinstance(layer, ShapedCall):
+        signature = inspect.signature(KERAS_OPS[layer.function])
+        template = layer.template
+        filled = fill_template(template, RUNTIME_SIZES)
+        bound = signature.bind_partial(*filled["args"], **filled["kwargs"])
+        placeholders = signature.bind_partial(*template["args"], **template["kwargs"]).arguments
+        return {k: v for k, v in bound.arguments.items() if not is_placeholder(placeholders[k])}
+    function = keras_internals.op_function(layer)
+    if function is None and not isinstance(layer, keras.layers.Layer):
+        return {}
+    parameters = {k: v for k, v in layer.get_config().items() if k != "name"}
+    if function == "get_item" and arguments is not None:
+        parameters["key"] = arguments.args[1]
+    return parameters
+
+
+# The parameter of a `keras.ops` function that spells out its output's shape, which
+# `shrink` rewrites where the channels it carries get fewer.
+_SHAPE_PARAMETERS = {"reshape": "newshape", "broadcast_to": "shape", "slice": "shape"}
+
+
+def resized_op(layer, axis: int, count: int):
+    """A copy of an op node or `ShapedCall` whose output carries `count` channels on `axis`
+    (a reshape into fewer heads), or `None` if its parameters name no output shape.
+
+    Args:
+        layer: the node's operation.
+        axis: the output's channel axis (negative).
+        count: the channels it keeps.
+
+    Returns:
+        A new operation, or `None`.
+
+    Example:
+
+    >>> x = keras.Input((8, 8))
+    >>> op = keras.ops.reshape(x, (-1, 8, 2, 4))._keras_history.operation
+    >>> resized_op(op, -2, 1).get_config()["newshape"]
+    (-1, 8, 1, 4)
+    """
+    if isinstance(layer, keras.layers.Reshape):  # its target shape leaves the batch out
+        key = "target_shape"
+    else:
+        key = _SHAPE_PARAMETERS.get(op_function_of(layer))
+    if key is None:
+        return None
+
+    def resized(shape):
+        shape = list(shape)
+        if isinstance(shape[axis], (int, np.integer)) and shape[axis] > 0:
+            shape[axis] = count
+        return shape
+
+    if isinstance(layer, ShapedCall):
+        signature = inspect.signature(KERAS_OPS[layer.function])
+        bound = signature.bind_partial(*layer.template["args"], **layer.template["kwargs"])
+        bound.arguments[key] = resized(bound.arguments[key])
+        template = {"args": list(bound.args), "kwargs": dict(bound.kwargs)}
+        return ShapedCall(layer.function, template, name=layer.name)
+    config = layer.get_config()
+    return type(layer).from_config({**config, key: tuple(resized(config[key]))})
 
 
 def _registered_rule(layer):

@@ -103,6 +103,46 @@ class Dimension(keras.layers.Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+def is_placeholder(item) -> bool:
+    """Whether a template entry stands for a tensor (see `call_template`).
+
+    Args:
+        item: an entry of a template.
+
+    Returns:
+        True for a tensor placeholder.
+
+    Example:
+
+    >>> is_placeholder({"__tfprune_tensor__": 0}), is_placeholder(3)
+    (True, False)
+    """
+    return isinstance(item, dict) and set(item) == {_TENSOR}
+
+
+def template_tensors(template) -> set:
+    """The indices of the tensors a template names (a `ShapedCall` anchored to an input it
+    does not read names none).
+
+    Args:
+        template: a template, as `call_template` makes it.
+
+    Returns:
+        A set of indices into the call's tensors.
+
+    Example:
+
+    >>> template_tensors({"args": [{"__tfprune_tensor__": 1}, 3], "kwargs": {}})
+    {1}
+    """
+    if is_placeholder(template):
+        return {template[_TENSOR]}
+    items = template.values() if isinstance(template, dict) else template
+    if not isinstance(template, (dict, list, tuple)):
+        return set()
+    return set().union(*(template_tensors(item) for item in items))
+
+
 def fill_template(template, tensors):
     """`template` (as `call_template` makes it) with each placeholder replaced by its tensor.
 

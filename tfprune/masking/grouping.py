@@ -16,7 +16,6 @@ import numpy as np
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.channel_graph import width as channel_width
 from tfprune.graph.latency import LatencyTable, calibrated, model_probes
 from tfprune.layers import registry
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
@@ -97,7 +96,7 @@ def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> l
                 group(("unit", id(call.layer), unit)).members.append((call.layer, unit))
         elif isinstance(spec, registry.LayerSpec):
             out = call.outputs[0]
-            for c in range(channel_width(out)):
+            for c in range(graph.width(out)):
                 g = group(graph.root(out, c))
                 if pruned_here(call.layer):
                     g.members.append((call.layer, c))
@@ -109,7 +108,7 @@ def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> l
                     )
         elif isinstance(call.layer, ChannelMaskWrapper):
             tensor = call.inputs[0]
-            for c in range(channel_width(tensor)):
+            for c in range(graph.width(tensor)):
                 group(graph.root(tensor, c)).followers.append((call.layer, c))
     for root, g in groups.items():
         if graph.is_pinned(root):
@@ -117,9 +116,16 @@ def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> l
     return [g for g in groups.values() if g.members]
 
 
+def _counted_or_zero(call):
+    try:
+        return flops.call_flops(call)
+    except ValueError:  # a custom layer that cannot be traced: count_flops warns of it
+        return 0, {}
+
+
 def _group_ids(graph, index, tensor) -> np.ndarray:
     """The group index of each channel of `tensor` (-1 for channels no group removes)."""
-    return np.array([index.get(graph.root(tensor, c), -1) for c in range(channel_width(tensor))])
+    return np.array([index.get(graph.root(tensor, c), -1) for c in range(graph.width(tensor))])
 
 
 class StructuralFlops:
@@ -164,7 +170,10 @@ class StructuralFlops:
                 self.terms.append((float(per_unit * units), [heads]))
                 self.terms.append((float(flops.fixed_flops(layer, call.layer)), []))
                 continue
-            if not isinstance(spec, registry.LayerSpec) or id(layer) in seen:
+            if not isinstance(spec, registry.LayerSpec):
+                self._add_call_terms(graph, index, call)
+                continue
+            if id(layer) in seen:
                 continue
             seen.add(id(layer))
 
@@ -175,6 +184,15 @@ class StructuralFlops:
             for member, filters in members:
                 member_out = out_ids if filters is None else out_ids[filters]
                 self._add_terms(member, call.layer, registry.spec_for(member), in_ids, member_out)
+
+    def _add_call_terms(self, graph, index, call):
+        """A product of tensors (a traced attention's scores) or a custom layer left whole:
+        its FLOPs, going with the channels of its output (heads) where it has any."""
+        extra, _ = _counted_or_zero(call)
+        if extra:
+            out = call.outputs[0]
+            axes = [_group_ids(graph, index, out)] if graph.width(out) else []
+            self.terms.append((float(extra), axes))
 
     def _add_terms(self, layer, node_layer, spec, in_ids, out_ids):
         """One term per FLOPs weight of a layer: its dense FLOPs and the group ids of the axes

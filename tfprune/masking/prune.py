@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfprune.core import checks, keras_internals, modelwalk
+from tfprune.graph import tracing
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, covered
 from tfprune.layers import registry
@@ -123,18 +124,22 @@ def _check_policy(
             )
 
 
-def _nothing_to_prune(model, graph, candidates) -> str:
-    """Why `prune` found no layer to wrap, in words: what hides the prunable layers, what
-    pins their filters, or what the user excluded."""
+def _nothing_to_prune(model, graph, candidates, refused) -> str:
+    """Why `prune` found no layer to wrap, in words: what hides the prunable layers (and why
+    tracing could not write them out), what pins their filters, or what the user excluded."""
     hidden = modelwalk.opaque_layers(model, registry.is_prunable)
     if hidden:
-        names = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer, _ in hidden)
+        names = "; ".join(
+            f"'{layer.name}' ({refused.get(layer.name, type(layer).__name__)})"
+            for layer, _ in hidden
+        )
         if all(registry.unfolds(layer) for layer, _ in hidden):
             remedy = "tfprune.unfold(model) writes them out as their inner layers, which prune"
         else:
             remedy = (
-                "Teach it the custom layer's type with tfprune.register_layer (or "
-                "tfprune.register_unfolding), or build the model from its inner layers"
+                "Make its call traceable (keras.ops on its inputs, no branching on tensor "
+                "values), teach tfprune the custom layer's type with tfprune.register_layer "
+                "(or tfprune.register_unfolding), or build the model from its inner layers"
             )
         return (
             f"prune: no layer to prune. The prunable layers are inside custom layers that "
@@ -182,12 +187,20 @@ def prune(
     rates=None,
     policies=None,
     latency_table=None,
+    trace=True,
 ):
     """Return a copy of `model` whose prunable layers carry masks, ready for `fit`.
 
     The user's model and its weights are left untouched. Train the result with
     `tfprune.PruningCallback()`; everything the callback needs is stored in the wrappers
     (and so in `.keras` files).
+
+    Custom layers that hold prunable layers (a KerasHub decoder block, a keras.io transformer
+    block) are written out first, as the sublayers and ops their `call` runs
+    (`tfprune.graph.tracing`): their units, filters and heads then prune like any others, and
+    the pruned model names them after their block (`"transformer_layer_0_attention_query"`).
+    A custom layer whose trace does not compute what it computes stays whole; `explain` says
+    why.
 
     Args:
         model: a built Keras 3 functional or Sequential model (nested models allowed).
@@ -243,6 +256,8 @@ def prune(
             `tfprune.measure_latency_table(model)` or on the device and loaded with
             `tfprune.LatencyTable.load`. It is stored with the wrappers (and in `.keras`
             files). Defaults to `None`.
+        trace: write custom layers holding prunable layers out first (see above); `False`
+            prunes the model's layers as they are. Defaults to `True`.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -275,6 +290,10 @@ def prune(
             "prune: this model is already pruned (it has PruneWrapper layers). Call tfprune.strip "
             "first."
         )
+    refused = {}
+    if trace:
+        model, tracer = tracing.written_out(model)
+        refused = tracer.refused
     base = dict(
         granularity=granularity,
         criterion=criterion,
@@ -335,7 +354,7 @@ def prune(
             follower_ids |= followers(graph, members)
         selected += members
     if not selected:
-        raise ValueError(_nothing_to_prune(model, graph, candidates))
+        raise ValueError(_nothing_to_prune(model, graph, candidates, refused))
     if latency_table is not None and all(p["target"] != "latency" for p in settings):
         raise ValueError(
             "prune: latency_table is given but no policy has target='latency'; pass "

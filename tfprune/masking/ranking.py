@@ -112,7 +112,9 @@ class PruningPlan:
         )
         #: The model's whole cost before pruning: FLOPs, or predicted latency in microseconds.
         self.total_cost = None
-        if self.target == "latency":
+        if self.by_cost and self.structural is not None:
+            # What `structural` counts for the model as it is: every FLOP of count_flops (or
+            # the predicted latency), so that removal is measured on one scale.
             self.total_cost = self.structural(np.zeros(len(self.groups), bool))
         elif self.by_cost:
             self.total_cost = float(flops.count_flops(model))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 
 from tfprune.core import keras_internals, modelwalk
-from tfprune.graph.channel_graph import width as channel_width
 from tfprune.layers import registry
 
 
@@ -261,7 +260,7 @@ def without_pinned(graph, selected, chosen):
             continue
         calls = [c for c in graph.calls() if c.layer is layer]
         roots = [
-            graph.root(c.outputs[0], i) for c in calls for i in range(channel_width(c.outputs[0]))
+            graph.root(c.outputs[0], i) for c in calls for i in range(graph.width(c.outputs[0]))
         ]
         if roots and all(graph.is_pinned(r) for r in roots):
             if any(isinstance(s, str) and s == layer.name for s in chosen):
@@ -297,12 +296,12 @@ def followers(graph, selected):
     for call in graph.calls():
         if id(call.layer) in selected_ids:
             out = call.outputs[0]
-            roots.update(graph.root(out, c) for c in range(channel_width(out)))
+            roots.update(graph.root(out, c) for c in range(graph.width(out)))
     followers = set()
     for call in graph.calls():
         rule = call.rule
         if isinstance(rule, registry.ChannelRule) and rule.masked:
             tensor = call.inputs[0]
-            if any(graph.root(tensor, c) in roots for c in range(channel_width(tensor))):
+            if any(graph.root(tensor, c) in roots for c in range(graph.width(tensor))):
                 followers.add(id(call.layer))
     return followers

@@ -10,7 +10,6 @@ import numpy as np
 
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.channel_graph import width as channel_width
 from tfprune.layers import registry
 
 
@@ -60,13 +59,13 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
     candidates = set()
     for call, _ in graph.producers():
         out = call.outputs[0]
-        candidates.update(graph.root(out, c) for c in range(channel_width(out)))
+        candidates.update(graph.root(out, c) for c in range(graph.width(out)))
     candidates -= set(graph.pinned)
     blocked = set()
     for call, spec in _readers(graph):
         layer, tensor = weights_owner(call.layer), call.inputs[0]
         value = values.get(id(tensor))
-        for c in range(channel_width(tensor)):
+        for c in range(graph.width(tensor)):
             root = graph.root(tensor, c)
             if root not in candidates or root in blocked:
                 continue
@@ -79,7 +78,7 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
     # Never remove every channel of a tensor, nor every unit of a Bidirectional layer's
     # direction (Keras layers need one): keep the group of the first.
     kept_whole = [
-        [(tensor, c) for c in range(channel_width(tensor))] for tensor in graph.tensors.values()
+        [(tensor, c) for c in range(graph.width(tensor))] for tensor in graph.tensors.values()
     ]
     for call, spec in graph.producers():
         for _, filters in spec.members(weights_owner(call.layer)) if spec.members else ():

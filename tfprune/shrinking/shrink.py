@@ -40,7 +40,6 @@ import numpy as np
 from tfprune.core import checks, modelwalk
 from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.channel_graph import width as channel_width
 from tfprune.graph.constants import constant_channels
 from tfprune.layers import registry
 from tfprune.masking.strip import strip
@@ -76,11 +75,20 @@ def _set_count(config: dict, key, count: int) -> None:
     """Write a layer's new output channel count into its config at `key`: a name, or a path
     of names into nested configs (a generic RNN's `("cell", "config", "units")`)."""
     *path, last = key if isinstance(key, tuple) else (key,)
+    if isinstance(last, int):  # an entry of a sequence: EinsumDense's output_shape
+        *path, name = path
+        for part in path:
+            config[part] = dict(config[part])
+            config = config[part]
+        entries = list(config[name])
+        entries[last] = count
+        config[name] = entries
+        return
     for name in path:
         config[name] = dict(config[name])
         config = config[name]
     old = config[last]
-    # EinsumDense's output_shape is a sequence whose last entry is the unit count.
+    # A shape whose last entry is the count (a Reshape's target, a Weight's shape).
     config[last] = (*old[:-1], count) if isinstance(old, (list, tuple)) else count
 
 
@@ -100,13 +108,13 @@ class _LayerPlan:
     cuts: dict
 
 
-def _plan_layer(layer, call, spec_or_rule, kept, values) -> _LayerPlan:
+def _plan_layer(layer, call, spec_or_rule, kept, values, graph) -> _LayerPlan:
     """New class, config, weights and cuts of one layer after removal."""
-    width = channel_width(call.inputs[0])
+    width = graph.width(call.inputs[0])
     channels = _Channels(
         kept_in=kept[id(call.inputs[0])],
         kept_out=kept[id(call.outputs[0])],
-        width_out=channel_width(call.outputs[0]),
+        width_out=graph.width(call.outputs[0]),
         values_in=values.get(id(call.inputs[0]), np.full(width, np.nan)),
     )
     if isinstance(spec_or_rule, registry.LayerSpec) and spec_or_rule.members:
@@ -163,8 +171,8 @@ def _plan_channels(layer, spec_or_rule, channels: _Channels) -> _LayerPlan:
         config["groups"] = len(kept_out) // (width // layer.groups)
     elif spec_or_rule.config_key == "target_shape" and config["target_shape"][-1] != -1:
         config["target_shape"] = (*config["target_shape"][:-1], len(kept_out))
-    elif spec_or_rule.config_key and isinstance(config.get(spec_or_rule.config_key), int):
-        config[spec_or_rule.config_key] = len(kept_out)
+    elif spec_or_rule.config_key in config and spec_or_rule.config_key != "target_shape":
+        _set_count(config, spec_or_rule.config_key, len(kept_out))
     elif spec_or_rule.shrunk_as is not None and removed_in.size:
         layer_class, config = spec_or_rule.shrunk_as(layer, channels.values_in[removed_in])
     return _LayerPlan(layer, layer_class, config, weights, cuts)
@@ -279,30 +287,30 @@ def shrink_with_cuts(model):
     removed = removable_groups(graph, values)
     kept = {
         tensor_id: np.array(
-            [c for c in range(channel_width(t)) if graph.root(t, c) not in removed], dtype=np.int64
+            [c for c in range(graph.width(t)) if graph.root(t, c) not in removed], dtype=np.int64
         )
         for tensor_id, t in graph.tensors.items()
     }
-    plans = {}
+    plans, ops = {}, {}
     for call in graph.calls():
         layer = weights_owner(call.layer)
-        if id(layer) in plans or not isinstance(layer, keras.layers.Layer):
-            continue  # ops (`x + y`) hold no weights and adapt to any width
-        if call.rule is not None:
-            plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values)
+        if id(layer) in plans or id(layer) in ops:
+            continue
+        if isinstance(call.rule, registry.ChannelRule) and call.rule.kind == "moves":
+            ops[id(call.layer)] = _resized(graph, call, kept)
+        elif call.rule is not None:
+            plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values, graph)
         elif (plan := _plan_units(layer)) is not None:
             plans[id(layer)] = plan
 
     def rebuild(layer):
+        if ops.get(id(layer)) is not None:  # an op whose parameters spell a channel count
+            return ops[id(layer)]
         if isinstance(layer, keras.Model):
             # Keras would rebuild a nested model on its old input width: give it the new one
             # (an input without channels, token ids of unknown length, keeps its shape).
             inputs = [
-                keras.Input(
-                    batch_shape=(*t.shape[:-1], len(kept[id(t)])) if channel_width(t) else t.shape,
-                    dtype=t.dtype,
-                    name=t.name,
-                )
+                keras.Input(batch_shape=_kept_shape(graph, t, kept), dtype=t.dtype, name=t.name)
                 for t in functional_of(layer).inputs
             ]
             structure = keras.tree.pack_sequence_as(functional_of(layer).input, inputs)
@@ -327,6 +335,24 @@ def shrink_with_cuts(model):
         for position, cut in plan.cuts.items()
     }
     return small, cuts
+
+
+def _resized(graph, call, kept):
+    """An op whose output keeps fewer channels, with its shape parameter rewritten (a
+    reshape into heads); `None` where nothing changes or nothing spells the count."""
+    out = call.outputs[0]
+    width = graph.width(out)
+    if not width or len(kept[id(out)]) == width:
+        return None
+    return registry.resized_op(call.layer, graph.axis(out), len(kept[id(out)]))
+
+
+def _kept_shape(graph, tensor, kept) -> tuple:
+    """`tensor`'s shape with only its kept channels on its channel axis."""
+    shape = list(tensor.shape)
+    if graph.width(tensor):
+        shape[graph.axis(tensor)] = len(kept[id(tensor)])
+    return tuple(shape)
 
 
 def _set_weights(source, target, plans):
