@@ -148,11 +148,11 @@ def test_a_keras_hub_efficientnet_classifier_goes_through_the_data_path(tmp_path
     assert tfprune.count_flops(small) < tfprune.count_flops(task)
 
 
-def test_efficientnet_v2_blocks_are_traced_by_prune_and_named_without_tracing():
+def test_efficientnet_v2_blocks_are_written_out_by_prune_and_named_without_it():
     backbone = tiny_efficientnet(["fused", "fused", "unfused"])
     pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
     wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
-    assert {"block2a_expand_conv", "block3a_dwconv2", "block3a_se_reduce"} <= wrapped
+    assert {"block2a__conv1", "block3a__depthwise", "block3a__se_conv1"} <= wrapped
     with pytest.raises(
         ValueError, match=r"inside custom layers .*FusedMBConvBlock.*MBConvBlock.*tfprune.unfold"
     ):
@@ -187,13 +187,15 @@ def gpt2_case():
     [pytest.param(bert_case, marks=pytest.mark.slow), gpt2_case],
     ids=["bert", "gpt2"],
 )
-def test_keras_hub_transformer_blocks_prune_their_feedforward_units(case, tmp_path):
+def test_keras_hub_transformer_blocks_prune_their_feedforward_units_folded(case, tmp_path):
+    # With trace=False, prune leaves KerasHub's blocks whole: their feed-forward units
+    # prune inside them (by default, prune writes them out and their heads prune too).
     backbone, block_name, x, y = case()
     names = [block_name.format(i) for i in (0, 1)]
-    rows = {row["layer"]: row for row in tfprune.explain(backbone)}
+    rows = {row["layer"]: row for row in tfprune.explain(backbone, trace=False)}
     assert rows[names[0]]["filters"] == 32 == rows[names[0]]["removable"]
     assert rows[names[0]]["reasons"] == [UNFOLD_HINT]  # its heads prune once unfolded
-    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5))
+    pruned = tfprune.prune(backbone, schedule=tfprune.OneShot(0.5), trace=False)
     assert set(names) <= {w.layer.name for w in tfprune.wrappers_of(pruned)}
     pruned.compile("adam", loss="mse")
     pruned.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
@@ -229,7 +231,7 @@ def test_a_text_backbone_nested_at_a_fixed_length_shrinks_to_the_same_function()
     assert_same_outputs(small, pruned, x, 1e-5)
     inner = small.get_layer(backbone.name)
     assert inner.input["token_ids"].shape == (None, None)
-    assert inner.get_layer("transformer_layer_0").intermediate_dim < 32
+    assert inner.get_layer("transformer_layer_0_intermediate").units < 32
 
 
 def test_a_bert_text_classifier_prunes_and_its_preprocessor_still_feeds_it(tmp_path):
@@ -244,7 +246,8 @@ def test_a_bert_text_classifier_prunes_and_its_preprocessor_still_feeds_it(tmp_p
     predictions = task.predict(sentences, verbose=0)
     pruned, small = through_the_data_path(task, x, np.array([0, 1, 0, 1]), tmp_path)
     wrapped = {w.layer.name for w in tfprune.wrappers_of(pruned)}
-    assert {"transformer_layer_0", "pooled_dense"} <= wrapped  # inside the nested backbone
+    # Inside the nested backbone, its blocks written out: heads and units prune.
+    assert {"transformer_layer_0_attention", "transformer_layer_0_intermediate"} <= wrapped
     assert tfprune.count_flops(small) < tfprune.count_flops(task)
     # The task and its preprocessor are untouched; the preprocessor feeds the small model.
     np.testing.assert_array_equal(task.predict(sentences, verbose=0), predictions)
@@ -279,7 +282,7 @@ def test_a_transformer_encoder_whose_activation_moves_zero_is_traced_or_refused_
     assert rows[layer.name]["reasons"] == [REFUSED]
     # Written out, a masked unit outputs sigmoid(0) = 0.5, a constant the next layer folds.
     rows = {row["layer"]: row for row in tfprune.explain(model)}
-    assert rows[f"{layer.name}_feedforward_intermediate_dense"]["removable"] == 8
+    assert rows[f"{layer.name}_intermediate"]["removable"] == 8
 
 
 def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path):
@@ -287,11 +290,11 @@ def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path
         image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
     )
     task = keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=3)
-    rows = {row["layer"]: row for row in tfprune.explain(task)}
+    rows = {row["layer"]: row for row in tfprune.explain(task, trace=False)}
     assert rows["vit_encoder"]["filters"] == 32 == rows["vit_encoder"]["removable"]
     assert rows["vit_encoder"]["reasons"] == [UNFOLD_HINT]
     x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
-    pruned, small = through_the_data_path(task, x, np.array([0, 1, 2, 0]), tmp_path)
+    pruned, small = through_the_data_path(task, x, np.array([0, 1, 2, 0]), tmp_path, trace=False)
     encoder = small.get_layer(backbone.name).get_layer("vit_encoder")
     assert (encoder.mlp_dim, encoder.num_heads) == (16, 2)
     # One unit is a column and a row of the MLP in both blocks; the attention is counted too.

@@ -8,6 +8,7 @@ import pytest
 
 import tfprune
 from conftest import small_cnn
+from keras_hub_zoo import FAMILIES, token_inputs
 from tfprune.export import converter, tflite_file
 from tfprune.masking.ranking import apply_target
 
@@ -144,3 +145,33 @@ def test_exports_run_in_the_keras_models_order(index, tmp_path):
     for actual, want in zip(got, expected):
         np.testing.assert_allclose(actual, np.asarray(want), atol=1e-5)
     assert tfprune.verify_tflite(path, model, feed) <= 1e-5
+
+
+def test_unknown_lengths_the_converter_cannot_lower_are_named_with_the_fix(tmp_path, capfd):
+    # KerasHub's Llama builds its causal mask from the sequence length: at unknown lengths
+    # TensorFlow's converter fails with a dump of the whole graph.
+    model = FAMILIES["llama"][0]()
+    with pytest.raises(ValueError, match=r"'token_ids' \(None, None\).*input_shapes=\{") as error:
+        tfprune.export_tflite(model, tmp_path / "llama.tflite")
+    assert len(str(error.value)) < 600 and "\n" not in str(error.value)
+    assert "tf.StridedSlice" in str(error.value) and "mlir" not in capfd.readouterr().err.lower()
+    assert not (tmp_path / "llama.tflite").exists()
+    shapes = {"token_ids": (12,), "padding_mask": (12,)}
+    path = tfprune.export_tflite(model, tmp_path / "llama.tflite", input_shapes=shapes)
+    x = token_inputs(batch=3, length=12)
+    assert tfprune.verify_tflite(path, model, x) <= 1e-4
+    assert tuple(model.inputs[0].shape) == (None, None)  # the Keras model is unchanged
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        ({"tokens": (4,)}, r"names \['tokens'\].*inputs are \['padding_mask', 'token_ids'\]"),
+        ({"token_ids": (4, 2)}, r"'token_ids' has shape \(None,\).*another rank"),
+        ([(4,)], "1 shapes; the model has 2 inputs"),
+        ({"token_ids": (0,)}, "positive integers"),
+    ],
+)
+def test_input_shapes_that_do_not_fit_the_model_are_refused(tmp_path, shapes, message):
+    with pytest.raises(ValueError, match=message):
+        tfprune.export_tflite(FAMILIES["llama"][0](), tmp_path / "x.tflite", input_shapes=shapes)

@@ -100,3 +100,18 @@ def test_verify_runs_the_model_in_inference_mode_and_leaves_it_unchanged(tmp_pat
     assert tfprune.verify_tflite(path, model, images) <= 1e-5
     after = [keras.ops.convert_to_numpy(v) for v in model.variables]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_latency_of_unknown_lengths_is_timed_at_the_given_size(tmp_path):
+    tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(50, 32)(tokens)
+    x = keras.layers.Dense(64, name="wide")(x)
+    path = tfprune.export_tflite(keras.Model(tokens, x), tmp_path / "tokens.tflite")
+    with pytest.warns(UserWarning, match="'token_ids'.*timed at 1"):
+        short = tfprune.benchmark_tflite(path, runs=50, warmup=5).median
+    long = tfprune.benchmark_tflite(path, runs=50, warmup=5, input_shapes=(256,)).median
+    assert long > 4 * short  # 256 tokens cost more than 1
+    latencies = tfprune.compare_latency([path], rounds=1, runs=5, input_shapes={"token_ids": (8,)})
+    assert list(latencies) == [path]
+    with pytest.raises(ValueError, match="the file takes inputs \\['token_ids'\\]"):
+        tfprune.benchmark_tflite(path, input_shapes={"ids": (8,)})

@@ -246,3 +246,82 @@ def check_model(model, function: str) -> None:
             f"{function}: model '{model.name}' is not built. Give it a keras.Input(shape=...) (for "
             "Sequential, as the first layer) so tfprune can trace shapes."
         )
+
+
+def check_input_shapes(model, input_shapes, function: str) -> list[tuple]:
+    """The shape each of `model`'s inputs takes, batch axis first (unknown there), with the
+    sizes `input_shapes` fixes where the model leaves them unknown.
+
+    Args:
+        model: a built Keras model.
+        input_shapes: `None` (the model's own shapes), one shape for a model with one input,
+            a list of shapes in input order, or `{input name: shape}`; each shape without the
+            batch axis, as `keras.Input(shape=...)` takes it (`None` leaves a size unknown).
+        function: the public function's name, for the message.
+
+    Returns:
+        One shape tuple per model input, in order.
+
+    Raises:
+        TypeError: for `input_shapes` of the wrong type.
+        ValueError: for an unknown input name, a shape of another rank, or a size that
+            contradicts one the model fixes; the message names the input.
+
+    Example:
+
+    >>> tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    >>> model = keras.Model(tokens, keras.layers.Embedding(10, 4)(tokens))
+    >>> check_input_shapes(model, {"token_ids": (128,)}, "export_tflite")
+    [(None, 128)]
+    """
+    names = [tensor.name for tensor in model.inputs]
+    if input_shapes is None:
+        given = {}
+    elif isinstance(input_shapes, dict):
+        unknown = sorted(set(input_shapes) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{function}: input_shapes names {unknown}, which are not inputs of the model; "
+                f"its inputs are {names}."
+            )
+        given = dict(input_shapes)
+    elif isinstance(input_shapes, (list, tuple)):
+        shapes = list(input_shapes)
+        if len(names) == 1 and all(d is None or isinstance(d, int) for d in shapes):
+            shapes = [tuple(shapes)]
+        if len(shapes) != len(names):
+            raise ValueError(
+                f"{function}: input_shapes has {len(shapes)} shapes; the model has "
+                f"{len(names)} inputs ({names})."
+            )
+        given = dict(zip(names, shapes))
+    else:
+        raise TypeError(
+            f"{function}: input_shapes must be a shape, a list of shapes or a dict by input "
+            f"name, got {type(input_shapes).__name__}."
+        )
+    return [_merged_shape(t, given.get(t.name), function) for t in model.inputs]
+
+
+def _merged_shape(tensor, shape, function) -> tuple:
+    own = tuple(tensor.shape)
+    if shape is None:
+        return own
+    shape = tuple(shape)
+    if len(shape) != len(own) - 1:
+        raise ValueError(
+            f"{function}: input '{tensor.name}' has shape {own[1:]} (batch left out), but "
+            f"input_shapes gives it {shape}, of another rank."
+        )
+    for size, fixed in zip(shape, own[1:]):
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(
+                f"{function}: input_shapes gives input '{tensor.name}' the size {size!r}; sizes "
+                "are positive integers (or None)."
+            )
+        if fixed is not None and size is not None and size != fixed:
+            raise ValueError(
+                f"{function}: input '{tensor.name}' has shape {own[1:]}, which input_shapes "
+                f"contradicts with {shape}."
+            )
+    return (own[0], *(fixed if size is None else size for size, fixed in zip(shape, own[1:])))

@@ -10,7 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
+import re
+import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -47,9 +51,9 @@ def _representative(data, model, limit=200):
     return generate
 
 
-def _serving_function(model, names):
+def _serving_function(model, names, shapes):
     """The model's forward pass traced once, with its inputs named `names` (the Keras
-    inputs' names).
+    inputs' names) and shaped `shapes` (the model's, or those `input_shapes` fixes).
 
     Converting this function freezes its variables into constants; `from_keras_model` saves
     the model to a temporary SavedModel and reloads it first, which holds about twice as many
@@ -59,8 +63,8 @@ def _serving_function(model, names):
     # static shape: such models are traced at batch 1 (run_tflite feeds a batch one by one).
     batch = 1 if recurrent.has_loops(model) else None
     specs = [
-        tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=name)
-        for t, name in zip(model.inputs, names)
+        tf.TensorSpec((batch, *shape[1:]), t.dtype, name=name)
+        for t, shape, name in zip(model.inputs, shapes, names)
     ]
 
     @tf.function(input_signature=specs)
@@ -72,7 +76,9 @@ def _serving_function(model, names):
     return serve.get_concrete_function()
 
 
-def convert(model, quantize=None, representative_data=None, split_depthwise=True) -> bytes:
+def convert(
+    model, quantize=None, representative_data=None, split_depthwise=True, input_shapes=None
+) -> bytes:
     """The model as LiteRT flatbuffer bytes with every weight stored dense (nothing written).
 
     Args:
@@ -82,6 +88,9 @@ def convert(model, quantize=None, representative_data=None, split_depthwise=True
         split_depthwise: compute depthwise kernels over 5x5 as sums of tiles of at most
             5x5, which LiteRT runs several times faster (`tfprune.export.depthwise`).
             Defaults to `True`.
+        input_shapes: sizes to fix where the model's inputs leave them unknown (see
+            `tfprune.core.checks.check_input_shapes`); the model is not changed. Defaults
+            to `None`.
 
     Returns:
         The flatbuffer bytes, with a `serving_default` signature named as
@@ -90,7 +99,8 @@ def convert(model, quantize=None, representative_data=None, split_depthwise=True
 
     Raises:
         ValueError: for `"int8"` without representative data, or data that does not fit
-            the model's inputs.
+            the model's inputs; for a model the converter cannot lower, saying why in a line
+            (an input of unknown size, named, with the `input_shapes` that fixes it).
 
     Example:
 
@@ -99,10 +109,11 @@ def convert(model, quantize=None, representative_data=None, split_depthwise=True
     b'TFL3'
     """
     inputs = [tensor.name for tensor in model.inputs]
+    shapes = checks.check_input_shapes(model, input_shapes, "export_tflite")
     exported = recurrent.export_form(model, quantize)
     if split_depthwise:
         exported = depthwise.export_form(exported)
-    serving = _serving_function(exported, inputs)
+    serving = _serving_function(exported, inputs, shapes)
     # A concrete function holds its variables weakly: the converter must hold the model it
     # traced (for recurrent layers an unrolled copy, which garbage collection would
     # otherwise free at random before the variables are frozen).
@@ -114,12 +125,66 @@ def convert(model, quantize=None, representative_data=None, split_depthwise=True
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):
-        flatbuffer = converter.convert()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), quiet_stderr():
+            flatbuffer = converter.convert()
+    except Exception as error:  # the converter's own errors carry a dump of the whole graph
+        raise _conversion_error(error, model, shapes) from None
     flatbuffer = tflite_file.with_signature(flatbuffer, inputs, _output_names(serving))
     # Recorded for run_tflite: LiteRT lists a signature's inputs by name, not in this order.
     return tflite_file.with_metadata(
         flatbuffer, tflite_file.INPUT_ORDER, json.dumps(inputs).encode()
+    )
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Inside the block, what C++ code writes to the process's stderr (the converter's MLIR
+    dumps) goes to a discarded file instead.
+
+    Yields:
+        Nothing.
+
+    Example:
+
+    >>> import os
+    >>> with quiet_stderr():
+    ...     _ = os.write(2, b"not shown")
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _conversion_error(error, model, shapes) -> ValueError:
+    """The converter's failure in a few lines: which TensorFlow ops it could not lower and,
+    where inputs have sizes unknown until run time (the usual cause), which and the fix."""
+    ops = sorted(set(re.findall(r"'(tf\.\w+)' op", str(error))))
+    what = f"cannot lower {', '.join(ops)}" if ops else f"failed ({type(error).__name__})"
+    unknown = {
+        t.name: (None, *shape[1:]) for t, shape in zip(model.inputs, shapes) if None in shape[1:]
+    }
+    if unknown:
+        example = ", ".join(
+            f"'{name}': {tuple(128 if d is None else d for d in shape[1:])}"
+            for name, shape in unknown.items()
+        )
+        return ValueError(
+            f"export_tflite: TensorFlow's converter {what} with inputs of sizes unknown until "
+            f"they run ({', '.join(f'{n!r} {s}' for n, s in unknown.items())}). Fix the sizes "
+            f"the file takes: export_tflite(..., input_shapes={{{example}}}) (batch left "
+            "out; the Keras model is not changed)."
+        )
+    return ValueError(
+        f"export_tflite: TensorFlow's converter {what}. The model uses operations LiteRT has "
+        "no kernel for; tfprune.explain(model) and a plain keras model.export(..., "
+        "format='litert') show which layer they come from."
     )
 
 
@@ -186,6 +251,7 @@ def export_tflite(
     representative_data=None,
     verbose=None,
     split_depthwise=True,
+    input_shapes=None,
 ) -> pathlib.Path:
     """Convert a Keras model to a LiteRT `.tflite` file.
 
@@ -215,14 +281,21 @@ def export_tflite(
             (ConvNeXt's 7x7) as sums of tiles of at most 5x5: the same function, 6x faster
             per layer in LiteRT on x86 (`tfprune.layers.split_depthwise`). `False` keeps one
             op per layer. Defaults to `True`.
+        input_shapes: sizes the file fixes where the model's inputs leave them unknown (a
+            sequence length, an image side), without the batch axis: one shape for a model
+            with one input, a list in input order, or `{input name: shape}`, e.g.
+            `{"token_ids": (128,), "padding_mask": (128,)}`. The Keras model is not changed.
+            Decoder LLMs need them: TensorFlow's converter cannot lower their masks at
+            unknown lengths. Defaults to `None` (the model's own shapes).
 
     Returns:
         The path written, as a `pathlib.Path`.
 
     Raises:
         TypeError: for a non-Keras-3 model, a path or `sparse` of the wrong type.
-        ValueError: for an unknown `quantize`, a missing `representative_data`, or a
-            directory that does not exist.
+        ValueError: for an unknown `quantize`, a missing `representative_data`, a directory
+            that does not exist, `input_shapes` that do not fit the model, or a model the
+            converter cannot lower (saying which input's unknown size to fix, if that is it).
 
     Example:
 
@@ -238,7 +311,7 @@ def export_tflite(
         raise ValueError(
             f"export_tflite: directory '{path.parent}' does not exist; create it first."
         )
-    flatbuffer = convert(model, quantize, representative_data, split_depthwise)
+    flatbuffer = convert(model, quantize, representative_data, split_depthwise, input_shapes)
     # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
     xnnpack = (
         sparse_storage.xnnpack_sparse_path(flatbuffer)

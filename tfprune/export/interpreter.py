@@ -9,6 +9,7 @@ import dataclasses
 import json
 import pathlib
 import time
+import warnings
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -319,12 +320,11 @@ class Latency:
 
 
 def benchmark_tflite(
-    path, threads: int = 1, runs: int = 200, warmup: int = 20, seed: int = 0
+    path, threads: int = 1, runs: int = 200, warmup: int = 20, seed: int = 0, input_shapes=None
 ) -> Latency:
     """Median latency of one invoke of a `.tflite` file in LiteRT, after a warm-up.
 
-    Inputs are random (batch 1, dynamic dimensions set to 1): latency does not depend on
-    values for these models.
+    Inputs are random at batch 1: latency does not depend on values for these models.
 
     Args:
         path: the `.tflite` file.
@@ -333,6 +333,10 @@ def benchmark_tflite(
         warmup: untimed invokes first (XNNPACK packs weights on the first one). Defaults
             to 20.
         seed: seed of the random inputs. Defaults to 0.
+        input_shapes: the sizes to time inputs of sizes unknown until run time at (a
+            sequence length, an image side), without the batch axis: one shape, a list in
+            the Keras model's input order, or `{input name: shape}`. Defaults to `None`:
+            such sizes are taken as 1, with a warning.
 
     Returns:
         A `Latency`; `.median` is in seconds.
@@ -352,7 +356,10 @@ def benchmark_tflite(
     """
     checks.check_integer("runs", runs, minimum=1)
     checks.check_integer("warmup", warmup, minimum=0)
-    times = _invoke_times(_ready(load_interpreter(path, threads), seed), runs, warmup)
+    data = read_flatbuffer(path)
+    interpreter = interpreter_from_bytes(data, threads, path)
+    sizes = input_sizes(data, interpreter, input_shapes)
+    times = _invoke_times(_ready(interpreter, seed, sizes), runs, warmup)
     return Latency(
         float(np.median(times)),
         float(np.percentile(times, 10)),
@@ -363,7 +370,9 @@ def benchmark_tflite(
     )
 
 
-def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) -> dict:
+def compare_latency(
+    paths, rounds: int = 5, runs: int = 50, threads: int = 1, input_shapes=None
+) -> dict:
     """Median LiteRT latency of several `.tflite` files, timed in turn `rounds` times.
 
     On a shared or thermally throttled machine a burst of load lands on every file instead of
@@ -374,6 +383,8 @@ def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) ->
         rounds: how many times to go round the files. Defaults to 5.
         runs: timed invokes per file per round (see `benchmark_tflite`). Defaults to 50.
         threads: interpreter threads. Defaults to 1.
+        input_shapes: the sizes to time unknown input sizes at, as in `benchmark_tflite`
+            (the same for every file). Defaults to `None`.
 
     Returns:
         `{path: median seconds of one invoke}`, keyed by the paths as given.
@@ -395,7 +406,8 @@ def compare_latency(paths, rounds: int = 5, runs: int = 50, threads: int = 1) ->
     """
     paths = list(paths)
     flatbuffers = [read_flatbuffer(path) for path in paths]
-    return dict(zip(paths, interleaved_latencies(flatbuffers, threads, rounds, runs)))
+    latencies = interleaved_latencies(flatbuffers, threads, rounds, runs, input_shapes)
+    return dict(zip(paths, latencies))
 
 
 def random_input(detail, rng, shape=None) -> np.ndarray:
@@ -429,11 +441,69 @@ def random_input(detail, rng, shape=None) -> np.ndarray:
     return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
 
 
-def _ready(interpreter, seed):
-    """Batch-1 random inputs set on `interpreter` (latency does not depend on values)."""
+def input_sizes(data: bytes, interpreter, input_shapes) -> dict:
+    """`{input tensor index: shape without batch}` for the inputs `input_shapes` names.
+
+    Args:
+        data: the file's flatbuffer bytes (for the Keras input order `export_tflite`
+            recorded).
+        interpreter: an interpreter of `data`.
+        input_shapes: `None`, one shape for a file with one input, a list in the Keras
+            model's input order, or `{input name: shape}`, each without the batch axis.
+
+    Returns:
+        The shapes by tensor index.
+
+    Raises:
+        ValueError: for names the file does not take, or a count that does not match.
+
+    Example:
+
+    >>> from tfprune.export.converter import convert
+    >>> tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    >>> data = convert(keras.Model(tokens, keras.layers.Embedding(9, 2)(tokens)))
+    >>> list(input_sizes(data, interpreter_from_bytes(data), (16,)).values())
+    [(16,)]
+    """
+    if input_shapes is None:
+        return {}
+    recorded = tflite_file.metadata(tflite_file.unpack(data)).get(tflite_file.INPUT_ORDER)
+    runner = interpreter.get_signature_runner()
+    inputs_of, _ = _signature(runner, None if recorded is None else json.loads(recorded))
+    names = [name for name, _ in inputs_of]
+    if isinstance(input_shapes, dict):
+        unknown = sorted(set(input_shapes) - set(names))
+        if unknown:
+            raise ValueError(f"input_shapes names {unknown}; the file takes inputs {names}.")
+        given = input_shapes
+    else:
+        shapes = list(input_shapes)
+        if len(names) == 1 and all(isinstance(d, int) for d in shapes):
+            shapes = [tuple(shapes)]
+        if len(shapes) != len(names):
+            raise ValueError(f"input_shapes has {len(shapes)} shapes; the file takes {names}.")
+        given = dict(zip(names, shapes))
+    return {detail["index"]: tuple(given[name]) for name, detail in inputs_of if name in given}
+
+
+def _ready(interpreter, seed, sizes=None):
+    """Batch-1 random inputs set on `interpreter` (latency does not depend on values), of
+    the `sizes` (`input_sizes`) where given; other unknown sizes are taken as 1, with a
+    warning, since a length of 1 times another model than the one that will run."""
     rng = np.random.default_rng(seed)
+    sizes = sizes or {}
     for detail in interpreter.get_input_details():
-        shape = [d if d > 0 else 1 for d in detail["shape_signature"]]
+        signature = [int(d) for d in detail["shape_signature"]]
+        if detail["index"] in sizes:
+            shape = [1, *sizes[detail["index"]]]
+        else:
+            shape = [d if d > 0 else 1 for d in signature]
+            if any(d < 0 for d in signature[1:]):
+                warnings.warn(
+                    f"input '{detail['name']}' has sizes unknown until run time "
+                    f"{signature}; timed at 1. Pass input_shapes= for the size it will run at.",
+                    stacklevel=3,
+                )
         interpreter.resize_tensor_input(detail["index"], shape)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
@@ -478,7 +548,7 @@ def latency_ratio(
 
 
 def interleaved_latencies(
-    flatbuffers: list, threads: int = 1, rounds: int = 5, runs: int = 20
+    flatbuffers: list, threads: int = 1, rounds: int = 5, runs: int = 20, input_shapes=None
 ) -> list[float]:
     """Median latencies of several flatbuffers timed in turns, so that a machine's drift
     (other processes, clock changes) hits them all alike.
@@ -488,6 +558,8 @@ def interleaved_latencies(
         threads: interpreter threads. Defaults to 1.
         rounds: turns; in each, every model runs `runs` invokes. Defaults to 5.
         runs: invokes per model per turn. Defaults to 20.
+        input_shapes: sizes for inputs of unknown size, as in `benchmark_tflite`. Defaults
+            to `None`.
 
     Returns:
         One median latency in seconds per flatbuffer, in order.
@@ -504,7 +576,10 @@ def interleaved_latencies(
     """
     checks.check_integer("rounds", rounds, minimum=1)
     checks.check_integer("runs", runs, minimum=1)
-    interpreters = [_ready(interpreter_from_bytes(data, threads), 0) for data in flatbuffers]
+    interpreters = []
+    for data in flatbuffers:
+        interpreter = interpreter_from_bytes(data, threads)
+        interpreters.append(_ready(interpreter, 0, input_sizes(data, interpreter, input_shapes)))
     for interpreter in interpreters:
         _invoke_times(interpreter, 1, max(2, runs // 4))
     samples = [[] for _ in interpreters]

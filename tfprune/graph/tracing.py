@@ -559,10 +559,13 @@ class Tracer:
         Returns:
             A callable taking the layer's call arguments.
         """
-        if self.unfoldings and registry.unfolds(layer):
+        # A hand-written unfolding makes fresh layers at each call: a block shared across
+        # depth (ALBERT's) is traced instead, so that its calls keep sharing weights.
+        shared = len(keras_internals.calls_of(layer)) > 1
+        if self.unfoldings and registry.unfolds(layer) and not shared:
             self.traced.add(id(layer))
             return functools.partial(self._unfold, layer, registry.unfolding_for(layer)(layer))
-        if self.select(layer):
+        if self.select(layer) or (self.unfoldings and registry.unfolds(layer)):
             return functools.partial(self._call, layer)
         return modelwalk.copy_layer(layer)
 

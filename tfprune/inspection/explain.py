@@ -78,7 +78,7 @@ def explain(model, trace=True) -> list[dict]:
     checks.check_model(model, "explain")
     refused = {}
     if trace:
-        model, tracer = tracing.written_out(model)
+        model, tracer = tracing.written_out(model, unfoldings=True)
         refused = tracer.refused
     graph = ChannelGraph(model)
     rows, seen = [], set()

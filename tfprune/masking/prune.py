@@ -196,11 +196,12 @@ def prune(
     (and so in `.keras` files).
 
     Custom layers that hold prunable layers (a KerasHub decoder block, a keras.io transformer
-    block) are written out first, as the sublayers and ops their `call` runs
-    (`tfprune.graph.tracing`): their units, filters and heads then prune like any others, and
-    the pruned model names them after their block (`"transformer_layer_0_attention_query"`).
-    A custom layer whose trace does not compute what it computes stays whole; `explain` says
-    why.
+    block) are written out first, as `tfprune.unfold` writes them: by their registered
+    unfolding (KerasHub's transformer encoders and decoders, ViT's encoder, EfficientNetV2's
+    blocks), else as the sublayers and ops their `call` runs (`tfprune.graph.tracing`).
+    Their units, filters and heads then prune like any others, and the pruned model names
+    them after their block (`"transformer_layer_0_attention"`). A custom layer whose trace
+    does not compute what it computes stays whole; `explain` says why.
 
     Args:
         model: a built Keras 3 functional or Sequential model (nested models allowed).
@@ -257,7 +258,8 @@ def prune(
             `tfprune.LatencyTable.load`. It is stored with the wrappers (and in `.keras`
             files). Defaults to `None`.
         trace: write custom layers holding prunable layers out first (see above); `False`
-            prunes the model's layers as they are. Defaults to `True`.
+            prunes the model's layers as they are (a KerasHub transformer block then prunes
+            its feed-forward units only, inside it). Defaults to `True`.
 
     Filter pruning also wraps each BatchNormalization fed by a pruned layer, so that a
     pruned channel's gamma and beta are zeroed with its filter and `shrink` can remove it.
@@ -292,7 +294,7 @@ def prune(
         )
     refused = {}
     if trace:
-        model, tracer = tracing.written_out(model)
+        model, tracer = tracing.written_out(model, unfoldings=True)
         refused = tracer.refused
     base = dict(
         granularity=granularity,
