@@ -401,3 +401,43 @@ def test_random_recurrent_stacks_shrink_to_the_same_function(kinds, seed):
     assert tfprune.count_flops(small) < tfprune.count_flops(model)
     x = sequences(seed=seed % 7)
     assert np.abs(small(x) - pruned(x)).max() <= 1e-5
+
+
+def next_frame_model():
+    """keras.io's next-frame prediction: ConvLSTM2D layers with BatchNormalization, then a
+    Conv3D over time and space, small."""
+    inputs = keras.Input((None, 8, 8, 1))
+    x = keras.layers.ConvLSTM2D(
+        16, 5, padding="same", return_sequences=True, activation="relu", name="lstm1"
+    )(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ConvLSTM2D(
+        16, 3, padding="same", return_sequences=True, activation="relu", name="lstm2"
+    )(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    outputs = keras.layers.Conv3D(1, 3, activation="sigmoid", padding="same", name="frame")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_conv_lstm_hidden_channels_prune_as_units_shrink_and_export(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = next_frame_model()
+    rows = {row["layer"]: row for row in tfprune.explain(model)}
+    assert rows["lstm1"]["removable"] == rows["lstm2"]["removable"] == 16
+    pruned = tfprune.prune(model, schedule=0.5)
+    apply_target(pruned, 0.5)
+    small = tfprune.shrink(tfprune.strip(pruned))
+    assert small.get_layer("lstm1").filters == small.get_layer("lstm2").filters == 8
+    # Every gate of both kernels, and the next layer's inputs, lost the same units.
+    assert small.get_layer("lstm2").get_weights()[0].shape == (3, 3, 8, 32)
+    assert small.get_layer("lstm2").get_weights()[1].shape == (3, 3, 8, 32)
+    x = np.random.default_rng(0).random((2, 4, 8, 8, 1), dtype=np.float32)
+    assert np.abs(small(x) - pruned(x)).max() <= 1e-5
+    assert tfprune.count_flops(small) < 0.5 * tfprune.count_flops(model)
+    path = tfprune.export_tflite(small, tmp_path / "frames.tflite", input_shapes=(4, 8, 8, 1))
+    assert tfprune.verify_tflite(path, small, x) <= 1e-4
+
+
+@pytest.mark.parametrize("layer", [keras.layers.ConvLSTM1D, keras.layers.ConvLSTM3D])
+def test_conv_lstm_of_every_rank_is_prunable(layer):
+    assert registry.spec_for(layer(4, 3)).config_key == "filters"

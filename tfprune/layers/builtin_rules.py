@@ -542,6 +542,29 @@ _RECURRENT_GATES = (
 )
 for _layer, _, _gates in _RECURRENT_GATES:
     register_layer(_layer, _recurrent_spec(_gates))
+# ConvLSTM1D/2D/3D: each hidden channel is a unit, its four gates' output channels in both
+# kernels (input and recurrent, convolutions of the same size), as an LSTM unit's columns.
+_CONV_LSTM = LayerSpec(
+    "kernel",
+    filter_axes=(-1,),
+    input_axis=-2,
+    flops_weights=(("kernel", "input"), ("recurrent_kernel", "input")),
+    slices=(
+        ("kernel", -2, "in"),
+        ("kernel", -1, "out_gates"),
+        ("recurrent_kernel", -2, "out"),
+        ("recurrent_kernel", -1, "out_gates"),
+        ("bias", -1, "out_gates"),
+    ),
+    config_key="filters",
+    fold="zero",
+    gates=4,
+    joined=("recurrent_kernel",),
+    states=True,
+    dead_output="zero",
+)
+for _layer in (keras.layers.ConvLSTM1D, keras.layers.ConvLSTM2D, keras.layers.ConvLSTM3D):
+    register_layer(_layer, _CONV_LSTM)
 # A generic RNN is described by its cell; its unit count lives in the cell's config.
 _CELL_SPECS = {
     _cell: _recurrent_spec(_gates, config_key=("cell", "config", "units"))
