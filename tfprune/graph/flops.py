@@ -245,9 +245,24 @@ def compute_layers(model, multiplier: int = 1):
             yield item, item, multiplier
 
 
-def _graph_calls(model, multiplier: int = 1, seen=None):
+def graph_calls(model, multiplier: int = 1, seen=None):
     """Every call in `model`'s graph, nested models' included: `(call, multiplier)`; a
-    nested model's calls once, times how often it is called (as `compute_layers` does)."""
+    nested model's calls once, times how often it is called (as `compute_layers` does).
+
+    Args:
+        model: a Keras model.
+        multiplier: how often `model` itself is called. Defaults to 1.
+        seen: ids of nested models already walked (for the recursion). Defaults to `None`.
+
+    Yields:
+        `(keras_internals.NodeCall, multiplier)` for each call of a layer or op.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    >>> [(call.operation.name, n) for call, n in graph_calls(model)]
+    [('fc', 1)]
+    """
     seen = set() if seen is None else seen
     for call in keras_internals.node_calls(modelwalk.functional_of(model)):
         if not isinstance(call.operation, keras.Model):
@@ -255,7 +270,7 @@ def _graph_calls(model, multiplier: int = 1, seen=None):
         elif id(call.operation) not in seen:
             seen.add(id(call.operation))
             calls = max(1, len(keras_internals.calls_of(call.operation)))
-            yield from _graph_calls(call.operation, multiplier * calls, seen)
+            yield from graph_calls(call.operation, multiplier * calls, seen)
 
 
 def op_flops(call) -> int:
@@ -294,9 +309,23 @@ def op_flops(call) -> int:
     return 0 if rule is None else int(rule(*args, **kwargs))
 
 
-def _uncounted(call) -> bool:
-    """A call of a custom layer whose FLOPs no `LayerSpec` counts (none is registered for
-    it, or its spec refuses it): they are counted on its trace."""
+def counted_on_trace(call) -> bool:
+    """Whether a call is of a custom layer whose FLOPs no `LayerSpec` counts (none is
+    registered for it, or its spec refuses it): `call_flops` counts them on its trace.
+
+    Args:
+        call: a `keras_internals.NodeCall` or a `ChannelGraph` call.
+
+    Returns:
+        True or False.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> (call,) = keras_internals.node_calls(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    >>> counted_on_trace(call)
+    False
+    """
     return tracing.is_custom(call.operation) and registry.spec_for(call.operation) is None
 
 
@@ -370,7 +399,7 @@ def flops_report(model, effective: bool = False) -> tuple[int, dict]:
                 "graph, and tfprune counts FLOPs from the calls' shapes."
             )
         total += flops * calls
-    for call, calls in _graph_calls(model):
+    for call, calls in graph_calls(model):
         try:
             inside, missed = call_flops(call, effective)
         except ValueError as error:
@@ -402,7 +431,7 @@ def call_flops(call, effective: bool = False) -> tuple[int, dict]:
     >>> call_flops(keras_internals.node_calls(model)[0])
     (512, {})
     """
-    if _uncounted(call):
+    if counted_on_trace(call):
         return custom_layer_flops(call, effective)
     return op_flops(call), {}
 
@@ -444,3 +473,33 @@ def count_flops(model, effective: bool = False, warn: bool = True) -> int:
             stacklevel=2,
         )
     return total
+
+
+def uncounted_layers(model) -> dict:
+    """The custom layers of `model` whose FLOPs cannot be counted (they stay whole and
+    cannot be traced either), with their share of the model's parameters.
+
+    Args:
+        model: a built Keras model.
+
+    Returns:
+        `{layer name: (share of parameters, why)}`; empty when every FLOP is counted.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> uncounted_layers(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    {}
+    """
+    total = max(1, model.count_params())
+    found = {}
+    for call, _ in graph_calls(model):
+        if not counted_on_trace(call) or call.operation.name in found:
+            continue
+        try:
+            _, missed = custom_layer_flops(call)
+        except ValueError as error:
+            missed = {call.operation.name: str(error)}
+        for name, why in missed.items():
+            found[name] = (call.operation.count_params() / total, why)
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tfprune.core import checks
 from tfprune.core.modelwalk import opaque_layers, weights_owner
-from tfprune.graph import tracing
+from tfprune.graph import flops, tracing
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.layers import registry
 
@@ -55,7 +55,8 @@ def explain(model, trace=True) -> list[dict]:
         One dict per layer with a prunable weight: `layer`, `filters`, `removable` (filters
         in groups that are free to go, if they are zero) and `reasons` (why the others are
         pinned: a barrier layer's name, a model output...). A custom layer that holds
-        prunable layers inside it gets a row too, with `filters` 0 and the reason. For an
+        prunable layers inside it gets a row too, with `filters` 0 and the reason, and so
+        does one whose FLOPs cannot be counted. For an
         attention layer, `filters` are its heads; for a KerasHub transformer block, its
         feed-forward units, and `reasons` says that `tfprune.unfold` makes its heads prune.
 
@@ -108,7 +109,9 @@ def explain(model, trace=True) -> list[dict]:
             rows.append(
                 {"layer": layer.name, "filters": units, "removable": units, "reasons": reasons}
             )
+    listed = {row["layer"] for row in rows}
     for layer, inside in opaque_layers(model, registry.is_prunable):
+        listed.add(layer.name)
         rows.append(
             {
                 "layer": layer.name,
@@ -121,4 +124,8 @@ def explain(model, trace=True) -> list[dict]:
                 ],
             }
         )
+    for name, (_, why) in flops.uncounted_layers(model).items():
+        if name not in listed:
+            reason = f"its FLOPs are not counted (FLOPs targets leave them out): {why}"
+            rows.append({"layer": name, "filters": 0, "removable": 0, "reasons": [reason]})
     return rows

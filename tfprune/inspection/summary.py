@@ -67,6 +67,7 @@ class Summary:
     model_name: str
     rows: list
     events: list = dataclasses.field(default_factory=list)
+    uncounted: dict = dataclasses.field(default_factory=dict)
 
     @property
     def total(self) -> dict:
@@ -90,6 +91,7 @@ class Summary:
             "layers": [dataclasses.asdict(r) for r in self.rows],
             "total": self.total,
             "events": list(self.events),
+            "uncounted": dict(self.uncounted),
         }
 
     def __str__(self):
@@ -148,7 +150,14 @@ class Summary:
             rule,
             fmt(lines[-1]),
         ]
-        return "\n".join(table + self._event_lines())
+        return "\n".join(table + self._uncounted_lines() + self._event_lines())
+
+    def _uncounted_lines(self) -> list:
+        if not self.uncounted:
+            return []
+        return ["", "FLOPs not counted (counted as 0):"] + [
+            f"  {reason}" for reason in self.uncounted.values()
+        ]
 
     def _event_lines(self) -> list:
         measured = [e for e in self.events if "instability" in e]
@@ -239,7 +248,16 @@ def summary(model, events=None) -> Summary:
         id(node_layer): (layer, node_layer, calls)
         for layer, node_layer, calls in flops.compute_layers(model)
     }
-    rows = []
+    rows, uncounted, products = [], {}, [0, 0]
+    traced = {}  # id(custom layer) -> its calls, counted on their traces
+    for call, calls in flops.graph_calls(model):
+        if flops.counted_on_trace(call):
+            traced.setdefault(id(call.operation), []).append((call, calls))
+        elif isinstance(call.operation, keras.layers.Layer) and not call.operation.weights:
+            continue
+        else:  # a product of tensors at the top of the graph (einsum, matmul)
+            products[0] += flops.op_flops(call) * calls
+            products[1] += flops.op_flops(call) * calls
 
     def visit(m):
         for item in m.layers:
@@ -247,8 +265,31 @@ def summary(model, events=None) -> Summary:
                 visit(item)
             elif id(item) in compute:
                 rows.append(_row(*compute[id(item)]))
-            elif item.weights:
-                rows.append(_row(item, item, 1))
+            elif item.weights or id(item) in traced:
+                row = _row(item, item, 1)
+                _count_on_traces(row, traced.get(id(item), []), uncounted)
+                rows.append(row)
 
     visit(model)
-    return Summary(model.name, rows, list(events or []))
+    if products[0]:
+        rows.append(LayerRow("(products of tensors)", "ops", 0, 0, None, None, None, *products))
+    return Summary(model.name, rows, list(events or []), uncounted)
+
+
+def _count_on_traces(row, calls, uncounted) -> None:
+    """A custom layer's FLOPs, counted on the traces of its calls; where a call cannot be
+    traced, its FLOPs are left out and `uncounted` says why."""
+    if not calls:
+        return
+    row.flops = row.effective_flops = 0
+    for call, times in calls:
+        try:
+            dense, missed = flops.custom_layer_flops(call)
+            effective, _ = flops.custom_layer_flops(call, effective=True)
+        except ValueError as error:
+            uncounted[row.name] = str(error)
+            row.flops = row.effective_flops = None
+            return
+        uncounted.update(missed)
+        row.flops += dense * times
+        row.effective_flops += effective * times

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 
@@ -120,6 +121,7 @@ class PruningPlan:
             self.total_cost = float(flops.count_flops(model))
         if self.by_cost:
             self.denominator = self.total_cost
+            _warn_of_uncounted(model, self.target)
         else:
             self.denominator = float(sum(math.prod(w.pruned_shape) for w in self.wrappers))
         # One cost for every unit of an unstructured or block policy: the global ranking can
@@ -605,6 +607,26 @@ def same_policy(a, b) -> bool:
         str(b.granularity),
         b.latency_table,
     )
+
+
+# Above this share of a model's parameters, layers whose FLOPs go uncounted make a cost
+# target measurably wrong: the plan says so.
+UNCOUNTED_SHARE = 0.05
+
+
+def _warn_of_uncounted(model, target) -> None:
+    """Warn when layers holding more than `UNCOUNTED_SHARE` of the parameters have FLOPs
+    tfprune cannot count: a FLOPs or latency target is then a share of the rest."""
+    uncounted = flops.uncounted_layers(model)
+    share = sum(part for part, _ in uncounted.values())
+    if share > UNCOUNTED_SHARE:
+        reasons = "; ".join(why for _, why in uncounted.values())
+        warnings.warn(
+            f"target='{target}': layers holding {share:.0%} of the parameters are not counted "
+            f"({reasons}); the target is a share of the rest of the model. Make them "
+            "traceable (keras.ops on their inputs) or register them (tfprune.register_layer).",
+            stacklevel=3,
+        )
 
 
 def pruning_plans(model) -> list[PruningPlan]:
