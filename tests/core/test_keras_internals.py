@@ -144,3 +144,63 @@ def test_filter_config_keeps_keras_automatic_config_underneath():
     layer = Automatic(3)
     keras_internals.filter_config(layer, {"units"})
     assert layer.get_config() == {"units": 3}
+
+
+def test_build_for_call_builds_as_the_call_would():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    query, value = keras.Input((3, 8)), keras.Input((5, 6))
+    keras_internals.build_for_call(attention, (query, value), {})
+    assert attention.built and tuple(
+        attention.get_build_config()["shapes_dict"]["value_shape"]
+    ) == (
+        None,
+        5,
+        6,
+    )
+
+
+def test_intercepted_layer_calls_can_take_a_call_over_and_restores_keras():
+    dense = keras.layers.Dense(2)
+
+    def replace(layer, args, kwargs):
+        return "taken" if layer is dense else NotImplemented
+
+    with keras_internals.intercepted_layer_calls(replace):
+        assert dense(np.zeros((1, 3))) == "taken"
+        assert keras.layers.Dense(2)(np.zeros((1, 3))).shape == (1, 2)
+    assert dense(np.zeros((1, 3))).shape == (1, 2)
+
+
+def test_patched_attributes_restores_even_after_an_error():
+    original = keras.ops.shape
+    with pytest.raises(RuntimeError):
+        with keras_internals.patched_attributes(keras.ops, {"shape": None}):
+            raise RuntimeError
+    assert keras.ops.shape is original
+
+
+def test_child_layers_are_the_direct_sublayers_only():
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="deep")])
+
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.first = keras.layers.Dense(2, name="first")
+            self.inner = inner
+
+    assert [layer.name for layer in keras_internals.child_layers(Holder())] == [
+        "first",
+        inner.name,
+    ]
+
+
+def test_op_function_and_einsum_equation_read_op_nodes():
+    a, b = keras.Input((4, 3)), keras.Input((5, 3))
+    model = keras.Model([a, b], keras.ops.einsum("bqd,bkd->bqk", a, b) + 1.0)
+    functions = [
+        keras_internals.op_function(call.operation) for call in keras_internals.node_calls(model)
+    ]
+    assert functions == ["einsum", "add"]
+    einsum = keras_internals.node_calls(model)[0].operation
+    assert keras_internals.einsum_equation(einsum) == "bqd,bkd->bqk"
+    assert keras_internals.op_function(keras.layers.Dense(2)) is None

@@ -5,5 +5,7 @@ what they cost.
   coupling rules) and why some are pinned;
 - `constants`: which channels carry a constant, and its value;
 - `reference`: shapes of graphs with unknown dimensions, at a reference size;
-- `flops`: FLOPs of the layers tfprune knows, from their weights and traced shapes.
+- `flops`: FLOPs of the layers tfprune knows, from their weights and traced shapes, of the
+  products of tensors, and of custom layers on their traces;
+- `tracing`: custom layers written out as the layers and ops their `call` runs.
 """

@@ -3,6 +3,9 @@
 - `registry`: `LayerSpec` (which weight and axis is a filter), `ChannelRule` (how a layer
   without one moves channels), and the lookups every other module uses;
 - `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
+- `moves`: where `keras.ops` functions put channels (which may lie on any axis: heads);
+- `traced`: `Weight`, `Dimension` and `ShapedCall`, what a traced custom layer is written
+  out with besides its own sublayers;
 - `keras_hub_rules`: the entries for KerasHub's layers (by registered name, without
   importing KerasHub), and how `tfprune.unfold` writes its blocks out;
 - `normalization`: `ShrunkLayerNormalization` and `ShrunkRMSNormalization`, which `shrink`
