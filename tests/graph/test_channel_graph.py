@@ -184,3 +184,45 @@ def test_pass_through_layers_carry_channels(make_layer):
     assert small.get_layer("conv").filters == 4
     assert small.get_layer("reader").kernel.shape[2] == 4
     assert max_diff(small, pruned, inputs_for(model)) <= 1e-5
+
+
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops whole examples in training, the identity in inference."""
+
+    def __init__(self, rate=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        keep = keras.random.uniform((keras.ops.shape(x)[0], 1, 1, 1)) >= self.rate
+        return x * keras.ops.cast(keep, x.dtype) / (1 - self.rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class LayerScale(keras.layers.Layer):
+    """A learned per-channel scale read directly, as ConvNeXt-style custom blocks write it."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight(shape=shape[-1:], initializer="ones", name="gamma")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def test_stochastic_depth_and_layer_scale_pass_channels_and_shrink():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = DropPath(name="drop")(LayerScale(name="scale")(x))
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    rows = {row["layer"]: row for row in tfprune.explain(model)}
+    assert rows["conv"]["removable"] == 8  # through the scale's Weight and the drop path
+    pruned, small = prune_and_shrink(model, 0.5, layers=["conv"])
+    assert small.get_layer("conv").filters == 4
+    assert tuple(small.get_layer("scale_gamma").value.shape) == (4,)
+    assert max_diff(small, pruned, inputs_for(model)) <= 1e-5

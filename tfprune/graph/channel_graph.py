@@ -22,6 +22,7 @@ import numpy as np
 from tfprune.core import keras_internals
 from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.core.unionfind import UnionFind
+from tfprune.graph import tracing
 from tfprune.layers import registry
 from tfprune.layers.moves import Move, OpView
 from tfprune.layers.traced import ShapedCall, template_tensors
@@ -149,6 +150,10 @@ def state_channels(call, spec, layer) -> list:
     return pairs
 
 
+# A custom layer that returns its input in inference (stochastic depth): a pass-through.
+_IN_INFERENCE_IDENTITY = registry.ChannelRule("passthrough", any_axis=True)
+
+
 def _data_format_ok(layer) -> bool:
     return getattr(weights_owner(layer), "data_format", "channels_last") in (None, "channels_last")
 
@@ -253,6 +258,8 @@ class ChannelGraph:
 
     def _add_call(self, layer, inputs, outputs, arguments=None):
         rule = registry.channel_rule(weights_owner(layer), inputs[0].shape if inputs else None)
+        if rule is None and tracing.passes_through(layer, inputs):
+            rule = _IN_INFERENCE_IDENTITY
         if not _data_format_ok(layer):
             rule = None
         call = Call(layer, inputs, outputs, rule, arguments)
@@ -368,11 +375,12 @@ class ChannelGraph:
             [tuple(t.shape) for t in call.outputs],
         )
         # Sizes, masks, positions: an op on tensors without channels makes none.
-        move = (
-            rule.moves(view)
-            if any(a is not None for a in view.axes)
-            else Move([None] * len(call.outputs), [])
-        )
+        move = Move([None] * len(call.outputs), [])
+        if any(a is not None for a in view.axes):
+            try:
+                move = rule.moves(view)
+            except (KeyError, TypeError):  # a parameter known only when the model runs
+                move = "it takes a parameter known only when the model runs"
         if isinstance(move, str):
             return f"{name}: {move}"
         axis = move.axes[0] if move.axes else None

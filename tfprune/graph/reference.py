@@ -95,6 +95,12 @@ def _remember(tensor, shape, size, value=None):
     _traced[key] = (weakref.ref(tensor, lambda _: _traced.pop(key, None)), tuple(shape), value)
 
 
+def _at_size(shape, size) -> tuple:
+    """A symbolic shape with its unknown sizes (not the batch) at the reference size."""
+    shape = tuple(shape)
+    return shape[:1] + tuple(size if d is None else d for d in shape[1:])
+
+
 def _spec(tensor, shape):
     return keras.KerasTensor(shape, dtype=tensor.dtype)
 
@@ -119,7 +125,10 @@ def _output_entries(call, size) -> list[tuple]:
         for t, (shape, value) in ((t, entries[id(t)]) for t in call.inputs)
     }
     args, kwargs = keras_internals.fill_arguments(call.arguments, arrays)
-    outputs = keras.tree.flatten(call.operation(*args, **kwargs))
+    try:
+        outputs = keras.tree.flatten(call.operation(*args, **kwargs))
+    except Exception:  # a size the model cannot run at (positions past its longest sequence)
+        return [(_at_size(o.shape, size), None) for o in call.outputs]
     result = []
     for symbolic, output in zip(call.outputs, outputs):
         shape = tuple(output.shape)
@@ -156,8 +165,7 @@ def concrete_shape(tensor) -> tuple:
             continue
         call = keras_internals.producer_call(current)
         if call.operation is None:
-            shape = tuple(current.shape)
-            _remember(current, shape[:1] + tuple(size if d is None else d for d in shape[1:]), size)
+            _remember(current, _at_size(current.shape, size), size)
             pending.pop()
             continue
         missing = [t for t in call.inputs if _known(t, size) is None]

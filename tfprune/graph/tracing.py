@@ -96,6 +96,36 @@ def kept_whole(layer) -> bool:
     return not layer.weights and "training" in inspect.signature(layer.call).parameters
 
 
+def passes_through(layer, inputs) -> bool:
+    """Whether a layer kept whole for acting differently in training (stochastic depth,
+    random augmentation) returns its input unchanged in inference: its channels then pass
+    through it (the pruned channels are zero either way; in training it scales or drops
+    whole examples).
+
+    Args:
+        layer: a custom layer without weights.
+        inputs: the symbolic inputs of one of its calls.
+
+    Returns:
+        True if its inference `call` is the identity on its first input.
+
+    Example:
+
+    >>> class DropPath(keras.layers.Layer):
+    ...     def call(self, x, training=None):
+    ...         return x * 0.5 if training else x
+    >>> passes_through(DropPath(), [keras.Input((4,))])
+    True
+    """
+    if not is_custom(layer) or layer.weights or len(inputs) != 1:
+        return False
+    x = keras.Input(batch_shape=inputs[0].shape, dtype=inputs[0].dtype)
+    try:
+        return layer.call(x, training=False) is x
+    except Exception:  # the user's code on symbolic tensors: not a pass-through we can see
+        return False
+
+
 def _is_size(value) -> bool:
     """A size a trace reads from a shape when the model runs: an integer scalar tensor."""
     return isinstance(value, keras.KerasTensor) and value.shape == () and "int" in str(value.dtype)
@@ -491,8 +521,9 @@ def summary(error) -> str:
 
 def traceable(layer) -> bool:
     """Whether `prune` writes `layer` out: a custom layer (`is_custom`) holding layers that
-    prune (at any depth), of a type the registry has no rule for or whose rule refuses this
-    instance (a KerasHub decoder with cross-attention).
+    prune (at any depth) or weights of its own (a LayerScale, a position table), of a type
+    the registry has no rule for or whose rule refuses this instance (a KerasHub decoder
+    with cross-attention).
 
     Args:
         layer: a layer.
@@ -508,7 +539,10 @@ def traceable(layer) -> bool:
     return (
         is_custom(layer)
         and (not registry.has_rule(layer) or registry.refusal_reason(layer) is not None)
-        and any(registry.is_prunable(inner) for inner in keras_internals.sublayers(layer))
+        and (
+            bool(_direct_variables(layer))
+            or any(registry.is_prunable(inner) for inner in keras_internals.sublayers(layer))
+        )
     )
 
 
