@@ -81,3 +81,10 @@ def test_a_layer_whose_flops_cannot_be_counted_is_named_with_a_warning():
     assert total == 0 and "cannot be traced" in uncounted["sorter"]
     with pytest.warns(UserWarning, match="'sorter' \\(Untraceable\\)"):
         tfprune.count_flops(model)
+
+
+def test_a_projection_into_heads_counts_each_kernel_entry_once_per_position():
+    inputs = keras.Input((16, 32))
+    heads = keras.layers.EinsumDense("btd,dnh->btnh", (None, 4, 8), name="query")(inputs)
+    model = keras.Model(inputs, heads)
+    assert tfprune.count_flops(model) == 2 * 16 * 32 * 4 * 8

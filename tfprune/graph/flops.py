@@ -46,7 +46,8 @@ def _positions(node_layer, shape_of_weight, spec, where: str) -> int | None:
     data format (channels first or last) or rank (sequences, images, volumes).
     """
     channels = (
-        spec.filter_count(shape_of_weight)
+        # A projection into heads keeps each head's size in the output too.
+        spec.filter_count(shape_of_weight) * math.prod(shape_of_weight[a] for a in spec.output_axes)
         if where == "output"
         else shape_of_weight[spec.input_axis]
     )
