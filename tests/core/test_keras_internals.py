@@ -146,17 +146,12 @@ def test_filter_config_keeps_keras_automatic_config_underneath():
     assert layer.get_config() == {"units": 3}
 
 
-def test_build_for_call_builds_as_the_call_would():
-    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
-    query, value = keras.Input((3, 8)), keras.Input((5, 6))
-    keras_internals.build_for_call(attention, (query, value), {})
-    assert attention.built and tuple(
-        attention.get_build_config()["shapes_dict"]["value_shape"]
-    ) == (
-        None,
-        5,
-        6,
-    )
+def test_detached_copy_calls_without_adding_nodes_to_the_original():
+    relu = keras.layers.ReLU(name="act")
+    twin = keras_internals.detached_copy(relu)
+    inputs = keras.Input((3,))
+    keras.Model(inputs, twin(inputs))
+    assert len(keras_internals.calls_of(twin)) == 1 and keras_internals.calls_of(relu) == []
 
 
 def test_intercepted_layer_calls_can_take_a_call_over_and_restores_keras():

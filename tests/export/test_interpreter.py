@@ -113,5 +113,5 @@ def test_latency_of_unknown_lengths_is_timed_at_the_given_size(tmp_path):
     assert long > 4 * short  # 256 tokens cost more than 1
     latencies = tfprune.compare_latency([path], rounds=1, runs=5, input_shapes={"token_ids": (8,)})
     assert list(latencies) == [path]
-    with pytest.raises(ValueError, match="the file takes inputs \\['token_ids'\\]"):
+    with pytest.raises(ValueError, match="its inputs are \\['token_ids'\\]"):
         tfprune.benchmark_tflite(path, input_shapes={"ids": (8,)})

@@ -1,6 +1,7 @@
 """FLOPs counted from weights and traced shapes."""
 
 import keras
+import numpy as np
 import pytest
 
 import tfprune
@@ -88,3 +89,9 @@ def test_a_projection_into_heads_counts_each_kernel_entry_once_per_position():
     heads = keras.layers.EinsumDense("btd,dnh->btnh", (None, 4, 8), name="query")(inputs)
     model = keras.Model(inputs, heads)
     assert tfprune.count_flops(model) == 2 * 16 * 32 * 4 * 8
+
+
+def test_products_with_a_constant_operand_count_by_its_shape():
+    inputs = keras.Input((6, 8))
+    outputs = keras.ops.einsum("bqd,de->bqe", inputs, np.ones((8, 4), "float32"))
+    assert tfprune.count_flops(keras.Model(inputs, outputs)) == 2 * 6 * 8 * 4

@@ -52,3 +52,19 @@ def test_equations_whose_units_the_output_keeps_are_prunable(equation, bias_axes
     shape = (None, 4, 2) if "e" in equation else (6, 4) if bias_axes == "b" else 4
     layer = keras.layers.EinsumDense(equation, shape, bias_axes=bias_axes)
     assert registry.is_prunable(layer) == prunable
+
+
+def test_an_einsum_dense_with_an_ellipsis_shrinks_and_a_grouped_one_is_a_barrier():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    x = keras.layers.EinsumDense("...b,bc->...c", 16, bias_axes="c", name="up")(inputs)
+    x = keras.layers.EinsumDense("...c,cd->...d", 8, name="down")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    pruned = tfprune.prune(model, layers=["up"], schedule=tfprune.OneShot(0.5))
+    apply_target(pruned, 0.5)
+    small = tfprune.shrink(pruned)
+    assert tuple(small.get_layer("up").get_config()["output_shape"]) == (8,)
+    x = np.random.default_rng(0).random((2, 6, 8), dtype=np.float32)
+    assert np.abs(small(x) - pruned(x)).max() <= 1e-5
+    grouped = keras.layers.EinsumDense("bgi,gio->bgo", (4, 3))
+    assert not registry.is_prunable(grouped)

@@ -275,32 +275,55 @@ def check_input_shapes(model, input_shapes, function: str) -> list[tuple]:
     [(None, 128)]
     """
     names = [tensor.name for tensor in model.inputs]
+    given = shapes_by_name(names, input_shapes, function)
+    return [_merged_shape(t, given.get(t.name), function) for t in model.inputs]
+
+
+def shapes_by_name(names: list, input_shapes, function: str) -> dict:
+    """`input_shapes` as `{input name: shape}` for inputs called `names`, in their order.
+
+    Args:
+        names: the inputs' names, in order.
+        input_shapes: `None`, one shape for a single input, a list of shapes in order, or a
+            dict by name.
+        function: the public function's name, for the message.
+
+    Returns:
+        A dict, empty for `None`.
+
+    Raises:
+        TypeError: for `input_shapes` of the wrong type.
+        ValueError: for unknown names or a count that does not match.
+
+    Example:
+
+    >>> shapes_by_name(["token_ids", "padding_mask"], [(8,), (8,)], "export_tflite")
+    {'token_ids': (8,), 'padding_mask': (8,)}
+    """
     if input_shapes is None:
-        given = {}
-    elif isinstance(input_shapes, dict):
+        return {}
+    if isinstance(input_shapes, dict):
         unknown = sorted(set(input_shapes) - set(names))
         if unknown:
             raise ValueError(
                 f"{function}: input_shapes names {unknown}, which are not inputs of the model; "
                 f"its inputs are {names}."
             )
-        given = dict(input_shapes)
-    elif isinstance(input_shapes, (list, tuple)):
-        shapes = list(input_shapes)
-        if len(names) == 1 and all(d is None or isinstance(d, int) for d in shapes):
-            shapes = [tuple(shapes)]
-        if len(shapes) != len(names):
-            raise ValueError(
-                f"{function}: input_shapes has {len(shapes)} shapes; the model has "
-                f"{len(names)} inputs ({names})."
-            )
-        given = dict(zip(names, shapes))
-    else:
+        return dict(input_shapes)
+    if not isinstance(input_shapes, (list, tuple)):
         raise TypeError(
             f"{function}: input_shapes must be a shape, a list of shapes or a dict by input "
             f"name, got {type(input_shapes).__name__}."
         )
-    return [_merged_shape(t, given.get(t.name), function) for t in model.inputs]
+    shapes = list(input_shapes)
+    if len(names) == 1 and all(d is None or isinstance(d, int) for d in shapes):
+        shapes = [tuple(shapes)]
+    if len(shapes) != len(names):
+        raise ValueError(
+            f"{function}: input_shapes has {len(shapes)} shapes; the model has {len(names)} "
+            f"inputs ({names})."
+        )
+    return dict(zip(names, shapes))
 
 
 def _merged_shape(tensor, shape, function) -> tuple:

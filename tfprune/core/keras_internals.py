@@ -17,7 +17,6 @@ import functools
 import re
 
 import keras
-from keras.src.layers.layer import CallSpec
 from keras.src.models.functional import Functional
 from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as numpy_ops
@@ -253,6 +252,30 @@ def child_layers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def detached_copy(layer):
+    """A shallow copy of a layer without weights: the same configuration and attributes,
+    but calls of its own (the original gains no nodes from the copy's model).
+
+    Args:
+        layer: a layer holding no weights.
+
+    Returns:
+        A new layer object.
+
+    Example:
+
+    >>> relu = keras.layers.ReLU(name="act")
+    >>> twin = detached_copy(relu)
+    >>> twin is relu, twin.name, twin._inbound_nodes is relu._inbound_nodes
+    (False, 'act', False)
+    """
+    copy = object.__new__(type(layer))
+    copy.__dict__.update(layer.__dict__)
+    copy.__dict__["_inbound_nodes"] = []
+    copy.__dict__["_outbound_nodes"] = []
+    return copy
+
+
 def build_like(target, source) -> None:
     """Build `target` with the shapes `source` was built with, if its build needs several.
 
@@ -305,28 +328,6 @@ def filter_config(layer, keys) -> None:
 
 def _config_subset(get_config, keys) -> dict:
     return {k: v for k, v in get_config().items() if k in keys}
-
-
-def build_for_call(layer, args, kwargs) -> None:
-    """Build `layer` as its `__call__` would before calling it on `args` and `kwargs`.
-
-    Tracing calls a layer's `call` directly, which skips the build Keras runs first.
-
-    Args:
-        layer: a layer, built or not.
-        args: the positional arguments of the call.
-        kwargs: its keyword arguments.
-
-    Example:
-
-    >>> dense = keras.layers.Dense(2)
-    >>> build_for_call(dense, (keras.Input((3,)),), {})
-    >>> dense.built, tuple(dense.kernel.shape)
-    (True, (3, 2))
-    """
-    if not layer.built:
-        spec = CallSpec(layer._call_signature, layer._call_context_args, args, dict(kwargs))
-        layer._maybe_build(spec)
 
 
 @contextlib.contextmanager

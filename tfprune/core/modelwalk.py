@@ -125,14 +125,14 @@ def clone_layer(layer, config=None, layer_class=None):
 
 def copy_layer(layer):
     """`layer` for a new model: rebuilt from its config (see `clone_layer`), or, for a
-    layer that holds no weights and cannot be rebuilt, the layer itself: with no state,
-    sharing it between the two models changes neither.
+    layer that holds no weights and cannot be rebuilt, a shallow copy of it (with no state,
+    the two act alike, and the original gains no nodes).
 
     Args:
         layer: the layer to copy.
 
     Returns:
-        A new layer, or `layer` for a stateless layer without a usable config.
+        A new layer.
 
     Raises:
         ValueError: for a layer with weights that cannot be rebuilt from its config,
@@ -149,7 +149,7 @@ def copy_layer(layer):
     except ValueError:
         if layer.weights:
             raise
-        return layer
+        return keras_internals.detached_copy(layer)
 
 
 def _not_copyable(layer, layer_class, why: str) -> str:

@@ -128,8 +128,11 @@ def convert(
     try:
         with contextlib.redirect_stdout(io.StringIO()), quiet_stderr():
             flatbuffer = converter.convert()
-    except Exception as error:  # the converter's own errors carry a dump of the whole graph
-        raise _conversion_error(error, model, shapes) from None
+    except Exception as error:
+        lowering = _conversion_error(error, model, shapes)
+        if lowering is None:
+            raise
+        raise lowering from None  # its cause is a dump of the whole graph
     flatbuffer = tflite_file.with_signature(flatbuffer, inputs, _output_names(serving))
     # Recorded for run_tflite: LiteRT lists a signature's inputs by name, not in this order.
     return tflite_file.with_metadata(
@@ -162,11 +165,14 @@ def quiet_stderr():
             os.close(saved)
 
 
-def _conversion_error(error, model, shapes) -> ValueError:
-    """The converter's failure in a few lines: which TensorFlow ops it could not lower and,
-    where inputs have sizes unknown until run time (the usual cause), which and the fix."""
+def _conversion_error(error, model, shapes) -> ValueError | None:
+    """A failure to lower TensorFlow ops in a few lines: which ops and, where inputs have
+    sizes unknown until run time (the usual cause), which and the fix. `None` for any other
+    error, which keeps its own message."""
     ops = sorted(set(re.findall(r"'(tf\.\w+)' op", str(error))))
-    what = f"cannot lower {', '.join(ops)}" if ops else f"failed ({type(error).__name__})"
+    if not ops:
+        return None
+    what = f"cannot lower {', '.join(ops)}"
     unknown = {
         t.name: (None, *shape[1:]) for t, shape in zip(model.inputs, shapes) if None in shape[1:]
     }
@@ -182,9 +188,9 @@ def _conversion_error(error, model, shapes) -> ValueError:
             "out; the Keras model is not changed)."
         )
     return ValueError(
-        f"export_tflite: TensorFlow's converter {what}. The model uses operations LiteRT has "
-        "no kernel for; tfprune.explain(model) and a plain keras model.export(..., "
-        "format='litert') show which layer they come from."
+        f"export_tflite: TensorFlow's converter {what}: LiteRT has no kernel for them. "
+        "Replace the layer that computes them, or export with the sizes fixed (input_shapes=) "
+        "if they depend on a size."
     )
 
 

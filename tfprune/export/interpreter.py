@@ -455,6 +455,7 @@ def input_sizes(data: bytes, interpreter, input_shapes) -> dict:
         The shapes by tensor index.
 
     Raises:
+        TypeError: for `input_shapes` of the wrong type.
         ValueError: for names the file does not take, or a count that does not match.
 
     Example:
@@ -471,18 +472,7 @@ def input_sizes(data: bytes, interpreter, input_shapes) -> dict:
     runner = interpreter.get_signature_runner()
     inputs_of, _ = _signature(runner, None if recorded is None else json.loads(recorded))
     names = [name for name, _ in inputs_of]
-    if isinstance(input_shapes, dict):
-        unknown = sorted(set(input_shapes) - set(names))
-        if unknown:
-            raise ValueError(f"input_shapes names {unknown}; the file takes inputs {names}.")
-        given = input_shapes
-    else:
-        shapes = list(input_shapes)
-        if len(names) == 1 and all(isinstance(d, int) for d in shapes):
-            shapes = [tuple(shapes)]
-        if len(shapes) != len(names):
-            raise ValueError(f"input_shapes has {len(shapes)} shapes; the file takes {names}.")
-        given = dict(zip(names, shapes))
+    given = checks.shapes_by_name(names, input_shapes, "benchmark_tflite")
     return {detail["index"]: tuple(given[name]) for name, detail in inputs_of if name in given}
 
 

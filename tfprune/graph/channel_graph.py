@@ -119,6 +119,17 @@ def _array_constants(call) -> list:
     return [np.asarray(a) for a in keras_internals.array_arguments(call.arguments)]
 
 
+def _baked_constant(call, axis, name) -> str | None:
+    """Why an array constant of the call (`x + np.ones(8)`) breaks removal along `axis`:
+    it has the old channel count baked in; or `None`."""
+    if axis is None:
+        return None
+    for constant in _array_constants(call):
+        if constant.ndim >= -axis and constant.shape[axis] != 1:
+            return f"{name} combines its input with a constant of {constant.shape[axis]} channels"
+    return None
+
+
 def state_channels(call, spec, layer) -> list:
     """The state tensors of a recurrent layer's call, each with the output channels its
     channels are: final states (outputs after the first) and initial states (inputs after
@@ -328,11 +339,9 @@ class ChannelGraph:
             return f"{name} works on the last axis, and these channels lie on another"
         for tensor in call.outputs:
             self._register(tensor, axis)
-        for constant in _array_constants(call):
-            if constant.ndim >= -axis and constant.shape[axis] != 1:
-                return (
-                    f"{name} combines its input with a constant of {constant.shape[axis]} channels"
-                )
+        baked = _baked_constant(call, axis, name)
+        if baked:
+            return baked
         if rule.kind in ("passthrough", "reshape", "grouped"):
             if self.width(call.inputs[0]) != self.width(out):
                 return f"{name} changes the channel count"
@@ -383,12 +392,9 @@ class ChannelGraph:
                 move = "it takes a parameter known only when the model runs"
         if isinstance(move, str):
             return f"{name}: {move}"
-        axis = move.axes[0] if move.axes else None
-        for constant in _array_constants(call) if axis is not None else ():
-            if constant.ndim >= -axis and constant.shape[axis] != 1:
-                return (
-                    f"{name} combines its input with a constant of {constant.shape[axis]} channels"
-                )
+        baked = _baked_constant(call, move.axes[0] if move.axes else None, name)
+        if baked:
+            return baked
         for tensor, axis in zip(call.outputs, move.axes):
             self._register(tensor, axis)
         call.moves = []

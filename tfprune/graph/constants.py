@@ -11,6 +11,7 @@ import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.core.modelwalk import weights_owner
+from tfprune.graph import reference
 from tfprune.graph.channel_graph import ChannelGraph, Link, state_channels
 from tfprune.layers import registry
 
@@ -74,7 +75,10 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
             ):
                 computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
             else:
-                computed = _probe(graph, step, inputs, rng)  # as the graph calls it
+                try:
+                    computed = _probe(graph, step, inputs, rng)  # as the graph calls it
+                except Exception:  # a layer that cannot run on the probe: nothing is known
+                    computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
         for tensor, value in zip(step.outputs, computed):
             values[id(tensor)] = _merge(values.get(id(tensor)), value)
     return values
@@ -138,9 +142,9 @@ def _probe(graph, call, input_values, rng) -> list:
     for offset in _PROBE_OFFSETS:
         arrays = []
         for tensor, value in zip(call.inputs, input_values):
-            shape = [
-                (1 if axis == 0 else 8) if d is None else d for axis, d in enumerate(tensor.shape)
-            ]
+            # At the reference size, where the graph's sizes agree with each other (a
+            # sequence's positions and its mask).
+            shape = [1 if d is None else d for d in reference.concrete_shape(tensor)]
             array = (offset + 0.5 * rng.normal(size=shape)).astype(np.float32)
             axis = graph.axis(tensor)
             if axis is not None and value.size:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -304,6 +305,9 @@ def op_flops(call) -> int:
         if function is None:
             return 0
         args, kwargs = keras_internals.fill_arguments(call.arguments, shapes)
+        # Constant operands (`einsum(..., x, np.ones(...))`) count by their shapes too.
+        args = [tuple(np.shape(a)) if hasattr(a, "shape") else a for a in args]
+        kwargs = {k: tuple(np.shape(v)) if hasattr(v, "shape") else v for k, v in kwargs.items()}
         if function == "einsum":
             args = (keras_internals.einsum_equation(operation), *args)
     rule = registry.op_flops_rule(function)
@@ -328,6 +332,12 @@ def counted_on_trace(call) -> bool:
     False
     """
     return tracing.is_custom(call.operation) and registry.spec_for(call.operation) is None
+
+
+# (id(layer), input shapes, reference size, effective) -> (weak reference to the layer,
+# its FLOPs report or the error): a layer's trace is counted once per shape, however often
+# a plan, `summary` or `explain` asks.
+_TRACED_FLOPS: dict = {}
 
 
 def custom_layer_flops(call, effective: bool = False) -> tuple[int, dict]:
@@ -358,18 +368,30 @@ def custom_layer_flops(call, effective: bool = False) -> tuple[int, dict]:
     >>> custom_layer_flops(keras_internals.node_calls(model)[0])  # 2 * 6 * 4*4
     (192, {})
     """
-    specs = {
-        id(t): keras.KerasTensor(reference.concrete_shape(t), dtype=t.dtype) for t in call.inputs
-    }
+    layer = call.operation
+    shapes = tuple(reference.concrete_shape(t) for t in call.inputs)
+    key = (id(layer), shapes, reference.reference_size(), effective)
+    cached = _TRACED_FLOPS.get(key)
+    # Dense FLOPs depend on shapes alone; effective ones on the weights, which move.
+    if cached is not None and cached[0]() is layer and not effective:
+        if isinstance(cached[1], ValueError):
+            raise cached[1]
+        return cached[1]
+    specs = {id(t): keras.KerasTensor(s, dtype=t.dtype) for t, s in zip(call.inputs, shapes)}
     args, kwargs = keras_internals.fill_arguments(call.arguments, specs)
     try:
-        traced, _ = tracing.standalone(call.operation, args, kwargs)
+        traced, _ = tracing.standalone(layer, args, kwargs)
     except Exception as error:  # the layer's own code, on symbolic tensors
-        raise ValueError(
-            f"'{call.operation.name}' ({type(call.operation).__name__}) cannot be traced at "
-            f"the reference size {reference.reference_size()}: {tracing.summary(error)}"
-        ) from error
-    return flops_report(traced, effective)
+        result = ValueError(
+            f"'{layer.name}' ({type(layer).__name__}) cannot be traced at the reference size "
+            f"{reference.reference_size()}: {tracing.summary(error)}"
+        )
+    else:
+        result = flops_report(traced, effective)
+    _TRACED_FLOPS[key] = (weakref.ref(layer, lambda _: _TRACED_FLOPS.pop(key, None)), result)
+    if isinstance(result, ValueError):
+        raise result
+    return result
 
 
 def flops_report(model, effective: bool = False) -> tuple[int, dict]:

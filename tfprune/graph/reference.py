@@ -68,7 +68,7 @@ def _static(shape) -> bool:
     return all(dim is not None for dim in tuple(shape)[1:])
 
 
-def _is_size(tensor) -> bool:
+def _holds_sizes(tensor) -> bool:
     """Integer tensors of at most a few entries carry sizes (a traced layer's `Dimension`s):
     their values, not only their shapes, decide the shapes after them."""
     return "int" in str(tensor.dtype) and len(tensor.shape) <= 1 and _static(tensor.shape)
@@ -76,7 +76,7 @@ def _is_size(tensor) -> bool:
 
 def _entry(tensor, size):
     """`(shape, value)` known for `tensor` at `size`, or `None`; value `None` unless a size."""
-    if _static(tensor.shape) and not _is_size(tensor):
+    if _static(tensor.shape) and not _holds_sizes(tensor):
         return tuple(tensor.shape), None
     entry = _traced.get((id(tensor), size))
     if entry is not None and entry[0]() is tensor:
@@ -112,7 +112,7 @@ def _output_entries(call, size) -> list[tuple]:
         values = {id(t): _spec(t, entries[id(t)][0]) for t in call.inputs}
         args, kwargs = keras_internals.fill_arguments(call.arguments, values)
         outputs = keras.tree.flatten(call.operation.compute_output_spec(*args, **kwargs))
-        if all(_static(o.shape) and not _is_size(o) for o in outputs):
+        if all(_static(o.shape) and not _holds_sizes(o) for o in outputs):
             return [(tuple(o.shape), None) for o in outputs]
     # Some layers leave sizes they could infer unknown (EinsumDense's output_shape entries
     # of None), and sizes need values: run the call once on batch 1 instead (zeros, and
@@ -134,7 +134,7 @@ def _output_entries(call, size) -> list[tuple]:
         shape = tuple(output.shape)
         if symbolic.shape and symbolic.shape[0] is None:
             shape = (None, *shape[1:])
-        value = keras.ops.convert_to_numpy(output) if _is_size(symbolic) else None
+        value = keras.ops.convert_to_numpy(output) if _holds_sizes(symbolic) else None
         result.append((shape, value))
     return result
 

@@ -40,7 +40,14 @@ import numpy as np
 from tfprune.core import keras_internals, modelwalk
 from tfprune.core.inference import state_kept
 from tfprune.layers import registry
-from tfprune.layers.traced import KERAS_OPS, Dimension, ShapedCall, Weight, call_template
+from tfprune.layers.traced import (
+    CREATORS,
+    KERAS_OPS,
+    Dimension,
+    ShapedCall,
+    Weight,
+    call_template,
+)
 
 # Largest difference, relative to the outputs' scale, between a layer and its trace.
 TOLERANCE = 1e-5
@@ -126,7 +133,7 @@ def passes_through(layer, inputs) -> bool:
         return False
 
 
-def _is_size(value) -> bool:
+def _is_runtime_size(value) -> bool:
     """A size a trace reads from a shape when the model runs: an integer scalar tensor."""
     return isinstance(value, keras.KerasTensor) and value.shape == () and "int" in str(value.dtype)
 
@@ -153,19 +160,56 @@ def _sanitized(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("_")
 
 
+@contextlib.contextmanager
+def attributes_kept(layer):
+    """Inside the block, a layer's attributes may be swapped or assigned (a trace puts
+    `Weight` outputs in place of its variables; its `call` may keep its last scores);
+    afterwards they are as they were.
+
+    Args:
+        layer: a layer.
+
+    Yields:
+        Nothing.
+
+    Example:
+
+    >>> layer = keras.layers.Dense(2)
+    >>> with attributes_kept(layer):
+    ...     layer.note = "kept for the call"
+    >>> hasattr(layer, "note")
+    False
+    """
+    attributes = dict(vars(layer))
+    try:
+        yield
+    finally:
+        for attribute in set(vars(layer)) - set(attributes):
+            object.__delattr__(layer, attribute)
+        for attribute, value in attributes.items():
+            object.__setattr__(layer, attribute, value)
+
+
 class _Block:
     """One custom layer traced. Its own `call` runs (on symbolic tensors), but each layer it
     calls that stays whole is a copy named after the block, and each variable it reads
-    directly a `Weight` layer, so the written-out graph shares nothing with the original."""
+    directly a `Weight` layer, so the written-out graph shares nothing with the original.
 
-    def __init__(self, original):
+    `shared` maps `id(layer)` to the copy already made of it elsewhere in the model (a layer
+    two blocks call, or the model calls too): the copies keep sharing it. `taken` holds the
+    names already in use in the model.
+    """
+
+    def __init__(self, original, shared=None, taken=()):
         self.original = original
         self.prefix_of = {}  # id(sublayer) -> the name its copy or its trace's layers get
-        self.taken = set()
+        self.taken = set(taken)
         self._name_inside(original, original.name)
+        self.shared = {} if shared is None else shared
         self.copies = {}  # id(sublayer kept whole) -> (its copy, the sublayer)
         self.whole = {}  # id(custom sublayer whose trace failed) -> why, in words
         self.weights = {}  # id(variable read directly) -> (Weight layer, the variable)
+        self.own = set()  # ids of the layers the trace made (copies, Weights, sizes)
         self.counts = {}
         self.anchors = []  # the first input of each `call` being traced, innermost last
         self.kept_depth = 0  # > 0 while a layer kept whole runs (Keras' own code)
@@ -175,11 +219,11 @@ class _Block:
         for child in keras_internals.child_layers(layer):
             if id(child) not in self.prefix_of:
                 # EfficientNet's blocks already name their parts after themselves.
-                own = child.name.startswith(prefix.rstrip("_"))
+                own = child.name.startswith(f"{prefix.rstrip('_')}_")
                 base = child.name if own else f"{prefix}_{child.name}"
                 name, copies = base, 0
-                # Names meet across levels too: a block's "attention_dropout" and its
-                # "attention"'s own "dropout".
+                # Names meet across levels (a block's "attention_dropout" and its
+                # "attention"'s own "dropout") and with the rest of the model.
                 while name in self.taken:
                     copies += 1
                     name = f"{base}_{copies}"
@@ -207,39 +251,63 @@ class _Block:
         self.counts[kind] = self.counts.get(kind, -1) + 1
         return f"{self.original.name}_{kind}_{self.counts[kind]}"
 
+    def made(self, layer):
+        """`layer`, noted as made by the trace (a layer it may call)."""
+        self.own.add(id(layer))
+        return layer
+
+    def _weight(self, variable, name):
+        """The `Weight` layer standing for a variable the block reads directly."""
+        if id(variable) not in self.weights:
+            weight = Weight(
+                variable.shape,
+                value_dtype=variable.dtype,
+                trainable_value=variable.trainable,
+                regularizer=getattr(variable, "regularizer", None),
+                constraint=variable.constraint,
+                name=name,
+            )
+            weight.build(None)
+            self.weights[id(variable)] = (self.made(weight), variable)
+        return self.weights[id(variable)][0]
+
     def _call(self, layer, prefix, args, kwargs):
         anchor = _first_tensor(args, kwargs)
-        swapped = _direct_variables(layer)
-        for attribute, variable in swapped.items():
-            if id(variable) not in self.weights:
-                weight = Weight(
-                    variable.shape,
-                    value_dtype=variable.dtype,
-                    trainable_value=variable.trainable,
-                    name=f"{prefix}_{_sanitized(attribute)}",
-                )
-                weight.build(None)
-                self.weights[id(variable)] = (weight, variable)
-            object.__setattr__(layer, attribute, self.weights[id(variable)][0](anchor))
-        self.anchors.append(anchor)
-        try:
-            return layer.call(*args, **kwargs)
-        finally:
-            self.anchors.pop()
-            for attribute, variable in swapped.items():
-                object.__setattr__(layer, attribute, variable)
+        with attributes_kept(layer):
+            for attribute, variable in _direct_variables(layer).items():
+                weight = self._weight(variable, f"{prefix}_{_sanitized(attribute)}")
+                object.__setattr__(layer, attribute, weight(anchor))
+            self.anchors.append(anchor)
+            try:
+                return layer.call(*args, **kwargs)
+            finally:
+                self.anchors.pop()
 
     def _sublayer_call(self, layer, args, kwargs):
-        if id(layer) not in self.prefix_of or self.kept_depth:
+        if self.kept_depth or id(layer) in self.own:
             return NotImplemented
+        if id(layer) not in self.prefix_of:
+            if _first_tensor(args, kwargs) is None:
+                return NotImplemented  # on values, not on the trace's tensors
+            # A layer the block does not hold (made in `call`, or a global): the written-out
+            # model would share it, and it would gain the trace's nodes.
+            raise ValueError(
+                f"it calls layer '{layer.name}' ({type(layer).__name__}), which it does not hold"
+            )
         if not kept_whole(layer) and id(layer) not in self.whole:
             try:
                 return self._call(layer, self.prefix_of[id(layer)], args, kwargs)
             except Exception as error:  # the user's code on symbolic tensors
                 # What it wrote before failing feeds nothing: the graph leaves it out.
                 self.whole[id(layer)] = f"{type(layer).__name__} '{layer.name}': {summary(error)}"
-        if id(layer) not in self.copies:
-            self.copies[id(layer)] = (_copy_named(layer, self.prefix_of[id(layer)]), layer)
+        self.kept_depth += 1  # copying (a nested model rebuilds itself) is Keras' own work
+        try:
+            if id(layer) not in self.copies:
+                copy = self.shared.get(id(layer)) or _copy_named(layer, self.prefix_of[id(layer)])
+                self.shared[id(layer)] = copy
+                self.copies[id(layer)] = (self.made(copy), layer)
+        finally:
+            self.kept_depth -= 1
         if _first_tensor(args, kwargs) is None:
             # Called on values the block computed once (KerasHub's position ids, made in
             # `build`): as nodes, so that the copy's output is a node, not a constant.
@@ -260,7 +328,7 @@ class _Block:
         array = keras.ops.convert_to_numpy(value)
         template = {"args": [array.tolist()], "kwargs": {"dtype": str(array.dtype)}}
         constant = ShapedCall("convert_to_tensor", template, name=self.name("constant"))
-        return constant([self.anchors[-1]])
+        return self.made(constant)([self.anchors[-1]])
 
 
 def _positional(layer, args, kwargs):
@@ -270,7 +338,9 @@ def _positional(layer, args, kwargs):
     parameters = list(inspect.signature(layer.call).parameters.values())
     args, kwargs = list(args), dict(kwargs)
     for parameter in parameters[len(args) :]:
-        if parameter.kind is not parameter.POSITIONAL_OR_KEYWORD or parameter.name not in kwargs:
+        if parameter.kind is not parameter.POSITIONAL_OR_KEYWORD or not _symbolic(
+            kwargs.get(parameter.name)
+        ):
             break
         args.append(kwargs.pop(parameter.name))
     return tuple(args), kwargs
@@ -285,11 +355,6 @@ def _copy_named(layer, name):
     return modelwalk.clone_layer(layer, {**layer.get_config(), "name": name})
 
 
-# Functions that create a tensor from sizes alone: inside a trace they run when the model
-# runs, so that what they feed (a position embedding of `arange(length)`) stays in the graph.
-CREATORS = ("arange", "ones", "zeros", "full", "empty", "eye", "tri", "linspace", "identity")
-
-
 @contextlib.contextmanager
 def _sized_ops(block):
     """`keras.ops` as a trace of `block` needs it: `shape` gives `Dimension` tensors for
@@ -301,7 +366,9 @@ def _sized_ops(block):
         if block.kept_depth or not _symbolic(x):
             return KERAS_OPS["shape"](x)
         return tuple(
-            size if size is not None else Dimension(axis, name=block.name("dimension"))(x)
+            size
+            if size is not None
+            else block.made(Dimension(axis, name=block.name("dimension")))(x)
             for axis, size in enumerate(x.shape)
         )
 
@@ -310,10 +377,10 @@ def _sized_ops(block):
         def call(*args, **kwargs):
             leaves = keras.tree.flatten(_slices((args, kwargs)))
             created = function_name in CREATORS and not any(_symbolic(v) for v in leaves)
-            if block.kept_depth or not (created or any(_is_size(v) for v in leaves)):
+            if block.kept_depth or not (created or any(_is_runtime_size(v) for v in leaves)):
                 return function(*args, **kwargs)
             template, tensors = call_template(args, kwargs, _symbolic)
-            layer = ShapedCall(function_name, template, name=block.name(function_name))
+            layer = block.made(ShapedCall(function_name, template, name=block.name(function_name)))
             return layer(tensors or [block.anchors[-1]])
 
         return call
@@ -335,7 +402,9 @@ def _sized_ops(block):
     indexing = keras.KerasTensor.__getitem__
 
     def get_item(tensor, key):  # `x[:length]`, with a length known when the model runs
-        if block.kept_depth or not any(_is_size(v) for v in keras.tree.flatten(_slices(key))):
+        if block.kept_depth or not any(
+            _is_runtime_size(v) for v in keras.tree.flatten(_slices(key))
+        ):
             return indexing(tensor, key)
         return replacements["get_item"](tensor, key)
 
@@ -371,6 +440,11 @@ def _random_value(tensor, batch, length, rng):
 
 def _value_of(values, argument):
     return values[id(argument)] if _symbolic(argument) else argument
+
+
+def _operation_kinds(model) -> list[str]:
+    """The kinds of operation a written-out graph runs, in order (not their names)."""
+    return [type(call.operation).__name__ for call in keras_internals.node_calls(model)]
 
 
 def _captured_variables(model) -> list[str]:
@@ -457,6 +531,10 @@ def check_trace(layer, args, kwargs) -> str | None:
     """
     try:
         model, inputs = standalone(layer, args, kwargs)
+        if "training" in inspect.signature(layer.call).parameters:
+            training, _ = standalone(layer, args, {**kwargs, "training": True})
+            if _operation_kinds(training) != _operation_kinds(model):
+                return "it acts otherwise in training (its call branches on `training`)"
     except Exception as error:  # any failure of the user's code on symbolic tensors
         return f"its call cannot run on symbolic tensors ({summary(error)})"
     captured = _captured_variables(model)
@@ -476,7 +554,7 @@ def _mismatch(layer, model, inputs, args, kwargs) -> str | None:
         }
         concrete = keras.tree.map_structure(functools.partial(_value_of, values), (args, kwargs))
         try:
-            with state_kept(layer):
+            with state_kept(layer), attributes_kept(layer):
                 expected = layer(*concrete[0], **{**concrete[1], "training": False})
             actual = model([values[key] for key in inputs], training=False)
         except Exception as error:
@@ -576,13 +654,22 @@ class Tracer:
     (['block_inner'], {})
     """
 
-    def __init__(self, select, unfoldings=False):
+    def __init__(self, select, unfoldings=False, names=()):
         self.select = select
         self.unfoldings = unfoldings
         self.traced = set()
         self.refused = {}
+        self.names = set(names)  # every name the copy's layers may not take
+        self.shared = {}  # id(layer) -> its copy, wherever it is called
         self._blocks = {}
-        self._copies = {}
+        self._refusals = {}  # id(layer) -> why its trace cannot stand for it
+
+    @property
+    def weighted(self) -> set:
+        """Ids of the layers whose copies have their weights: those written out, and those
+        a written-out layer calls (its copies got them from the trace)."""
+        called = {i for block in self._blocks.values() for i in block.copies}
+        return self.traced | called
 
     def clone_function(self, layer):
         """What `clone_model` calls `layer` as in the copy: a tracing function or a copy.
@@ -601,7 +688,9 @@ class Tracer:
             return functools.partial(self._unfold, layer, registry.unfolding_for(layer)(layer))
         if self.select(layer) or (self.unfoldings and registry.unfolds(layer)):
             return functools.partial(self._call, layer)
-        return modelwalk.copy_layer(layer)
+        if id(layer) not in self.shared:
+            self.shared[id(layer)] = modelwalk.copy_layer(layer)
+        return self.shared[id(layer)]
 
     def _unfold(self, layer, unfolding, *args, **kwargs):
         """A registered unfolding's form of the call; where it refuses the call (a block
@@ -613,18 +702,21 @@ class Tracer:
             return self._call(layer, *args, **kwargs)
 
     def _call(self, layer, *args, **kwargs):
-        block = self._blocks.get(id(layer))
-        if block is None and layer.name not in self.refused:
+        # Every call is checked: a block shared across depth may be called otherwise.
+        if id(layer) not in self._refusals:
             reason = check_trace(layer, args, kwargs)
-            if reason is None:
-                block = self._blocks[id(layer)] = _Block(layer)
-                self.traced.add(id(layer))
-            else:
+            if reason is not None:
+                self._refusals[id(layer)] = reason
                 self.refused[layer.name] = f"{type(layer).__name__}: {reason}"
-        if block is None:
-            copy = self._copies.setdefault(id(layer), modelwalk.copy_layer(layer))
-            return copy(*args, **kwargs)
-        return block.trace(args, kwargs)
+        if id(layer) in self._refusals:
+            self.traced.discard(id(layer))
+            if id(layer) not in self.shared:
+                self.shared[id(layer)] = modelwalk.copy_layer(layer)
+            return self.shared[id(layer)](*args, **kwargs)
+        if id(layer) not in self._blocks:
+            self._blocks[id(layer)] = _Block(layer, self.shared, self.names)
+            self.traced.add(id(layer))
+        return self._blocks[id(layer)].trace(args, kwargs)
 
 
 def written_out(model, select=traceable, unfoldings=False):
@@ -655,7 +747,7 @@ def written_out(model, select=traceable, unfoldings=False):
     >>> [layer.name for layer in copy.layers[1:]]
     ['scaled_dense', 'scaled_scale']
     """
-    tracer = Tracer(select, unfoldings)
+    tracer = Tracer(select, unfoldings, [layer.name for layer in modelwalk.all_layers(model)])
     wanted = [
         layer
         for layer in modelwalk.all_layers(model)
@@ -667,5 +759,5 @@ def written_out(model, select=traceable, unfoldings=False):
     copy = keras.models.clone_model(graph, clone_function=tracer.clone_function, recursive=True)
     if not tracer.traced:
         return model, tracer
-    modelwalk.copy_weights(model, copy, skip=tracer.traced)
+    modelwalk.copy_weights(model, copy, skip=tracer.weighted)
     return copy, tracer

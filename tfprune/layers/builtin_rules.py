@@ -64,9 +64,11 @@ def einsum_dense_spec(layer) -> LayerSpec | None:
     """
     inputs, _, output = layer.equation.replace(" ", "").partition("->")
     x, _, kernel = inputs.partition(",")
-    read = [letter for letter in kernel if letter in x]
-    kept = [letter for letter in kernel if letter in output]
-    if not read or not kept or any(letter not in x + output for letter in kernel):
+    read = [letter for letter in kernel if letter in x and letter not in output]
+    kept = [letter for letter in kernel if letter in output and letter not in x]
+    # A kernel letter in the input, the output and nowhere or both (a weight per group) is
+    # not a dense layer's.
+    if not read or not kept or len(read) + len(kept) != len(kernel):
         return None
     unit, source = kept[0], read[0]
     bias = layer.bias_axes
@@ -80,7 +82,8 @@ def einsum_dense_spec(layer) -> LayerSpec | None:
         filter_axes=(kernel.index(unit),),
         input_axis=kernel.index(source),
         slices=slices,
-        config_key=("output_shape", output.index(unit) - 1),
+        # `output_shape` lists the output's sizes after the batch (or an ellipsis).
+        config_key=("output_shape", output.index(unit) - len(output)),
         fold="always",
         output_axis=output.index(unit) - len(output),
         input_channel_axis=x.index(source) - len(x),
@@ -241,13 +244,8 @@ _EACH_ENTRY = (
     "maximum", "minimum", "where", "equal", "not_equal", "greater", "greater_equal", "less",
     "less_equal", "logical_and", "logical_or", "mod",
 )  # fmt: skip
-# Tensors made from sizes alone (positions, masks) carry no channels.
-_CREATORS = (
-    "arange", "ones", "zeros", "full", "empty", "eye", "tri", "tril", "triu", "linspace",
-    "identity", "convert_to_tensor",
-)  # fmt: skip
 _MOVES = {
-    moves.same_axis: _EACH_ENTRY + _CREATORS,
+    moves.same_axis: _EACH_ENTRY + traced.CREATORS,  # what creators make carries none
     moves.expand_dims: ("expand_dims",),
     moves.squeeze: ("squeeze",),
     moves.reduction: (

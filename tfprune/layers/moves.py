@@ -74,6 +74,9 @@ class Move:
     ties: list
 
 
+PART_OF_THE_CHANNELS = "it takes a part of the channels, whose bounds shrink would have to rewrite"
+
+
 def _identity(width):
     return np.stack([np.arange(width), np.arange(width)], axis=1)
 
@@ -88,13 +91,13 @@ def _negative(position, rank):
 
 
 def _baked(view: OpView, axis: int) -> str | None:
-    """Why an input without channels breaks removal: it spans the channel axis with the
-    old count baked in (indices broadcast to every head), or `None`."""
+    """Why an input that carries no channels on `axis` breaks removal: it spans that axis
+    with the old count baked in (indices broadcast to every head, a per-head scale of shape
+    `(heads, 1, 1)`), or `None`."""
     for input_axis, shape in zip(view.axes, view.shapes):
-        if input_axis is None and -axis <= len(shape) and shape[axis] not in (1, None):
-            return (
-                f"it combines the channels with a tensor of {shape[axis]} entries along their axis"
-            )
+        carries = input_axis == axis and shape[axis] not in (1, None)
+        if not carries and -axis <= len(shape) and shape[axis] not in (1, None):
+            return f"it combines the channels with a tensor of {shape[axis]} entries on their axis"
     return None
 
 
@@ -186,7 +189,8 @@ def expand_dims(view: OpView) -> Move | str:
 
 
 def squeeze(view: OpView) -> Move | str:
-    """`squeeze`: axes of size 1 dropped around the channels.
+    """`squeeze`: axes of size 1 dropped around the channels; without an axis, a barrier
+    (after `shrink`, the channel axis itself may have size 1).
 
     Args:
         view: the call.
@@ -201,10 +205,8 @@ def squeeze(view: OpView) -> Move | str:
     """
     axis = view.parameters.get("axis")
     if axis is None:
-        dropped = [i for i, d in enumerate(view.shapes[0]) if d == 1]
-    else:
-        dropped = _axis_list(axis, len(view.shapes[0]))
-    return _without(view, dropped, "it drops the channel axis")
+        return "it squeezes whatever axes have size 1, which shrink may change"
+    return _without(view, _axis_list(axis, len(view.shapes[0])), "it drops the channel axis")
 
 
 def reduction(view: OpView) -> Move | str:
@@ -232,7 +234,7 @@ def reduction(view: OpView) -> Move | str:
 
 
 def along_axis(view: OpView) -> Move | str:
-    """An op that mixes entries along one axis (`softmax`, `take_along_axis`, `cumsum`):
+    """An op that mixes entries along some axes (`softmax`, `take_along_axis`, `cumsum`):
     a barrier on the channel axis, a pass-through elsewhere.
 
     Args:
@@ -246,9 +248,8 @@ def along_axis(view: OpView) -> Move | str:
     >>> along_axis(OpView({"axis": -1}, [(None, 4, 8)], [-1], [(None, 4, 8)]))
     'it mixes the channels along their axis'
     """
-    rank = len(view.shapes[0])
     axis = view.parameters.get("axis", -1)
-    if axis is None or _normalized(axis, rank) == view.position():
+    if axis is None or view.position() in _axis_list(axis, len(view.shapes[0])):
         return "it mixes the channels along their axis"
     return _baked(view, view.axes[0]) or _moved(view, view.position())
 
@@ -373,7 +374,8 @@ def _index_items(key, rank):
 
 def get_item(view: OpView) -> Move | str:
     """Indexing (`x[:, :length]`, `x[..., 0]`): the channel axis keeps its channels when
-    taken whole, a run of them when sliced; an integer index on it is a barrier.
+    taken whole; a part of them, or one, is a barrier (its bounds count channels, which
+    `shrink` would have to rewrite).
 
     Args:
         view: the call.
@@ -386,6 +388,8 @@ def get_item(view: OpView) -> Move | str:
     >>> key = (slice(None), slice(4))
     >>> get_item(OpView({"key": key}, [(None, 8, 4)], [-1], [(None, 4, 4)])).axes
     [-1]
+    >>> get_item(OpView({"key": (Ellipsis, slice(2))}, [(None, 4)], [-1], [(None, 2)]))
+    'it takes a part of the channels, whose bounds shrink would have to rewrite'
     """
     key = view.parameters["key"]
     rank = len(view.shapes[0])
@@ -397,12 +401,10 @@ def get_item(view: OpView) -> Move | str:
         if axis == position:
             if not isinstance(item, slice):
                 return "it indexes one channel"
-            bounds = (item.start, item.stop, item.step)
-            if not all(b is None or isinstance(b, (int, np.integer)) for b in bounds):
-                return "it slices the channels at a size known only when the model runs"
-            sources = np.arange(view.width(0))[item]
-            pairs = _pairs(sources, np.arange(sources.size))
-            return Move([_negative(out_position, len(view.out_shapes[0]))], [(0, 0, pairs)])
+            if item != slice(None):
+                return PART_OF_THE_CHANNELS
+            out = _negative(out_position, len(view.out_shapes[0]))
+            return Move([out], [(0, 0, _identity(view.width(0)))])
         if isinstance(item, slice):
             out_position += 1
         axis += 1
@@ -410,7 +412,8 @@ def get_item(view: OpView) -> Move | str:
 
 
 def slice_(view: OpView) -> Move | str:
-    """`slice(x, start, shape)`: a run of channels, where it cuts along their axis.
+    """`slice(x, start, shape)`: the channels pass where it takes them whole; a part of them
+    is a barrier.
 
     Args:
         view: the call.
@@ -420,19 +423,16 @@ def slice_(view: OpView) -> Move | str:
 
     Example:
 
-    >>> view = OpView({"start_indices": (0, 2), "shape": (4, 3)}, [(4, 8)], [-1], [(4, 3)])
-    >>> slice_(view).ties[0][2][:, 0].tolist()
-    [2, 3, 4]
+    >>> view = OpView({"start_indices": (2, 0), "shape": (2, 8)}, [(4, 8)], [-1], [(2, 8)])
+    >>> slice_(view).axes
+    [-1]
     """
-    start = list(view.parameters["start_indices"])
-    size = list(view.parameters["shape"])
-    position = view.position()
-    if not all(isinstance(v, (int, np.integer)) for v in (start[position], size[position])):
-        return "it slices the channels at a size known only when the model runs"
-    width = view.width(0)
-    count = width - start[position] if size[position] == -1 else size[position]
-    sources = np.arange(start[position], start[position] + count)
-    return Move([view.axes[0]], [(0, 0, _pairs(sources, np.arange(count)))])
+    size = list(view.parameters["shape"])[view.position()]
+    start = view.parameters.get("start_indices")
+    start = 0 if start is None else list(start)[view.position()]
+    if start != 0 or size not in (-1, view.width(0)):
+        return PART_OF_THE_CHANNELS
+    return Move([view.axes[0]], [(0, 0, _identity(view.width(0)))])
 
 
 def concatenate(view: OpView) -> Move | str:
@@ -470,36 +470,37 @@ def concatenate(view: OpView) -> Move | str:
 
 
 def split(view: OpView) -> Move | str:
-    """`split`: along the channel axis each output takes the next channels; along another
-    axis every output carries them all.
+    """`split`: along another axis every output carries the channels; along the channel axis
+    into equal sections, channel `j` of each section is one unit with the others' `j` (so
+    that they stay equal: a gated unit written `gate, up = split(h, 2)`); at explicit
+    indices, a barrier.
 
     Args:
         view: the call.
 
     Returns:
-        The move.
+        The move, or why it is a barrier.
 
     Example:
 
     >>> view = OpView({"indices_or_sections": 2, "axis": -1}, [(None, 4)], [-1], [(None, 2)] * 2)
-    >>> [t[2][:, 0].tolist() for t in split(view).ties]
-    [[0, 1], [2, 3]]
+    >>> split(view).ties[0][2].tolist()  # inputs 0 and 2 are output channel 0
+    [[0, 0], [1, 1], [2, 0], [3, 1]]
     """
     rank = len(view.shapes[0])
     axis = _normalized(view.parameters.get("axis", 0), rank)
     channel = view.axes[0]
+    outputs = range(len(view.out_shapes))
     if axis != view.position():
         width = view.width(0)
-        return Move(
-            [channel] * len(view.out_shapes),
-            [(0, k, _identity(width)) for k in range(len(view.out_shapes))],
-        )
-    ties, offset = [], 0
-    for k, shape in enumerate(view.out_shapes):
-        width = int(shape[channel])
-        ties.append((0, k, _pairs(np.arange(offset, offset + width), np.arange(width))))
-        offset += width
-    return Move([channel] * len(view.out_shapes), ties)
+        return Move([channel] * len(outputs), [(0, k, _identity(width)) for k in outputs])
+    sections = view.parameters.get("indices_or_sections")
+    if not isinstance(sections, (int, np.integer)):
+        return PART_OF_THE_CHANNELS
+    width = int(view.out_shapes[0][channel])
+    inputs = np.arange(width * sections)
+    ties = [(0, k, _pairs(inputs, inputs % width)) for k in outputs]
+    return Move([channel] * len(outputs), ties)
 
 
 def stack(view: OpView) -> Move | str:
@@ -599,6 +600,8 @@ def einsum(view: OpView) -> Move | str:
     inputs, output = _einsum_parts(view.parameters["subscripts"])
     if any("." in letters for letters in inputs + [output]):
         return "it is an einsum with an ellipsis"
+    if len(inputs) != len(view.shapes):
+        return "it is an einsum with a constant operand"
     letters = {inputs[i][len(inputs[i]) + a] for i, a in enumerate(view.axes) if a is not None}
     if not letters:
         return Move([None], [])
@@ -658,4 +661,8 @@ def dot_product_attention(view: OpView) -> Move | str:
     heads = [(i, 0, _identity(view.width(i))) for i, a in enumerate(axes) if a is not None]
     if not heads:
         return Move([None], [])
+    # A bias or mask `(batch, heads, queries, keys)` holding one entry per head.
+    for shape in view.shapes[3:]:
+        if len(shape) == 4 and shape[1] not in (1, None):
+            return f"it adds a bias or mask with {shape[1]} heads baked in"
     return Move([-2], heads)

@@ -492,7 +492,8 @@ def op_parameters(layer, arguments=None) -> dict:
     Example:
 
     >>> x = keras.Input((4, 8))
-    >>> op = keras.ops.expand_dims(x, 1)._keras_history.operation
+    >>> model = keras.Model(x, keras.ops.expand_dims(x, 1))
+    >>> op = keras_internals.node_calls(model)[0].operation
     >>> op_parameters(op)
     {'axis': 1}
     """
@@ -532,7 +533,8 @@ def resized_op(layer, axis: int, count: int):
     Example:
 
     >>> x = keras.Input((8, 8))
-    >>> op = keras.ops.reshape(x, (-1, 8, 2, 4))._keras_history.operation
+    >>> model = keras.Model(x, keras.ops.reshape(x, (-1, 8, 2, 4)))
+    >>> op = keras_internals.node_calls(model)[0].operation
     >>> resized_op(op, -2, 1).get_config()["newshape"]
     (-1, 8, 1, 4)
     """
@@ -598,12 +600,20 @@ def register_op_flops(function: str, flops) -> None:
         flops: `(*arguments) -> FLOPs per example`, called with the function's arguments,
             each tensor replaced by its shape (`None` for the batch).
 
+    Raises:
+        TypeError: for a name that is not a string, or `flops` that is not callable.
+
     Example:
 
     >>> register_op_flops("my_contraction", lambda a, b: 2 * a[-1] * b[-1])
     >>> op_flops_rule("my_contraction")((None, 3), (None, 4))
     24
     """
+    if not isinstance(function, str) or not callable(flops):
+        raise TypeError(
+            "register_op_flops takes a keras.ops function's name and a callable, got "
+            f"{function!r} and {flops!r}."
+        )
     _OP_FLOPS[function] = flops
 
 

@@ -19,6 +19,13 @@ import numpy as np
 
 # The functions as Keras defines them, before a trace wraps them (see tfprune.graph.tracing).
 KERAS_OPS = {name: getattr(keras.ops, name) for name in dir(keras.ops) if not name.startswith("_")}
+# `keras.ops` functions that create a tensor from sizes alone: a trace runs them when the
+# model runs (so that what they feed stays in the graph), and what they make carries no
+# channels.
+CREATORS = (
+    "arange", "ones", "zeros", "full", "empty", "eye", "tri", "tril", "triu", "linspace",
+    "identity", "convert_to_tensor",
+)  # fmt: skip
 _TENSOR = "__tfprune_tensor__"
 _SLICE = "__tfprune_slice__"
 _ELLIPSIS = "__tfprune_ellipsis__"
@@ -32,6 +39,8 @@ class Weight(keras.layers.Layer):
         shape: the variable's shape.
         value_dtype: its dtype. Defaults to `"float32"`.
         trainable_value: whether an optimizer trains it. Defaults to `True`.
+        regularizer: its regularizer, as the layer it came from gave it. Defaults to `None`.
+        constraint: its constraint, likewise. Defaults to `None`.
         **kwargs: `keras.layers.Layer` arguments (`name`, ...).
 
     Example:
@@ -43,11 +52,21 @@ class Weight(keras.layers.Layer):
     [1.0, 2.0, 3.0]
     """
 
-    def __init__(self, shape, value_dtype="float32", trainable_value=True, **kwargs):
+    def __init__(
+        self,
+        shape,
+        value_dtype="float32",
+        trainable_value=True,
+        regularizer=None,
+        constraint=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.value_shape = tuple(int(d) for d in shape)
         self.value_dtype = value_dtype
         self.trainable_value = bool(trainable_value)
+        self.regularizer = keras.regularizers.get(regularizer)
+        self.constraint = keras.constraints.get(constraint)
 
     def build(self, input_shape=None):
         self.value = self.add_weight(
@@ -55,6 +74,8 @@ class Weight(keras.layers.Layer):
             dtype=self.value_dtype,
             initializer="zeros",
             trainable=self.trainable_value,
+            regularizer=self.regularizer,
+            constraint=self.constraint,
             name="value",
         )
 
@@ -71,6 +92,8 @@ class Weight(keras.layers.Layer):
             "shape": self.value_shape,
             "value_dtype": self.value_dtype,
             "trainable_value": self.trainable_value,
+            "regularizer": keras.regularizers.serialize(self.regularizer),
+            "constraint": keras.constraints.serialize(self.constraint),
         }
 
 
