@@ -95,3 +95,26 @@ def test_products_with_a_constant_operand_count_by_its_shape():
     inputs = keras.Input((6, 8))
     outputs = keras.ops.einsum("bqd,de->bqe", inputs, np.ones((8, 4), "float32"))
     assert tfprune.count_flops(keras.Model(inputs, outputs)) == 2 * 6 * 8 * 4
+
+
+def test_a_causal_lm_counts_its_output_layer_and_plans_on_the_same_total():
+    import keras_hub
+
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+    task = keras_hub.models.LlamaCausalLM(backbone=backbone)
+    tfprune.set_reference_size(8)
+    try:
+        with_head = tfprune.count_flops(task)
+        assert with_head - tfprune.count_flops(backbone) == 2 * 8 * 16 * 50  # the table, reversed
+        pruned = tfprune.prune(task, schedule=tfprune.OneShot(0.2), target="flops")
+        (plan,) = tfprune.pruning_plans(pruned)
+        assert plan.total_cost == with_head
+    finally:
+        tfprune.set_reference_size(128)

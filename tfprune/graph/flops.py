@@ -302,12 +302,15 @@ def op_flops(call) -> int:
         kwargs = fill_template(operation.template["kwargs"], listed)
     else:
         function = keras_internals.op_function(operation)
-        if function is None:
+        layer_rule = registry.call_flops_rule(operation) if function is None else None
+        if function is None and layer_rule is None:
             return 0
         args, kwargs = keras_internals.fill_arguments(call.arguments, shapes)
         # Constant operands (`einsum(..., x, np.ones(...))`) count by their shapes too.
         args = [tuple(np.shape(a)) if hasattr(a, "shape") else a for a in args]
         kwargs = {k: tuple(np.shape(v)) if hasattr(v, "shape") else v for k, v in kwargs.items()}
+        if layer_rule is not None:
+            return int(layer_rule(operation, *args, **kwargs))
         if function == "einsum":
             args = (keras_internals.einsum_equation(operation), *args)
     rule = registry.op_flops_rule(function)

@@ -387,7 +387,33 @@ def dot_product_attention_flops(query, key, value, *rest, **options) -> int:
     return 2 * queries * keys * heads * (size + _size(value[3]))
 
 
+def reversed_embedding_flops(layer, inputs, reverse=False, **options) -> int:
+    """FLOPs per example of a `ReversibleEmbedding` call: 0 for a lookup; with
+    `reverse=True` (a language model's output layer, KerasHub's), each position's hidden
+    vector times the whole table.
+
+    Args:
+        layer: the `ReversibleEmbedding`.
+        inputs: the shape of what it is called on.
+        reverse: whether the call is reversed. Defaults to `False`.
+        **options: its other arguments, which cost nothing.
+
+    Returns:
+        FLOPs.
+
+    Example:
+
+    >>> layer = keras.layers.ReversibleEmbedding(100, 8)
+    >>> reversed_embedding_flops(layer, (None, 16, 8), reverse=True)  # 2 * 16 * 8 * 100
+    25600
+    """
+    if not reverse:
+        return 0
+    return 2 * math.prod(_size(d) for d in inputs[1:]) * int(layer.input_dim)
+
+
 register_op_flops("einsum", einsum_flops)
+register_op_flops(keras.layers.ReversibleEmbedding, reversed_embedding_flops)
 register_op_flops("matmul", matmul_flops)
 register_op_flops("dot_product_attention", dot_product_attention_flops)
 

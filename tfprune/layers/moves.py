@@ -117,14 +117,15 @@ def same_axis(view: OpView) -> Move | str:
     >>> [t[:2] for t in same_axis(view).ties]
     [(0, 0), (1, 0)]
     """
-    axes = {a for a, s in zip(view.axes, view.shapes) if a is not None and s[a] not in (1, None)}
-    if not axes:
-        return Move([None] * len(view.out_shapes), [])
-    if len(axes) > 1:
+    present = {a for a in view.axes if a is not None}
+    # A single channel (one key/value head) broadcast against many is no channel of theirs.
+    wide = {a for a, s in zip(view.axes, view.shapes) if a is not None and s[a] not in (1, None)}
+    if len(wide) > 1 or (not wide and len(present) > 1):
         return "its inputs carry channels on different axes"
-    axis = axes.pop()
-    out_rank = len(view.out_shapes[0])
-    if -axis > out_rank:
+    if not present:
+        return Move([None] * len(view.out_shapes), [])
+    axis = next(iter(wide or present))
+    if -axis > len(view.out_shapes[0]):
         return "it drops the channel axis"
     baked = _baked(view, axis)
     if baked:
@@ -132,7 +133,7 @@ def same_axis(view: OpView) -> Move | str:
     width = int(view.out_shapes[0][axis])
     ties = []
     for index, (input_axis, shape) in enumerate(zip(view.axes, view.shapes)):
-        if input_axis is None or shape[input_axis] in (1, None):
+        if input_axis is None or (shape[input_axis] == 1 and width != 1):
             continue
         if input_axis != axis or int(shape[input_axis]) != width:
             return f"it broadcasts a tensor of {shape[input_axis]} channels"
@@ -552,13 +553,13 @@ def reshape(view: OpView) -> Move | str:
         return "it reshapes across axes of unknown size"
     inner = math.prod(shape[position + 1 :])
     suffixes = {math.prod(shape[k:]): k for k in range(position + 1, len(shape) + 1)}
-    for j in range(len(out) - 1, -1, -1):
-        if None in out[j:]:
-            break
+    known = [j for j in range(len(out) - 1, -1, -1) if None not in out[j:]]
+    for j in known:  # the channel axis kept, first: axes of size 1 make the rest ambiguous
+        if out[j] == width and math.prod(out[j + 1 :]) == inner:
+            return Move([j - len(out)], [(0, 0, _identity(width))])
+    for j in known:
         size, tail = out[j], math.prod(out[j + 1 :])
         axis = j - len(out)
-        if size == width and tail == inner:  # the channel axis, kept
-            return Move([axis], [(0, 0, _identity(width))])
         units = np.arange(width)
         if width % size == 0 and size * tail == width * inner:  # split: outer part here
             return Move([axis], [(0, 0, _pairs(units, units // (width // size)))])

@@ -596,12 +596,16 @@ def register_op_flops(function: str, flops) -> None:
     `LayerSpec` counts it.
 
     Args:
-        function: the `keras.ops` function's name.
+        function: the `keras.ops` function's name; or a layer class or registered name
+            (`"package>ClassName"`), for the FLOPs of its calls that its spec does not
+            count (see `call_flops_rule`).
         flops: `(*arguments) -> FLOPs per example`, called with the function's arguments,
-            each tensor replaced by its shape (`None` for the batch).
+            each tensor replaced by its shape (`None` for the batch); for a layer,
+            `(layer, *arguments)`.
 
     Raises:
-        TypeError: for a name that is not a string, or `flops` that is not callable.
+        TypeError: for a name that is neither a string nor a class, or `flops` that is not
+            callable.
 
     Example:
 
@@ -609,10 +613,10 @@ def register_op_flops(function: str, flops) -> None:
     >>> op_flops_rule("my_contraction")((None, 3), (None, 4))
     24
     """
-    if not isinstance(function, str) or not callable(flops):
+    if not isinstance(function, (str, type)) or not callable(flops):
         raise TypeError(
-            "register_op_flops takes a keras.ops function's name and a callable, got "
-            f"{function!r} and {flops!r}."
+            "register_op_flops takes a keras.ops function's name (or a layer class or "
+            f"registered name) and a callable, got {function!r} and {flops!r}."
         )
     _OP_FLOPS[function] = flops
 
@@ -632,6 +636,25 @@ def op_flops_rule(function: str):
     True
     """
     return _OP_FLOPS.get(function)
+
+
+def call_flops_rule(layer):
+    """The FLOPs function registered for calls of `layer`'s type beyond what its spec
+    counts (a KerasHub `ReversibleEmbedding` called with `reverse=True` is the output layer
+    of a language model: a product with the whole table), or `None`.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        `(layer, *arguments) -> FLOPs per example`, or `None`.
+
+    Example:
+
+    >>> call_flops_rule(keras.layers.Dense(2)) is None
+    True
+    """
+    return next((_OP_FLOPS[key] for key in _keys(layer) if key in _OP_FLOPS), None)
 
 
 def channel_rule(layer, input_shape=None):

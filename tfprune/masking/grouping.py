@@ -170,10 +170,14 @@ class StructuralFlops:
                 self.terms.append((float(per_unit * units), [heads]))
                 self.terms.append((float(flops.fixed_flops(layer, call.layer)), []))
                 continue
-            if not isinstance(spec, registry.LayerSpec):
+            if spec is None and registry.spec_for(layer) is not None and id(layer) not in seen:
+                # A prunable layer the graph pins whole (a barrier): its FLOPs stay.
+                seen.add(id(layer))
+                self.terms.append((float(flops.layer_flops(layer, call.layer) or 0), []))
+            if not isinstance(spec, registry.LayerSpec) or registry.call_flops_rule(layer):
+                # Each call: a reversed embedding's product is its second call's.
                 self._add_call_terms(graph, index, call)
-                continue
-            if id(layer) in seen:
+            if not isinstance(spec, registry.LayerSpec) or id(layer) in seen:
                 continue
             seen.add(id(layer))
 

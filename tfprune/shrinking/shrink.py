@@ -303,7 +303,16 @@ def shrink_with_cuts(model):
         elif (plan := _plan_units(layer)) is not None:
             plans[id(layer)] = plan
 
+    # One copy per layer across nested models: a layer a task calls besides its backbone
+    # (a causal LM's embedding, reversed as its output layer) stays one layer.
+    copies = {}
+
     def rebuild(layer):
+        if id(layer) not in copies:
+            copies[id(layer)] = rebuilt(layer)
+        return copies[id(layer)]
+
+    def rebuilt(layer):
         if ops.get(id(layer)) is not None:  # an op whose parameters spell a channel count
             return ops[id(layer)]
         if isinstance(layer, keras.Model):
