@@ -43,6 +43,7 @@ from tfprune.layers import registry
 from tfprune.layers.traced import (
     CREATORS,
     KERAS_OPS,
+    PORTABLE,
     Dimension,
     ShapedCall,
     Weight,
@@ -359,7 +360,8 @@ def _copy_named(layer, name):
 def _sized_ops(block):
     """`keras.ops` as a trace of `block` needs it: `shape` gives `Dimension` tensors for
     unknown sizes, a function given such a size becomes a `ShapedCall`, and so does a
-    creator (`CREATORS`) given no tensor at all (anchored to the block's input); and
+    creator (`CREATORS`) given no tensor at all (anchored to the block's input) and a
+    function Keras computes wrongly at such sizes (`PORTABLE`); and
     `keras.config.backend()` names no backend whose own functions the code would call."""
 
     def shape(x):
@@ -377,7 +379,9 @@ def _sized_ops(block):
         def call(*args, **kwargs):
             leaves = keras.tree.flatten(_slices((args, kwargs)))
             created = function_name in CREATORS and not any(_symbolic(v) for v in leaves)
-            if block.kept_depth or not (created or any(_is_runtime_size(v) for v in leaves)):
+            portable = function_name in PORTABLE and any(_symbolic(v) for v in leaves)
+            sized = any(_is_runtime_size(v) for v in leaves)
+            if block.kept_depth or not (created or portable or sized):
                 return function(*args, **kwargs)
             template, tensors = call_template(args, kwargs, _symbolic)
             layer = block.made(ShapedCall(function_name, template, name=block.name(function_name)))

@@ -236,6 +236,58 @@ def call_template(args, kwargs, is_tensor) -> tuple[dict, list]:
     return {"args": strip(list(args)), "kwargs": strip(dict(kwargs))}, tensors
 
 
+def _band(x, k, upper):
+    """`x` with entries below (`upper`) or above the `k`-th diagonal set to zero, written
+    with comparisons of positions, which run at sizes known only when the model runs (Keras'
+    own `triu`/`tril` do not on TensorFlow; KerasHub works around it with TensorFlow's
+    `band_part`)."""
+    shape = KERAS_OPS["shape"](x)
+    rows = keras.ops.expand_dims(keras.ops.arange(shape[-2]), -1)
+    columns = keras.ops.expand_dims(keras.ops.arange(shape[-1]), 0)
+    keep = (columns - rows >= k) if upper else (columns - rows <= k)
+    return keras.ops.where(keep, x, keras.ops.zeros_like(x))
+
+
+def triu(x, k=0):
+    """`keras.ops.triu` at any size known only when the model runs.
+
+    Args:
+        x: a tensor of at least two axes.
+        k: the diagonal above which entries stay. Defaults to 0.
+
+    Returns:
+        The upper triangle of `x`.
+
+    Example:
+
+    >>> keras.ops.convert_to_numpy(triu(np.ones((3, 3)), 1)).tolist()
+    [[0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    """
+    return _band(x, k, upper=True)
+
+
+def tril(x, k=0):
+    """`keras.ops.tril` at any size known only when the model runs.
+
+    Args:
+        x: a tensor of at least two axes.
+        k: the diagonal below which entries stay. Defaults to 0.
+
+    Returns:
+        The lower triangle of `x`.
+
+    Example:
+
+    >>> keras.ops.convert_to_numpy(tril(np.ones((2, 2)))).tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    return _band(x, k, upper=False)
+
+
+# Functions a trace computes its own way: what Keras' own does not at unknown sizes.
+PORTABLE = {"triu": triu, "tril": tril}
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
 class ShapedCall(keras.layers.Layer):
     """A `keras.ops` function called on tensors and sizes known only when the model runs.
@@ -265,7 +317,7 @@ class ShapedCall(keras.layers.Layer):
     def call(self, tensors):
         args = fill_template(self.template["args"], list(tensors))
         kwargs = fill_template(self.template["kwargs"], list(tensors))
-        return KERAS_OPS[self.function](*args, **kwargs)
+        return PORTABLE.get(self.function, KERAS_OPS[self.function])(*args, **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "function": self.function, "template": self.template}
