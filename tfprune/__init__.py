@@ -78,6 +78,7 @@ from tfprune.layers.split_depthwise import SplitDepthwiseConv2D, SplitGroupedCon
 from tfprune.masking.granularity import NM, Block, Filter, Granularity, Unstructured
 from tfprune.masking.prune import prune
 from tfprune.masking.ranking import PruningPlan, apply_target, pruning_plans
+from tfprune.masking.recalibration import recalibrate_batchnorm
 from tfprune.masking.schedules import (
     ConstantSparsity,
     Iterative,
@@ -233,6 +234,7 @@ __all__ = [
     "strip",
     "summary",
     "unfold",
+    "recalibrate_batchnorm",
     "verify_tflite",
     "wrappers_of",
 ]
