@@ -9,6 +9,7 @@ import pytest
 
 import tfprune
 from conftest import small_cnn, weights_of
+from tfprune.zoo import digits_cnn, load_digits
 
 SCHEDULE = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=12, frequency=2)
 
@@ -297,3 +298,25 @@ def test_a_final_cost_target_missed_by_more_than_two_percent_warns():
         warnings.simplefilter("always")
         exact.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback()])
     assert not [w for w in caught if "final flops target" in str(w.message)]
+
+
+def test_batchnorm_is_recalibrated_after_every_mask_update_and_the_instability_too():
+    keras.utils.set_random_seed(0)
+    (x_train, y_train), (x_test, y_test) = load_digits(size=16)
+    model = digits_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=4, frequency=2)
+    pruned = tfprune.prune(model, schedule=schedule, protect=None)
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    callback = tfprune.PruningCallback(recalibrate=x_train[:256], validation_data=(x_test, y_test))
+    pruned.fit(x_train[:320], y_train[:320], batch_size=64, epochs=1, verbose=0,
+               callbacks=[callback])  # fmt: skip
+    updates = [e for e in callback.events if e["target"] > 0]
+    assert callback.recalibrations == len(callback.events) >= 2
+    assert all(e["recalibrated"] for e in callback.events)
+    # Stale statistics made the update look worse than it is.
+    last = updates[-1]
+    assert last["instability_recalibrated"] < last["instability"]
+    table = str(tfprune.summary(pruned, events=callback.events))
+    assert "recalibrated" in table

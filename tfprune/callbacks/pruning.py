@@ -9,6 +9,7 @@ import numpy as np
 
 from tfprune.core import checks, modelwalk
 from tfprune.masking.ranking import TOLERANCE, pruning_plans
+from tfprune.masking.recalibration import recalibrate_batchnorm
 from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
 
@@ -55,6 +56,13 @@ class PruningCallback(keras.callbacks.Callback):
         restart_schedule: start the schedule over at step 0 in this `fit`, instead of going
             on from the steps the model has already trained (a new pruning phase with a
             fresh optimizer). Defaults to `False`.
+        recalibrate: inputs (arrays, or a dataset of batches) on which every
+            BatchNormalization layer's statistics are recalibrated after each mask update
+            (`tfprune.recalibrate_batchnorm`), so that validation, the instability measured
+            and the next steps see statistics of the model as it is; a few hundred training
+            examples. Each event then records `recalibrated` and, with `validation_data`,
+            `accuracy_recalibrated` and `instability_recalibrated` (also in `logs`, the
+            epoch's largest). Defaults to `None`.
 
     Attributes:
         events: one dict per mask update: step, epoch, target and sparsity reached (and,
@@ -96,8 +104,12 @@ class PruningCallback(keras.callbacks.Callback):
         max_instability=None,
         batch_size=256,
         restart_schedule=False,
+        recalibrate=None,
     ):
         super().__init__()
+        self.recalibrate = recalibrate
+        #: How many times BatchNormalization statistics were recalibrated.
+        self.recalibrations = 0
         self.log_layers = log_layers
         self.restart_schedule = bool(restart_schedule)
         self.data = data
@@ -225,6 +237,8 @@ class PruningCallback(keras.callbacks.Callback):
         else:
             event.update(self._apply_measured(plan, target))
             self._epoch_instability = max(self._epoch_instability, event["instability"])
+        if self.recalibrate is not None:
+            event.update(self._recalibrated(event))
         event["sparsity"] = model_sparsity(self.wrappers)
         self.events.append(event)
         if plan.target != "sparsity" and target >= plan.schedule.final_target - 1e-9:
@@ -244,6 +258,22 @@ class PruningCallback(keras.callbacks.Callback):
                     f"{other} or round_to=1 may land closer.",
                     stacklevel=2,
                 )
+
+    def _recalibrated(self, event) -> dict:
+        """Recalibrate BatchNormalization after an update; with `validation_data`, the
+        accuracy and instability that follow."""
+        recalibrate_batchnorm(
+            modelwalk.trained_model(self.model), self.recalibrate, self.batch_size, verbose=False
+        )
+        self.recalibrations += 1
+        if "accuracy_before" not in event:
+            return {"recalibrated": True}
+        after, before = self._accuracy(), event["accuracy_before"]
+        return {
+            "recalibrated": True,
+            "accuracy_recalibrated": after,
+            "instability_recalibrated": (before - after) / before if before > 0 else 0.0,
+        }
 
     # ------------------------------------------------------- instability (§8)
     def _accuracy(self) -> float:
@@ -319,6 +349,11 @@ class PruningCallback(keras.callbacks.Callback):
                 logs[f"{target}_removed"] = sum(plan.removed() for plan in plans)
         if self.validation_data is not None:
             logs["instability"] = self._epoch_instability
+            if self.recalibrate is not None:
+                logs["instability_recalibrated"] = max(
+                    (e["instability_recalibrated"] for e in self.events if e["epoch"] == epoch),
+                    default=0.0,
+                )
 
     def on_train_end(self, logs=None):
         self._record_steps()

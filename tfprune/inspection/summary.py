@@ -168,17 +168,25 @@ class Summary:
             "Pruning events (instability = (acc before - acc after) / acc before; stability = 100 "
             "(1 - instability)):",
         ]
+        recalibrated = any("instability_recalibrated" in e for e in measured)
         lines.append(
             f"{'step':>7} {'epoch':>5} {'target':>7} {'applied':>7} {'acc before':>10} "
             f"{'acc after':>9} {'instability':>11} {'stability':>9}"
+            + (f" {'recalibrated':>12} {'instability':>11}" if recalibrated else "")
         )
         for e in measured:
-            lines.append(
+            line = (
                 f"{e['step']:>7} {e['epoch']:>5} {e['target']:>7.3f} "
                 f"{e.get('applied_target', e['target']):>7.3f} {e['accuracy_before']:>10.3f} "
                 f"{e['accuracy_after']:>9.3f} {e['instability']:>11.4f} "
                 f"{100 * (1 - e['instability']):>9.1f}"
             )
+            if recalibrated:  # the accuracy once BatchNormalization was recalibrated
+                line += (
+                    f" {e.get('accuracy_recalibrated', float('nan')):>12.3f} "
+                    f"{e.get('instability_recalibrated', float('nan')):>11.4f}"
+                )
+            lines.append(line)
         return lines
 
 
