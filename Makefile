@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_shrink.py --models convnext_tiny --round-to auto --rounds 7 --runs 20 --out out/bench_cx
 	$(PY) tools/bench_depthwise.py
 	$(PY) tools/bench_custom_layers.py
+	$(PY) tools/bench_recalibration.py
 	$(PY) tools/bench_llm.py
 	$(PY) tools/bench_transformer_accuracy.py
 	$(PY) tools/bench_adversarial.py
