@@ -300,3 +300,30 @@ def test_a_data_dependent_criterion_gets_its_calibration_data(digits):
         fit()
     pruned = fit(data=(x[:64], y[:64]))
     assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
+
+
+def test_every_probe_recalibrates_batchnorm_and_advances_record_both_instabilities(
+    digits, trained_cnn, tmp_path
+):
+    x, y, x_test, y_test = digits
+    keras.utils.set_random_seed(0)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=4, frequency=2)
+    pruned = tfprune.prune(trained_cnn, schedule=schedule, protect=None)
+    pruned.compile(keras.optimizers.SGD(0.001), "sparse_categorical_crossentropy")
+    callback = tfprune.AdversarialAwarePruning(
+        (x_test[:100], y_test[:100]),
+        tfprune.FGSM(0.05),
+        tolerance=1.0,  # always advance: the test is about what each probe measures
+        hard_limit=1.0,
+        recalibrate=x[:256],
+        trace_path=tmp_path / "trace.csv",
+    )
+    pruned.fit(x[:320], y[:320], batch_size=64, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.recalibrations == callback.probe_budget["probes"] >= 4
+    advanced = [e for e in callback.events if e["decision"] == "advance"]
+    assert len(advanced) >= 2
+    # Stale statistics made the last update look worse than it is.
+    last = advanced[-1]
+    assert last["instability_recalibrated"] < last["instability"]
+    header = (tmp_path / "trace.csv").read_text().splitlines()[0]
+    assert "instability_recalibrated" in header

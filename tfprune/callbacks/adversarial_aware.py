@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from tfprune.callbacks.pruning import PruningCallback
+from tfprune.callbacks.pruning import PruningCallback, relative_drop
 from tfprune.callbacks.trace import write_trace
 from tfprune.core import checks, modelwalk
 from tfprune.core.classifier import output_kind
@@ -88,6 +88,13 @@ class AdversarialAwarePruning(PruningCallback):
             `"independent"` (two binomial accuracies). Defaults to `"paired"`.
         data: calibration batches `(x, y)` for data-dependent criteria (`"taylor"`,
             `"robust_taylor"`, `"pwc"`), as in `PruningCallback`. Defaults to `None`.
+        recalibrate: clean inputs (arrays, or a dataset of batches; a few hundred training
+            examples) on which every BatchNormalization layer's statistics are recalibrated
+            (`tfprune.recalibrate_batchnorm`) before each probe, so that the probe measures
+            the masks rather than moving statistics that lag them (and that adversarial
+            training mixes from clean and adversarial batches). Each advance then records
+            `instability` before recalibrating and `instability_recalibrated` after it.
+            Defaults to `None`.
 
     Raises:
         TypeError: for an attack that is not a `tfprune.Attack`, or tolerances that are not
@@ -123,8 +130,9 @@ class AdversarialAwarePruning(PruningCallback):
         rollback=False,
         comparison="paired",
         data=None,
+        recalibrate=None,
     ):
-        super().__init__(log_layers=log_layers, data=data)
+        super().__init__(log_layers=log_layers, data=data, recalibrate=recalibrate)
         if probe_data is None or len(probe_data) != 2 or len(probe_data[0]) == 0:
             raise ValueError(
                 "AdversarialAwarePruning needs probe_data=(x, y) with at least one held-out "
@@ -203,6 +211,8 @@ class AdversarialAwarePruning(PruningCallback):
         `measure` gave only an accuracy."""
         model = modelwalk.trained_model(self.model)
         start = time.perf_counter()
+        if self.recalibrate is not None:
+            self.recalibrate_now()
         if self.measure is not None:
             clean, robust = self.measure(model)
             survivals = None if np.ndim(robust) == 0 else np.asarray(robust, np.float64)
@@ -289,7 +299,7 @@ class AdversarialAwarePruning(PruningCallback):
         if self._reference is None:
             self._reference, self._reference_examples = robust, survivals
         drop, noise = self._drop_and_noise(robust, survivals)
-        instability = float("nan")
+        instabilities = self._unmeasured()
         if drop > max(self.hard_limit, noise) and self.rollback and self._snapshot is not None:
             self._roll_back()
             decision = "rollback"
@@ -304,16 +314,39 @@ class AdversarialAwarePruning(PruningCallback):
             self._move_reference(robust, survivals)
             if self.rollback:
                 self._take_snapshot()
-            self.plan.apply(target)
-            self._accepted = target
-            clean_after, robust, _ = self._probe()
-            instability = (clean - clean_after) / clean if clean > 0 else 0.0
-            clean = clean_after
+            clean, robust, instabilities = self._advance(target, clean)
         self._last = (clean, robust)
         self._save_state()
-        self._record(step, target, clean, robust, instability, decision, drop, noise)
+        self._record(step, target, clean, robust, instabilities, decision, drop, noise)
 
-    def _record(self, step, target, clean, robust, instability, decision, drop, noise):
+    def _unmeasured(self) -> dict:
+        """The instabilities of an event without a mask change (a trace's rows share keys)."""
+        keys = ("instability", "instability_recalibrated") if self.recalibrate is not None else ()
+        return {key: float("nan") for key in keys or ("instability",)}
+
+    def _advance(self, target, clean_before):
+        """Apply `target`; `(clean, robust, instabilities)` measured after it. With
+        `recalibrate`, `instability` is measured before the recalibration and
+        `instability_recalibrated` after it."""
+        self.plan.apply(target)
+        self._accepted = target
+        raw = None
+        if self.recalibrate is not None:
+            model = modelwalk.trained_model(self.model)
+            raw = robust_accuracy(model, self.probe_x, self.probe_y, None, self.batch_size)
+        clean, robust, _ = self._probe()
+        if raw is None:
+            return clean, robust, {"instability": relative_drop(clean_before, clean)}
+        return (
+            clean,
+            robust,
+            {
+                "instability": relative_drop(clean_before, raw),
+                "instability_recalibrated": relative_drop(clean_before, clean),
+            },
+        )
+
+    def _record(self, step, target, clean, robust, instabilities, decision, drop, noise):
         self.events.append(
             {
                 "step": step,
@@ -323,7 +356,7 @@ class AdversarialAwarePruning(PruningCallback):
                 "sparsity": model_sparsity(self.wrappers),
                 "clean_accuracy": clean,
                 "robust_accuracy": robust,
-                "instability": instability,
+                **instabilities,
                 "reference": self._reference,
                 "drop": drop,
                 "noise": noise,
@@ -357,4 +390,12 @@ class AdversarialAwarePruning(PruningCallback):
             )
             warnings.warn(message, stacklevel=2)
             nan = float("nan")
-            self._record(self.last_step or 0, final, *self._last, nan, "incomplete", nan, nan)
+            self._record(
+                self.last_step or 0,
+                final,
+                *self._last,
+                self._unmeasured(),
+                "incomplete",
+                nan,
+                nan,
+            )
