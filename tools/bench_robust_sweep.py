@@ -18,6 +18,10 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
   pgd_long        pgd_training with twice the fine-tuning epochs (both at once);
   pgd_long_distilled  pgd_long distilling from a robust dense teacher (the dense model
                   fine-tuned on PGD-5 examples for its own epochs; temperature 4, alpha 0.5);
+  fgsm_recalibrated  fgsm, BatchNormalization recalibrated on 512 clean training
+                  examples after each mask update (PruningCallback(recalibrate=...));
+  aware_recalibrated  aware_hold whose probes recalibrate BatchNormalization on the same
+                  examples first (AdversarialAwarePruning(recalibrate=...));
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
 PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
@@ -60,11 +64,22 @@ VARIANTS = (
     "long_fine_tune",
     "pgd_long",
     "pgd_long_distilled",
+    "fgsm_recalibrated",
+    "aware_recalibrated",
 )
 # The variants AdversarialAwarePruning paces.
 PGD_TRAINED = ("pgd_training", "pgd_long", "pgd_long_distilled")
 LONG = ("long_fine_tune", "pgd_long", "pgd_long_distilled")
-PACED = ("aware", "aware_hold", "robust_taylor", "long_fine_tune", *PGD_TRAINED)
+PACED = (
+    "aware",
+    "aware_hold",
+    "robust_taylor",
+    "long_fine_tune",
+    "aware_recalibrated",
+    *PGD_TRAINED,
+)
+RECALIBRATED = ("fgsm_recalibrated", "aware_recalibrated")
+CALIBRATION = 512
 METRICS = ("clean", "pgd", "worst")
 
 
@@ -128,15 +143,17 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
         student = tfprune.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
     trainer = tfprune.AdversarialTraining(student, training_attack(variant, eps, clip), weight=0.5)
     paced = variant in PACED
+    calibration = x[:CALIBRATION] if variant in RECALIBRATED else None
     if paced:
         callback = tfprune.AdversarialAwarePruning(
             probe,
             tfprune.PGD(eps=eps, steps=5, clip=clip),
             rollback=variant == "aware",
             data=(x[:256], y[:256]),
+            recalibrate=calibration,
         )
     else:
-        callback = tfprune.PruningCallback(log_layers=False)
+        callback = tfprune.PruningCallback(log_layers=False, recalibrate=calibration)
     trainer.compile(
         keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
