@@ -14,9 +14,26 @@ from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
 
 
 def relative_drop(before: float, after: float) -> float:
-    """An event's instability: the fraction of accuracy it lost, `(before - after) / before`
-    ("The Generalization-Stability Tradeoff In Neural Network Pruning", Bartoldson et al.,
-    arXiv 1906.03728); 0 where there was none to lose."""
+    """An event's instability: the fraction of accuracy it lost, `(before - after) / before`.
+
+    From "The Generalization-Stability Tradeoff In Neural Network Pruning" (Bartoldson et
+    al., arXiv 1906.03728).
+
+    Args:
+        before: Accuracy just before the pruning event.
+        after: Accuracy just after it.
+
+    Returns:
+        The relative drop as a float: negative where accuracy rose, 0 where `before` is 0
+        (there was nothing to lose).
+
+    Example:
+
+    >>> relative_drop(1.0, 0.75)
+    0.25
+    >>> relative_drop(0.0, 0.5)
+    0.0
+    """
     return (before - after) / before if before > 0 else 0.0
 
 
