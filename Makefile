@@ -26,7 +26,7 @@ demo: $(VENV)/.installed-core
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-all: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m ""

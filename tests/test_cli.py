@@ -14,6 +14,10 @@ import tfprune
 from conftest import small_cnn
 from tfprune import cli
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_cli")
+
 SCRIPT = pathlib.Path(sys.executable).parent / "tfprune"
 
 

@@ -12,6 +12,10 @@ import sys
 
 import pytest
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_distributed")
+
 WORKER = pathlib.Path(__file__).with_name("mirrored_worker.py")
 
 

@@ -13,6 +13,10 @@ from conftest import keras_hub_text_backbone, tiny_efficientnet
 from tfprune.graph import flops
 from tfprune.inspection.explain import UNFOLD_HINT
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_functional_subclasses")
+
 
 @keras.saving.register_keras_serializable(package="tfprune_tests")
 class Tower(keras.Model):

@@ -15,6 +15,10 @@ import pytest
 
 import tfprune
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_kill_resume")
+
 WORKER = pathlib.Path(__file__).with_name("resume_worker.py")
 
 

@@ -12,6 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_multi_worker")
+
 WORKER = pathlib.Path(__file__).with_name("multi_worker_worker.py")
 
 

@@ -9,6 +9,10 @@ import pytest
 import tfprune
 from conftest import small_cnn
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_dsp")
+
 
 @pytest.fixture(scope="module")
 def trained(data_module):

@@ -14,6 +14,10 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import auto_multiple, model_probes
 from tfprune.methods.latency_table import cache_path, measure_latency_table, tile_of
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_latency_table")
+
 
 def plain_cnn(width=32, size=16):
     """Layers wide enough that each costs tens of microseconds, far above invoke overhead."""

@@ -12,6 +12,10 @@ import tfprune
 from tfprune.methods.leap import top_k_mask, unit_density
 from tfprune.zoo import make_counting_task, tiny_transformer
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_leap")
+
 
 @pytest.fixture(scope="module")
 def task():

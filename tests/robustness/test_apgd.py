@@ -8,6 +8,10 @@ import tfprune
 from tfprune.robustness.apgd import checkpoints, per_example_loss
 from tfprune.zoo import digits_cnn
 
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_apgd")
+
 
 def test_checkpoints_follow_the_papers_schedule():
     # p0 = 0, p1 = 0.22, p(j+1) = p(j) + max(p(j) - p(j-1) - 0.03, 0.06), at ceil(p * steps).
