@@ -103,10 +103,13 @@ class StopAtEpoch(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def test_backup_and_restore_resumes_the_same_step_and_masks(data, tmp_path):
+def test_backup_and_restore_resumes_the_same_step_masks_and_recalibrated_statistics(
+    data, tmp_path
+):
     fit = dict(batch_size=16, epochs=4, verbose=0, shuffle=False)
+    calibration = data[0][:32]
     straight = fresh_pruned()
-    straight.fit(*data, callbacks=[tfprune.PruningCallback()], **fit)
+    straight.fit(*data, callbacks=[tfprune.PruningCallback(recalibrate=calibration)], **fit)
 
     resumed = fresh_pruned()
     backup = str(tmp_path / "backup")
@@ -114,7 +117,7 @@ def test_backup_and_restore_resumes_the_same_step_and_masks(data, tmp_path):
         resumed.fit(
             *data,
             callbacks=[
-                tfprune.PruningCallback(),
+                tfprune.PruningCallback(recalibrate=calibration),
                 keras.callbacks.BackupAndRestore(backup),
                 StopAtEpoch(2),
             ],
@@ -122,12 +125,14 @@ def test_backup_and_restore_resumes_the_same_step_and_masks(data, tmp_path):
         )
     # A new process would rebuild the model; a fresh copy with untrained weights stands in.
     restarted = fresh_pruned()
-    callback = tfprune.PruningCallback()
+    callback = tfprune.PruningCallback(recalibrate=calibration)
     restarted.fit(*data, callbacks=[callback, keras.callbacks.BackupAndRestore(backup)], **fit)
     assert callback.events[0]["step"] == 8  # resumed at epoch 2, not from step 0
+    assert callback.recalibrations == len(callback.events) > 0
     assert int(restarted.optimizer.iterations) == int(straight.optimizer.iterations) == 16
     for a, b in zip(tfprune.wrappers_of(straight), tfprune.wrappers_of(restarted)):
         np.testing.assert_array_equal(a.mask_array(), b.mask_array())
+    # BatchNormalization's moving statistics included: recalibrated at the same updates.
     for a, b in zip(weights_of(straight), weights_of(restarted)):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
