@@ -275,6 +275,17 @@ def trained_cnn(digits):
     return model
 
 
+def pruned_in_adversarial_training(criterion, x, y):
+    """A digits CNN pruned by `criterion` to half its filters at step 2 of one epoch of FGSM
+    adversarial training on `(x, y)`, which are also the criterion's calibration data."""
+    pruned = tfprune.prune(digits_cnn(), criterion=criterion, schedule=tfprune.OneShot(0.5, step=2))
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.1))
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    callback = tfprune.PruningCallback(data=(x, y))
+    trainer.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    return pruned
+
+
 def wrapped_names(model):
     return [w.layer.name for w in tfprune.wrappers_of(model)]
 

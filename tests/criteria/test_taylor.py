@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from conftest import pruned_in_adversarial_training
 from tfprune.criteria import RobustTaylor, ScoringContext, Taylor
 
 
@@ -103,16 +104,12 @@ def test_robust_taylor_is_taylor_on_adversarial_examples_of_the_current_weights(
 
 
 def test_robust_taylor_prunes_filter_groups_under_adversarial_training_and_saves(tmp_path):
-    from tfprune.zoo import digits_cnn, load_digits
+    from tfprune.zoo import load_digits
 
     keras.utils.set_random_seed(4)
     (x, y), _ = load_digits()
     criterion = RobustTaylor(tfprune.PGD(eps=0.1, steps=2))
-    pruned = tfprune.prune(digits_cnn(), criterion=criterion, schedule=tfprune.OneShot(0.5, step=2))
-    trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.1))
-    trainer.compile("adam", "sparse_categorical_crossentropy")
-    callback = tfprune.PruningCallback(data=(x[:128], y[:128]))
-    trainer.fit(x[:128], y[:128], batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    pruned = pruned_in_adversarial_training(criterion, x[:128], y[:128])
     assert all(w.sparsity() == pytest.approx(0.5) for w in tfprune.wrappers_of(pruned))
     tfprune.save_model(pruned, tmp_path / "robust.keras")
     restored = keras.saving.load_model(tmp_path / "robust.keras")

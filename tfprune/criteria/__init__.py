@@ -8,6 +8,7 @@ called with; `lookup` resolves names.
 - `bn_scale`: network slimming's `BNScale`;
 - `taylor`: first-order `Taylor`, and `RobustTaylor` on adversarial examples (they need
   gradients, so TensorFlow; loaded on first use);
+- `hydra`: HYDRA's `Hydra`, filter scores learned on the adversarial loss (TensorFlow too);
 - `lap`: lookahead pruning, `LAP`;
 - `fpgm`: geometric-median `FPGM`;
 - `random_scores`: the `RandomScores` baseline;
@@ -29,6 +30,7 @@ __all__ = [
     "BNScale",
     "ContextCriterion",
     "FPGM",
+    "Hydra",
     "LAP",
     "PwCRanking",
     "RandomScores",
@@ -46,8 +48,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The Taylor criteria need TensorFlow's gradients: their module is imported when first
-    # asked for.
+    # The gradient criteria need TensorFlow: their modules are imported when first asked for.
     if name in ("Taylor", "RobustTaylor"):
         return getattr(importlib.import_module("tfprune.criteria.taylor"), name)
+    if name == "Hydra":
+        return importlib.import_module("tfprune.criteria.hydra").Hydra
     raise AttributeError(f"module 'tfprune.criteria' has no attribute {name!r}")

@@ -30,6 +30,9 @@ class ScoringContext:
     Args:
         model: the pruned functional model.
         data: `(x, y)` calibration examples, or `None`. Defaults to `None`.
+        keep: the fraction of its units a layer keeps, on average, at this update's target
+            (criteria that learn which units to keep, such as HYDRA, learn for it), or
+            `None` where no target is known. Defaults to `None`.
 
     Example:
 
@@ -39,9 +42,10 @@ class ScoringContext:
     ```
     """
 
-    def __init__(self, model, data=None):
+    def __init__(self, model, data=None, keep=None):
         self.model = model
         self.data = data
+        self.keep = keep
         self._graph = None
         self._cache = {}
 

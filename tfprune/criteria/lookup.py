@@ -29,6 +29,7 @@ _CLASSES = {
 _GRADIENT_CRITERIA = {
     "taylor": ("tfprune.criteria.taylor", "Taylor"),
     "robust_taylor": ("tfprune.criteria.taylor", "RobustTaylor"),
+    "hydra": ("tfprune.criteria.hydra", "Hydra"),
 }
 
 
@@ -51,9 +52,9 @@ def get(identifier):
 
     Args:
         identifier: `"l1"`, `"l2"`, `"magnitude"` (|w| per element, the same as l1),
-            `"bn_scale"`, `"taylor"`, `"robust_taylor"`, `"lap"`, `"lap_bn"`, `"lap_forward"`,
-            `"fpgm"`, `"random"`, `"pwc"`, or a callable `(weight, layer) -> scores` (see
-            `tfprune.criteria.base`).
+            `"bn_scale"`, `"taylor"`, `"robust_taylor"`, `"hydra"`, `"lap"`, `"lap_bn"`,
+            `"lap_forward"`, `"fpgm"`, `"random"`, `"pwc"`, or a callable
+            `(weight, layer) -> scores` (see `tfprune.criteria.base`).
 
     Returns:
         The criterion callable.
@@ -122,4 +123,10 @@ def from_name(config):
     >>> from_name("l2") is l2
     True
     """
-    return get(config) if isinstance(config, str) else keras.saving.deserialize_keras_object(config)
+    if isinstance(config, str):
+        return get(config)
+    # A saved gradient criterion's class is registered when its module is first imported.
+    for module, cls in _GRADIENT_CRITERIA.values():
+        if config.get("registered_name") == f"tfprune>{cls}":
+            importlib.import_module(module)
+    return keras.saving.deserialize_keras_object(config)

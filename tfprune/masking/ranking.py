@@ -271,7 +271,7 @@ class PruningPlan:
         Returns:
             One boolean vector of pruned units per family, in `families` order.
         """
-        context = ScoringContext(self.model, self.data)
+        context = ScoringContext(self.model, self.data, keep=self.unit_keep(target))
         scored = [(f.score(context), f.already()) for f in self.families]
         selection = self._rounded(target, scored)
         if self.ranking == "global" and self.by_cost:
@@ -532,6 +532,21 @@ class PruningPlan:
                 pruned[tied] = True
                 left -= tied.size
         return selection
+
+    def unit_keep(self, target: float) -> float:
+        """The fraction of its units a layer keeps, on average, when `target` is reached.
+
+        A cost falls with a layer's filters and with its inputs (the filters of the layer
+        before), so a cost target keeps about the square root of the cost it keeps.
+
+        Args:
+            target: in [0, 1), in the policy's unit.
+
+        Returns:
+            A fraction in (0, 1].
+        """
+        kept = 1.0 - float(target)
+        return math.sqrt(kept) if self.by_cost else kept
 
     def apply(self, target: float) -> None:
         """Recompute scores and install the masks for `target`.

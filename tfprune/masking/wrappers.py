@@ -167,16 +167,34 @@ class PruneWrapper(keras.layers.Wrapper):
             for v, rows, columns in parts
         ]
 
-    def _masked_parts(self, bias=False):
-        """`(variable, its part of the current mask)` for every variable a mask covers: the
-        kernels, or (for structured granularities) the biases."""
+    def mask_parts(self, bias=False, mask=None) -> list:
+        """`(variable, its part of a mask)` for every variable a mask covers.
+
+        Args:
+            bias: the biases' mask (structured granularities only) instead of the kernels'.
+                Defaults to `False`.
+            mask: a tensor of the mask's shape to split instead of the current mask, such as
+                a differentiable one (HYDRA's learned scores). Defaults to `None`.
+
+        Returns:
+            A list of `(variable, part)`, each part shaped as its variable; empty for biases
+            without a mask.
+
+        Example:
+
+        >>> layers = [keras.Input((5, 2)), keras.layers.LSTM(4), keras.layers.Dense(2)]
+        >>> lstm = tfprune.prune(keras.Sequential(layers)).layers[0]
+        >>> [tuple(part.shape) for _, part in lstm.mask_parts()]
+        [(2, 16), (4, 16)]
+        """
         if bias and self.bias_mask is None:
             return []
         layout = registry.mask_layout(self.layer, self.spec)
-        mask = self.bias_mask if bias else self.mask
+        own = self.bias_mask if bias else self.mask
+        mask = own.value if mask is None else mask
         return [
-            (v, mask.value if share is None else share(mask.value))
-            for v, share in self._shares(layout, mask, bias)
+            (v, mask if share is None else share(mask))
+            for v, share in self._shares(layout, own, bias)
         ]
 
     def call(self, inputs, *args, **kwargs):
@@ -234,19 +252,19 @@ class PruneWrapper(keras.layers.Wrapper):
             )
         self.mask.assign(mask)
         # Multiplied where the weights live: no copy of the kernel through NumPy.
-        for kernel, share in self._masked_parts():
+        for kernel, share in self.mask_parts():
             kernel.assign(keras.ops.multiply(kernel.value, share))
         if self.bias_mask is not None:
             kept = ~self.granularity.pruned_units(mask, self.spec)
             self.bias_mask.assign(self.spec.bias_mask(kept, tuple(self.bias_mask.shape)))
-            for bias, share in self._masked_parts(bias=True):
+            for bias, share in self.mask_parts(bias=True):
                 bias.assign(keras.ops.multiply(bias.value, share))
 
     def masked_weights(self) -> list:
         """The wrapped layer's weights (as `get_weights()`), with the masks applied."""
         masked = {
             id(v): keras.ops.convert_to_numpy(share)
-            for v, share in self._masked_parts() + self._masked_parts(bias=True)
+            for v, share in self.mask_parts() + self.mask_parts(bias=True)
         }
         return [
             keras.ops.convert_to_numpy(v) * masked[id(v)]
