@@ -103,9 +103,7 @@ class StopAtEpoch(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
-def test_backup_and_restore_resumes_the_same_step_masks_and_recalibrated_statistics(
-    data, tmp_path
-):
+def test_backup_and_restore_resumes_the_same_step_masks_and_recalibrated_statistics(data, tmp_path):
     fit = dict(batch_size=16, epochs=4, verbose=0, shuffle=False)
     calibration = data[0][:32]
     straight = fresh_pruned()

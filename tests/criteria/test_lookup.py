@@ -32,3 +32,18 @@ def test_criteria_names_and_custom_callables():
         criteria.get("hessian")
     with pytest.raises(TypeError):
         criteria.get(3)
+
+
+@pytest.mark.parametrize("name", ["robust_taylor", "hydra"])
+def test_a_saved_gradient_criterion_loads_before_its_module_was_imported(name, monkeypatch):
+    import sys
+
+    import keras
+
+    config = criteria.name_of(criteria.get(name))
+    module = criteria.get(name).__class__.__module__
+    # As in a fresh process that loads a .keras file: the module and its registration gone.
+    monkeypatch.delitem(sys.modules, module)
+    monkeypatch.delitem(keras.saving.get_custom_objects(), config["registered_name"])
+    restored = criteria.from_name(config)
+    assert criteria.name_of(restored) == config
