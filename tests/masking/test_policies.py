@@ -125,3 +125,21 @@ def test_the_first_matching_selector_wins():
     chosen = {layer.name: str(policies[policy_of(layer)]["granularity"]) for layer in model.layers}
     assert chosen["fc"] == chosen["conv2"] == "unstructured"
     assert chosen["head"] == "block:1x4" and chosen["conv1"] == "filter"
+
+
+@pytest.mark.parametrize(
+    "setting", [{"criterion": "l2"}, {"group_reduction": "max"}, {"ranking": "global"}]
+)
+def test_policies_that_differ_in_one_setting_are_separate_plans(setting):
+    model = conv_and_dense()
+    pruned = tfprune.prune(model, schedule=0.5, protect=None, policies={"fc": setting})
+    plans = tfprune.pruning_plans(pruned)
+    assert [[w.layer.name for w in plan.wrappers] for plan in plans] == [
+        ["conv1", "conv2"],
+        ["fc"],
+    ]
+    ((name, value),) = setting.items()
+    fc = plans[1].wrappers[0]
+    assert getattr(fc, name) == (tfprune.criteria.get(value) if name == "criterion" else value)
+    with pytest.raises(ValueError, match="criterion or group reduction"):
+        tfprune.masking.ranking.PruningPlan(pruned)

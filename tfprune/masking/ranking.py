@@ -76,10 +76,10 @@ class PruningPlan:
         for wrapper in self.wrappers[1:]:
             if not same_policy(wrapper, policy):
                 raise ValueError(
-                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target or "
-                    f"granularity than '{policy.layer.name}': the model has several pruning "
-                    "policies (prune(policies=...)). PruningCallback runs each; elsewhere use "
-                    "tfprune.pruning_plans(model), one plan per policy."
+                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target, "
+                    f"granularity, criterion or group reduction than '{policy.layer.name}': the "
+                    "model has several pruning policies (prune(policies=...)). PruningCallback "
+                    "runs each; elsewhere use tfprune.pruning_plans(model), one plan per policy."
                 )
         self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
         self.granularity = policy.granularity
@@ -597,7 +597,8 @@ class PruningPlan:
 
 def same_policy(a, b) -> bool:
     """Whether two wrappers are ranked and scheduled together: the same schedule, ranking,
-    target, granularity and latency table.
+    target, granularity, criterion, group reduction and latency table. (`min_filters` and
+    `round_to` may differ: they are per layer within a policy.)
 
     Args:
         a: a `PruneWrapper`.
@@ -615,13 +616,19 @@ def same_policy(a, b) -> bool:
     >>> same_policy(fc1, fc1), same_policy(fc1, fc2)
     (True, False)
     """
-    return (a.schedule, a.ranking, a.target, str(a.granularity), a.latency_table) == (
-        b.schedule,
-        b.ranking,
-        b.target,
-        str(b.granularity),
-        b.latency_table,
-    )
+
+    def policy(w):
+        return (
+            w.schedule,
+            w.ranking,
+            w.target,
+            str(w.granularity),
+            w.criterion,
+            w.group_reduction,
+            w.latency_table,
+        )
+
+    return policy(a) == policy(b)
 
 
 # Above this share of a model's parameters, layers whose FLOPs go uncounted make a cost
