@@ -3,9 +3,9 @@ the functions return."""
 
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 
 
 def test_every_public_name_exists():

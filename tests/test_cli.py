@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 from tfprune import cli
 
 # One worker runs this module, so its module-scoped fixture runs once (make test's

@@ -2,11 +2,11 @@
 
 import keras
 import numpy as np
+from helpers import build_network, network_plans, small_cnn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
-from conftest import build_network, network_plans, small_cnn
 from tfprune.masking.ranking import apply_target
 
 

@@ -7,9 +7,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from helpers import keras_hub_text_backbone, tiny_efficientnet
 
 import tfprune
-from conftest import keras_hub_text_backbone, tiny_efficientnet
 from tfprune.graph import flops
 from tfprune.inspection.explain import UNFOLD_HINT
 

@@ -8,9 +8,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from helpers import keras_hub_text_backbone, tiny_efficientnet
 
 import tfprune
-from conftest import keras_hub_text_backbone, tiny_efficientnet
 from tfprune.masking.unfold import unfolded_layers
 
 

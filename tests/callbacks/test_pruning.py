@@ -6,9 +6,9 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn, weights_of
 
 import tfprune
-from conftest import small_cnn, weights_of
 from tfprune.zoo import digits_cnn, load_digits
 
 SCHEDULE = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=12, frequency=2)

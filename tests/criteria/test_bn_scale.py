@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import conv_with_filters, pruned_filters
 
 import tfprune
-from conftest import conv_with_filters, pruned_filters
 
 
 def test_bn_scale_ranks_a_zeroed_gamma_first_and_needs_a_bn():

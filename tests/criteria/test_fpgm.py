@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import conv_with_filters, pruned_filters
 
 import tfprune
-from conftest import conv_with_filters, pruned_filters
 
 
 def test_fpgm_picks_the_planted_duplicate_not_the_smallest_filter():

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import pruned_in_adversarial_training
 
 import tfprune
-from conftest import pruned_in_adversarial_training
 from tfprune.criteria import Hydra, ScoringContext, spread_over_filters
 
 

@@ -5,9 +5,9 @@ import os
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 from keras_hub_zoo import FAMILIES, token_inputs
 from tfprune.export import converter, tflite_file
 from tfprune.masking.ranking import apply_target

@@ -5,9 +5,9 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 from tfprune.export import converter, sparse_storage
 
 

@@ -1,7 +1,8 @@
 """Reading .tflite files: signature, FLOPs, zeros and sparse blocks."""
 
+from helpers import small_cnn
+
 import tfprune
-from conftest import small_cnn
 
 
 def test_inspect_reads_signature_flops_zeros_and_blocks(tmp_path):

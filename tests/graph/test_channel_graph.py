@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import inputs_for, max_diff, prune_and_shrink, randomize_bn
 
 import tfprune
-from conftest import inputs_for, max_diff, prune_and_shrink, randomize_bn
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import conv_model
 
 import tfprune
-from conftest import conv_model
 from keras_hub_zoo import FAMILIES
 from keras_io_layers import text_classifier
 from tfprune.core import keras_internals

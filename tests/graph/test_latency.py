@@ -6,9 +6,9 @@ import json
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, auto_multiple, model_probes
 from tfprune.masking.families import family_multiple

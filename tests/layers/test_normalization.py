@@ -4,15 +4,15 @@ their statistics."""
 import keras
 import numpy as np
 import pytest
-
-import tfprune
-from conftest import (
+from helpers import (
     convnext_style,
     inputs_for,
     max_diff,
     prune_and_shrink,
     randomize_bn,
 )
+
+import tfprune
 
 
 @pytest.mark.parametrize(

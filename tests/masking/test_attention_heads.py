@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from helpers import randomly_pruned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tfprune
-from conftest import randomly_pruned
 from tfprune.core import keras_internals
 from tfprune.masking.ranking import apply_target
 from tfprune.zoo import make_counting_task, tiny_transformer

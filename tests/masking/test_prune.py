@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn, weights_of, wrapped_names
 
 import tfprune
-from conftest import small_cnn, weights_of, wrapped_names
 from keras_io_layers import DepthToSpace, espcn
 
 

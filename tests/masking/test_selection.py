@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import weights_of, wrapped_names
 
 import tfprune
-from conftest import weights_of, wrapped_names
 
 
 def test_default_keeps_half_the_first_conv_and_protects_the_classifier(cnn):

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import weights_of
 
 import tfprune
-from conftest import weights_of
 from tfprune.masking.ranking import apply_target
 
 

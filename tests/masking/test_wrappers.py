@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import wrapped_names
 
 import tfprune
-from conftest import wrapped_names
 
 
 def test_every_supported_layer_type_can_be_wrapped():

@@ -5,9 +5,9 @@ between them."""
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 
 # One worker runs this module, so its module-scoped fixture runs once (make test's
 # --dist loadgroup).

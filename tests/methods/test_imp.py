@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import small_cnn
 
 import tfprune
-from conftest import small_cnn
 
 
 def imp_run(rewind, data, rounds=2, rewind_epoch=None):

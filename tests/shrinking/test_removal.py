@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
+from helpers import inputs_for
 
 import tfprune
-from conftest import inputs_for
 
 
 def test_constants_fold_into_the_next_bias_only_where_exact():

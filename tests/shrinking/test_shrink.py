@@ -4,11 +4,7 @@ keras.applications."""
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-import tfprune
-from conftest import (
+from helpers import (
     build_network,
     convnext_style,
     densenet_style,
@@ -20,6 +16,10 @@ from conftest import (
     randomize_bn,
     randomly_pruned,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tfprune
 from tfprune.core import modelwalk
 from tfprune.masking.ranking import apply_target
 
