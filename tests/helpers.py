@@ -88,10 +88,13 @@ def build_network(plan):
 def randomly_pruned(model, target, seed, ranking="local"):
     """`model` filter-pruned to `target` with random criterion scores, so that the masks are
     random too (weight norms would pick the same filters every time)."""
-    pruned = tfprune.prune(model, schedule=tfprune.OneShot(target), ranking=ranking, protect=None)
-    rng = np.random.default_rng(seed)
-    for wrapper in tfprune.wrappers_of(pruned):
-        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
+    pruned = tfprune.prune(
+        model,
+        schedule=tfprune.OneShot(target),
+        ranking=ranking,
+        protect=None,
+        criterion=tfprune.criteria.RandomScores(seed),
+    )
     apply_target(pruned, target)
     return pruned
 

@@ -393,9 +393,8 @@ def test_random_recurrent_stacks_shrink_to_the_same_function(kinds, seed):
         last = index == len(kinds) - 1
         x = RECURRENT[kind](return_sequences=not last, go_backwards=bool(rng.integers(2)))(x)
     model = randomized(keras.Model(inputs, keras.layers.Dense(3)(x)), seed)
-    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), protect=None)
-    for wrapper in tfprune.wrappers_of(pruned):
-        wrapper.criterion = lambda weight, layer: rng.random(weight.shape)
+    criterion = tfprune.criteria.RandomScores(seed)
+    pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), protect=None, criterion=criterion)
     apply_target(pruned, 0.5)
     small = tfprune.shrink(pruned)
     assert tfprune.count_flops(small) < tfprune.count_flops(model)
