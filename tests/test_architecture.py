@@ -46,9 +46,10 @@ BELOW = {
 WHOLE = {"cli", "demo"}  # may import anything, `tfprune` itself included
 
 # The modules that import TensorFlow: the converter and sparse storage (TFLite), the
-# custom train steps, the attacks and the one criterion that needs gradients.
+# custom train steps, the attacks and the criteria that need gradients.
 TENSORFLOW_MODULES = {
     "tfprune.core.train_step",
+    "tfprune.criteria.hydra",
     "tfprune.criteria.taylor",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
