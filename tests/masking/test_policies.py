@@ -143,3 +143,30 @@ def test_policies_that_differ_in_one_setting_are_separate_plans(setting):
     assert getattr(fc, name) == (tfprune.criteria.get(value) if name == "criterion" else value)
     with pytest.raises(ValueError, match="criterion or group reduction"):
         tfprune.masking.ranking.PruningPlan(pruned)
+
+
+def test_a_model_saved_at_one_reference_size_prunes_toward_the_same_flops_at_another(tmp_path):
+    from tfprune.masking.ranking import PruningPlan, apply_target
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 4))  # sequences of any length: FLOPs count at a size
+    x = keras.layers.Conv1D(16, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.Conv1D(16, 3, padding="same", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    tfprune.set_reference_size(32)
+    try:
+        pruned = tfprune.prune(model, schedule=0.4, target="flops", ranking="global")
+        at_32 = PruningPlan(pruned).total_cost
+        assert at_32 == tfprune.count_flops(model)
+        pruned.save(tmp_path / "pruned.keras")
+    finally:
+        tfprune.set_reference_size(128)
+    restored = keras.saving.load_model(tmp_path / "pruned.keras")
+    assert tfprune.count_flops(model) > at_32  # the process counts at 128 now
+    assert PruningPlan(restored).total_cost == at_32
+    assert tfprune.wrappers_of(restored)[0].policy == tfprune.wrappers_of(pruned)[0].policy
+    for m in (pruned, restored):
+        apply_target(m, 0.4)
+    for a, b in zip(tfprune.wrappers_of(pruned), tfprune.wrappers_of(restored)):
+        np.testing.assert_array_equal(a.mask_array(), b.mask_array())

@@ -13,6 +13,7 @@ reference size.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import keras
@@ -62,6 +63,39 @@ def set_reference_size(size: int) -> None:
     >>> set_reference_size(128)
     """
     _settings["size"] = checks.check_integer("set_reference_size: size", size, minimum=1)
+
+
+@contextlib.contextmanager
+def sized(size: int):
+    """Count unknown input dimensions at `size` inside a `with` block, then as before.
+
+    A `PruningPlan` runs under its policy's size, so that a model reloaded in a process set
+    to another size prunes toward the same FLOPs.
+
+    Args:
+        size: a positive integer.
+
+    Yields:
+        Nothing; `reference_size()` is `size` inside the block.
+
+    Raises:
+        TypeError: for a size that is not an integer.
+        ValueError: for a size below 1.
+
+    Example:
+
+    >>> with sized(32):
+    ...     reference_size()
+    32
+    >>> reference_size()
+    128
+    """
+    previous = _settings["size"]
+    _settings["size"] = checks.check_integer("reference size", size, minimum=1)
+    try:
+        yield
+    finally:
+        _settings["size"] = previous
 
 
 def _static(shape) -> bool:

@@ -33,6 +33,13 @@ class Granularity:
     #: Whether units of different layers can be ranked against each other.
     supports_global = True
 
+    # Equal when they name the same pattern: a granularity restored from a file is a copy.
+    def __eq__(self, other):
+        return isinstance(other, Granularity) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
     def check(self, layer_name: str, shape, spec) -> None:
         """Raise ValueError if this granularity cannot apply to a weight of `shape`."""
 

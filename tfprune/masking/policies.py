@@ -8,8 +8,14 @@ FULLY_CONNECTED kernel runs), each on its own steps.
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
+
 from tfprune.core import modelwalk
 from tfprune.criteria import lookup as criteria
+from tfprune.graph import reference
+from tfprune.graph.latency import LatencyTable
 from tfprune.masking import granularity as granularities
 from tfprune.masking import schedules
 from tfprune.masking.selection import as_list, matches
@@ -26,6 +32,110 @@ SETTINGS = (
     "group_reduction",
     "latency_table",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """What every layer of one pruning policy shares: how its units are scored, ranked and
+    scheduled, and the size at which its FLOPs count.
+
+    Each `PruneWrapper` holds its policy; wrappers with equal policies are ranked and
+    scheduled together (`tfprune.pruning_plans`), and a policy is saved once per wrapper
+    with the model. The per-layer settings (`min_filters`, `round_to`, `rate`) stay on the
+    wrapper.
+
+    Attributes:
+        granularity: a `tfprune.Granularity`.
+        criterion: a criterion callable (`tfprune.criteria`).
+        schedule: a `tfprune` schedule.
+        ranking: `"local"` or `"global"`.
+        target: `"sparsity"`, `"flops"` or `"latency"`.
+        group_reduction: how a channel group's scores combine: `"sum"`, `"mean"`, `"max"` or
+            `"first"`.
+        latency_table: a `tfprune.LatencyTable` (for `target="latency"`), or `None`.
+        reference_size: the size unknown input dimensions count at for FLOPs targets
+            (`tfprune.set_reference_size` when the model was pruned), so that a reloaded
+            model prunes toward the same FLOPs in any process.
+
+    Example:
+
+    >>> a = Policy.from_settings({"granularity": "filter", "criterion": "l1", "schedule": 0.5})
+    >>> b = Policy.from_settings({"granularity": "filter", "criterion": "l2", "schedule": 0.5})
+    >>> a == Policy.from_config(a.get_config()), a == b
+    (True, False)
+    """
+
+    granularity: granularities.Granularity
+    criterion: object
+    schedule: schedules.PruningSchedule
+    ranking: str = "local"
+    target: str = "sparsity"
+    group_reduction: str = "sum"
+    latency_table: LatencyTable | None = None
+    reference_size: int = 128
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Policy:
+        """A policy from `prune`'s settings of the same names (names, numbers or objects).
+
+        Args:
+            settings: some of `SETTINGS` (`granularity`, `criterion` and `schedule` default
+                to `"filter"`, `"l1"` and 0.5; the per-layer settings are ignored), and
+                optionally `reference_size` (the current `tfprune.reference_size()`).
+
+        Returns:
+            A `Policy`.
+        """
+        policy = normalized(
+            {"granularity": "filter", "criterion": "l1", "schedule": None, **settings}
+        )
+        table = policy.get("latency_table")
+        if isinstance(table, dict):
+            table = LatencyTable.from_config(table)
+        return cls(
+            granularity=policy["granularity"],
+            criterion=policy["criterion"],
+            schedule=policy["schedule"],
+            ranking=policy.get("ranking", "local"),
+            target=policy.get("target", "sparsity"),
+            group_reduction=policy.get("group_reduction", "sum"),
+            latency_table=table,
+            reference_size=int(policy.get("reference_size") or reference.reference_size()),
+        )
+
+    def get_config(self) -> dict:
+        """The policy as JSON-serializable settings.
+
+        Returns:
+            A dict that `from_config` reads back.
+        """
+        return {
+            "granularity": str(self.granularity),
+            "criterion": criteria.name_of(self.criterion),
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "ranking": self.ranking,
+            "target": self.target,
+            "group_reduction": self.group_reduction,
+            "latency_table": None
+            if self.latency_table is None
+            else self.latency_table.get_config(),
+            "reference_size": self.reference_size,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Policy:
+        """Inverse of `get_config`.
+
+        Args:
+            config: what `get_config` returned.
+
+        Returns:
+            A `Policy`.
+        """
+        config = dict(config)
+        config["criterion"] = criteria.from_name(config["criterion"])
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls.from_settings(config)
 
 
 def normalized(settings: dict) -> dict:

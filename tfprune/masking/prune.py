@@ -10,7 +10,7 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, covered
 from tfprune.layers import registry
 from tfprune.masking import granularity as granularities
-from tfprune.masking.policies import SETTINGS, layer_policies
+from tfprune.masking.policies import SETTINGS, Policy, layer_policies
 from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.selection import (
     as_list,
@@ -310,6 +310,8 @@ def prune(
     settings, policy_of = layer_policies(model, base, policies)
     for policy in settings:
         _check_policy(**{k: policy[k] for k in SETTINGS if k != "criterion"})
+    # One value per policy, shared by its wrappers: equal policies are one plan.
+    policy_objects = [Policy.from_settings(policy) for policy in settings]
     candidates = select_layers(model, layers, exclude, protect)
     structured = any(p["granularity"].structured for p in settings)
     graph = ChannelGraph(model) if structured else None
@@ -363,20 +365,20 @@ def prune(
             "target='latency' (or leave latency_table out)."
         )
     rates = _check_rates(rates, selected, ranking, target)
-    policy_by_layer = {id(layer): settings[policy_of(layer)] for layer in selected}
+    index_by_layer = {id(layer): policy_of(layer) for layer in selected}
 
     def clone(layer):
         fresh = modelwalk.copy_layer(layer)
-        if id(layer) in policy_by_layer:
+        if id(layer) in index_by_layer:
             keras_internals.build_like(fresh, layer)
-            policy = {
-                **policy_by_layer[id(layer)],
-                "round_to": round_to_of[id(layer)],
-                "min_filters": min_filters_of.get(
-                    id(layer), policy_by_layer[id(layer)]["min_filters"]
-                ),
-            }
-            return PruneWrapper(fresh, rate=rates.get(layer.name), **policy)
+            index = index_by_layer[id(layer)]
+            return PruneWrapper(
+                fresh,
+                policy=policy_objects[index],
+                round_to=round_to_of[id(layer)],
+                min_filters=min_filters_of.get(id(layer), settings[index]["min_filters"]),
+                rate=rates.get(layer.name),
+            )
         return ChannelMaskWrapper(fresh) if id(layer) in follower_ids else fresh
 
     pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)

@@ -15,6 +15,7 @@ predicts it for the model `shrink` would build (filter pruning only).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from tfprune.core import modelwalk
 from tfprune.criteria.base import ScoringContext
-from tfprune.graph import flops
+from tfprune.graph import flops, reference
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.masking.families import element_scores, group_families, pruning_order, wrapper_family
 from tfprune.masking.grouping import StructuralFlops, StructuralLatency, channel_groups
@@ -33,6 +34,18 @@ from tfprune.masking.wrappers import wrappers_of
 TOLERANCE = 0.02
 #: How many single-family steps `PruningPlan._nudged` takes at most toward a missed target.
 _NUDGES = 8
+
+
+def _at_reference_size(method):
+    """Run a plan's method with unknown dimensions at the plan's reference size (its
+    policy's), whatever the process-wide setting is now."""
+
+    @functools.wraps(method)
+    def sized(self, *args, **kwargs):
+        with reference.sized(self.reference_size):
+            return method(self, *args, **kwargs)
+
+    return sized
 
 
 class PruningPlan:
@@ -76,11 +89,18 @@ class PruningPlan:
         for wrapper in self.wrappers[1:]:
             if not same_policy(wrapper, policy):
                 raise ValueError(
-                    f"layer '{wrapper.layer.name}' has a different schedule, ranking, target, "
-                    f"granularity, criterion or group reduction than '{policy.layer.name}': the "
+                    f"layer '{wrapper.layer.name}' has another policy (schedule, ranking, target, "
+                    f"granularity, criterion or group reduction) than '{policy.layer.name}': the "
                     "model has several pruning policies (prune(policies=...)). PruningCallback "
                     "runs each; elsewhere use tfprune.pruning_plans(model), one plan per policy."
                 )
+        #: Unknown dimensions count at the size the model was pruned at, in any process.
+        self.reference_size = policy.policy.reference_size
+        self._prepare(model, policy)
+
+    @_at_reference_size
+    def _prepare(self, model, policy):
+        """The families, their costs and the whole model's cost, at the reference size."""
         self.schedule, self.ranking, self.target = policy.schedule, policy.ranking, policy.target
         self.granularity = policy.granularity
         #: Whether the target counts a cost of the model (FLOPs, latency), not weights.
@@ -202,6 +222,7 @@ class PruningPlan:
             stops = np.concatenate([[n_already], stops])
         return np.concatenate([[0], stops])[:-1].astype(np.int64), stops.astype(np.int64)
 
+    @_at_reference_size
     def removed_by(self, selection) -> float:
         """Fraction removed by a selection, in the target's unit.
 
@@ -249,6 +270,7 @@ class PruningPlan:
             total += float(family.unit_costs[0]) * (family.n_units - keep)
         return total / self.denominator
 
+    @_at_reference_size
     def select(self, target: float):
         """Which units each family prunes for `target` (nothing is installed).
 
@@ -548,6 +570,7 @@ class PruningPlan:
         kept = 1.0 - float(target)
         return math.sqrt(kept) if self.by_cost else kept
 
+    @_at_reference_size
     def apply(self, target: float) -> None:
         """Recompute scores and install the masks for `target`.
 
@@ -581,10 +604,12 @@ class PruningPlan:
         for family, pruned in zip(self.families, self.select(target)):
             family.install(pruned)
 
+    @_at_reference_size
     def removed(self) -> float:
         """What the current masks remove, in the target's unit."""
         return self.removed_by([f.already() for f in self.families])
 
+    @_at_reference_size
     def max_removable(self) -> float:
         """The largest target the safeguards allow."""
         # Refinable families can go down to single filters (`select`).
@@ -596,9 +621,9 @@ class PruningPlan:
 
 
 def same_policy(a, b) -> bool:
-    """Whether two wrappers are ranked and scheduled together: the same schedule, ranking,
-    target, granularity, criterion, group reduction and latency table. (`min_filters` and
-    `round_to` may differ: they are per layer within a policy.)
+    """Whether two wrappers are ranked and scheduled together: the same `Policy` (schedule,
+    ranking, target, granularity, criterion, group reduction, latency table and reference
+    size). `min_filters`, `round_to` and `rate` may differ: they are per layer.
 
     Args:
         a: a `PruneWrapper`.
@@ -617,18 +642,7 @@ def same_policy(a, b) -> bool:
     (True, False)
     """
 
-    def policy(w):
-        return (
-            w.schedule,
-            w.ranking,
-            w.target,
-            str(w.granularity),
-            w.criterion,
-            w.group_reduction,
-            w.latency_table,
-        )
-
-    return policy(a) == policy(b)
+    return a.policy == b.policy
 
 
 # Above this share of a model's parameters, layers whose FLOPs go uncounted make a cost

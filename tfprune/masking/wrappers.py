@@ -13,10 +13,8 @@ import numpy as np
 
 from tfprune.core.modelwalk import layers_of_type
 from tfprune.criteria import lookup as criteria
-from tfprune.graph.latency import LatencyTable
 from tfprune.layers import registry
-from tfprune.masking import granularity as granularities
-from tfprune.masking import schedules
+from tfprune.masking.policies import Policy
 
 
 class _MaskConstraint:
@@ -72,6 +70,10 @@ class PruneWrapper(keras.layers.Wrapper):
             to `None`.
         latency_table: the `tfprune.LatencyTable` (or its config dict) that a `"latency"`
             target predicts with. Defaults to `None`.
+        policy: a `tfprune.masking.policies.Policy` (or its config dict) holding the
+            policy's settings at once; given, it replaces `granularity`, `criterion`,
+            `schedule`, `ranking`, `target`, `group_reduction` and `latency_table`. Defaults
+            to `None`: a policy of those arguments, at the current reference size.
         **kwargs: base `Layer` arguments (e.g. `name`).
 
     Raises:
@@ -99,6 +101,7 @@ class PruneWrapper(keras.layers.Wrapper):
         group_reduction="sum",
         rate=None,
         latency_table=None,
+        policy=None,
         **kwargs,
     ):
         self.spec = registry.spec_for(layer)
@@ -109,20 +112,33 @@ class PruneWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
-        self.granularity = granularities.get(granularity)
-        self.criterion = criteria.get(criterion)
-        self.schedule = schedules.get(schedule if schedule is not None else 0.5)
-        self.ranking = ranking
-        self.target = target
+        if isinstance(policy, dict):
+            policy = Policy.from_config(policy)
+        self.policy = policy or Policy.from_settings(
+            {
+                "granularity": granularity,
+                "criterion": criterion,
+                "schedule": schedule,
+                "ranking": ranking,
+                "target": target,
+                "group_reduction": group_reduction,
+                "latency_table": latency_table,
+            }
+        )
         self.min_filters = min_filters
         self.round_to = round_to
-        self.group_reduction = group_reduction
         self.rate = rate
-        if isinstance(latency_table, dict):
-            latency_table = LatencyTable.from_config(latency_table)
-        self.latency_table = latency_table
         self.mask = None
         self.bias_mask = None
+
+    # The policy's settings, read as the wrapper's own (every plan and criterion does).
+    granularity = property(lambda self: self.policy.granularity)
+    criterion = property(lambda self: self.policy.criterion)
+    schedule = property(lambda self: self.policy.schedule)
+    ranking = property(lambda self: self.policy.ranking)
+    target = property(lambda self: self.policy.target)
+    group_reduction = property(lambda self: self.policy.group_reduction)
+    latency_table = property(lambda self: self.policy.latency_table)
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -306,18 +322,10 @@ class PruneWrapper(keras.layers.Wrapper):
         config = super().get_config()
         config.update(
             {
-                "granularity": str(self.granularity),
-                "criterion": criteria.name_of(self.criterion),
-                "schedule": keras.saving.serialize_keras_object(self.schedule),
-                "ranking": self.ranking,
-                "target": self.target,
+                "policy": self.policy.get_config(),
                 "min_filters": self.min_filters,
                 "round_to": self.round_to,
-                "group_reduction": self.group_reduction,
                 "rate": self.rate,
-                "latency_table": (
-                    None if self.latency_table is None else self.latency_table.get_config()
-                ),
             }
         )
         return config
@@ -325,8 +333,9 @@ class PruneWrapper(keras.layers.Wrapper):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["criterion"] = criteria.from_name(config["criterion"])
-        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        if "policy" not in config:  # written by tfprune 0.1.0: the settings one by one
+            config["criterion"] = criteria.from_name(config["criterion"])
+            config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return super().from_config(config)
 
 
