@@ -22,9 +22,20 @@ target, cubic schedule over the first 2/3 of the fine-tuning) while fine-tuning 
                   examples after each mask update (PruningCallback(recalibrate=...));
   aware_recalibrated  aware_hold whose probes recalibrate BatchNormalization on the same
                   examples first (AdversarialAwarePruning(recalibrate=...));
+  hydra           fgsm ranking filters by criterion=Hydra (HYDRA's scores learned on the
+                  PGD-5 loss of 512 training examples, at every mask update);
+  l1_oneshot      fgsm pruned in one shot at the first step, then fine-tuned;
+  hydra_oneshot   the same with Hydra's scores (learn the scores on the trained model,
+                  prune, fine-tune adversarially);
+  l1_robust_oneshot  l1_oneshot from the dense model adversarially pre-trained (the
+                  robust teacher below, made once per seed);
+  hydra_robust_oneshot  hydra_oneshot from it: HYDRA's whole recipe (adversarial
+                  pre-training, scores learned on the robust loss, adversarial fine-tuning);
 
 then `shrink`, and measure clean accuracy, PGD-10 robust accuracy, and the worst case over
-PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps. Reports
+PGD, APGD-CE and APGD-DLR (AutoAttack's first two attacks) at the evaluation eps, with the
+BatchNormalization statistics as training left them (a mix of clean and adversarial batches)
+and again (`*_clean_bn`) after recalibrating them on 512 clean training examples. Reports
 mean and spread over seeds, the largest drop of robust accuracy between neighbouring
 sparsities per variant (BAP's stability claim), training and probe seconds, and a PNG of
 robust accuracy against sparsity.
@@ -66,6 +77,11 @@ VARIANTS = (
     "pgd_long_distilled",
     "fgsm_recalibrated",
     "aware_recalibrated",
+    "hydra",
+    "l1_oneshot",
+    "hydra_oneshot",
+    "l1_robust_oneshot",
+    "hydra_robust_oneshot",
 )
 # The variants AdversarialAwarePruning paces.
 PGD_TRAINED = ("pgd_training", "pgd_long", "pgd_long_distilled")
@@ -79,8 +95,12 @@ PACED = (
     *PGD_TRAINED,
 )
 RECALIBRATED = ("fgsm_recalibrated", "aware_recalibrated")
+HYDRA = ("hydra", "hydra_oneshot", "hydra_robust_oneshot")
+ROBUST_PRETRAINED = ("l1_robust_oneshot", "hydra_robust_oneshot")
+ONE_SHOT = ("l1_oneshot", "hydra_oneshot", *ROBUST_PRETRAINED)
 CALIBRATION = 512
 METRICS = ("clean", "pgd", "worst")
+CLEAN_BN = tuple(f"{m}_clean_bn" for m in METRICS)
 
 
 def data_sets():
@@ -123,16 +143,20 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     _, clip, eps, _, prune_epochs, _ = spec
     prune_epochs *= 2 if variant in LONG else 1
     (x, y), probe, (x_test, y_test) = data
+    initial = robust_teacher(dense, spec, seed, data) if variant in ROBUST_PRETRAINED else dense
     keras.utils.set_random_seed(seed)
     steps = int(np.ceil(len(x) / 32))
-    schedule = fine_tune_schedule(sparsity, steps, prune_epochs)
-    criterion = (
-        tfprune.criteria.RobustTaylor(tfprune.PGD(eps=eps, steps=5, clip=clip))
-        if variant == "robust_taylor"
-        else "l1"
-    )
+    if variant in ONE_SHOT:
+        schedule = tfprune.OneShot(sparsity, step=0)
+    else:
+        schedule = fine_tune_schedule(sparsity, steps, prune_epochs)
+    criterion = "l1"
+    if variant == "robust_taylor":
+        criterion = tfprune.criteria.RobustTaylor(tfprune.PGD(eps=eps, steps=5, clip=clip))
+    elif variant in HYDRA:
+        criterion = tfprune.criteria.Hydra(tfprune.PGD(eps=eps, steps=5, clip=clip))
     pruned = tfprune.prune(
-        dense, schedule=schedule, target="flops", ranking="global", criterion=criterion
+        initial, schedule=schedule, target="flops", ranking="global", criterion=criterion
     )
     student, teacher_row = pruned, {}
     if variant == "pgd_long_distilled":
@@ -153,7 +177,8 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
             recalibrate=calibration,
         )
     else:
-        callback = tfprune.PruningCallback(log_layers=False, recalibrate=calibration)
+        scoring = (x[:CALIBRATION], y[:CALIBRATION]) if variant in HYDRA else None
+        callback = tfprune.PruningCallback(log_layers=False, recalibrate=calibration, data=scoring)
     trainer.compile(
         keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
@@ -162,6 +187,10 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     fit_seconds = time.perf_counter() - start
     small = tfprune.shrink(pruned)
     row = evaluate(small, x_test, y_test, eps, clip)
+    # How adversarial training should feed BatchNormalization: as trained, the moving
+    # statistics mix clean and adversarial batches; recalibrated, they are clean data's only.
+    tfprune.recalibrate_batchnorm(small, x[:CALIBRATION])
+    row.update({f"{k}_clean_bn": v for k, v in evaluate(small, x_test, y_test, eps, clip).items()})
     row["flops_ratio"] = tfprune.count_flops(small) / tfprune.count_flops(dense)
     row["fit_seconds"] = fit_seconds
     row.update(teacher_row)
@@ -173,8 +202,19 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
     return row
 
 
+ROBUST_TEACHERS = {}
+
+
 def robust_teacher(dense, spec, seed, data):
-    """The dense model fine-tuned on PGD-5 examples (50/50 loss) for the dense epochs."""
+    """The dense model fine-tuned on PGD-5 examples (50/50 loss) for the dense epochs (made
+    once per dense model and seed)."""
+    key = (id(dense), seed)
+    if key not in ROBUST_TEACHERS:
+        ROBUST_TEACHERS[key] = adversarially_pretrained(dense, spec, seed, data)
+    return ROBUST_TEACHERS[key]
+
+
+def adversarially_pretrained(dense, spec, seed, data):
     _, clip, eps, dense_epochs, _, _ = spec
     (x, y), _, _ = data
     keras.utils.set_random_seed(seed)
@@ -222,7 +262,8 @@ def summarise(runs, datasets, seeds, sparsities):
                         "std": float(np.std([r[k] for r in rows])),
                         "n": len(rows),
                     }
-                    for k in (*METRICS, "flops_ratio", "fit_seconds")
+                    for k in (*METRICS, *CLEAN_BN, "flops_ratio", "fit_seconds")
+                    if all(k in r for r in rows)  # runs from before a metric existed lack it
                 }
             for seed in seeds:
                 # Sparsities that no seed of this data set ran (a sweep of other data sets
