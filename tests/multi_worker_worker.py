@@ -79,10 +79,12 @@ def train(mode, x, y, out):
     callbacks = keras.callbacks.CallbackList(
         [
             schedule_callback,
-            tfprune.ChiefOnly(
+            tfprune.callbacks.ChiefOnly(
                 keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False)
             ),
-            tfprune.ChiefOnly(keras.callbacks.ModelCheckpoint(str(out / "checkpoint.keras"))),
+            tfprune.callbacks.ChiefOnly(
+                keras.callbacks.ModelCheckpoint(str(out / "checkpoint.keras"))
+            ),
         ],
         model=pruned,
     )
@@ -99,13 +101,13 @@ def train(mode, x, y, out):
         callbacks.on_epoch_end(epoch, logs)
         log.append(logs)
     callbacks.on_train_end()
-    if tfprune.is_chief(STRATEGY):
+    if tfprune.callbacks.is_chief(STRATEGY):
         tfprune.export_tflite(tfprune.strip(pruned), out / "pruned.tflite")
     wrappers = tfprune.wrappers_of(pruned)
     return pruned, {
         "mode": mode,
         "index": INDEX,
-        "chief": tfprune.is_chief(STRATEGY),
+        "chief": tfprune.callbacks.is_chief(STRATEGY),
         "replicas": STRATEGY.num_replicas_in_sync,
         "log": log,
         "masks": {

@@ -133,7 +133,7 @@ def test_a_llama_causal_lm_with_its_preprocessor_prunes_in_fit_and_exports_float
             quantize="int8",
             representative_data=[x["token_ids"], x["padding_mask"]],
         )
-        (quantized,) = tfprune.run_tflite(int8, [x["token_ids"], x["padding_mask"]])
+        (quantized,) = tfprune.export.run_tflite(int8, [x["token_ids"], x["padding_mask"]])
         errors.append(np.abs(quantized - outputs(model, x)).mean())
     assert errors[0] <= 2 * errors[1]
     # The task and its preprocessor are untouched: it still generates.

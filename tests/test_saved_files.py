@@ -54,7 +54,7 @@ def test_old_file_keeps_masks_policy_and_schedule_state(name):
         for key in ("ranking", "target", "min_filters", "round_to", "group_reduction", "rate"):
             assert getattr(wrapper, key) == policy[key], key
     for layer in inner.layers:
-        if isinstance(layer, tfprune.ChannelMaskWrapper):
+        if isinstance(layer, tfprune.masking.ChannelMaskWrapper):
             np.testing.assert_array_equal(
                 layer.mask_array(), ARRAYS[f"{name}/channel_mask/{layer.layer.name}"]
             )

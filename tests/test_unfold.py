@@ -239,7 +239,7 @@ def test_leap_learns_head_masks_of_unfolded_keras_hub_blocks():
     inputs = {name: keras.Input((8,), dtype="int32", name=name) for name in unfolded.input}
     pooled = keras.layers.GlobalAveragePooling1D()(unfolded(inputs)["sequence_output"])
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(pooled))
-    leap = tfprune.LEAP(
+    leap = tfprune.methods.LEAP(
         model,
         target_density=0.5,
         granularity="head",

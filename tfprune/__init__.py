@@ -20,7 +20,8 @@ The data path, and the subpackage that owns each step:
 
 Each subpackage imports only the ones above it in this list (`robustness` only `core`);
 `docs/architecture.md` draws the diagram, and `tests/test_architecture.py` holds the rule.
-Everything a user needs is importable from `tfprune` itself.
+The top level holds the data path and what most users need; everything else lives in the
+namespace that says what it is (`tfprune.robustness.CutoffScale`, `tfprune.methods.DSP`).
 
 Example (examples in docstrings assume `import keras, numpy as np, tfprune`):
 
@@ -40,70 +41,32 @@ Example (examples in docstrings assume `import keras, numpy as np, tfprune`):
 
 import importlib
 import sys
+import warnings
 
 from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
-from tfprune.callbacks.chief import ChiefOnly
 from tfprune.callbacks.pruning import PruningCallback
-from tfprune.core.distribution import is_chief
-from tfprune.criteria.magnitude import l1, l2
-from tfprune.export.converter import export_tflite, plan_sparse_storage
-from tfprune.export.interpreter import (
-    Latency,
-    benchmark_tflite,
-    compare_latency,
-    load_interpreter,
-    run_tflite,
-    verify_tflite,
-)
+from tfprune.export.converter import export_tflite
+from tfprune.export.interpreter import benchmark_tflite, compare_latency, verify_tflite
 from tfprune.export.keras_file import save_model
-from tfprune.export.sparse_storage import StorageChoice, StorageReport, XnnpackSparsePath
-from tfprune.export.tflite_file import TFLiteFileError, TFLiteNotFoundError, inspect_tflite
+from tfprune.export.tflite_file import inspect_tflite
 from tfprune.graph.flops import count_flops
 from tfprune.graph.latency import LatencyTable
 from tfprune.graph.reference import reference_size, set_reference_size
 from tfprune.inspection.explain import explain
-from tfprune.inspection.summary import Summary, summary
-from tfprune.layers.attention_mask import SelfAttentionMask
-from tfprune.layers.bidirectional import UnevenBidirectional
-from tfprune.layers.grouped_conv import GroupedConv2D
-from tfprune.layers.normalization import ShrunkLayerNormalization, ShrunkRMSNormalization
-from tfprune.layers.registry import (
-    ChannelRule,
-    LayerSpec,
-    register_channel_rule,
-    register_layer,
-    register_unfolding,
-)
-from tfprune.layers.split_depthwise import SplitDepthwiseConv2D, SplitGroupedConv2D
-from tfprune.masking.granularity import NM, Block, Filter, Granularity, Unstructured
+from tfprune.inspection.summary import summary
+from tfprune.layers.registry import register_layer
 from tfprune.masking.prune import prune
-from tfprune.masking.ranking import PruningPlan, apply_target, pruning_plans
+from tfprune.masking.ranking import apply_target, pruning_plans
 from tfprune.masking.recalibration import recalibrate_batchnorm
-from tfprune.masking.schedules import (
-    ConstantSparsity,
-    Iterative,
-    OneShot,
-    PolynomialDecay,
-    PruningSchedule,
-)
+from tfprune.masking.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay
 from tfprune.masking.strip import strip
 from tfprune.masking.unfold import unfold
-from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper, wrappers_of
-from tfprune.methods.compensation import compensate
-from tfprune.methods.distillation import Distillation
-from tfprune.methods.dsp import DSP, GroupPlan, deploy_groups
-from tfprune.methods.imp import IterativePruning, mask_similarity
+from tfprune.masking.wrappers import wrappers_of
 from tfprune.methods.latency_table import measure_latency_table
-from tfprune.methods.layerwise import LayerwiseRates, compensated_rates, layerwise_rates
-from tfprune.methods.leap import LEAP
-from tfprune.methods.presets import iplt, pfwt
-from tfprune.methods.rebuild import RebuildResult, fit_with_rebuilds
-from tfprune.robustness.accuracy import robust_accuracy, robust_correct
+from tfprune.robustness.accuracy import robust_accuracy
 from tfprune.robustness.apgd import APGD
-from tfprune.robustness.attacks import FGSM, PGD, CutoffScale, DeepFool, cutoff_scale
-from tfprune.robustness.base import Attack
+from tfprune.robustness.attacks import FGSM, PGD
 from tfprune.robustness.training import AdversarialTraining
-from tfprune.shrinking.heads import shrink_heads
 from tfprune.shrinking.shrink import shrink
 
 # Registered with Keras for `.keras` files that use it (`tfprune.criteria` loads it lazily).
@@ -149,92 +112,109 @@ del _old, _new
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdversarialAwarePruning",
-    "APGD",
-    "AdversarialTraining",
-    "Distillation",
-    "Attack",
-    "CutoffScale",
-    "DSP",
-    "DeepFool",
-    "FGSM",
-    "PGD",
-    "cutoff_scale",
-    "robust_accuracy",
-    "robust_correct",
-    "Block",
-    "ChannelMaskWrapper",
-    "ChannelRule",
-    "ChiefOnly",
-    "ConstantSparsity",
-    "Filter",
-    "Granularity",
-    "GroupPlan",
-    "GroupedConv2D",
-    "Iterative",
-    "IterativePruning",
-    "LEAP",
-    "LayerSpec",
-    "Latency",
-    "LatencyTable",
-    "LayerwiseRates",
-    "NM",
-    "OneShot",
-    "PolynomialDecay",
-    "PruneWrapper",
-    "PruningPlan",
+    "prune",
     "PruningCallback",
-    "PruningSchedule",
-    "RebuildResult",
-    "SelfAttentionMask",
-    "SplitDepthwiseConv2D",
-    "SplitGroupedConv2D",
-    "ShrunkLayerNormalization",
-    "ShrunkRMSNormalization",
-    "StorageChoice",
-    "StorageReport",
-    "XnnpackSparsePath",
-    "Summary",
-    "TFLiteFileError",
-    "TFLiteNotFoundError",
-    "UnevenBidirectional",
-    "Unstructured",
+    "AdversarialAwarePruning",
+    "strip",
+    "shrink",
+    "unfold",
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "Iterative",
+    "OneShot",
     "apply_target",
     "pruning_plans",
+    "wrappers_of",
+    "recalibrate_batchnorm",
+    "export_tflite",
+    "verify_tflite",
     "benchmark_tflite",
     "compare_latency",
-    "compensate",
-    "compensated_rates",
-    "count_flops",
-    "reference_size",
-    "set_reference_size",
-    "deploy_groups",
-    "explain",
-    "export_tflite",
-    "fit_with_rebuilds",
     "inspect_tflite",
-    "is_chief",
-    "iplt",
-    "l1",
-    "layerwise_rates",
-    "measure_latency_table",
-    "l2",
-    "load_interpreter",
-    "mask_similarity",
-    "pfwt",
-    "plan_sparse_storage",
-    "prune",
-    "register_channel_rule",
-    "register_layer",
-    "register_unfolding",
     "save_model",
-    "run_tflite",
-    "shrink",
-    "shrink_heads",
-    "strip",
     "summary",
-    "unfold",
-    "recalibrate_batchnorm",
-    "verify_tflite",
-    "wrappers_of",
+    "explain",
+    "count_flops",
+    "set_reference_size",
+    "reference_size",
+    "measure_latency_table",
+    "LatencyTable",
+    "register_layer",
+    "AdversarialTraining",
+    "FGSM",
+    "PGD",
+    "APGD",
+    "robust_accuracy",
 ]
+
+# Names of tfprune 0.1.0's top level that now live in a namespace: they work through 0.2.x,
+# with a DeprecationWarning that names the new place.
+_MOVED_NAMES = {
+    "ChiefOnly": "callbacks",
+    "is_chief": "callbacks",
+    "l1": "criteria",
+    "l2": "criteria",
+    "Latency": "export",
+    "load_interpreter": "export",
+    "plan_sparse_storage": "export",
+    "run_tflite": "export",
+    "StorageChoice": "export",
+    "StorageReport": "export",
+    "TFLiteFileError": "export",
+    "TFLiteNotFoundError": "export",
+    "XnnpackSparsePath": "export",
+    "Summary": "inspection",
+    "ChannelRule": "layers",
+    "GroupedConv2D": "layers",
+    "LayerSpec": "layers",
+    "register_channel_rule": "layers",
+    "register_unfolding": "layers",
+    "SelfAttentionMask": "layers",
+    "ShrunkLayerNormalization": "layers",
+    "ShrunkRMSNormalization": "layers",
+    "SplitDepthwiseConv2D": "layers",
+    "SplitGroupedConv2D": "layers",
+    "UnevenBidirectional": "layers",
+    "Block": "masking",
+    "ChannelMaskWrapper": "masking",
+    "Filter": "masking",
+    "Granularity": "masking",
+    "NM": "masking",
+    "PruneWrapper": "masking",
+    "PruningPlan": "masking",
+    "PruningSchedule": "masking",
+    "Unstructured": "masking",
+    "compensate": "methods",
+    "compensated_rates": "methods",
+    "deploy_groups": "methods",
+    "Distillation": "methods",
+    "DSP": "methods",
+    "fit_with_rebuilds": "methods",
+    "GroupPlan": "methods",
+    "iplt": "methods",
+    "IterativePruning": "methods",
+    "layerwise_rates": "methods",
+    "LayerwiseRates": "methods",
+    "LEAP": "methods",
+    "mask_similarity": "methods",
+    "pfwt": "methods",
+    "RebuildResult": "methods",
+    "Attack": "robustness",
+    "cutoff_scale": "robustness",
+    "CutoffScale": "robustness",
+    "DeepFool": "robustness",
+    "robust_correct": "robustness",
+    "shrink_heads": "shrinking",
+}
+
+
+def __getattr__(name):
+    if name in _MOVED_NAMES:
+        namespace = f"{__name__}.{_MOVED_NAMES[name]}"
+        warnings.warn(
+            f"tfprune.{name} moved to {namespace}.{name}; the old name works until 0.3.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(namespace), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

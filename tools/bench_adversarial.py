@@ -59,7 +59,9 @@ def run_seed(seed, args, data):
                 pruned, tfprune.FGSM(eps=args.train_eps), weight=0.5
             )
         else:
-            trainer = tfprune.AdversarialTraining(pruned, tfprune.CutoffScale(rho=0.9), weight=0.5)
+            trainer = tfprune.AdversarialTraining(
+                pruned, tfprune.robustness.CutoffScale(rho=0.9), weight=0.5
+            )
         if variant == "d_bap_aware":
             callback = tfprune.AdversarialAwarePruning(
                 (x_probe, y_probe),

@@ -86,10 +86,12 @@ def run(dataset, seed):
     tfprune.apply_target(pruned, 0.5)
     row["l1_no_finetune"] = accuracy(tfprune.strip(pruned), x_test, y_test)
     row["pwc_no_finetune"] = accuracy(
-        tfprune.compensate(dense, pruned, x[: len(x) // 5]), x_test, y_test
+        tfprune.methods.compensate(dense, pruned, x[: len(x) // 5]), x_test, y_test
     )
     # BPPS rates against uniform (local) rates, same fine-tune.
-    found = tfprune.layerwise_rates(dense, (x[:500], y[:500]), target_flops=0.5, verbose=False)
+    found = tfprune.methods.layerwise_rates(
+        dense, (x[:500], y[:500]), target_flops=0.5, verbose=False
+    )
     keras.utils.set_random_seed(seed)
     bpps = tfprune.prune(dense, schedule=tfprune.OneShot(0.5), rates=found.rates)
     tfprune.apply_target(bpps, 0.5)

@@ -90,7 +90,7 @@ def pruned(dense, train, granularity, target, has_dense_blocks):
 
 
 def accuracy(path, test):
-    (probabilities,) = tfprune.run_tflite(path, test[0])
+    (probabilities,) = tfprune.export.run_tflite(path, test[0])
     return float(np.mean(np.argmax(probabilities, axis=1) == test[1]))
 
 

@@ -6,7 +6,7 @@ and train the half-width CNN from scratch for the same total epochs, the baselin
 has to beat:
 
   (a) plain: fine-tuning on the labels;
-  (b) distilled: `tfprune.Distillation(pruned, teacher=dense, temperature=4, alpha=0.5)`;
+  (b) distilled: `tfprune.methods.Distillation(pruned, teacher=dense, temperature=4, alpha=0.5)`;
   (c) distilled, alpha 0.9 (mostly the teacher's soft targets);
   (d) half width from scratch, dense-epochs + prune-epochs epochs.
 
@@ -45,7 +45,7 @@ def run_seed(seed, args, data):
         trainer = (
             pruned
             if alpha is None
-            else tfprune.Distillation(pruned, teacher=dense, temperature=4.0, alpha=alpha)
+            else tfprune.methods.Distillation(pruned, teacher=dense, temperature=4.0, alpha=alpha)
         )
         compile_classifier(trainer)
         trainer.fit(

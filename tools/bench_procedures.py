@@ -7,9 +7,9 @@ and seed, trains with the same epoch budget:
 - baseline: polynomial (cubic) schedule, L1 filter criterion, to `--target` of the filters
   (filter counts kept to multiples of `--round-to`, 8, as for PFWT and IPLT: odd counts such
   as 17 and 33 measured 1.7x slower in LiteRT than 16 and 32);
-- PFWT: `tfprune.pfwt` events from epoch 1, with `fit_with_rebuilds` (shrink + recompile at
+- PFWT: `tfprune.methods.pfwt` events from epoch 1, with `fit_with_rebuilds` (shrink + recompile at
   each event) and without (masked), timed against dense training;
-- IPLT: `tfprune.iplt`, dense for 2 epochs then equal steps;
+- IPLT: `tfprune.methods.iplt`, dense for 2 epochs then equal steps;
 - IMP: `IterativePruning` unstructured, 3 rounds to about the same fraction of weights, each
   rewind mode (init, epoch 1, reinit, keep);
 - DSP: group learning for 2/3 of the epochs, then `--target` of the FLOPs removed, deployed as
@@ -87,9 +87,9 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         )
         return tfprune.shrink(tfprune.strip(pruned)), {"train_seconds": seconds}
     if method in ("pfwt_rebuild", "pfwt_masked"):
-        schedule = tfprune.pfwt(target, every=2, events=3, first_epoch=1)
+        schedule = tfprune.methods.pfwt(target, every=2, events=3, first_epoch=1)
         result, seconds = timed(
-            lambda: tfprune.fit_with_rebuilds(
+            lambda: tfprune.methods.fit_with_rebuilds(
                 model,
                 schedule,
                 compile_model,
@@ -106,7 +106,9 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         pruned = tfprune.prune(
             model,
             criterion="l1",
-            schedule=tfprune.iplt(target, pretrain_epochs=2, prune_epochs=max(1, epochs // 2)),
+            schedule=tfprune.methods.iplt(
+                target, pretrain_epochs=2, prune_epochs=max(1, epochs // 2)
+            ),
             round_to=round_to,
         )
         compile_model(pruned)
@@ -120,7 +122,7 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         rewind = method[4:]
         # 3 rounds of rate p reach 1 - (1 - p)^3 = target of the weights.
         rate = 1 - (1 - target) ** (1 / 3)
-        imp = tfprune.IterativePruning(
+        imp = tfprune.methods.IterativePruning(
             rate=rate,
             rounds=3,
             rewind=rewind,
@@ -142,11 +144,11 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         learning = epochs * 2 // 3
 
         def train():
-            dsp = tfprune.DSP(model, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
+            dsp = tfprune.methods.DSP(model, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
             compile_model(dsp)
             dsp.fit(x, y, epochs=learning, **fit)
             plan = dsp.prune(flops_target=target, form="grouped")
-            deployed = tfprune.deploy_groups(plan)
+            deployed = tfprune.methods.deploy_groups(plan)
             compile_model(deployed)
             deployed.fit(x, y, epochs=epochs - learning, **fit)
             return plan, deployed
@@ -154,7 +156,7 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         (plan, deployed), seconds = timed(train)
         return deployed, {"train_seconds": seconds, "flops_model": plan.masked}
     if method == "leap":
-        leap = tfprune.LEAP(
+        leap = tfprune.methods.LEAP(
             model,
             target_density=1 - target,
             granularity="row",
@@ -163,7 +165,7 @@ def run_method(method, build, train, test, epochs, target, seed, round_to=8):
         )
         compile_model(leap)
         _, seconds = timed(lambda: leap.fit(x, y, epochs=epochs, **fit))
-        return tfprune.shrink(tfprune.shrink_heads(leap.pruned_model())), {
+        return tfprune.shrink(tfprune.shrinking.shrink_heads(leap.pruned_model())), {
             "train_seconds": seconds,
             "density": unit_density(leap),
         }

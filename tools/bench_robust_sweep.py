@@ -132,7 +132,7 @@ def evaluate(model, x, y, eps, clip):
 
 def training_attack(variant, eps, clip):
     if variant == "bap":
-        return tfprune.CutoffScale(rho=0.9, clip=clip)
+        return tfprune.robustness.CutoffScale(rho=0.9, clip=clip)
     if variant in PGD_TRAINED:
         return tfprune.PGD(eps=eps, steps=5, clip=clip)
     scale = {"fgsm_small_eps": 1 / 3, "fgsm_large_eps": 3.0}.get(variant, 1.0)
@@ -164,7 +164,7 @@ def prune_once(dense, variant, sparsity, seed, spec, data):
         teacher_row = {
             f"teacher_{k}": v for k, v in evaluate(teacher, x_test, y_test, eps, clip).items()
         }
-        student = tfprune.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
+        student = tfprune.methods.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
     trainer = tfprune.AdversarialTraining(student, training_attack(variant, eps, clip), weight=0.5)
     paced = variant in PACED
     calibration = x[:CALIBRATION] if variant in RECALIBRATED else None

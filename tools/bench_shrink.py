@@ -305,8 +305,8 @@ def with_stock_normalization(small):
     """`small` with each Shrunk*Normalization swapped for the stock layer of the same width,
     or None if it has none."""
     stock_of = {
-        tfprune.ShrunkLayerNormalization: keras.layers.LayerNormalization,
-        tfprune.ShrunkRMSNormalization: keras.layers.RMSNormalization,
+        tfprune.layers.ShrunkLayerNormalization: keras.layers.LayerNormalization,
+        tfprune.layers.ShrunkRMSNormalization: keras.layers.RMSNormalization,
     }
     found = []
 

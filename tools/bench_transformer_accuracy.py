@@ -18,11 +18,11 @@ Variants, each ending with a model at about half the dense FLOPs:
                  fine-tuned for `--prune-epochs`, then shrunk;
   pruned_local   the same with `ranking="local"`: every block's heads and units pruned
                  to the same fraction;
-  pruned_local_distilled  the same, fine-tuned by `tfprune.Distillation` from the dense
+  pruned_local_distilled  the same, fine-tuned by `tfprune.methods.Distillation` from the dense
                  model (temperature 4, alpha 0.5);
   small_scratch  the same architecture with half the heads and half the feed-forward
                  units, trained from scratch for dense + prune epochs (the same total);
-  leap           the dense model trained for `--prune-epochs` by `tfprune.LEAP` (learned
+  leap           the dense model trained for `--prune-epochs` by `tfprune.methods.LEAP` (learned
                  masks over the attention heads and the feed-forward up-projections'
                  units) at a density of those layers' parameters that lands near half
                  the FLOPs, with a score learning rate of 2e-2 (digits) or 0.1
@@ -196,7 +196,7 @@ def run_seed(task, seed, args):
             ranking=ranking,
         )
         trainer = (
-            tfprune.Distillation(pruned, teacher=dense, temperature=4.0, alpha=0.5)
+            tfprune.methods.Distillation(pruned, teacher=dense, temperature=4.0, alpha=0.5)
             if distilled
             else pruned
         )
@@ -224,7 +224,7 @@ def run_seed(task, seed, args):
         if isinstance(layer, keras.layers.MultiHeadAttention) or layer.name.endswith("_up")
     ]
     density, score_learning_rate = LEAP_SETTINGS[task]
-    leap = tfprune.LEAP(
+    leap = tfprune.methods.LEAP(
         twin,
         target_density=density,
         granularity="row",

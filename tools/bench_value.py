@@ -12,7 +12,7 @@ model's FLOPs kept), in one run:
   round_to_1     the same, filter by filter (the default before `round_to="auto"`);
   latency        `target="latency"` with a measured `LatencyTable`, the budget the small
                  net's measured latency;
-  distilled      defaults + `tfprune.Distillation(teacher=dense, temperature=4, alpha=0.5)`;
+  distilled      defaults + `tfprune.methods.Distillation(teacher=dense, temperature=4, alpha=0.5)`;
   dsp            (digits) DSP group learning, then its deployment (`form="auto"`: the
                  grouped or the filter form, whichever LiteRT runs faster), fine-tuned;
   dsp_grouped    (digits) the same group learning, always the grouped deployment.
@@ -85,7 +85,7 @@ def pruned_during_fit(dense, data, epochs, removed, teacher=None, **prune_kwargs
     trainer = (
         pruned
         if teacher is None
-        else tfprune.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
+        else tfprune.methods.Distillation(pruned, teacher=teacher, temperature=4.0, alpha=0.5)
     )
     trained(trainer, x, y, epochs, callbacks=[tfprune.PruningCallback(log_layers=False)])
     return tfprune.shrink(tfprune.strip(pruned))
@@ -114,13 +114,13 @@ def dsp_models(dense, data, epochs, removed, variants):
     # DSP trains the model it wraps: a copy, so the dense model stays the others' start.
     copy = keras.models.clone_model(dense)
     copy.set_weights(dense.get_weights())
-    dsp = tfprune.DSP(copy, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
+    dsp = tfprune.methods.DSP(copy, groups=4, lam=1e-5, ramp_steps=steps * learning // 2)
     trained(dsp, x, y, learning)
     built = {}
     for variant, form in (("dsp", "auto"), ("dsp_grouped", "grouped")):
         if variant in variants:
             plan = dsp.prune(flops_target=removed, form=form)
-            deployed = trained(tfprune.deploy_groups(plan), x, y, epochs - learning)
+            deployed = trained(tfprune.methods.deploy_groups(plan), x, y, epochs - learning)
             built[variant] = (deployed, 1 - plan.flops_removed, plan.form)
             print(f"  {variant}: deployed in the {plan.form} form; timed {plan.latency}")
     return built

@@ -89,7 +89,7 @@ def compile_classifier(model):
     categorical cross-entropy on probabilities, accuracy.
 
     Args:
-        model: a Keras model (or a training wrapper such as `tfprune.Distillation`).
+        model: a Keras model (or a training wrapper such as `tfprune.methods.Distillation`).
 
     Returns:
         `model`, compiled.

@@ -32,7 +32,10 @@ def fit(callbacks, epochs=1, model=None):
 
 
 def test_the_chief_runs_the_callback(tmp_path):
-    fit([tfprune.ChiefOnly(keras.callbacks.CSVLogger(str(tmp_path / "log.csv")))], epochs=2)
+    fit(
+        [tfprune.callbacks.ChiefOnly(keras.callbacks.CSVLogger(str(tmp_path / "log.csv")))],
+        epochs=2,
+    )
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 3  # header and 2 epochs
 
 
@@ -40,9 +43,9 @@ def test_other_workers_write_nothing(tmp_path, monkeypatch):
     second_worker(monkeypatch)
     fit(
         [
-            tfprune.ChiefOnly(keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))),
-            tfprune.ChiefOnly(keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"))),
-            tfprune.ChiefOnly(keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))),
+            tfprune.callbacks.ChiefOnly(keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))),
+            tfprune.callbacks.ChiefOnly(keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"))),
+            tfprune.callbacks.ChiefOnly(keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))),
         ]
     )
     assert list(tmp_path.iterdir()) == []
@@ -57,17 +60,20 @@ def test_other_workers_restore_the_chiefs_backup(tmp_path, monkeypatch):
                 raise RuntimeError("stopped")
 
     with pytest.raises(RuntimeError, match="stopped"):
-        fit([tfprune.ChiefOnly(keras.callbacks.BackupAndRestore(backup)), Stop()], epochs=3)
+        fit(
+            [tfprune.callbacks.ChiefOnly(keras.callbacks.BackupAndRestore(backup)), Stop()],
+            epochs=3,
+        )
     second_worker(monkeypatch)
     epochs = []
     seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
-    fit([tfprune.ChiefOnly(keras.callbacks.BackupAndRestore(backup)), seen], epochs=3)
+    fit([tfprune.callbacks.ChiefOnly(keras.callbacks.BackupAndRestore(backup)), seen], epochs=3)
     assert epochs == [2]  # restored: epochs 0 and 1 were backed up before Stop raised
     assert (tmp_path / "backup").exists()  # and the chief's backup is left to the chief
 
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="ChiefOnly: callback must be a keras.callbacks.Callback"):
-        tfprune.ChiefOnly(lambda: None)
+        tfprune.callbacks.ChiefOnly(lambda: None)
     with pytest.raises(ValueError, match=r"every_worker names no callback hook: \['on_save'\]"):
-        tfprune.ChiefOnly(keras.callbacks.History(), every_worker=["on_save"])
+        tfprune.callbacks.ChiefOnly(keras.callbacks.History(), every_worker=["on_save"])

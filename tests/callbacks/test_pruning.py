@@ -147,7 +147,9 @@ def test_keras_file_round_trip_in_the_middle_of_pruning(data, tmp_path):
     for a, b in zip(tfprune.wrappers_of(model), tfprune.wrappers_of(loaded)):
         np.testing.assert_array_equal(a.mask_array(), b.mask_array())
         assert (
-            b.schedule == SCHEDULE and str(b.granularity) == "filter" and b.criterion is tfprune.l1
+            b.schedule == SCHEDULE
+            and str(b.granularity) == "filter"
+            and b.criterion is tfprune.criteria.l1
         )
         assert 0 < b.sparsity() < 0.5
     np.testing.assert_allclose(loaded(data[0]), model(data[0]), atol=1e-6)

@@ -65,7 +65,7 @@ def test_int8_export_keeps_zeros_and_stays_close(tmp_path, data):
     )
     types = {t["type"] for t in tfprune.inspect_tflite(path)["tensors"]}
     assert "INT8" in types
-    interpreter = tfprune.load_interpreter(path)
+    interpreter = tfprune.export.load_interpreter(path)
     # conv2's kernel in TFLite's OHWI layout, quantized: half of its 16 filters must be all zero.
     (kernel,) = [
         interpreter.get_tensor(d["index"])
@@ -73,7 +73,7 @@ def test_int8_export_keeps_zeros_and_stays_close(tmp_path, data):
         if tuple(d["shape"]) == (16, 3, 3, 8) and d["dtype"] == np.int8
     ]
     assert (np.abs(kernel).reshape(16, -1).max(axis=1) == 0).sum() == 8
-    (probabilities,) = tfprune.run_tflite(path, data[0])
+    (probabilities,) = tfprune.export.run_tflite(path, data[0])
     reference = plain(data[0]).numpy()
     assert np.abs(probabilities - reference).max() < 0.05
     with pytest.raises(ValueError, match="representative_data"):
@@ -89,7 +89,7 @@ def test_multi_input_multi_output_models_map_by_order(tmp_path):
     path = tfprune.export_tflite(model, tmp_path / "mimo.tflite")
     rng = np.random.default_rng(0)
     xs = [rng.random((6, 4), dtype=np.float32), rng.random((6, 3), dtype=np.float32)]
-    outputs = tfprune.run_tflite(path, xs)
+    outputs = tfprune.export.run_tflite(path, xs)
     assert [o.shape for o in outputs] == [(6, 2), (6, 5)]
     assert tfprune.verify_tflite(path, model, xs) <= 1e-5
 
@@ -140,7 +140,7 @@ def test_exports_run_in_the_keras_models_order(index, tmp_path):
     xs = {t.name: rng.random((5, *t.shape[1:]), dtype=np.float32) for t in model.inputs}
     feed = {3: xs, 0: xs[model.inputs[0].name]}.get(index, list(xs.values()))
     expected = keras.tree.flatten(model.predict(feed, verbose=0))
-    got = tfprune.run_tflite(path, feed)
+    got = tfprune.export.run_tflite(path, feed)
     assert len(got) == len(expected)
     for actual, want in zip(got, expected):
         np.testing.assert_allclose(actual, np.asarray(want), atol=1e-5)

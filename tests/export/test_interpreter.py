@@ -19,8 +19,8 @@ def test_bad_tflite_paths_raise_clear_errors(tmp_path, cnn, data):
     good = tfprune.export_tflite(cnn, tmp_path / "good.tflite")
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(tfprune.TFLiteFileError):
-        tfprune.run_tflite(truncated, data[0])
+    with pytest.raises(tfprune.export.TFLiteFileError):
+        tfprune.export.run_tflite(truncated, data[0])
     with pytest.raises(TypeError, match="path"):
         tfprune.inspect_tflite(42)
 
@@ -36,13 +36,13 @@ def test_signatures_are_checked_first_and_both_sides_named(tmp_path):
     ):
         tfprune.verify_tflite(path, flat, x)
     with pytest.raises(ValueError, match=r"input 0 \('features'\) of shape \[-1, 10\] .*\[2, 7\]"):
-        tfprune.run_tflite(path, x[:, :7])
+        tfprune.export.run_tflite(path, x[:, :7])
     tokens = keras.Input((10,), dtype="int32")
     embedded = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(8, 4)(tokens))
     ids = keras.Model(tokens, keras.layers.Dense(20)(embedded))
     with pytest.raises(ValueError, match=r"input 0 differs: .*\(float32\).*\(int32\)"):
         tfprune.verify_tflite(path, ids, x)
-    assert tfprune.run_tflite(path, x)[0].shape == (2, 4, 5)  # the right shapes still run
+    assert tfprune.export.run_tflite(path, x)[0].shape == (2, 4, 5)  # the right shapes still run
 
 
 def test_several_inputs_map_by_name_whatever_order_the_converter_numbers_them(tmp_path):
@@ -54,22 +54,22 @@ def test_several_inputs_map_by_name_whatever_order_the_converter_numbers_them(tm
     rng = np.random.default_rng(0)
     xs = [rng.random((6, 4), dtype=np.float32), rng.random((6, 3), dtype=np.float32)]
     expected = [np.asarray(y) for y in model(xs)]
-    for got, want in zip(tfprune.run_tflite(path, xs), expected):
+    for got, want in zip(tfprune.export.run_tflite(path, xs), expected):
         np.testing.assert_allclose(got, want, atol=1e-5)
-    by_name = tfprune.run_tflite(path, {"beta": xs[1], "alpha": xs[0]})
+    by_name = tfprune.export.run_tflite(path, {"beta": xs[1], "alpha": xs[0]})
     np.testing.assert_allclose(by_name[1], expected[1], atol=1e-5)
     assert tfprune.verify_tflite(path, model, xs) <= 1e-5
     with pytest.raises(
         ValueError, match=r"takes inputs \['alpha', 'beta'\], got \['beta', 'gamma'\]"
     ):
-        tfprune.run_tflite(path, {"gamma": xs[0], "beta": xs[1]})
+        tfprune.export.run_tflite(path, {"gamma": xs[0], "beta": xs[1]})
     # A file from elsewhere does not say which input is which: a dict is asked for.
     import tensorflow as tf
 
     foreign = tmp_path / "foreign.tflite"
     foreign.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     with pytest.raises(ValueError, match=r"does not record their order.*\['alpha', 'beta'\]"):
-        tfprune.run_tflite(foreign, xs)
+        tfprune.export.run_tflite(foreign, xs)
     assert tfprune.verify_tflite(foreign, model, xs) <= 1e-5  # the model has the names
 
 

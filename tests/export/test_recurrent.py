@@ -41,7 +41,7 @@ def test_an_unknown_length_is_a_loop_run_one_example_at_a_time(tmp_path):
     path = tfprune.export_tflite(model, tmp_path / "gru.tflite")
     assert "WHILE" in operators(path)
     x = np.random.default_rng(0).normal(size=(3, 7, 4)).astype(np.float32)
-    (y,) = tfprune.run_tflite(path, x)
+    (y,) = tfprune.export.run_tflite(path, x)
     assert y.shape == (3, 3)
     assert tfprune.verify_tflite(path, model, x) <= 1e-4
     with pytest.raises(ValueError, match="recurrent layer 'gru' unrolled.*fixed sequence length"):

@@ -55,7 +55,7 @@ def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
     # dense layers of the same size surround it (measured 0.86-0.94x, within what timing
     # noise on a busy machine can flip); here the sparse layer carries most of the FLOPs.
     model = mlp({"very_sparse": 0.96, "half_sparse": 0.5}, width=1024, units={"half_sparse": 128})
-    report = tfprune.plan_sparse_storage(model)
+    report = tfprune.export.plan_sparse_storage(model)
     choices = {c.tensor.split("/")[1].rsplit("_", 1)[0]: c for c in report.choices}
     assert choices["very_sparse"].sparse and choices["very_sparse"].block_zeros > 0.9
     assert not choices["half_sparse"].sparse and "break-even" in choices["half_sparse"].reason
@@ -78,7 +78,7 @@ def test_auto_stores_only_the_layer_whose_sparse_kernel_pays(tmp_path):
 def test_auto_keeps_convolutions_dense_and_forced_sparse_warns_with_numbers(tmp_path, data):
     pruned = tfprune.prune(small_cnn(), granularity="unstructured", schedule=tfprune.OneShot(0.7))
     tfprune.apply_target(pruned, 0.7)
-    report = tfprune.plan_sparse_storage(pruned)
+    report = tfprune.export.plan_sparse_storage(pruned)
     convs = [c for c in report.choices if c.op == "CONV_2D"]
     assert convs and not any(c.sparse for c in convs)
     assert all("DENSIFY" in c.reason for c in convs if c.zeros >= 0.3)
@@ -109,7 +109,7 @@ def test_int8_sparse_dense_layers_use_1x16_blocks_and_zeros_survive(tmp_path):
     # Symmetric weight quantization maps 0 to 0: at least the Keras zeros are zero.
     for name, tensor in (("very_sparse", very), ("half_sparse", half)):
         assert tensor["zeros"] >= np.mean(model.get_layer(name).get_weights()[0] == 0) - 1e-9
-    (quantized,) = tfprune.run_tflite(path, x[:16])
+    (quantized,) = tfprune.export.run_tflite(path, x[:16])
     reference = keras.ops.convert_to_numpy(model(x[:16]))
     assert np.abs(quantized - reference).max() <= 0.1 * np.abs(reference).max()
 
@@ -119,7 +119,7 @@ def test_int8_auto_keeps_sparse_weights_only_when_measured_faster():
     # (BENCHMARKS.md section 6), so the check is the guarantee, not a particular choice.
     model = mlp({"s1": 0.97, "s2": 0.97}, block=16, width=512)
     x = np.random.default_rng(2).random((64, 512), dtype=np.float32)
-    report = tfprune.plan_sparse_storage(model, quantize="int8", representative_data=x)
+    report = tfprune.export.plan_sparse_storage(model, quantize="int8", representative_data=x)
     assert report.ratio is not None
     if any(c.sparse for c in report.choices):
         assert report.ratio <= sparse_storage.NOISE and not report.fell_back
@@ -181,6 +181,6 @@ def test_export_says_when_the_xnnpack_sparse_path_applies_or_narrowly_misses(tmp
 
 def test_sparse_storage_arguments_are_checked(cnn):
     with pytest.raises(TypeError, match="sparse"):
-        tfprune.plan_sparse_storage(cnn, sparse="always")
+        tfprune.export.plan_sparse_storage(cnn, sparse="always")
     with pytest.raises(ValueError, match="sparse='auto' or True"):
-        tfprune.plan_sparse_storage(cnn, sparse=False)
+        tfprune.export.plan_sparse_storage(cnn, sparse=False)

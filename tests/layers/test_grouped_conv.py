@@ -34,7 +34,7 @@ def test_grouped_conv_equals_a_masked_conv(n_groups, seed, padding, strides):
     x = rng.random((2, 9, 9, channels), dtype=np.float32)
     reference = conv(x)
     conv.set_weights([kernel, bias])
-    grouped = tfprune.GroupedConv2D(
+    grouped = tfprune.layers.GroupedConv2D(
         filters, 3, groups, strides=strides, padding=padding, activation="relu"
     )
     grouped.build(x.shape)

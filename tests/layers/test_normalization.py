@@ -35,7 +35,7 @@ def test_normalization_over_channels_passes_channels_through(make_norm):
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.5, layers=["conv"])
-    assert isinstance(pruned.get_layer("prune_norm"), tfprune.ChannelMaskWrapper)
+    assert isinstance(pruned.get_layer("prune_norm"), tfprune.masking.ChannelMaskWrapper)
     norm = small.get_layer("norm")
     assert type(norm).__name__ == "Shrunk" + type(model.get_layer("norm")).__name__
     assert norm.removed_values == [0.0] * 4 and small.get_layer("reader").kernel.shape[2] == 4
@@ -98,7 +98,7 @@ def test_shrunk_layer_normalization_quantizes_like_the_masked_model(tmp_path):
     model = convnext_style()
     randomize_bn(model)
     pruned, small = prune_and_shrink(model, 0.3)
-    assert any(isinstance(layer, tfprune.ShrunkLayerNormalization) for layer in small.layers)
+    assert any(isinstance(layer, tfprune.layers.ShrunkLayerNormalization) for layer in small.layers)
     calibration, test = (
         np.random.default_rng(seed).random((64, 16, 16, 3), dtype=np.float32) for seed in (0, 1)
     )
@@ -107,7 +107,7 @@ def test_shrunk_layer_normalization_quantizes_like_the_masked_model(tmp_path):
         path = tfprune.export_tflite(
             candidate, tmp_path / f"{name}.tflite", quantize="int8", representative_data=calibration
         )
-        (quantized,) = tfprune.run_tflite(path, test)
+        (quantized,) = tfprune.export.run_tflite(path, test)
         errors[name] = float(np.abs(quantized - np.asarray(candidate(test))).mean())
     assert errors["shrunk"] <= 1.3 * errors["masked"]
 
@@ -131,9 +131,9 @@ def test_normalization_that_cannot_zero_a_channel_or_pools_other_axes_is_a_barri
         )
     assert rows["free"]["removable"] == 8
     with pytest.raises(ValueError, match="last axis only"):
-        tfprune.ShrunkLayerNormalization(axis=1)(np.zeros((2, 3, 4), np.float32))
+        tfprune.layers.ShrunkLayerNormalization(axis=1)(np.zeros((2, 3, 4), np.float32))
     with pytest.raises(ValueError, match="removed_values must be finite"):
-        tfprune.ShrunkRMSNormalization(removed_values=[np.nan])
+        tfprune.layers.ShrunkRMSNormalization(removed_values=[np.nan])
 
 
 def test_training_keeps_pruned_layer_norm_channels_at_zero_and_shrinks_exactly():

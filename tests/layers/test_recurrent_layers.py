@@ -269,13 +269,13 @@ def test_concatenated_directions_lose_units_independently(
     shrunk = small.get_layer("encoder")
     # A direction keeps one unit even when all of its units are dead (it outputs zeros).
     assert (shrunk.forward_layer.units, shrunk.backward_layer.units) == widths
-    assert type(shrunk) is tfprune.UnevenBidirectional
+    assert type(shrunk) is tfprune.layers.UnevenBidirectional
     x = sequences(8)
     assert np.abs(small(x) - pruned(x)).max() <= 1e-5
     assert tfprune.count_flops(small) < tfprune.count_flops(model)
     small.save(tmp_path / "small.keras")
     restored = keras.saving.load_model(tmp_path / "small.keras")
-    assert type(restored.get_layer("encoder")) is tfprune.UnevenBidirectional
+    assert type(restored.get_layer("encoder")) is tfprune.layers.UnevenBidirectional
     np.testing.assert_allclose(restored(x), small(x), atol=1e-6)
     path = tfprune.export_tflite(small, tmp_path / "small.tflite")
     assert tfprune.verify_tflite(path, small, x) <= 1e-4

@@ -65,7 +65,7 @@ def test_register_layer_extends_pruning_to_a_new_type(cnn):
         keras.layers.Dense(2)
     )  # subclasses inherit
     tfprune.register_layer(
-        MyDense, tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+        MyDense, tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
     )
     assert registry.spec_for(MyDense(2)).bias is None
     with pytest.raises(TypeError, match="keras.layers.Layer subclass"):
@@ -80,7 +80,7 @@ def test_register_layer_by_registered_name_needs_no_import_of_the_class():
         pass
 
     assert registry.spec_for(LibraryDense(2)).bias == "bias"  # from Dense, its base class
-    spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+    spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
     tfprune.register_layer("tfprune_tests_library>LibraryDense", spec)
     assert registry.spec_for(LibraryDense(2)) is spec  # the name is more specific than Dense
     assert "LibraryDense" in registry.supported_types()
@@ -92,7 +92,7 @@ def test_register_layer_by_import_path_reaches_a_class_no_library_registered():
     class UnregisteredDense(keras.layers.Dense):
         pass
 
-    spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
+    spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0, bias=None)
     path = f"{UnregisteredDense.__module__}.{UnregisteredDense.__qualname__}"
     assert registry.spec_for(UnregisteredDense(2)) is not spec
     tfprune.register_layer(path, spec)
@@ -111,12 +111,12 @@ def test_register_channel_rule_lets_the_graph_see_through_a_custom_layer():
     x = keras.layers.Conv2D(4, 1, name="reader")(x)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     assert {r["layer"]: r["removable"] for r in tfprune.explain(model)}["conv"] == 0  # a barrier
-    tfprune.register_channel_rule(Doubler, tfprune.ChannelRule("passthrough"))
+    tfprune.layers.register_channel_rule(Doubler, tfprune.layers.ChannelRule("passthrough"))
     assert {r["layer"]: r["removable"] for r in tfprune.explain(model)}["conv"] == 8
     with pytest.raises(ValueError, match="kind"):
-        tfprune.register_channel_rule(Doubler, tfprune.ChannelRule("sideways"))
+        tfprune.layers.register_channel_rule(Doubler, tfprune.layers.ChannelRule("sideways"))
     with pytest.raises(TypeError):
-        tfprune.register_channel_rule(Doubler, "passthrough")
+        tfprune.layers.register_channel_rule(Doubler, "passthrough")
 
 
 def test_softmax_activation_is_a_barrier_but_relu_is_not():

@@ -141,7 +141,7 @@ def test_a_shrunk_attention_block_quantizes_to_int8(tmp_path):
         small, tmp_path / "int8.tflite", quantize="int8", representative_data=x
     )
     out, ref = (
-        np.asarray(tfprune.run_tflite(path, x[:32])).reshape(32, 3),
+        np.asarray(tfprune.export.run_tflite(path, x[:32])).reshape(32, 3),
         np.asarray(small(x[:32])),
     )
     # int8 rounding: within a few percent of the output range, and the same decisions.

@@ -99,9 +99,9 @@ def test_get_rejects_bad_identifiers():
     with pytest.raises(TypeError):
         granularity.get(3)
     with pytest.raises(ValueError, match="0 < n < m"):
-        tfprune.NM(4, 2)
+        tfprune.masking.NM(4, 2)
     with pytest.raises(ValueError, match="positive"):
-        tfprune.Block(0, 4)
+        tfprune.masking.Block(0, 4)
 
 
 def test_nm_rejects_layers_it_cannot_group():

@@ -60,7 +60,9 @@ def test_filter_pruning_skips_layers_whose_channels_are_the_models_outputs(cnn):
         "conv2",
         "conv3",
     ]  # not the head: its filters are the outputs
-    followers = [layer for layer in pruned.layers if isinstance(layer, tfprune.ChannelMaskWrapper)]
+    followers = [
+        layer for layer in pruned.layers if isinstance(layer, tfprune.masking.ChannelMaskWrapper)
+    ]
     assert [f.layer.name for f in followers] == ["bn"]  # BN after conv2 follows its masks
     with pytest.raises(ValueError, match="'head' cannot be pruned: a model output"):
         tfprune.prune(cnn, layers=["conv2", "head"])

@@ -14,7 +14,7 @@ def test_pwc_compensation_cuts_the_reconstruction_error_of_a_real_layer(trained_
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), layers=["conv2"])
     tfprune.apply_target(pruned, 0.5)
     plain = tfprune.strip(pruned)
-    compensated = tfprune.compensate(model, pruned, x_cal)
+    compensated = tfprune.methods.compensate(model, pruned, x_cal)
 
     def conv3_output(m):
         return keras.Model(m.inputs, m.get_layer("conv3").output).predict(x_test, verbose=0)
@@ -71,7 +71,7 @@ def test_pwc_works_on_a_resnet_style_block():
     model.fit(x, y, batch_size=64, epochs=2, verbose=0)
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.4), layers=["stem", "b", "a"])
     tfprune.apply_target(pruned, 0.4)
-    compensated = tfprune.compensate(model, pruned, x[:300])
+    compensated = tfprune.methods.compensate(model, pruned, x[:300])
 
     def reader_output(m):
         return keras.Model(m.inputs, m.get_layer("reader").output).predict(x_test, verbose=0)

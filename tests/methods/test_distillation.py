@@ -34,7 +34,7 @@ def test_the_soft_term_is_hintons_scaled_kl_divergence(batch, teacher_softmax):
     x, _ = batch
     keras.utils.set_random_seed(1)
     student, teacher = classifier("student"), classifier("teacher", softmax=teacher_softmax)
-    trainer = tfprune.Distillation(student, teacher, temperature=3.0, alpha=0.25)
+    trainer = tfprune.methods.Distillation(student, teacher, temperature=3.0, alpha=0.25)
     teacher_scores = np.asarray(teacher(x))
     if teacher_softmax:
         teacher_scores = np.log(teacher_scores)
@@ -53,7 +53,7 @@ def test_alpha_zero_trains_exactly_as_the_labels_alone(batch):
     twin = keras.models.clone_model(student)
     twin.set_weights(student.get_weights())
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    trainer = tfprune.Distillation(student, teacher, alpha=0.0)
+    trainer = tfprune.methods.Distillation(student, teacher, alpha=0.0)
     trainer.compile(keras.optimizers.SGD(0.1), loss)
     twin.compile(keras.optimizers.SGD(0.1), loss)
     trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
@@ -68,7 +68,7 @@ def test_distillation_prunes_logs_trains_only_the_student_and_saves(batch, tmp_p
     teacher = classifier("teacher", width=16)
     teacher_weights = [w.copy() for w in teacher.get_weights()]
     pruned = tfprune.prune(classifier("student", width=16), schedule=tfprune.OneShot(0.5))
-    trainer = tfprune.Distillation(pruned, teacher, temperature=2.0, alpha=1.0)
+    trainer = tfprune.methods.Distillation(pruned, teacher, temperature=2.0, alpha=1.0)
     trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = trainer.fit(
         x,
@@ -99,7 +99,7 @@ def test_adversarial_training_around_distillation_distils_both_terms(batch):
     keras.utils.set_random_seed(4)
     teacher = classifier("teacher")
     pruned = tfprune.prune(classifier("student"), schedule=tfprune.OneShot(0.5))
-    distillation = tfprune.Distillation(pruned, teacher, alpha=0.5)
+    distillation = tfprune.methods.Distillation(pruned, teacher, alpha=0.5)
     trainer = tfprune.AdversarialTraining(distillation, tfprune.FGSM(eps=0.05), weight=0.5)
     trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = trainer.fit(
@@ -113,13 +113,13 @@ def test_adversarial_training_around_distillation_distils_both_terms(batch):
 def test_bad_arguments_are_named(batch):
     student, teacher = classifier("student"), classifier("teacher")
     with pytest.raises(ValueError, match="temperature"):
-        tfprune.Distillation(student, teacher, temperature=0)
+        tfprune.methods.Distillation(student, teacher, temperature=0)
     with pytest.raises(ValueError, match="alpha"):
-        tfprune.Distillation(student, teacher, alpha=1.5)
+        tfprune.methods.Distillation(student, teacher, alpha=1.5)
     with pytest.raises(TypeError, match="teacher must be a keras.Model"):
-        tfprune.Distillation(student, "teacher")
+        tfprune.methods.Distillation(student, "teacher")
     with pytest.raises(ValueError, match="PruneWrapper.*strip"):
-        tfprune.Distillation(student, tfprune.prune(teacher))
+        tfprune.methods.Distillation(student, tfprune.prune(teacher))
     four = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)], name="four")
     with pytest.raises(ValueError, match="3 classes and teacher 'four' 4"):
-        tfprune.Distillation(student, four)
+        tfprune.methods.Distillation(student, four)

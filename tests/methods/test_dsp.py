@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("test_dsp")
 def trained(data_module):
     x, y = data_module
     keras.utils.set_random_seed(0)
-    dsp = tfprune.DSP(small_cnn(), groups=2, lam=1e-4, ramp_steps=8)
+    dsp = tfprune.methods.DSP(small_cnn(), groups=2, lam=1e-4, ramp_steps=8)
     dsp.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     history = dsp.fit(x, y, batch_size=16, epochs=3, verbose=0).history
     return dsp, history
@@ -36,7 +36,7 @@ def test_regulariser_equals_the_hand_computed_value():
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, use_bias=False, name="c")(first))
     # Kernel (1, 1, in=2, filters=2): W[c, f].
     model.get_layer("c").set_weights([np.array([[[[3.0, 0.0], [4.0, 1.0]]]], np.float32)])
-    dsp = tfprune.DSP(model, groups=2, layers=["c"])
+    dsp = tfprune.methods.DSP(model, groups=2, layers=["c"])
     # Logits so large that the softmax is one-hot: filter 0 -> group 0, filter 1 -> group 1.
     dsp.logits[0].assign(np.array([[100.0, -100.0], [-100.0, 100.0]], np.float32))
     # Group 0 = filter 0: norms over c are |3| and |4| -> 7, size (sqrt 1 + sqrt 0)^2 = 1.
@@ -61,8 +61,8 @@ def test_flops_target_and_grouped_deployment_match_the_masked_model(trained, dat
     ) == pytest.approx(plan.flops_removed)
     for layer_groups in plan.groups.values():
         assert all(inputs for inputs, _ in layer_groups)
-    deployed = tfprune.deploy_groups(plan)
-    assert any(isinstance(layer, tfprune.GroupedConv2D) for layer in deployed.layers)
+    deployed = tfprune.methods.deploy_groups(plan)
+    assert any(isinstance(layer, tfprune.layers.GroupedConv2D) for layer in deployed.layers)
     assert np.abs(deployed.predict(x, verbose=0) - plan.masked.predict(x, verbose=0)).max() <= 1e-5
     path = tfprune.export_tflite(deployed, tmp_path / "grouped.tflite")
     assert tfprune.verify_tflite(path, deployed, x[:16]) <= 1e-4
@@ -79,10 +79,10 @@ def test_filter_form_removes_whole_channels_and_shrinks_to_the_masked_function(
     x, _ = data_module
     plan = dsp.prune(flops_target=0.3, form="filters")
     assert plan.form == "filters" and plan.groups == {} and plan.beta is None
-    deployed = tfprune.deploy_groups(plan)
+    deployed = tfprune.methods.deploy_groups(plan)
     removed = 1 - tfprune.count_flops(deployed) / tfprune.count_flops(dsp.inner_model)
     assert removed == pytest.approx(plan.flops_removed) and abs(removed - 0.3) <= 0.02
-    assert not any(isinstance(layer, tfprune.GroupedConv2D) for layer in deployed.layers)
+    assert not any(isinstance(layer, tfprune.layers.GroupedConv2D) for layer in deployed.layers)
     assert deployed.get_layer("conv2").filters < 16  # whole filters went
     assert np.abs(deployed.predict(x, verbose=0) - plan.masked.predict(x, verbose=0)).max() <= 1e-5
     path = tfprune.export_tflite(deployed, tmp_path / "filters.tflite")
@@ -106,11 +106,11 @@ def test_filter_form_removes_the_channels_the_readers_dropped():
     kernel[0][:, :, [1, 5], :] = 0.0
     dense.get_layer("conv2").set_weights(kernel)
     target = 1 - tfprune.count_flops(model(6)) / tfprune.count_flops(dense)
-    plan = tfprune.DSP(dense, groups=2).prune(flops_target=target, form="filters")
+    plan = tfprune.methods.DSP(dense, groups=2).prune(flops_target=target, form="filters")
     conv1 = plan.masked.get_layer("conv1").get_weights()[0]
     zeroed = np.flatnonzero(np.abs(conv1).reshape(-1, 8).sum(axis=0) == 0)
     assert zeroed.tolist() == [1, 5]
-    assert tfprune.deploy_groups(plan).get_layer("conv1").filters == 6
+    assert tfprune.methods.deploy_groups(plan).get_layer("conv1").filters == 6
 
 
 def test_auto_keeps_the_form_that_measured_faster(trained):
@@ -124,12 +124,12 @@ def test_auto_keeps_the_form_that_measured_faster(trained):
 
 def test_dsp_bad_input(cnn):
     with pytest.raises(ValueError, match="groups"):
-        tfprune.DSP(cnn, groups=1)
+        tfprune.methods.DSP(cnn, groups=1)
     with pytest.raises(ValueError, match="nope"):
-        tfprune.DSP(cnn, layers=["nope"])
+        tfprune.methods.DSP(cnn, layers=["nope"])
     with pytest.raises(ValueError, match="flops_target"):
-        tfprune.DSP(cnn).prune(flops_target=1.5)
+        tfprune.methods.DSP(cnn).prune(flops_target=1.5)
     with pytest.raises(ValueError, match="form"):
-        tfprune.DSP(cnn).prune(flops_target=0.3, form="fastest")
+        tfprune.methods.DSP(cnn).prune(flops_target=0.3, form="fastest")
     with pytest.raises(ValueError, match="cover"):
-        tfprune.GroupedConv2D(4, 3, groups=[[[0], [0, 1]]])
+        tfprune.layers.GroupedConv2D(4, 3, groups=[[[0], [0, 1]]])

@@ -12,7 +12,7 @@ def imp_run(rewind, data, rounds=2, rewind_epoch=None):
     x, y = data
     keras.utils.set_random_seed(0)
     model = small_cnn()
-    imp = tfprune.IterativePruning(
+    imp = tfprune.methods.IterativePruning(
         rate=0.5, rounds=rounds, rewind=rewind, rewind_epoch=rewind_epoch
     )
     snapshots = []
@@ -64,7 +64,7 @@ def test_reinit_and_keep_differ_from_the_rewind_point(data):
     assert not np.allclose(
         keep_snapshots[1][0][keep_snapshots[1][0] != 0], initial[keep_snapshots[1][0] != 0]
     )
-    similarity = tfprune.mask_similarity(pruned_reinit, pruned_keep)
+    similarity = tfprune.methods.mask_similarity(pruned_reinit, pruned_keep)
     assert 0 < similarity["mean"]["jaccard"] <= 1
 
 
@@ -78,14 +78,14 @@ def test_mask_similarity_on_hand_made_masks(cnn):
     mask_b[..., 2:8] = 0  # filters 2-7 empty in b
     wrapper_a.assign_mask(mask_a)
     wrapper_b.assign_mask(mask_b)
-    result = tfprune.mask_similarity(a, b)[wrapper_a.layer.name]
+    result = tfprune.methods.mask_similarity(a, b)[wrapper_a.layer.name]
     # kept: a = filters 4-15 (12), b = 0-1 and 8-15 (10); both = 8-15 (8); either = 0-1, 4-15 (14).
     assert result["jaccard"] == pytest.approx(8 / 14)
     assert result["empty_filters_a"] == pytest.approx(4 / 16) and result[
         "empty_filters_b"
     ] == pytest.approx(6 / 16)
     with pytest.raises(ValueError, match="tfprune.prune"):
-        tfprune.mask_similarity(cnn, b)
+        tfprune.methods.mask_similarity(cnn, b)
 
 
 def test_imp_arguments_are_checked():
@@ -96,4 +96,4 @@ def test_imp_arguments_are_checked():
         ({"rewind": "epoch"}, "rewind_epoch"),
     ):
         with pytest.raises(ValueError, match=message):
-            tfprune.IterativePruning(**kwargs)
+            tfprune.methods.IterativePruning(**kwargs)

@@ -9,7 +9,7 @@ import tfprune
 
 def test_bpps_meets_its_flops_target_and_feeds_the_callback(trained_digits):
     model, data = trained_digits
-    found = tfprune.layerwise_rates(model, data, target_flops=0.4, verbose=False)
+    found = tfprune.methods.layerwise_rates(model, data, target_flops=0.4, verbose=False)
     assert found.flops_removed == pytest.approx(0.4, abs=0.02)
     assert (
         set(found.rates) == {"conv1", "conv2", "conv3"} and len(set(found.rates.values())) > 1
@@ -22,14 +22,14 @@ def test_bpps_meets_its_flops_target_and_feeds_the_callback(trained_digits):
     removed = 1 - tfprune.count_flops(tfprune.shrink(pruned)) / tfprune.count_flops(model)
     assert removed == pytest.approx(found.flops_removed, abs=1e-6)
     with pytest.raises(ValueError, match="target_flops"):
-        tfprune.layerwise_rates(model, data, target_flops=1.2)
+        tfprune.methods.layerwise_rates(model, data, target_flops=1.2)
     with pytest.raises(ValueError, match="rates: 'conv9'"):
         tfprune.prune(model, schedule=schedule, rates={"conv9": 0.5})
 
 
 def test_bpps_rates_beat_uniform_rates_on_calibration_loss(trained_digits):
     model, data = trained_digits
-    found = tfprune.layerwise_rates(model, data, target_flops=0.4, verbose=False)
+    found = tfprune.methods.layerwise_rates(model, data, target_flops=0.4, verbose=False)
     x, y = data
 
     def loss(pruned):
@@ -45,15 +45,15 @@ def test_bpps_rates_beat_uniform_rates_on_calibration_loss(trained_digits):
 @pytest.mark.slow  # 20 s; PwC itself is covered quickly by tests/methods/test_compensation.py
 def test_compensated_rates_respect_the_accuracy_floor(trained_digits):
     model, data = trained_digits
-    found = tfprune.compensated_rates(model, data, floor=(0.98, 0.95), verbose=False)
+    found = tfprune.methods.compensated_rates(model, data, floor=(0.98, 0.95), verbose=False)
     assert set(found.rates) == {"conv2", "conv3"} and found.flops_removed > 0.1
     x, y = data
     base = np.mean(np.argmax(model.predict(x, verbose=0), 1) == y)
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), rates=found.rates)
     tfprune.apply_target(pruned, 0.5)
-    compensated = tfprune.compensate(model, pruned, x)
+    compensated = tfprune.methods.compensate(model, pruned, x)
     accuracy = np.mean(np.argmax(compensated.predict(x, verbose=0), 1) == y)
     assert accuracy >= 0.95 * base - 1e-9  # the last layer's floor holds for the whole model
     assert found.loss_increase == pytest.approx(base - accuracy, abs=1e-6)
     with pytest.raises(ValueError, match="floor"):
-        tfprune.compensated_rates(model, data, floor=(0.9, 0.95))
+        tfprune.methods.compensated_rates(model, data, floor=(0.9, 0.95))

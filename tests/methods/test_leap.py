@@ -25,7 +25,7 @@ def task():
 def trained_leap(task, epochs=6, **kwargs):
     (x, y), _ = task
     keras.utils.set_random_seed(0)
-    leap = tfprune.LEAP(
+    leap = tfprune.methods.LEAP(
         tiny_transformer(), initial_threshold=3.0, score_learning_rate=0.05, **kwargs
     )
     leap.compile(
@@ -56,7 +56,7 @@ def test_leap_reaches_its_target_density_within_two_percent(task, kwargs):
 
 
 def test_pruned_model_warns_when_the_masks_have_not_reached_the_target():
-    leap = tfprune.LEAP(tiny_transformer(), target_density=0.3, granularity="head")
+    leap = tfprune.methods.LEAP(tiny_transformer(), target_density=0.3, granularity="head")
     with pytest.warns(UserWarning, match="keep 100% .* target_density=0.3.* Train longer"):
         masked = leap.pruned_model()
     assert tfprune.count_flops(tfprune.shrink(masked)) == tfprune.count_flops(leap.model)
@@ -81,14 +81,14 @@ def test_head_and_row_pruning_shrink_physically_and_export(task, tmp_path):
         ]
 
     heads = heads_of(small)
-    assert heads == heads_of(tfprune.shrink_heads(masked))
+    assert heads == heads_of(tfprune.shrinking.shrink_heads(masked))
     units = [small.get_layer(name).units for name in ("ffn1_up", "ffn2_up")]
     assert sum(heads) < 8 or sum(units) < 128
     assert small.count_params() < masked.count_params()
     assert np.abs(small.predict(x_test, verbose=0) - reference).max() <= 1e-5
     path = tfprune.export_tflite(small, tmp_path / "transformer.tflite")
     assert tfprune.verify_tflite(path, small, x_test[:32]) <= 1e-4
-    accuracy = np.mean(np.argmax(tfprune.run_tflite(path, x_test)[0], axis=1) == y_test)
+    accuracy = np.mean(np.argmax(tfprune.export.run_tflite(path, x_test)[0], axis=1) == y_test)
     assert accuracy == pytest.approx(
         np.mean(np.argmax(reference, axis=1) == y_test), abs=1 / len(y_test)
     )
@@ -125,13 +125,13 @@ def test_leap_saves_and_loads_with_its_scores(task, tmp_path):
 def test_leap_bad_input(cnn):
     model = tiny_transformer()
     with pytest.raises(ValueError, match="target_density"):
-        tfprune.LEAP(model, target_density=1.5)
+        tfprune.methods.LEAP(model, target_density=1.5)
     with pytest.raises(ValueError, match="granularity"):
-        tfprune.LEAP(model, granularity="block")
+        tfprune.methods.LEAP(model, granularity="block")
     with pytest.raises(ValueError, match="nope"):
-        tfprune.LEAP(model, layers=["nope"])
+        tfprune.methods.LEAP(model, layers=["nope"])
     with pytest.raises(ValueError, match="no layer to prune"):
-        tfprune.LEAP(cnn, granularity="head")
+        tfprune.methods.LEAP(cnn, granularity="head")
 
 
 def test_einsum_dense_rows_are_masked_whole():
@@ -141,7 +141,7 @@ def test_einsum_dense_rows_are_masked_whole():
         "ab,bc->ac", output_shape=16, bias_axes="c", activation="relu", name="einsum"
     )(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(hidden))
-    leap = tfprune.LEAP(model, target_density=0.5, granularity="row", initial_threshold=0.0)
+    leap = tfprune.methods.LEAP(model, target_density=0.5, granularity="row", initial_threshold=0.0)
     # sigmoid(0) = 0.5: half of the 16 rows kept before any training (the target: no warning).
     masked = leap.pruned_model().get_layer("einsum")
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in masked.weights)

@@ -16,9 +16,9 @@ def test_pfwt_rebuild_keeps_training_on_a_smaller_model():
     x, y = x[:512], y[:512]
     keras.utils.set_random_seed(0)
     model = digits_cnn()
-    result = tfprune.fit_with_rebuilds(
+    result = tfprune.methods.fit_with_rebuilds(
         model,
-        tfprune.pfwt(0.5, every=2, events=2, first_epoch=1),
+        tfprune.methods.pfwt(0.5, every=2, events=2, first_epoch=1),
         compile=lambda m: m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy"),
         x=x,
         y=y,
@@ -37,7 +37,9 @@ def test_pfwt_rebuild_keeps_training_on_a_smaller_model():
     assert losses[-1] < losses[0]
     assert not tfprune.wrappers_of(result.model) and result.model.count_params() == params[-1]
     with pytest.raises(TypeError, match="epoch schedule"):
-        tfprune.fit_with_rebuilds(model, tfprune.OneShot(0.5), compile=lambda m: None, x=x, y=y)
+        tfprune.methods.fit_with_rebuilds(
+            model, tfprune.OneShot(0.5), compile=lambda m: None, x=x, y=y
+        )
 
 
 @pytest.mark.slow  # 20 s, in `make test-all`; rebuilding during training stays in `make test`
@@ -51,9 +53,9 @@ def test_pfwt_rebuild_carries_the_optimizer_so_training_goes_on_as_if_masked():
 
     def losses(**kwargs):
         keras.utils.set_random_seed(0)
-        result = tfprune.fit_with_rebuilds(
+        result = tfprune.methods.fit_with_rebuilds(
             digits_cnn(),
-            tfprune.pfwt(0.5, every=2, events=1, first_epoch=1),
+            tfprune.methods.pfwt(0.5, every=2, events=1, first_epoch=1),
             compile=lambda m: m.compile(keras.optimizers.Adam(3e-3), LOSS),
             x=x, y=y, epochs=3, batch_size=32, verbose=0, shuffle=False, **kwargs,
         )  # fmt: skip

@@ -41,7 +41,9 @@ def test_pgd_is_at_least_as_strong_as_fgsm_and_respects_its_ball(trained_cnn, di
 
 def test_deepfool_finds_small_perturbations_that_flip_predictions(trained_cnn, digits):
     _, _, x, y = digits
-    x_adv = tfprune.DeepFool(steps=5, overshoot=0.02, clip=None)(trained_cnn, x, y).numpy()
+    x_adv = tfprune.robustness.DeepFool(steps=5, overshoot=0.02, clip=None)(
+        trained_cnn, x, y
+    ).numpy()
     flipped = np.argmax(trained_cnn(x_adv, training=False), axis=1) != y
     correct = np.argmax(trained_cnn(x, training=False), axis=1) == y
     assert flipped[correct].mean() > 0.8  # unclipped, DeepFool crosses the boundary
@@ -55,11 +57,11 @@ def test_cutoff_scale_caps_each_example_by_the_formula():
         [0.01, 0.1, 1, 2, 3, 0.5]
     ).reshape(6, 1, 1, 1)
     rms = np.sqrt(np.mean(eta**2, axis=(1, 2, 3)))
-    fixed = tfprune.cutoff_scale(eta, rho=0.9, delta=0.2).numpy()
+    fixed = tfprune.robustness.cutoff_scale(eta, rho=0.9, delta=0.2).numpy()
     expected = 0.9 * eta * np.minimum(1.0, 0.2 / rms).reshape(6, 1, 1, 1)
     np.testing.assert_allclose(fixed, expected, rtol=1e-5)
     assert np.sqrt(np.mean(fixed**2, axis=(1, 2, 3))).max() <= 0.9 * 0.2 + 1e-6
-    adaptive = tfprune.cutoff_scale(eta, rho=0.9).numpy()
+    adaptive = tfprune.robustness.cutoff_scale(eta, rho=0.9).numpy()
     np.testing.assert_allclose(
         adaptive, 0.9 * eta * np.minimum(1.0, rms.mean() / rms).reshape(6, 1, 1, 1), rtol=1e-5
     )
@@ -67,7 +69,7 @@ def test_cutoff_scale_caps_each_example_by_the_formula():
 
 def test_cutoff_scale_attack_clips_to_the_input_range(trained_cnn, digits):
     _, _, x, y = digits
-    attack = tfprune.CutoffScale(rho=0.9, delta=0.05)
+    attack = tfprune.robustness.CutoffScale(rho=0.9, delta=0.05)
     x_adv = attack(trained_cnn, x, y).numpy()
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(attack))
@@ -81,8 +83,8 @@ def test_cutoff_scale_attack_clips_to_the_input_range(trained_cnn, digits):
         (lambda: tfprune.PGD(eps=0.1, steps=0), ValueError, "steps must be an integer >= 1"),
         (lambda: tfprune.PGD(eps=0.1, norm="l1"), ValueError, "norm"),
         (lambda: tfprune.FGSM(eps=0.1, clip=(1.0, 0.0)), ValueError, "min < max"),
-        (lambda: tfprune.DeepFool(steps=0), ValueError, "steps"),
-        (lambda: tfprune.cutoff_scale(np.zeros((1, 2)), rho=1.5), ValueError, "rho"),
+        (lambda: tfprune.robustness.DeepFool(steps=0), ValueError, "steps"),
+        (lambda: tfprune.robustness.cutoff_scale(np.zeros((1, 2)), rho=1.5), ValueError, "rho"),
         (lambda: tfprune.FGSM(eps="big"), TypeError, "eps must be a number"),
     ],
 )

@@ -29,7 +29,7 @@ def test_dead_heads_are_removed_and_the_function_kept():
     model = attention_model()
     kill_heads(model, [1, 3])
     assert dead_heads(model.get_layer("attention")).tolist() == [False, True, False, True]
-    small = tfprune.shrink_heads(model)
+    small = tfprune.shrinking.shrink_heads(model)
     assert small.get_layer("attention").num_heads == 2
     x = np.random.default_rng(0).normal(size=(4, 5, 8)).astype(np.float32)
     np.testing.assert_allclose(small(x), model(x), atol=1e-5)
@@ -39,6 +39,6 @@ def test_dead_heads_are_removed_and_the_function_kept():
 def test_at_least_one_head_stays_and_bad_models_are_refused():
     model = attention_model(heads=2)
     kill_heads(model, [0, 1])
-    assert tfprune.shrink_heads(model).get_layer("attention").num_heads == 1
+    assert tfprune.shrinking.shrink_heads(model).get_layer("attention").num_heads == 1
     with pytest.raises(TypeError, match="shrink_heads: expected a keras.Model"):
-        tfprune.shrink_heads("model")
+        tfprune.shrinking.shrink_heads("model")

@@ -233,7 +233,7 @@ def test_convnext_tiny_shrinks_through_its_layer_normalization(tmp_path):
     norms = [
         layer
         for layer in modelwalk.all_layers(small)
-        if isinstance(layer, tfprune.ShrunkLayerNormalization)
+        if isinstance(layer, tfprune.layers.ShrunkLayerNormalization)
     ]
     assert len(norms) >= 10 and all(norm.removed_values for norm in norms)
     depthwise = [layer for layer in modelwalk.all_layers(small) if getattr(layer, "groups", 1) > 1]

@@ -7,8 +7,14 @@
 - `trace`: writing a decision trace atomically.
 """
 
-from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
-from tfprune.callbacks.chief import ChiefOnly
-from tfprune.callbacks.pruning import PruningCallback
+from tfprune.core.namespace import lazy_exports
 
-__all__ = ["AdversarialAwarePruning", "ChiefOnly", "PruningCallback"]
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "pruning": ["PruningCallback"],
+        "adversarial_aware": ["AdversarialAwarePruning"],
+        "chief": ["ChiefOnly", "is_chief"],
+    },
+)

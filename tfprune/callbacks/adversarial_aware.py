@@ -97,8 +97,8 @@ class AdversarialAwarePruning(PruningCallback):
             Defaults to `None`.
 
     Raises:
-        TypeError: for an attack that is not a `tfprune.Attack`, or tolerances that are not
-            numbers.
+        TypeError: for an attack that is not a `tfprune.robustness.Attack`, or tolerances
+            that are not numbers.
         ValueError: for a `comparison` other than "paired" or "independent".
         ValueError: for missing or empty probe data, labels that do not fit the model,
             a negative tolerance or a hard limit below it.
@@ -107,7 +107,7 @@ class AdversarialAwarePruning(PruningCallback):
 
     ```python
     pruned = tfprune.prune(model, schedule=schedule)
-    trainer = tfprune.AdversarialTraining(pruned, tfprune.CutoffScale())
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.robustness.CutoffScale())
     trainer.compile("adam", "sparse_categorical_crossentropy")
     callback = tfprune.AdversarialAwarePruning((x_val, y_val), tfprune.PGD(eps=0.1), tolerance=0.03)
     trainer.fit(x, y, epochs=20, callbacks=[callback])

@@ -18,7 +18,7 @@ class ChiefOnly(keras.callbacks.Callback):
 
     Keras 3 callbacks write on every process of a multi-worker job: `ModelCheckpoint`,
     `BackupAndRestore`, `CSVLogger` and `TensorBoard` would have each worker write the
-    same files. Wrapped, they run on the chief (`tfprune.is_chief`); the other workers
+    same files. Wrapped, they run on the chief (`tfprune.callbacks.is_chief`); the other workers
     skip them, except for the hooks in `every_worker`. `BackupAndRestore` needs its
     `on_train_begin` on every worker, so that each worker restores the chief's backup
     (from a file system the workers share), and that is the default for it.
@@ -38,8 +38,8 @@ class ChiefOnly(keras.callbacks.Callback):
     ```python
     callbacks = [
         tfprune.PruningCallback(),
-        tfprune.ChiefOnly(keras.callbacks.BackupAndRestore("backup")),
-        tfprune.ChiefOnly(keras.callbacks.ModelCheckpoint("pruned.keras")),
+        tfprune.callbacks.ChiefOnly(keras.callbacks.BackupAndRestore("backup")),
+        tfprune.callbacks.ChiefOnly(keras.callbacks.ModelCheckpoint("pruned.keras")),
     ]
     ```
     """

@@ -2,7 +2,7 @@
 
 From "Pruning with Compensation: Efficient Channel Pruning for Deep Convolutional Neural
 Networks" (Xie et al., arXiv 2108.13728). The least-squares compensation itself is
-`tfprune.compensate` (`tfprune.methods.compensation`), which reads its input patches with
+`tfprune.methods.compensate` (`tfprune.methods.compensation`), which reads its input patches with
 the same `patches`.
 """
 

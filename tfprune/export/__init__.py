@@ -9,3 +9,24 @@
 - `tflite_file`: reading files through LiteRT's flatbuffer schema, `inspect_tflite`;
 - `keras_file`: `tfprune.save_model`, a `.keras` file written atomically.
 """
+
+from tfprune.core.namespace import lazy_exports
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "converter": ["export_tflite", "plan_sparse_storage"],
+        "interpreter": [
+            "Latency",
+            "benchmark_tflite",
+            "compare_latency",
+            "load_interpreter",
+            "run_tflite",
+            "verify_tflite",
+        ],
+        "tflite_file": ["TFLiteFileError", "TFLiteNotFoundError", "inspect_tflite"],
+        "keras_file": ["save_model"],
+        "sparse_storage": ["StorageChoice", "StorageReport", "XnnpackSparsePath"],
+    },
+)

@@ -227,7 +227,7 @@ def plan_sparse_storage(
             Defaults to 1.
 
     Returns:
-        A `tfprune.StorageReport`; print it for a table.
+        A `tfprune.export.StorageReport`; print it for a table.
 
     Raises:
         TypeError / ValueError: as `export_tflite`.
@@ -235,7 +235,7 @@ def plan_sparse_storage(
     Example:
 
     ```python
-    print(tfprune.plan_sparse_storage(model))
+    print(tfprune.export.plan_sparse_storage(model))
     # sparse storage (auto):
     #   SPARSE functional/fc1/MatMul [FULLY_CONNECTED [1024, 1024], 95% zeros, 95% zero blocks]: ...
     ```

@@ -117,7 +117,7 @@ class StorageReport:
     Example:
 
     ```python
-    report = tfprune.plan_sparse_storage(model)
+    report = tfprune.export.plan_sparse_storage(model)
     print(report)  # one line per weight: SPARSE or dense, and why
     print(report.ratio)  # measured latency of the stored choice over dense storage
     ```

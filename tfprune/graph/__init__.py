@@ -9,3 +9,15 @@ what they cost.
   products of tensors, and of custom layers on their traces;
 - `tracing`: custom layers written out as the layers and ops their `call` runs.
 """
+
+from tfprune.core.namespace import lazy_exports
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "flops": ["count_flops"],
+        "latency": ["LatencyTable"],
+        "reference": ["reference_size", "set_reference_size"],
+    },
+)

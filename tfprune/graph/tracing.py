@@ -633,7 +633,7 @@ class Tracer:
 
     Pass `clone_function` to `clone_model`; a layer that `select` accepts is traced at each
     of its calls (checked first by `check_trace`); with `unfoldings`, a layer the registry
-    has an unfolding for (`tfprune.register_unfolding`) is written out by it instead; every
+    has an unfolding for (`tfprune.layers.register_unfolding`) is written out by it instead; every
     other layer is copied. Afterwards, `traced` holds the ids of the layers written out
     (whose weights went with them) and `refused` the names of those that could not be, with
     why.

@@ -19,7 +19,27 @@
   over 5x5 computed as sums of small kernel tiles, which export converts them into.
 """
 
+from tfprune.core.namespace import lazy_exports
 from tfprune.layers import (
     builtin_rules,  # noqa: F401  (registers Keras' own layers and ops)
     keras_hub_rules,  # noqa: F401  (registers KerasHub's, by name)
+)
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "registry": [
+            "ChannelRule",
+            "LayerSpec",
+            "register_channel_rule",
+            "register_layer",
+            "register_unfolding",
+        ],
+        "grouped_conv": ["GroupedConv2D"],
+        "attention_mask": ["SelfAttentionMask"],
+        "split_depthwise": ["SplitDepthwiseConv2D", "SplitGroupedConv2D"],
+        "normalization": ["ShrunkLayerNormalization", "ShrunkRMSNormalization"],
+        "bidirectional": ["UnevenBidirectional"],
+    },
 )

@@ -2,7 +2,7 @@
 every other layer moves channels.
 
 Importing `tfprune.layers` registers them; `tfprune.register_layer` and
-`tfprune.register_channel_rule` add more the same way.
+`tfprune.layers.register_channel_rule` add more the same way.
 """
 
 from __future__ import annotations

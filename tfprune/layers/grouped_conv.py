@@ -1,6 +1,6 @@
 """`GroupedConv2D`: a convolution whose filter groups each read their own input channels.
 
-Dynamic Structure Pruning (`tfprune.DSP`) deploys every pruned convolution as one: G
+Dynamic Structure Pruning (`tfprune.methods.DSP`) deploys every pruned convolution as one: G
 convolutions on channel subsets, concatenated back into filter order, so the skipped
 input channels cost nothing.
 """

@@ -432,7 +432,8 @@ def register_channel_rule(layer_class: type, rule: ChannelRule) -> None:
         )
     if not isinstance(rule, ChannelRule):
         raise TypeError(
-            f"register_channel_rule: rule must be a tfprune.ChannelRule, got {type(rule).__name__}."
+            "register_channel_rule: rule must be a tfprune.layers.ChannelRule, got "
+            f"{type(rule).__name__}."
         )
     if rule.kind not in RULE_KINDS:
         raise ValueError(f"Unknown channel rule kind {rule.kind!r}.")
@@ -830,7 +831,7 @@ def register_layer(layer_class: type | str, spec: LayerSpec) -> None:
         )
     if not isinstance(spec, LayerSpec):
         raise TypeError(
-            f"register_layer: spec must be a tfprune.LayerSpec, got {type(spec).__name__}."
+            f"register_layer: spec must be a tfprune.layers.LayerSpec, got {type(spec).__name__}."
         )
     _REGISTRY[layer_class] = spec
 

@@ -16,3 +16,24 @@ update through ranking -> families -> criteria -> granularity -> wrappers):
 - `schedules`: when masks update and to which target;
 - `strip`: `tfprune.strip`, plain Keras layers with the masks baked in.
 """
+
+from tfprune.core.namespace import lazy_exports
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ranking": ["PruningPlan", "apply_target", "pruning_plans"],
+        "recalibration": ["recalibrate_batchnorm"],
+        "wrappers": ["ChannelMaskWrapper", "PruneWrapper", "wrappers_of"],
+        "granularity": ["Block", "Filter", "Granularity", "NM", "Unstructured"],
+        "schedules": [
+            "ConstantSparsity",
+            "Iterative",
+            "OneShot",
+            "PolynomialDecay",
+            "PruningSchedule",
+        ],
+        "policies": ["Policy"],
+    },
+)

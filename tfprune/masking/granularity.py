@@ -21,7 +21,7 @@ class Granularity:
 
     Example:
 
-    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)  # a Dense kernel
+    >>> spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)  # a Dense kernel
     >>> weight = np.array([[1.0, -4.0, 0.5], [1.0, 2.0, -0.5]])  # 2 inputs, 3 filters
     >>> get("filter").mask(np.abs(weight), np.ones_like(weight), sparsity=0.34, spec=spec)
     array([[1., 1., 0.],
@@ -191,7 +191,7 @@ class Unstructured(Granularity):
 
     Example:
 
-    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
     >>> weight = np.array([[0.1, -2.0], [3.0, 0.2]])
     >>> Unstructured().mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec)
     array([[0., 1.],
@@ -243,7 +243,7 @@ class NM(Granularity):
 
     Example:
 
-    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
     >>> weight = np.array([[4.0], [1.0], [3.0], [2.0]])  # one filter reading 4 inputs
     >>> NM(2, 4).mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec).ravel()
     array([1., 0., 1., 0.], dtype=float32)
@@ -306,7 +306,7 @@ class Block(Granularity):
 
     Example:
 
-    >>> spec = tfprune.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+    >>> spec = tfprune.layers.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
     >>> weight = np.concatenate([np.full((4, 1), 0.1), np.full((4, 1), 1.0)])  # 8 inputs
     >>> Block(1, 4).mask(np.abs(weight), np.ones_like(weight), sparsity=0.5, spec=spec).ravel()
     array([0., 0., 0., 0., 1., 1., 1., 1.], dtype=float32)
@@ -373,7 +373,8 @@ def get(identifier) -> Granularity:
         return identifier
     if not isinstance(identifier, str):
         raise TypeError(
-            f"granularity must be a string or tfprune.Granularity, got {type(identifier).__name__}."
+            "granularity must be a string or tfprune.masking.Granularity, got "
+            f"{type(identifier).__name__}."
         )
     name = identifier.strip().lower()
     if name == "filter":

@@ -45,7 +45,7 @@ class Policy:
     wrapper.
 
     Attributes:
-        granularity: a `tfprune.Granularity`.
+        granularity: a `tfprune.masking.Granularity`.
         criterion: a criterion callable (`tfprune.criteria`).
         schedule: a `tfprune` schedule.
         ranking: `"local"` or `"global"`.

@@ -139,7 +139,7 @@ def _nothing_to_prune(model, graph, candidates, refused) -> str:
             remedy = (
                 "Make its call traceable (keras.ops on its inputs, no branching on tensor "
                 "values), teach tfprune the custom layer's type with tfprune.register_layer "
-                "(or tfprune.register_unfolding), or build the model from its inner layers"
+                "(or tfprune.layers.register_unfolding), or build the model from its inner layers"
             )
         return (
             f"prune: no layer to prune. The prunable layers are inside custom layers that "
@@ -207,7 +207,7 @@ def prune(
         model: a built Keras 3 functional or Sequential model (nested models allowed).
         granularity: `"filter"` (whole output channels), `"unstructured"`, `"n:m"` or
             `"N:M"` like `"2:4"`, `"block"` or `"block:RxC"` like `"block:1x16"`, or a
-            `tfprune.Granularity`. Defaults to `"filter"`.
+            `tfprune.masking.Granularity`. Defaults to `"filter"`.
         criterion: a name (`"l1"`, `"l2"`, `"magnitude"`, `"lap"`, `"fpgm"`...; see
             `tfprune.criteria`) or a callable `(weight, layer) -> scores`. Defaults to `"l1"`.
         schedule: a `tfprune` schedule (`PolynomialDecay`, `ConstantSparsity`, `Iterative`,
@@ -241,9 +241,9 @@ def prune(
             channel, e.g. the convolutions meeting at a residual Add); their scores combine
             by `"sum"`, `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
         rates: `{layer name: final sparsity}` per layer, e.g.
-            `tfprune.layerwise_rates(...).rates`; each layer reaches its rate as the schedule
-            reaches its final target (local ranking, sparsity target). Layers not listed
-            follow the schedule. Defaults to `None`.
+            `tfprune.methods.layerwise_rates(...).rates`; each layer reaches its rate as the
+            schedule reaches its final target (local ranking, sparsity target). Layers not
+            listed follow the schedule. Defaults to `None`.
         policies: several pruning policies in one model: `{selector: settings}`, a selector
             as in `layers=` (a name, a class, a predicate, or a tuple of them), settings a
             dict of some of `granularity`, `criterion`, `schedule`, `ranking`, `target`,

@@ -45,7 +45,7 @@ def unfold(model):
 
     KerasHub's `TransformerEncoder` and `TransformerDecoder` (self-attention only) become
     their `MultiHeadAttention`, `LayerNormalization`, `Dense` and `Dropout` layers, residual
-    `Add`s and a `tfprune.SelfAttentionMask`; a `ViTEncoder` becomes its blocks' layers. Any
+    `Add`s and a `tfprune.layers.SelfAttentionMask`; a `ViTEncoder` becomes its blocks' layers. Any
     other custom layer holding weights is traced: its `call` written out as the sublayers
     and `keras.ops` it runs (see `tfprune.graph.tracing`). The copy computes the same
     function with the same weights, and `tfprune.prune` then prunes each block's attention

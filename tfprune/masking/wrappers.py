@@ -50,7 +50,7 @@ class PruneWrapper(keras.layers.Wrapper):
     Args:
         layer: a layer whose type is in the registry (`tfprune.register_layer`).
         granularity: `"filter"`, `"unstructured"`, `"n:m"` / `"2:4"`, `"block"` /
-            `"block:1x4"`, or a `tfprune.Granularity`. Defaults to `"filter"`.
+            `"block:1x4"`, or a `tfprune.masking.Granularity`. Defaults to `"filter"`.
         criterion: a name (`"l1"`, `"lap"`...; see `tfprune.criteria`) or a callable
             `(weight, layer) -> scores`. Defaults to `"l1"`.
         schedule: a `tfprune` schedule, or a number meaning `ConstantSparsity(number)`.
@@ -65,7 +65,7 @@ class PruneWrapper(keras.layers.Wrapper):
             `tfprune.prune`). Defaults to `"auto"`.
         group_reduction: how the filter scores of one channel group combine: `"sum"`,
             `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
-        rate: this layer's own final sparsity (from `tfprune.layerwise_rates`), reached as
+        rate: this layer's own final sparsity (from `tfprune.methods.layerwise_rates`), reached as
             the schedule reaches its final target; `None` follows the schedule. Defaults
             to `None`.
         latency_table: the `tfprune.LatencyTable` (or its config dict) that a `"latency"`

@@ -10,3 +10,21 @@
 - `leap`: LEAP's learnable masks for transformers.
 - `distillation`: `Distillation`, a dense teacher's softened outputs in the pruned model's loss.
 """
+
+from tfprune.core.namespace import lazy_exports
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "dsp": ["DSP", "GroupPlan", "deploy_groups"],
+        "leap": ["LEAP"],
+        "imp": ["IterativePruning", "mask_similarity"],
+        "compensation": ["compensate"],
+        "layerwise": ["LayerwiseRates", "compensated_rates", "layerwise_rates"],
+        "rebuild": ["RebuildResult", "fit_with_rebuilds"],
+        "presets": ["iplt", "pfwt"],
+        "distillation": ["Distillation"],
+        "latency_table": ["measure_latency_table"],
+    },
+)

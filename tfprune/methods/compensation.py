@@ -104,7 +104,7 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
     ```python
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
     tfprune.apply_target(pruned, 0.5)
-    better = tfprune.shrink(tfprune.compensate(model, pruned, x_train[:400]))
+    better = tfprune.shrink(tfprune.methods.compensate(model, pruned, x_train[:400]))
     ```
     """
     checks.check_model(original, "compensate")

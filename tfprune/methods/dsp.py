@@ -159,11 +159,11 @@ class DSP(keras.Model):
     Example:
 
     ```python
-    dsp = tfprune.DSP(model, groups=4, lam=5e-4, ramp_steps=500)
+    dsp = tfprune.methods.DSP(model, groups=4, lam=5e-4, ramp_steps=500)
     dsp.compile("adam", "sparse_categorical_crossentropy")
     dsp.fit(x, y, epochs=10)
     plan = dsp.prune(flops_target=0.5)  # grouped or filter form, whichever runs faster
-    fast = tfprune.deploy_groups(plan)
+    fast = tfprune.methods.deploy_groups(plan)
     ```
     """
 
@@ -446,7 +446,7 @@ def deploy_groups(plan: GroupPlan) -> keras.Model:
     Example:
 
     ```python
-    fast = tfprune.deploy_groups(dsp.prune(flops_target=0.5))
+    fast = tfprune.methods.deploy_groups(dsp.prune(flops_target=0.5))
     tfprune.export_tflite(fast, "dsp.tflite")
     ```
     """

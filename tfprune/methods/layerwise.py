@@ -40,7 +40,7 @@ class LayerwiseRates:
     Example:
 
     ```python
-    found = tfprune.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
+    found = tfprune.methods.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
     print(found.rates, found.flops_removed)  # {'conv2': 0.31, 'conv3': 0.62}, 0.5
     ```
     """
@@ -146,7 +146,7 @@ def layerwise_rates(
     Example:
 
     ```python
-    found = tfprune.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
+    found = tfprune.methods.layerwise_rates(model, (x[:500], y[:500]), target_flops=0.5)
     schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=500)
     pruned = tfprune.prune(model, schedule=schedule, rates=found.rates)
     ```
@@ -216,7 +216,7 @@ def compensated_rates(
     least-squares compensation stays above a floor that falls linearly over the layers.
 
     Layers are pruned cumulatively (each search sees the layers before it pruned and the
-    whole model compensated with `tfprune.compensate`); no backpropagation.
+    whole model compensated with `tfprune.methods.compensate`); no backpropagation.
 
     Args:
         model: a built, trained Keras 3 classifier.
@@ -239,7 +239,7 @@ def compensated_rates(
     Example:
 
     ```python
-    found = tfprune.compensated_rates(model, (x[:400], y[:400]), floor=(0.99, 0.95))
+    found = tfprune.methods.compensated_rates(model, (x[:400], y[:400]), floor=(0.99, 0.95))
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5), rates=found.rates)
     ```
     """

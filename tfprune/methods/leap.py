@@ -167,7 +167,7 @@ class LEAP(keras.Model):
     Example:
 
     ```python
-    leap = tfprune.LEAP(model, target_density=0.3, granularity="row")
+    leap = tfprune.methods.LEAP(model, target_density=0.3, granularity="row")
     leap.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     leap.fit(x, y, epochs=10)
     small = tfprune.shrink(leap.pruned_model())

@@ -59,7 +59,7 @@ def pfwt(target, every=2, events=4, first_epoch=1) -> Iterative:
     (Roy et al., arXiv 2003.02800).
 
     Use it with `granularity="filter"` and the L1 criterion (the paper's best), and with
-    `tfprune.fit_with_rebuilds` to make the remaining training cheaper as the model shrinks.
+    `tfprune.methods.fit_with_rebuilds` to make the remaining training cheaper as the model shrinks.
 
     Args:
         target: final fraction of filters to prune, in [0, 1).
@@ -75,7 +75,7 @@ def pfwt(target, every=2, events=4, first_epoch=1) -> Iterative:
 
     Example:
 
-    >>> tfprune.pfwt(0.5, every=2, events=2).epochs
+    >>> tfprune.methods.pfwt(0.5, every=2, events=2).epochs
     [1, 3]
     """
     return _equal_steps(target, first_epoch, events, every)

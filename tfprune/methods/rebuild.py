@@ -50,7 +50,8 @@ class RebuildResult:
     Example:
 
     ```python
-    result = tfprune.fit_with_rebuilds(model, tfprune.pfwt(0.5), compile=compile, x=x, y=y)
+    schedule = tfprune.methods.pfwt(0.5)
+    result = tfprune.methods.fit_with_rebuilds(model, schedule, compile=compile, x=x, y=y)
     print([(r["epoch"], r["params"]) for r in result.rebuilds], result.phase_seconds)
     ```
     """
@@ -65,7 +66,7 @@ def _events(schedule) -> dict:
     if not isinstance(schedule, Iterative):
         raise TypeError(
             "fit_with_rebuilds prunes between epochs, so it needs an epoch schedule "
-            "(tfprune.pfwt(...), tfprune.iplt(...) or tfprune.Iterative), got "
+            "(tfprune.methods.pfwt(...), tfprune.methods.iplt(...) or tfprune.Iterative), got "
             f"{type(schedule).__name__}."
         )
     return dict(zip(schedule.epochs, schedule.targets))
@@ -87,7 +88,7 @@ def fit_with_rebuilds(
 
     Args:
         model: a Keras 3 functional or Sequential model (left unchanged; a copy trains).
-        schedule: an `Iterative` schedule such as `tfprune.pfwt(0.5, every=2, events=3)`;
+        schedule: an `Iterative` schedule such as `tfprune.methods.pfwt(0.5, every=2, events=3)`;
             its targets are fractions of the original model's filters.
         compile: `compile(model)`; called on every new model.
         x: training inputs, as for `model.fit`.
@@ -120,7 +121,7 @@ def fit_with_rebuilds(
     >>> model = keras.Model(inputs, outputs)
     >>> x, y = np.random.rand(16, 8, 8, 1), np.arange(16) % 3
     >>> result = fit_with_rebuilds(
-    ...     model, tfprune.pfwt(0.5, every=1, events=1, first_epoch=1),
+    ...     model, tfprune.methods.pfwt(0.5, every=1, events=1, first_epoch=1),
     ...     compile=lambda m: m.compile("adam", "sparse_categorical_crossentropy"),
     ...     x=x, y=y, epochs=2, verbose=0,
     ... )

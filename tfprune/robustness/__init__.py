@@ -7,3 +7,17 @@
   several attacks;
 - `training`: `AdversarialTraining`, adversarial examples inside `model.fit`.
 """
+
+from tfprune.core.namespace import lazy_exports
+
+# Loaded from their modules on first use: importing the namespace loads nothing else.
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "base": ["Attack"],
+        "attacks": ["CutoffScale", "DeepFool", "FGSM", "PGD", "cutoff_scale"],
+        "apgd": ["APGD"],
+        "accuracy": ["robust_accuracy", "robust_correct"],
+        "training": ["AdversarialTraining"],
+    },
+)

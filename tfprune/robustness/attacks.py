@@ -1,6 +1,6 @@
 """Adversarial examples: FGSM, PGD, DeepFool and BAP's cut-off-scale.
 
-Every attack is a serializable `tfprune.Attack` (see `tfprune.robustness.base` for the
+Every attack is a serializable `tfprune.robustness.Attack` (see `tfprune.robustness.base` for the
 output kinds it handles); `attack(model, x, y)` returns adversarial inputs in the valid input
 range (`clip`), for a whole batch, with TensorFlow ops, so attacks also run inside a compiled
 `train_step`.

@@ -50,7 +50,7 @@ def check_clip(clip):
 
 
 def check_attack(attack, name: str = "attack", allow_none: bool = False):
-    """`attack`, if it is a `tfprune.Attack` (or `None`, where that is allowed).
+    """`attack`, if it is a `tfprune.robustness.Attack` (or `None`, where that is allowed).
 
     Args:
         attack: what the caller passed.
@@ -93,7 +93,7 @@ class Attack(Configurable):
     Example:
 
     ```python
-    class Noise(tfprune.Attack):
+    class Noise(tfprune.robustness.Attack):
         def generate(self, model, x, y, kind):
             return self.project(x + keras.random.uniform(keras.ops.shape(x), -0.1, 0.1))
     ```

@@ -58,7 +58,7 @@ def shrink_heads(model) -> keras.Model:
     >>> kernel, bias = value.get_weights()
     >>> kernel[:, 1], bias[1] = 0.0, 0.0  # head 1 outputs exactly zero
     >>> value.set_weights([kernel, bias])
-    >>> tfprune.shrink_heads(model).get_layer("attention").num_heads
+    >>> tfprune.shrinking.shrink_heads(model).get_layer("attention").num_heads
     1
     """
     checks.check_model(model, "shrink_heads")

@@ -23,7 +23,7 @@ and output projections (`num_heads` lowered, at least one head kept).
 A recurrent unit whose weights and bias are all zero outputs exactly zero; `units` is
 lowered (at least one kept). The two directions of a Bidirectional layer that concatenates
 them lose units independently; where their widths end up different, the layer becomes a
-`tfprune.UnevenBidirectional`, which only infers its output width differently.
+`tfprune.layers.UnevenBidirectional`, which only infers its output width differently.
 
 Anything else keeps its channel: `shrink` never returns a model that computes something
 different from the masked one. A layer that reads a folded constant and had no bias gets
