@@ -6,7 +6,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 # mkdocs-material prints a banner about its successor on every build; the build is what we read.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test test-all bench compare docs clean
+.PHONY: demo test test-all bench compare docs release-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ test: $(VENV)/.installed-test
 # The documentation site (mkdocs.yml), built into site/; `mkdocs serve` shows it while editing.
 docs: $(VENV)/.installed-docs
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The release: wheel and sdist, checked by twine, installed into a fresh virtualenv where the
+# README's quick start runs against the installed package.
+RELEASE_VENV := build/release-venv
+release-check: $(VENV)/.installed-release
+	rm -rf dist $(RELEASE_VENV)
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	$(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/pip install -q dist/*.whl
+	cd build && $(CURDIR)/$(RELEASE_VENV)/bin/python $(CURDIR)/tools/quickstart_check.py
 
 test-all: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m ""
@@ -69,4 +80,4 @@ bench: $(VENV)/.installed-bench
 	$(PY) tools/bench_value.py --tasks digits --untrained --variants defaults dsp dsp_grouped --json out/bench_value_dsp.json --plot docs/bench_value_dsp.png
 
 clean:
-	rm -rf $(VENV) out build site *.egg-info
+	rm -rf $(VENV) out build dist site *.egg-info

@@ -89,3 +89,13 @@ def test_every_namespace_name_resolves():
     for package in ("methods", "robustness", "shrinking", "criteria"):
         namespace = importlib.import_module(f"tfprune.{package}")
         assert all(getattr(namespace, name) is not None for name in namespace.__all__)
+
+
+def test_the_version_is_set_once():
+    import importlib.metadata
+    import pathlib
+
+    # pyproject.toml reads it from tfprune/__init__.py; the installed metadata agrees.
+    pyproject = (pathlib.Path(tfprune.__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject
+    assert importlib.metadata.version("tfprune") == tfprune.__version__
