@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 import tfprune
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
+from tfprune.layers.spec import LayerSpec
 
 # One instance of every registered layer type, with the input it is built on.
 LAYERS = [
@@ -35,12 +37,12 @@ def test_filter_axes_index_output_channels(layer, input_shape):
     spec = registry.spec_for(layer)
     x = np.random.default_rng(0).random((2, *input_shape), dtype=np.float32)
     out_channels = layer(x).shape[-1]
-    kernel = registry.variable(layer, spec.weight)
+    kernel = named_variable(layer, spec.weight)
     assert spec.filter_count(kernel.shape) == out_channels
     canonical = spec.to_canonical(keras.ops.convert_to_numpy(kernel))
     canonical[2] = 0
     kernel.assign(spec.from_canonical(canonical, kernel.shape))
-    bias = registry.variable(layer, spec.bias)
+    bias = named_variable(layer, spec.bias)
     bias.assign(np.zeros(bias.shape))
     out = np.array(layer(x))
     assert np.all(out[..., 2] == 0)
@@ -50,7 +52,7 @@ def test_filter_axes_index_output_channels(layer, input_shape):
 @given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=5))
 @settings(max_examples=40, deadline=None)
 def test_canonical_view_round_trips(shape):
-    spec = registry.LayerSpec("kernel", filter_axes=(-1,), input_axis=-2)
+    spec = LayerSpec("kernel", filter_axes=(-1,), input_axis=-2)
     array = np.arange(np.prod(shape)).reshape(shape)
     canonical = spec.to_canonical(array)
     assert canonical.shape == (shape[-1], int(np.prod(shape[:-2])), shape[-2])

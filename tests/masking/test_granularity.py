@@ -5,13 +5,13 @@ import pytest
 
 import tfprune
 from tfprune.criteria import lookup as criteria
-from tfprune.layers import registry
+from tfprune.layers.spec import LayerSpec
 from tfprune.masking import granularity
 
-DENSE = registry.LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
+DENSE = LayerSpec("kernel", filter_axes=(-1,), input_axis=0)
 
 
-CONV = registry.LayerSpec("kernel", filter_axes=(-1,), input_axis=-2)
+CONV = LayerSpec("kernel", filter_axes=(-1,), input_axis=-2)
 
 
 def test_filter_mask_prunes_lowest_l1_filters():
@@ -107,6 +107,6 @@ def test_get_rejects_bad_identifiers():
 def test_nm_rejects_layers_it_cannot_group():
     with pytest.raises(ValueError, match="'fc'.*multiple of 4"):
         granularity.NM(2, 4).check("fc", (10, 3), DENSE)
-    depthwise = registry.LayerSpec("depthwise_kernel", filter_axes=(-2, -1), input_axis=None)
+    depthwise = LayerSpec("depthwise_kernel", filter_axes=(-2, -1), input_axis=None)
     with pytest.raises(ValueError, match="'dw'.*no"):
         granularity.Block(1, 4).check("dw", (3, 3, 4, 1), depthwise)

@@ -12,6 +12,8 @@ import numpy as np
 from tfprune.core.modelwalk import weights_owner
 from tfprune.criteria.base import ContextCriterion
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
+from tfprune.layers.spec import LayerSpec
 
 
 def neighbour_norms(graph):
@@ -42,8 +44,8 @@ def neighbour_norms(graph):
     producers, consumers, bn_scale = {}, {}, {}
     for call in graph.calls():
         owner, rule = weights_owner(call.layer), call.rule
-        if isinstance(rule, registry.LayerSpec) and not rule.coupled:
-            kernel = keras.ops.convert_to_numpy(registry.variable(owner, rule.weight)).astype(
+        if isinstance(rule, LayerSpec) and not rule.coupled:
+            kernel = keras.ops.convert_to_numpy(named_variable(owner, rule.weight)).astype(
                 np.float64
             )
             canonical = rule.to_canonical(kernel)

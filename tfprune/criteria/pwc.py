@@ -13,7 +13,8 @@ import numpy as np
 
 from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.criteria.base import ContextCriterion, spread_over_filters
-from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
+from tfprune.layers.spec import LayerSpec
 
 
 def patches(layer, inputs: np.ndarray) -> np.ndarray:
@@ -167,7 +168,7 @@ class PwCRanking(ContextCriterion):
         for call in graph.calls():
             reader = weights_owner(call.layer)
             spec = call.rule
-            if not isinstance(spec, registry.LayerSpec) or spec.coupled or not compensable(reader):
+            if not isinstance(spec, LayerSpec) or spec.coupled or not compensable(reader):
                 continue
             tensor = call.inputs[0]
             mapping = {i: channel_of.get(graph.root(tensor, i)) for i in range(tensor.shape[-1])}
@@ -178,7 +179,7 @@ class PwCRanking(ContextCriterion):
                 inputs, verbose=0
             )
             rows = patches(reader, activations)
-            kernel = keras.ops.convert_to_numpy(registry.variable(reader, spec.weight))
+            kernel = keras.ops.convert_to_numpy(named_variable(reader, spec.weight))
             order = greedy_channel_order(
                 rows[:20000], kernel.reshape(-1, kernel.shape[-1]), tensor.shape[-1]
             )

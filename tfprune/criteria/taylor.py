@@ -19,6 +19,7 @@ from tfprune.core.classifier import output_kind
 from tfprune.core.modelwalk import all_layers
 from tfprune.criteria.base import ContextCriterion
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import mask_layout, pruned_variables
 from tfprune.robustness.attacks import PGD
 from tfprune.robustness.base import check_attack
 
@@ -59,7 +60,7 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
         owner = getattr(layer, "layer", None)
         spec = registry.spec_for(owner) if owner is not None else None
         if spec is not None:
-            variables.extend(registry.pruned_variables(owner, spec))
+            variables.extend(pruned_variables(owner, spec))
     from_logits = output_kind(model) == "logits"
     totals = [np.zeros(v.shape, np.float64) for v in variables]
     count = 0
@@ -101,7 +102,7 @@ class Taylor(ContextCriterion):
 def _first_order(weight, layer, gradients) -> np.ndarray:
     """`|w * dL/dw|` for one layer's pruned weight, from `mean_gradients`."""
     # A recurrent layer's mask covers its kernel and recurrent kernel: so do the gradients.
-    layout = registry.mask_layout(layer, registry.spec_for(layer))
+    layout = mask_layout(layer, registry.spec_for(layer))
     gradient = layout.assemble([gradients[id(v)] for v, _, _ in layout.kernels])
     return np.abs(weight * gradient)
 

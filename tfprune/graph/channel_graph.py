@@ -25,6 +25,7 @@ from tfprune.core.unionfind import UnionFind
 from tfprune.graph import tracing
 from tfprune.layers import registry
 from tfprune.layers.moves import Move, OpView
+from tfprune.layers.spec import ChannelRule, LayerSpec
 from tfprune.layers.traced import ShapedCall, template_tensors
 
 
@@ -162,7 +163,7 @@ def state_channels(call, spec, layer) -> list:
 
 
 # A custom layer that returns its input in inference (stochastic depth): a pass-through.
-_IN_INFERENCE_IDENTITY = registry.ChannelRule("passthrough", any_axis=True)
+_IN_INFERENCE_IDENTITY = ChannelRule("passthrough", any_axis=True)
 
 
 def _data_format_ok(layer) -> bool:
@@ -291,16 +292,16 @@ class ChannelGraph:
         name = f"{type(layer).__name__} '{layer.name}'"
         if rule is None:
             return f"{name} is a barrier: {registry.barrier_reason(layer)}"
-        if isinstance(rule, registry.ChannelRule) and rule.kind == "moves":
+        if isinstance(rule, ChannelRule) and rule.kind == "moves":
             return self._apply_move(call, rule, name)
         # Integer tensors are token ids, not channels: an embedding reads them whatever their
         # length. A layer that acts on each entry alone reads channels on any axis.
-        last_axis = not (isinstance(rule, registry.ChannelRule) and rule.any_axis)
+        last_axis = not (isinstance(rule, ChannelRule) and rule.any_axis)
         if last_axis and any(
             t.shape[-1] is None for t in call.inputs + call.outputs if _carries_channels(t)
         ):
             return f"{name} has an unknown channel count"
-        if isinstance(rule, registry.LayerSpec):
+        if isinstance(rule, LayerSpec):
             return self._tie_producer(call, rule, layer, name)
         return self._tie_layer(call, rule, layer, name)
 
@@ -462,7 +463,7 @@ class ChannelGraph:
         return [
             (c, c.rule)
             for c in self.calls()
-            if isinstance(c.rule, registry.LayerSpec) and not c.rule.coupled
+            if isinstance(c.rule, LayerSpec) and not c.rule.coupled
         ]
 
     def is_pinned(self, root) -> bool:

@@ -13,7 +13,8 @@ from tfprune.core import keras_internals
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import reference
 from tfprune.graph.channel_graph import ChannelGraph, Link, state_channels
-from tfprune.layers import registry
+from tfprune.layers.mask_layout import pruned_array, pruned_bias
+from tfprune.layers.spec import ChannelRule, LayerSpec
 
 
 def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
@@ -58,21 +59,19 @@ def constant_channels(graph: ChannelGraph, seed: int = 0) -> dict:
         layer = weights_owner(step.layer)
         if step.rule is None:
             computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
-        elif isinstance(step.rule, registry.LayerSpec) and not step.rule.coupled:
+        elif isinstance(step.rule, LayerSpec) and not step.rule.coupled:
             dead = _zero_filter_values(layer, step.rule)
             computed = [dead]
             if step.rule.joined:  # a recurrent layer's final states carry its units too
                 states = {id(t): f for t, f in state_channels(step, step.rule, layer)}
                 computed += [dead[states[id(t)]] for t in step.outputs[1:]]
-        elif isinstance(step.rule, registry.ChannelRule) and step.rule.kind == "weight":
+        elif isinstance(step.rule, ChannelRule) and step.rule.kind == "weight":
             computed = [_weight_values(layer)]
-        elif isinstance(step.rule, registry.ChannelRule) and step.rule.structural:
+        elif isinstance(step.rule, ChannelRule) and step.rule.structural:
             computed = _moved_values(graph, step, value_of)
         else:
             inputs = [value_of(t) for t in step.inputs]
-            if all(np.isnan(v).all() for v in inputs) and not isinstance(
-                step.rule, registry.LayerSpec
-            ):
+            if all(np.isnan(v).all() for v in inputs) and not isinstance(step.rule, LayerSpec):
                 computed = [np.full(graph.width(t), np.nan) for t in step.outputs]
             else:
                 try:
@@ -119,9 +118,9 @@ def _merge(existing, new):
 def _zero_filter_values(layer, spec) -> np.ndarray:
     """A producer's output channels where the filter is all zero, else NaN: its bias, or for
     a recurrent unit (`dead_output="zero"`) zero if its bias is zero too."""
-    kernel = registry.pruned_array(layer, spec)
+    kernel = pruned_array(layer, spec)
     dead = ~spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1).any(axis=1)
-    bias = registry.pruned_bias(layer, spec) if spec.bias else None
+    bias = pruned_bias(layer, spec) if spec.bias else None
     if bias is None:
         return np.where(dead, 0.0, np.nan)
     per_filter = spec.bias_per_filter(bias.astype(np.float64), dead.size)

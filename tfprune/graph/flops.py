@@ -26,6 +26,7 @@ from tfprune.core import keras_internals, modelwalk
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import reference, tracing
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
 from tfprune.layers.traced import ShapedCall, fill_template
 
 
@@ -78,14 +79,14 @@ def weight_positions(layer, node_layer, name: str) -> int | None:
     64
     """
     spec = registry.spec_for(layer)
-    kernel_shape = tuple(registry.variable(layer, spec.weight).shape)
+    kernel_shape = tuple(named_variable(layer, spec.weight).shape)
     where = dict(spec.flops_weights)[name]
     return _positions(node_layer, kernel_shape, spec, where)
 
 
 def mask_positions(layer, node_layer) -> int | None:
     """Multiply-adds per example that one element of a layer's mask matrix costs
-    (`registry.MaskLayout`): its prunable weight's, or for a Bidirectional layer its first
+    (`MaskLayout`): its prunable weight's, or for a Bidirectional layer its first
     direction's.
 
     Args:
@@ -199,7 +200,7 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
         return units * per_unit + fixed_flops(layer, node_layer)
     total = 0
     for name, _ in spec.flops_weights:
-        weight = registry.variable(layer, name)
+        weight = named_variable(layer, name)
         positions = weight_positions(layer, node_layer or layer, name)
         if positions is None:
             return None

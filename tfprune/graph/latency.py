@@ -49,6 +49,7 @@ from tfprune.core import files
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph import channel_graph, reference
 from tfprune.layers import registry
+from tfprune.layers.spec import LayerSpec
 
 FORMAT = "tfprune.latency/1"
 #: The channel tile `round_to="auto"` keeps without a measured table. XNNPACK's float32
@@ -199,7 +200,7 @@ def covered(layer) -> bool:
     """
     layer = weights_owner(layer)
     spec = registry.spec_for(layer)
-    if not isinstance(spec, registry.LayerSpec):
+    if not isinstance(spec, LayerSpec):
         return False
     if spec.unit_flops or spec.members or spec.states or spec.gates > 1:
         return False
@@ -575,7 +576,7 @@ def model_probes(graph) -> list[tuple[object, Probe]]:
     """
     pairs = []
     for call in graph.calls():
-        if not isinstance(call.rule, registry.LayerSpec) or not call.inputs:
+        if not isinstance(call.rule, LayerSpec) or not call.inputs:
             continue
         shapes = [reference.concrete_shape(t) for t in (call.inputs[0], call.outputs[0])]
         probe = probe_of(call.layer, *shapes)

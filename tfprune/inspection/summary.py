@@ -10,6 +10,7 @@ import numpy as np
 from tfprune.core import checks
 from tfprune.graph import flops
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import pruned_array
 
 
 @dataclasses.dataclass
@@ -205,7 +206,7 @@ def _row(layer, node_layer, calls) -> LayerRow:
         effective_flops=None,
     )
     if spec is not None:
-        kernel = registry.pruned_array(layer, spec)
+        kernel = pruned_array(layer, spec)
         per_filter = spec.to_canonical(kernel).reshape(spec.filter_count(kernel.shape), -1)
         row.sparsity = float(1.0 - np.count_nonzero(kernel) / kernel.size)
         row.filters_total = per_filter.shape[0]

@@ -1,7 +1,9 @@
 """Per-layer-type knowledge, and the layers tfprune adds.
 
-- `registry`: `LayerSpec` (which weight and axis is a filter), `ChannelRule` (how a layer
-  without one moves channels), and the lookups every other module uses;
+- `spec`: `LayerSpec` (which weight and axis is a filter) and `ChannelRule` (how a layer
+  without one moves channels), what a registry entry is;
+- `registry`: the entries by layer type, and the lookups every other module uses;
+- `mask_layout`: where the variables a layer's mask covers sit in the one matrix it is;
 - `builtin_rules`: the entries for Keras' own layers and ops, registered on import;
 - `moves`: where `keras.ops` functions put channels (which may lie on any axis: heads);
 - `traced`: `Weight`, `Dimension` and `ShapedCall`, what a traced custom layer is written
@@ -29,13 +31,8 @@ from tfprune.layers import (
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "registry": [
-            "ChannelRule",
-            "LayerSpec",
-            "register_channel_rule",
-            "register_layer",
-            "register_unfolding",
-        ],
+        "spec": ["ChannelRule", "LayerSpec"],
+        "registry": ["register_channel_rule", "register_layer", "register_unfolding"],
         "grouped_conv": ["GroupedConv2D"],
         "attention_mask": ["SelfAttentionMask"],
         "split_depthwise": ["SplitDepthwiseConv2D", "SplitGroupedConv2D"],

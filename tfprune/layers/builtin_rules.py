@@ -15,19 +15,16 @@ import numpy as np
 from tfprune.core import keras_internals
 from tfprune.layers import moves, normalization, traced
 from tfprune.layers.bidirectional import UnevenBidirectional
+from tfprune.layers.mask_layout import MaskLayout, mask_layout, named_variable
 from tfprune.layers.registry import (
-    ChannelRule,
-    LayerSpec,
-    MaskLayout,
-    mask_layout,
     register_channel_rule,
     register_delegating_wrapper,
     register_layer,
     register_op_flops,
     spec_for,
     units_kept,
-    variable,
 )
+from tfprune.layers.spec import ChannelRule, LayerSpec
 
 _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 
@@ -440,7 +437,7 @@ def attention_head_flops(layer, shapes) -> int:
     key = shapes[2] if len(shapes) > 2 else value
     key_dim = layer.key_dim
     value_dim = layer.value_dim or key_dim
-    out_dim = variable(layer, "attention_output/kernel").shape[-1]
+    out_dim = named_variable(layer, "attention_output/kernel").shape[-1]
     queries = math.prod(query[1:-1])
     keys = math.prod(key[1:-1])
     # Each query attends over the attention axes of the key only.

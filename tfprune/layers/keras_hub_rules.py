@@ -32,14 +32,13 @@ from tfprune.core import keras_internals
 from tfprune.core.modelwalk import clone_layer
 from tfprune.layers.attention_mask import SelfAttentionMask
 from tfprune.layers.builtin_rules import attention_head_flops
+from tfprune.layers.mask_layout import MaskLayout, named_variable
 from tfprune.layers.registry import (
-    LayerSpec,
-    MaskLayout,
     register_layer,
     register_unfolding,
     units_kept,
-    variable,
 )
+from tfprune.layers.spec import LayerSpec
 
 _INTERMEDIATE = "feedforward_intermediate_dense"
 _OUTPUT = "feedforward_output_dense"
@@ -75,10 +74,10 @@ def _slice_feedforward(layer, units):
     """The block's config and weights with only feed-forward `units` left."""
     config = {**layer.get_config(), "intermediate_dim": len(units)}
     axis_of = {
-        id(variable(layer, f"{_INTERMEDIATE}/kernel")): 1,
-        id(variable(layer, f"{_OUTPUT}/kernel")): 0,
+        id(named_variable(layer, f"{_INTERMEDIATE}/kernel")): 1,
+        id(named_variable(layer, f"{_OUTPUT}/kernel")): 0,
     }
-    bias = variable(layer, f"{_INTERMEDIATE}/bias")
+    bias = named_variable(layer, f"{_INTERMEDIATE}/bias")
     if bias is not None:
         axis_of[id(bias)] = 0
     return (config, *units_kept(layer, axis_of, units))
@@ -120,7 +119,7 @@ def _vit_mlp_variables(layer, name):
     """One MLP variable (`"dense_1/kernel"`, ...) of each block of a `ViTEncoder`, in order
     (none for biases of an encoder built with `use_mlp_bias=False`)."""
     found = (
-        variable(layer, f"{block.name}/mlp/{name}")
+        named_variable(layer, f"{block.name}/mlp/{name}")
         for block, _ in keras_internals.keras_hub_vit_blocks(layer)
     )
     return [v for v in found if v is not None]

@@ -18,6 +18,8 @@ from tfprune.graph import flops
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, calibrated, model_probes
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
+from tfprune.layers.spec import LayerSpec
 from tfprune.masking.wrappers import ChannelMaskWrapper, PruneWrapper
 
 
@@ -94,7 +96,7 @@ def channel_groups(model, graph: ChannelGraph | None = None, wrappers=None) -> l
             # Heads of an attention layer: each is a group of its own, tied to no channel.
             for unit in range(units):
                 group(("unit", id(call.layer), unit)).members.append((call.layer, unit))
-        elif isinstance(spec, registry.LayerSpec):
+        elif isinstance(spec, LayerSpec):
             out = call.outputs[0]
             for c in range(graph.width(out)):
                 g = group(graph.root(out, c))
@@ -174,10 +176,10 @@ class StructuralFlops:
                 # A prunable layer the graph pins whole (a barrier): its FLOPs stay.
                 seen.add(id(layer))
                 self.terms.append((float(flops.layer_flops(layer, call.layer) or 0), []))
-            if not isinstance(spec, registry.LayerSpec) or registry.call_flops_rule(layer):
+            if not isinstance(spec, LayerSpec) or registry.call_flops_rule(layer):
                 # Each call: a reversed embedding's product is its second call's.
                 self._add_call_terms(graph, index, call)
-            if not isinstance(spec, registry.LayerSpec) or id(layer) in seen:
+            if not isinstance(spec, LayerSpec) or id(layer) in seen:
                 continue
             seen.add(id(layer))
 
@@ -203,7 +205,7 @@ class StructuralFlops:
         that removal slices (see `LayerSpec.slices`)."""
         for name, _ in spec.flops_weights:
             positions = flops.weight_positions(layer, node_layer, name) or 0
-            size = math.prod(registry.variable(layer, name).shape)
+            size = math.prod(named_variable(layer, name).shape)
             axes = []
             for weight, _, role in spec.slices:
                 if weight == name:

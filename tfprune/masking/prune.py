@@ -9,6 +9,7 @@ from tfprune.graph import tracing
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, covered
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import pruned_shape
 from tfprune.masking import granularity as granularities
 from tfprune.masking.policies import SETTINGS, Policy, layer_policies
 from tfprune.masking.ranking import pruning_plans
@@ -334,13 +335,13 @@ def prune(
                 # Half its filters at most: the net built narrow from scratch halves it too,
                 # and at full resolution its output is memory traffic that FLOPs do not show.
                 spec = registry.spec_for(guarded)
-                half = -(-spec.filter_count(registry.pruned_shape(guarded, spec)) // 2)
+                half = -(-spec.filter_count(pruned_shape(guarded, spec)) // 2)
                 min_filters_of[id(guarded)] = max(policy["min_filters"], half)
             else:  # a few weights that every example's features start from
                 members = [layer for layer in members if layer is not guarded]
         for layer in members:
             spec = registry.spec_for(layer)
-            g.check(layer.name, registry.pruned_shape(layer, spec), spec)
+            g.check(layer.name, pruned_shape(layer, spec), spec)
             if policy["target"] == "latency" and not covered(layer):
                 raise ValueError(
                     f"target='latency': '{layer.name}' ({type(layer).__name__}) has no entry "

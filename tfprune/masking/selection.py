@@ -6,6 +6,7 @@ import keras
 
 from tfprune.core import keras_internals, modelwalk
 from tfprune.layers import registry
+from tfprune.layers.spec import ChannelRule
 
 
 def matches(layer, selector) -> bool:
@@ -300,7 +301,7 @@ def followers(graph, selected):
     followers = set()
     for call in graph.calls():
         rule = call.rule
-        if isinstance(rule, registry.ChannelRule) and rule.masked:
+        if isinstance(rule, ChannelRule) and rule.masked:
             tensor = call.inputs[0]
             if any(graph.root(tensor, c) in roots for c in range(graph.width(tensor))):
                 followers.add(id(call.layer))

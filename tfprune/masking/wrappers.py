@@ -14,6 +14,13 @@ import numpy as np
 from tfprune.core.modelwalk import layers_of_type
 from tfprune.criteria import lookup as criteria
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import (
+    mask_layout,
+    named_variable,
+    pruned_array,
+    pruned_shape,
+    pruned_variables,
+)
 from tfprune.masking.policies import Policy
 
 
@@ -22,7 +29,7 @@ class _MaskConstraint:
     layer's own constraint, if it had one. Never serialized: `build` re-attaches it.
 
     A mask may cover several variables (a recurrent layer's kernel and recurrent kernel):
-    `share` picks this variable's part of it (`registry.MaskLayout.share`)."""
+    `share` picks this variable's part of it (`MaskLayout.share`)."""
 
     def __init__(self, mask, inner=None, share=None):
         self.mask = mask
@@ -145,7 +152,7 @@ class PruneWrapper(keras.layers.Wrapper):
             self.layer.build(input_shape)
         # Built, a grouped Conv2D shows whether it is a depthwise convolution in disguise.
         self.spec = registry.spec_for(self.layer)
-        layout = registry.mask_layout(self.layer, self.spec)
+        layout = mask_layout(self.layer, self.spec)
         self.granularity.check(self.layer.name, layout.shape, self.spec)
         dtype = layout.kernels[0][0].dtype
         self.mask = self.add_weight(
@@ -205,7 +212,7 @@ class PruneWrapper(keras.layers.Wrapper):
         """
         if bias and self.bias_mask is None:
             return []
-        layout = registry.mask_layout(self.layer, self.spec)
+        layout = mask_layout(self.layer, self.spec)
         own = self.bias_mask if bias else self.mask
         mask = own.value if mask is None else mask
         return [
@@ -235,13 +242,13 @@ class PruneWrapper(keras.layers.Wrapper):
     def pruned_variable(self):
         """The wrapped layer's prunable variable (its kernel; for a recurrent layer, whose mask
         also covers the recurrent kernel, the input kernel)."""
-        return registry.pruned_variables(self.layer, self.spec)[0]
+        return pruned_variables(self.layer, self.spec)[0]
 
     @property
     def pruned_shape(self) -> tuple:
         """The shape of the mask: the prunable weight's, with joined weights appended (an
-        LSTM's kernel and recurrent kernel, `registry.pruned_array`)."""
-        return registry.pruned_shape(self.layer, self.spec)
+        LSTM's kernel and recurrent kernel, `pruned_array`)."""
+        return pruned_shape(self.layer, self.spec)
 
     def mask_array(self) -> np.ndarray:
         """The current mask as a NumPy array (1 = kept)."""
@@ -249,7 +256,7 @@ class PruneWrapper(keras.layers.Wrapper):
 
     def weight_array(self) -> np.ndarray:
         """The current prunable weight (joined weights appended) as a NumPy array."""
-        return registry.pruned_array(self.layer, self.spec)
+        return pruned_array(self.layer, self.spec)
 
     def assign_mask(self, mask: np.ndarray) -> None:
         """Install `mask` and zero the weights it prunes, right away.
@@ -384,7 +391,7 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
         # A LayerNormalization built with center=False has a gamma but no beta.
         present = [
             v
-            for v in (registry.variable(self.layer, name) for name in self.masked_names)
+            for v in (named_variable(self.layer, name) for name in self.masked_names)
             if v is not None
         ]
         self.channel_mask = self.add_weight(
@@ -410,7 +417,7 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
         mask = np.asarray(mask, np.float32)
         self.channel_mask.assign(mask)
         for name in self.masked_names:
-            variable = registry.variable(self.layer, name)
+            variable = named_variable(self.layer, name)
             if variable is not None:
                 variable.assign(keras.ops.convert_to_numpy(variable) * mask)
 

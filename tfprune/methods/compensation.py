@@ -23,7 +23,7 @@ from tfprune.core.modelwalk import weights_owner
 from tfprune.criteria.pwc import compensable, patches
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.constants import constant_channels
-from tfprune.layers import registry
+from tfprune.layers.spec import LayerSpec
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 
@@ -121,7 +121,7 @@ def compensate(original, pruned, data, rescale=True, max_rows=20000, seed=0):
     for call in graph.calls():
         layer = weights_owner(call.layer)
         spec = call.rule
-        if not isinstance(spec, registry.LayerSpec) or spec.coupled or not compensable(layer):
+        if not isinstance(spec, LayerSpec) or spec.coupled or not compensable(layer):
             continue
         tensor = call.inputs[0]
         zero = values.get(id(tensor), np.full(tensor.shape[-1], np.nan)) == 0

@@ -10,7 +10,7 @@ import numpy as np
 
 from tfprune.core.modelwalk import weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.layers import registry
+from tfprune.layers.spec import ChannelRule
 
 
 def _fold_allowed(layer, spec, value: float) -> bool:
@@ -31,7 +31,7 @@ def _readers(graph: ChannelGraph):
     (`spec` None) keep any constant in their statistics."""
     yield from graph.producers()
     for call in graph.calls():
-        if isinstance(call.rule, registry.ChannelRule) and call.rule.shrunk_as is not None:
+        if isinstance(call.rule, ChannelRule) and call.rule.shrunk_as is not None:
             yield call, None
 
 

@@ -42,6 +42,8 @@ from tfprune.core.modelwalk import functional_of, weights_owner
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.constants import constant_channels
 from tfprune.layers import registry
+from tfprune.layers.mask_layout import named_variable
+from tfprune.layers.spec import ChannelRule, LayerSpec
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 from tfprune.shrinking.removal import removable_groups
@@ -117,7 +119,7 @@ def _plan_layer(layer, call, spec_or_rule, kept, values, graph) -> _LayerPlan:
         width_out=graph.width(call.outputs[0]),
         values_in=values.get(id(call.inputs[0]), np.full(width, np.nan)),
     )
-    if isinstance(spec_or_rule, registry.LayerSpec) and spec_or_rule.members:
+    if isinstance(spec_or_rule, LayerSpec) and spec_or_rule.members:
         return _plan_members(layer, spec_or_rule, channels)
     return _plan_channels(layer, spec_or_rule, channels)
 
@@ -142,9 +144,7 @@ def _plan_channels(layer, spec_or_rule, channels: _Channels) -> _LayerPlan:
     kept_in, kept_out = channels.kept_in, channels.kept_out
     width = channels.values_in.size
     removed_in = np.setdiff1d(np.arange(width), kept_in)
-    multiplier = (
-        spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, registry.LayerSpec) else 1
-    )
+    multiplier = spec_or_rule.outputs_per_input(layer) if isinstance(spec_or_rule, LayerSpec) else 1
     for name, axis, role in spec_or_rule.slices:
         if isinstance(name, int):  # a weight without a name of its own
             name = layer.weights[name].name
@@ -153,13 +153,13 @@ def _plan_channels(layer, spec_or_rule, channels: _Channels) -> _LayerPlan:
             index = _index(role, kept_in, kept_out, multiplier, size, channels.width_out)
             weights[name] = np.take(weights[name], index, axis=axis)
             cuts.setdefault(positions[name], []).append((axis, index))
-    if isinstance(spec_or_rule, registry.LayerSpec):
+    if isinstance(spec_or_rule, LayerSpec):
         if spec_or_rule.config_key:
             _set_count(config, spec_or_rule.config_key, len(kept_out))
         if spec_or_rule.groups_key:
             config[spec_or_rule.groups_key] = len(kept_in)
         if not spec_or_rule.coupled:
-            kernel = keras.ops.convert_to_numpy(registry.variable(layer, spec_or_rule.weight))
+            kernel = keras.ops.convert_to_numpy(named_variable(layer, spec_or_rule.weight))
             extra = _fold(layer, spec_or_rule, kernel, channels.values_in, removed_in)
             if extra is not None:
                 bias = weights.get(spec_or_rule.bias)
@@ -296,7 +296,7 @@ def shrink_with_cuts(model):
         layer = weights_owner(call.layer)
         if id(layer) in plans or id(layer) in ops:
             continue
-        if isinstance(call.rule, registry.ChannelRule) and call.rule.kind == "moves":
+        if isinstance(call.rule, ChannelRule) and call.rule.kind == "moves":
             ops[id(call.layer)] = _resized(graph, call, kept)
         elif call.rule is not None:
             plans[id(layer)] = _plan_layer(layer, call, call.rule, kept, values, graph)
