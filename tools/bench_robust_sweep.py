@@ -295,6 +295,8 @@ def plot(summary, sparsities, path):
         for variant, result in variants.items():
             cells = result["by_sparsity"]
             shown = [s for s in sparsities if str(s) in cells]
+            if not shown:  # a variant this sweep did not run
+                continue
             mean = [100 * cells[str(s)]["worst"]["mean"] for s in shown]
             std = [100 * cells[str(s)]["worst"]["std"] for s in shown]
             axis.errorbar(
