@@ -151,7 +151,7 @@ def plot_trace(events, path, training):
     bottom.set_xlabel("training step  (orange: hold, purple: rollback, black: forced)")
     bottom.set_ylabel("accuracy")
     bottom.set_ylim(0, 1)
-    bottom.legend(loc="lower left")
+    bottom.legend(loc="center right")
     top.set_title("Adversarial-aware pruning: what the schedule decided")
     fig.tight_layout()
     save_figure(fig, path)
