@@ -1,6 +1,8 @@
 """Several pruning policies in one model: each layer's mask has its own pattern and each
 policy runs its own schedule."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -170,3 +172,23 @@ def test_a_model_saved_at_one_reference_size_prunes_toward_the_same_flops_at_ano
         apply_target(m, 0.4)
     for a, b in zip(tfprune.wrappers_of(pruned), tfprune.wrappers_of(restored)):
         np.testing.assert_array_equal(a.mask_array(), b.mask_array())
+
+
+def test_policies_are_equal_exactly_when_every_setting_is():
+    from tfprune.graph.latency import LatencyTable
+    from tfprune.masking.policies import Policy
+
+    base = {"granularity": "filter", "criterion": "l1", "schedule": 0.5, "ranking": "local",
+            "target": "sparsity", "group_reduction": "sum", "latency_table": None,
+            "reference_size": 128}  # fmt: skip
+    table = LatencyTable({}, scale=1.0, device={"name": "test"}, fixed_us=0.0, tile=16)
+    other = {"granularity": "unstructured", "criterion": "l2", "schedule": 0.3,
+             "ranking": "global", "target": "flops", "group_reduction": "max",
+             "latency_table": table, "reference_size": 64}  # fmt: skip
+    assert set(other) == {f.name for f in dataclasses.fields(Policy)}
+    policy = Policy.from_settings(base)
+    assert policy == Policy.from_settings(dict(base)) == Policy.from_config(policy.get_config())
+    for name, value in other.items():
+        changed = Policy.from_settings({**base, name: value})
+        assert changed != policy, name
+        assert Policy.from_config(changed.get_config()) == changed, name
