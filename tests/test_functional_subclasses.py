@@ -289,6 +289,9 @@ def test_a_transformer_encoder_whose_activation_moves_zero_is_traced_or_refused_
     assert rows[f"{layer.name}_intermediate"]["removable"] == 8
 
 
+# 11 s, so in `make test-all`: ViT-style blocks prune in the fast suite as DeiT's
+# (test_keras_hub_families.py).
+@pytest.mark.slow
 def test_a_keras_hub_vit_classifier_prunes_the_mlp_units_of_its_encoder(tmp_path):
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(16, 16, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32

@@ -41,7 +41,15 @@ def outputs(model, x):
     return keras.ops.convert_to_numpy(model(x, training=False))
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+# In `make test-all` only, to keep `make test` under 8 minutes: Llama's whole path runs in the
+# causal-LM test below, and Whisper's traced blocks are counted in tests/graph/test_flops.py.
+SLOW = {"llama", "whisper"}
+
+
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f for f in sorted(FAMILIES)],
+)
 def test_a_keras_hub_family_prunes_inside_its_blocks_shrinks_and_exports(family, tmp_path):
     build, inputs = FAMILIES[family]
     keras.utils.set_random_seed(0)

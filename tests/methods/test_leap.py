@@ -62,6 +62,9 @@ def test_pruned_model_warns_when_the_masks_have_not_reached_the_target():
     assert tfprune.count_flops(tfprune.shrink(masked)) == tfprune.count_flops(leap.model)
 
 
+# 16 s, so in `make test-all`: in the fast suite LEAP's rows reach their target above, and its
+# head masks shrink a KerasHub BERT in test_unfold.py.
+@pytest.mark.slow
 def test_head_and_row_pruning_shrink_physically_and_export(task, tmp_path):
     leap, history = trained_leap(task, granularity="row", target_density=0.4)
     assert abs(unit_density(leap) - 0.4) <= 0.02

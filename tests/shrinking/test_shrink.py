@@ -177,8 +177,9 @@ ARCHITECTURES = {
     "convnext_style": convnext_style,
 }
 # ResNet50 itself (25M parameters) takes a minute here: its bottlenecks and projection
-# shortcuts are covered quickly by resnet_style, the real one by `make test-all`.
-SLOW = {"resnet50"}
+# shortcuts are covered quickly by resnet_style, the real one by `make test-all`. MobileNetV2's
+# inverted residuals are efficientnet_style's, and KerasHub's MobileNet runs in the fast suite.
+SLOW = {"resnet50", "mobilenetv2"}
 
 
 @pytest.mark.parametrize(
