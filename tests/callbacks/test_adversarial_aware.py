@@ -230,8 +230,8 @@ def test_resume_keeps_the_smoothed_reference(digits, tmp_path):
     assert references == pytest.approx([0.6, 0.65, 0.675, 0.6875])
     tfprune.save_model(pruned, tmp_path / "paused.keras")
     restored = keras.saving.load_model(tmp_path / "paused.keras")
-    active, _, reference, _ = tfprune.wrappers_of(restored)[0].schedule_values()
-    assert active == 1.0 and reference == pytest.approx(0.6875)
+    state = tfprune.wrappers_of(restored)[0].schedule_values()
+    assert state["paced"] == 1.0 and state["reference"] == pytest.approx(0.6875)
 
 
 def survivals(n, robust, lost=(), gained=()):

@@ -36,3 +36,19 @@ def test_every_supported_layer_type_can_be_wrapped():
         )
         bias = wrapper.layer.bias.numpy()
         np.testing.assert_array_equal(bias[per_filter == 0], 0)  # bias follows the filter
+
+
+def test_the_schedule_state_is_read_and_written_by_name():
+    from tfprune.masking.wrappers import SCHEDULE_STATE
+
+    wrapper = tfprune.masking.PruneWrapper(keras.layers.Dense(4), schedule=0.5)
+    wrapper.build((None, 3))
+    assert wrapper.schedule_values() == dict.fromkeys(SCHEDULE_STATE, 0.0)
+    wrapper.set_schedule_values({"steps_seen": 12.0})
+    wrapper.set_schedule_values({"paced": 1.0, "reference": 0.5})
+    assert wrapper.schedule_values() == {
+        "paced": 1.0, "accepted_target": 0.0, "reference": 0.5, "steps_seen": 12.0
+    }  # fmt: skip
+    assert wrapper.steps_seen() == 12
+    with pytest.raises(KeyError, match="steps"):
+        wrapper.set_schedule_values({"steps": 3.0})

@@ -175,7 +175,9 @@ class AdversarialAwarePruning(PruningCallback):
     # ----------------------------------------------------------------- state
     def _save_state(self):
         reference = -1.0 if self._reference is None else self._reference
-        self.wrappers[0].set_schedule_values({0: 1.0, 1: self._accepted, 2: reference})
+        self.wrappers[0].set_schedule_values(
+            {"paced": 1.0, "accepted_target": self._accepted, "reference": reference}
+        )
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -193,10 +195,11 @@ class AdversarialAwarePruning(PruningCallback):
 
     def _restore_state(self):
         # Read lazily (at the first planned update), after BackupAndRestore has loaded weights.
-        active, accepted, reference, _ = self.wrappers[0].schedule_values()
-        if active:
-            self._accepted = float(accepted)
-            self._reference = None if reference < 0 else float(reference)
+        state = self.wrappers[0].schedule_values()
+        if state["paced"]:
+            self._accepted = state["accepted_target"]
+            reference = state["reference"]
+            self._reference = None if reference < 0 else reference
             # A per-example reference survives only in this process; after a restart (or a
             # restore of other weights) it no longer matches the saved level.
             kept = self._reference_examples

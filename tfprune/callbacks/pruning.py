@@ -10,7 +10,7 @@ import numpy as np
 from tfprune.core import checks, modelwalk
 from tfprune.masking.ranking import TOLERANCE, pruning_plans
 from tfprune.masking.recalibration import recalibrate_batchnorm
-from tfprune.masking.wrappers import STEP_SLOT, followers_of, model_sparsity
+from tfprune.masking.wrappers import followers_of, model_sparsity
 
 
 def relative_drop(before: float, after: float) -> float:
@@ -242,7 +242,7 @@ class PruningCallback(keras.callbacks.Callback):
             return
         steps = self._iterations() + self._step_offset
         for wrapper in self.wrappers:
-            wrapper.set_schedule_values({STEP_SLOT: float(steps)})
+            wrapper.set_schedule_values({"steps_seen": float(steps)})
 
     def on_planned_update(self, step: int, target: float) -> None:
         """Called at each step where the schedule plans a mask update; applies it.

@@ -42,8 +42,12 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
-# The slot of `PruneWrapper.schedule_state` that counts training steps.
-STEP_SLOT = 3
+#: The entries of `PruneWrapper.schedule_state`, by name. One vector variable holds them, so
+#: that checkpoints and `.keras` files of 0.1.0 load unchanged: `paced` (1 once a callback that
+#: paces the schedule, `AdversarialAwarePruning`, has written its state), `accepted_target`
+#: and `reference` (its state) and `steps_seen` (training steps under the schedule, so that a
+#: fresh optimizer does not restart it).
+SCHEDULE_STATE = ("paced", "accepted_target", "reference", "steps_seen")
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -160,11 +164,14 @@ class PruneWrapper(keras.layers.Wrapper):
         )
         for kernel, share in self._shares(layout, self.mask):
             kernel.constraint = _MaskConstraint(self.mask, kernel.constraint, share)
-        # The schedule's state, carried by checkpoints and .keras files with the masks: slots
-        # 0-2 belong to a schedule-controlling callback (AdversarialAwarePruning), slot 3 is
-        # the step count (`steps_seen`), so a fresh optimizer does not restart the schedule.
+        # The schedule's state (`SCHEDULE_STATE`), carried by checkpoints and .keras files
+        # with the masks.
         self.schedule_state = self.add_weight(
-            name="schedule_state", shape=(4,), initializer="zeros", trainable=False, dtype="float32"
+            name="schedule_state",
+            shape=(len(SCHEDULE_STATE),),
+            initializer="zeros",
+            trainable=False,
+            dtype="float32",
         )
         if self.granularity.structured and layout.biases:
             self.bias_mask = self.add_weight(
@@ -300,20 +307,29 @@ class PruneWrapper(keras.layers.Wrapper):
         """Fraction of the prunable weight that the mask zeroes."""
         return float(1.0 - self.mask_array().mean())
 
-    def schedule_values(self) -> np.ndarray:
-        """The four slots of the schedule's state (see `build`), as a NumPy array."""
-        return keras.ops.convert_to_numpy(self.schedule_state).copy()
+    def schedule_values(self) -> dict:
+        """The schedule's state, by name (`SCHEDULE_STATE`).
+
+        Returns:
+            `{name: float}`.
+        """
+        state = keras.ops.convert_to_numpy(self.schedule_state)
+        return {name: float(value) for name, value in zip(SCHEDULE_STATE, state)}
 
     def set_schedule_values(self, values: dict) -> None:
-        """Write some slots of the schedule's state, keeping the others.
+        """Write some entries of the schedule's state, keeping the others.
 
         Args:
-            values: `{slot index: value}`.
+            values: `{name: value}`, names from `SCHEDULE_STATE`.
+
+        Raises:
+            KeyError: for a name that is not an entry.
         """
-        state = self.schedule_values()
-        for slot, value in values.items():
-            state[slot] = value
-        self.schedule_state.assign(state)
+        unknown = sorted(set(values) - set(SCHEDULE_STATE))
+        if unknown:
+            raise KeyError(f"schedule state has no entries {unknown}; it has {SCHEDULE_STATE}.")
+        state = {**self.schedule_values(), **values}
+        self.schedule_state.assign(np.array([state[name] for name in SCHEDULE_STATE], np.float32))
 
     def steps_seen(self) -> int:
         """Training steps this model has trained under its schedule (0 if never recorded).
@@ -323,7 +339,7 @@ class PruneWrapper(keras.layers.Wrapper):
         Returns:
             The count `PruningCallback` last recorded.
         """
-        return int(round(float(self.schedule_values()[STEP_SLOT])))
+        return int(round(self.schedule_values()["steps_seen"]))
 
     def get_config(self):
         config = super().get_config()
