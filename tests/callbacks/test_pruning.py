@@ -325,3 +325,19 @@ def test_batchnorm_is_recalibrated_after_every_mask_update_and_the_instability_t
     assert last["instability_recalibrated"] < last["instability"]
     table = str(tfprune.summary(pruned, events=callback.events))
     assert "recalibrated" in table
+
+
+def test_recalibration_on_training_batches_equals_recalibration_on_their_inputs(data):
+    import tensorflow as tf
+
+    fit = dict(batch_size=16, epochs=2, verbose=0, shuffle=False)
+    batches = tf.data.Dataset.from_tensor_slices(data).batch(16).take(2)  # (x, y) batches
+    runs = []
+    for recalibrate in (batches, data[0][:32]):
+        pruned = fresh_pruned()
+        callback = tfprune.PruningCallback(recalibrate=recalibrate)
+        pruned.fit(*data, callbacks=[callback], **fit)
+        assert callback.recalibrations == len(callback.events) > 0
+        runs.append(weights_of(pruned))
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, atol=1e-6)

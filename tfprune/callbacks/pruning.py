@@ -80,8 +80,9 @@ class PruningCallback(keras.callbacks.Callback):
         restart_schedule: start the schedule over at step 0 in this `fit`, instead of going
             on from the steps the model has already trained (a new pruning phase with a
             fresh optimizer). Defaults to `False`.
-        recalibrate: inputs (arrays, or a dataset of batches) on which every
-            BatchNormalization layer's statistics are recalibrated after each mask update
+        recalibrate: inputs (arrays, or a dataset of batches of `x` or `(x, y)`: a few
+            training batches, `train_dataset.take(8)`) on which every BatchNormalization
+            layer's statistics are recalibrated after each mask update
             (`tfprune.recalibrate_batchnorm`), so that validation, the instability measured
             and the next steps see statistics of the model as it is; a few hundred training
             examples. Each event then records `recalibrated` and, with `validation_data`,
