@@ -68,7 +68,10 @@ def test_keras_applications_mobilenetv2_prunes_and_trains():
     )
     pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.3))
     names = wrapped_names(pruned)
-    assert "Conv1" not in names and "predictions" not in names  # auto-protected
+    assert "predictions" not in names  # auto-protected
+    # The first convolution is guarded: it keeps at least half its filters.
+    (first,) = [w for w in tfprune.wrappers_of(pruned) if w.layer.name == "Conv1"]
+    assert first.min_filters == first.layer.filters // 2
     assert any("depthwise" in n for n in names) and any("project" in n for n in names)
     x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(pruned(x), model(x), atol=1e-5)
