@@ -65,6 +65,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_custom_layers import build_llama  # noqa: E402
 from benchreport import over_seeds, write_report  # noqa: E402
 
 import tfprune  # noqa: E402
@@ -168,15 +169,7 @@ def accuracy(model, x, y, s):
 def build(s):
     import keras_hub
 
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=s["vocabulary"],
-        num_layers=s["layers"],
-        num_query_heads=s["heads"],
-        num_key_value_heads=s["kv_heads"],
-        hidden_dim=s["hidden"],
-        intermediate_dim=s["intermediate"],
-    )
-    return keras_hub.models.LlamaCausalLM(backbone)
+    return keras_hub.models.LlamaCausalLM(build_llama(s))
 
 
 def first_units(weight, layer):
