@@ -12,7 +12,8 @@ import tfprune
 from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import LatencyTable, auto_multiple, model_probes
 from tfprune.masking.families import family_multiple
-from tfprune.masking.ranking import TOLERANCE, apply_target, pruning_plans
+from tfprune.masking.ranking import apply_target, pruning_plans
+from tfprune.masking.rounding import TOLERANCE
 from tfprune.zoo import digits_cnn
 
 

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 
 from tfprune.core import checks, modelwalk
-from tfprune.masking.ranking import TOLERANCE, pruning_plans
+from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.recalibration import recalibrate_batchnorm
+from tfprune.masking.rounding import TOLERANCE
 from tfprune.masking.wrappers import followers_of, model_sparsity
 
 

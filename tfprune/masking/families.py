@@ -206,6 +206,27 @@ def first_in_order(scores, already, count: int) -> np.ndarray:
     return taken
 
 
+def normalised_scores(scores, already) -> np.ndarray:
+    """A family's scores divided by the mean of its units not pruned before, so that global
+    ranking compares families on one scale (1 if that mean is not positive).
+
+    Args:
+        scores: one score per unit.
+        already: which units were pruned before.
+
+    Returns:
+        The scores, scaled.
+
+    Example:
+
+    >>> normalised_scores(np.array([1.0, 2.0, 3.0]), np.array([True, False, False]))
+    array([0.4, 0.8, 1.2])
+    """
+    alive = scores[~already]
+    scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
+    return scores / scale
+
+
 def element_scores(wrapper, context):
     """The wrapper's criterion applied to its current weight, checked for shape.
 

@@ -25,15 +25,16 @@ from tfprune.core import modelwalk
 from tfprune.criteria.base import ScoringContext
 from tfprune.graph import flops, reference
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.masking.families import element_scores, group_families, pruning_order, wrapper_family
+from tfprune.masking.families import (
+    element_scores,
+    group_families,
+    normalised_scores,
+    pruning_order,
+    wrapper_family,
+)
 from tfprune.masking.grouping import StructuralFlops, StructuralLatency, channel_groups
+from tfprune.masking.rounding import TOLERANCE, Rounding
 from tfprune.masking.wrappers import wrappers_of
-
-#: How far (in the target's unit: 0.02 is 2 % of the model's FLOPs) a selection may land
-#: from its target before families of `round_to="auto"` give up their coarse multiples.
-TOLERANCE = 0.02
-#: How many single-family steps `PruningPlan._nudged` takes at most toward a missed target.
-_NUDGES = 8
 
 
 def _at_reference_size(method):
@@ -151,6 +152,13 @@ class PruningPlan:
         if len(bounds) == 1 and not policy.granularity.structured:
             low, high = bounds.pop()
             self._unit_cost = low if low == high else None
+        self.rounding = Rounding(
+            self.families,
+            self.removed_by,
+            self.refine_order,
+            local=self.ranking == "local",
+            nudge=self.by_cost and self.structural is not None,
+        )
 
     # --------------------------------------------------------------- selection
     def _family_sparsity(self, family, sparsity):
@@ -275,17 +283,11 @@ class PruningPlan:
         """Which units each family prunes for `target` (nothing is installed).
 
         Families whose multiple came from `round_to="auto"` are ranked filter by filter, so
-        that the balance between layers is the one fine steps give; then, widest first,
-        each one's kept count moves up or down to a multiple, whichever leaves the removal
-        closer to the target (the narrower families absorb the rounding of the wider ones;
-        with local ranking, the nearer multiple); then pairs of families trade their
-        roundings while that brings the removal closer (`_trade_roundings`).
-        Where the result still misses the target by more than `TOLERANCE`, families go back
-        to their unrounded count, narrowest first, while that brings the removal closer, and
-        all of them if it is still missed: coarse where a layer is wide, fine where the
-        target needs it; then single families take a step more or less (`_nudged`). With
-        global ranking toward a cost, an update that would leave the schedule's final target
-        out of reach trades a coarse unit for finer ones (`_keeping_final_reachable`).
+        that the balance between layers is the one fine steps give, then rounded to their
+        multiples (`tfprune.masking.rounding.Rounding.rounded`): coarse where a layer is
+        wide, fine where the target needs it. With global ranking toward a cost, an update
+        that would leave the schedule's final target out of reach trades a coarse unit for
+        finer ones (`Rounding.keeping_final_reachable`).
 
         Args:
             target: in [0, 1), in the policy's unit.
@@ -297,194 +299,16 @@ class PruningPlan:
         scored = [(f.score(context), f.already()) for f in self.families]
         selection = self._rounded(target, scored)
         if self.ranking == "global" and self.by_cost:
-            selection = self._keeping_final_reachable(selection, target, scored)
+            selection = self.rounding.keeping_final_reachable(
+                selection, target, self.schedule.final_target, scored, self._rounded
+            )
         return selection
 
     def _rounded(self, target, scored):
-        """`select` for given scores: ranked, then rounded to the families' multiples."""
+        """`select` for given scores: ranked filter by filter, then rounded to the
+        families' multiples (`tfprune.masking.rounding`)."""
         chosen = self._select(self.ranked_families, target, scored)
-
-        def miss(selection):
-            return abs(self.removed_by(selection) - target)
-
-        selection = list(chosen)
-        options = {}
-        for index in reversed(self.refine_order):
-            scores, already = scored[index]
-            family = self.families[index]
-            if self.ranking == "local":  # every layer at the target: the nearer multiple
-                selection[index] = family.nearest_snap(chosen[index], scores, already)
-                continue
-            options[index] = family.snap_options(chosen[index], scores, already)
-            selection[index] = options[index][0]
-            if len(options[index]) > 1:
-                selection[index] = min(
-                    options[index],
-                    key=lambda p: miss([*selection[:index], p, *selection[index + 1 :]]),
-                )
-        selection = self._trade_roundings(selection, options, target)
-        current = miss(selection)
-        for index in self.refine_order:
-            if current <= TOLERANCE:
-                break
-            trial = [*selection[:index], chosen[index], *selection[index + 1 :]]
-            trial_miss = miss(trial)
-            if trial_miss < current:
-                selection, current = trial, trial_miss
-        if current > TOLERANCE and current > miss(chosen):
-            selection = chosen
-        return self._nudged(selection, target, scored)
-
-    def _nudged(self, selection, target, scored):
-        """`selection`, moved a step of one family at a time (one more step of its units
-        pruned, the lowest scores, or one fewer of those this update chose, the highest)
-        while that brings a removal more than `TOLERANCE` off `target` closer.
-
-        Local ranking prunes every layer to one fraction, so the attention layers lose a
-        head at the same fractions all at once, and a FLOPs target can fall between two such
-        jumps (an unfolded GPT-2 asked for 0.4 stopped at 0.312): single layers then take a
-        step more or less. At most `_NUDGES` steps, each the best single one.
-
-        Args:
-            selection: one boolean vector of pruned units per family.
-            target: the removal to approach.
-            scored: `(scores, already pruned)` per family.
-
-        Returns:
-            The selection (a new list if any step was taken).
-        """
-        if self.structural is None or not self.by_cost:
-            return selection
-        removed = self.removed_by(selection)
-        for _ in range(_NUDGES):
-            if abs(removed - target) <= TOLERANCE:
-                break
-            best = None
-            for index, family in enumerate(self.families):
-                scores, already = scored[index]
-                units, step = selection[index], family.round_to
-                free = np.flatnonzero(~units)
-                mine = np.flatnonzero(units & ~already)
-                moves = []
-                if free.size - step >= max(1, family.min_filters):
-                    moves.append((free[np.argsort(scores[free], kind="stable")[:step]], True))
-                if mine.size >= step:
-                    moves.append((mine[np.argsort(-scores[mine], kind="stable")[:step]], False))
-                for changed, value in moves:
-                    trial = list(selection)
-                    trial[index] = units.copy()
-                    trial[index][changed] = value
-                    trial_removed = self.removed_by(trial)
-                    if best is None or abs(trial_removed - target) < abs(best[1] - target):
-                        best = (trial, trial_removed)
-            if best is None or abs(best[1] - target) >= abs(removed - target) - 1e-12:
-                break
-            selection, removed = best
-        return selection
-
-    def _keeping_final_reachable(self, selection, target, scored):
-        """`selection`, or a trade of one coarse unit for finer ones that keeps the
-        schedule's final target reachable within `TOLERANCE`.
-
-        Units pruned at one update stay pruned. Ranked freely, the early updates of a gradual
-        schedule can take every cheap unit of low score (a transformer's feed-forward units)
-        and leave only coarse ones (heads, 7.5 % of its FLOPs each), so that the last update
-        stops short or overshoots. When `selection` would leave the final target out of
-        reach, each family in turn prunes its lowest unit not yet pruned, and gives back
-        units this update chose in other families, the highest normalised score first,
-        while the removal comes closer to `target`; the trade that leaves the final target
-        nearest (then the removal nearest `target`) is taken.
-
-        Args:
-            selection: one boolean vector of pruned units per family.
-            target: this update's target.
-            scored: `(scores, already pruned)` per family.
-
-        Returns:
-            The selection to install.
-        """
-        final = self.schedule.final_target
-        if target >= final - 1e-9:
-            return selection
-
-        def final_miss(candidate):
-            after = [(scores, np.asarray(units)) for (scores, _), units in zip(scored, candidate)]
-            return abs(self.removed_by(self._rounded(final, after)) - final)
-
-        missed = final_miss(selection)
-        if missed <= TOLERANCE:
-            return selection
-        removed = self.removed_by(selection)
-        best, best_key = selection, (missed, abs(removed - target))
-        newly = []  # (normalised score, family, unit) chosen by this update
-        for j, ((scores, already), units) in enumerate(zip(scored, selection)):
-            normalised = normalised_scores(scores, already)
-            newly += [(normalised[u], j, u) for u in np.flatnonzero(units & ~already)]
-        newly.sort(key=lambda item: -item[0])
-        for index, family in enumerate(self.families):
-            free = np.flatnonzero(~selection[index])
-            if free.size <= max(1, family.min_filters):
-                continue
-            trial = [np.array(units) for units in selection]
-            trial[index][free[np.argmin(scored[index][0][free])]] = True
-            trial_removed = self.removed_by(trial)
-            for _, j, unit in newly:
-                if j == index or trial_removed <= target:
-                    continue
-                trial[j][unit] = False
-                back = self.removed_by(trial)
-                if abs(back - target) >= abs(trial_removed - target):
-                    trial[j][unit] = True
-                    break
-                trial_removed = back
-            key = (final_miss(trial), abs(trial_removed - target))
-            if key < best_key:
-                best, best_key = trial, key
-        return best
-
-    def _trade_roundings(self, selection, options, target):
-        """Improve a widest-first rounding by changing one or two families' roundings at a
-        time (one up, the other down): whichever change brings the removal nearest
-        `target`, while one does.
-
-        Rounding the widest family first fixes it before the narrow ones are seen, which
-        misses combinations such as a narrow layer rounded down paying for a wide one
-        rounded up. Pairs are chosen on the sum of their single changes, then measured.
-
-        Args:
-            selection: one boolean vector per family, its refinable ones rounded.
-            options: `{family index: snap options}` of the refinable families.
-            target: the removal to approach.
-
-        Returns:
-            The improved selection (a new list).
-        """
-        selection = list(selection)
-        removed = self.removed_by(selection)
-        for _ in range(len(options)):
-            changes = []  # (family index, option, change in removal)
-            for index, choices in options.items():
-                for option in choices:
-                    if not np.array_equal(option, selection[index]):
-                        trial = [*selection[:index], option, *selection[index + 1 :]]
-                        changes.append((index, option, self.removed_by(trial) - removed))
-            if not changes:
-                break
-            family = np.array([c[0] for c in changes])
-            delta = np.array([c[2] for c in changes])
-            predicted = np.abs(removed + delta[:, None] + delta[None, :] - target)
-            # A pair is two families; the diagonal stands for one change alone.
-            predicted[family[:, None] == family[None, :]] = np.inf
-            np.fill_diagonal(predicted, np.abs(removed + delta - target))
-            first, second = np.unravel_index(int(np.argmin(predicted)), predicted.shape)
-            trial = list(selection)
-            for k in {int(first), int(second)}:
-                trial[changes[k][0]] = changes[k][1]
-            trial_removed = self.removed_by(trial)
-            if abs(trial_removed - target) >= abs(removed - target) - 1e-12:
-                break
-            selection, removed = trial, trial_removed
-        return selection
+        return self.rounding.rounded(chosen, target, scored)
 
     def _select(self, families, target, scored):
         """`select` with the given families' multiples."""
@@ -698,27 +522,6 @@ def pruning_plans(model) -> list[PruningPlan]:
     if not shared:
         return [PruningPlan(model)]  # raises, naming the model
     return [PruningPlan(model, wrappers) for wrappers in shared]
-
-
-def normalised_scores(scores, already) -> np.ndarray:
-    """A family's scores divided by the mean of its units not pruned before, so that global
-    ranking compares families on one scale (1 if that mean is not positive).
-
-    Args:
-        scores: one score per unit.
-        already: which units were pruned before.
-
-    Returns:
-        The scores, scaled.
-
-    Example:
-
-    >>> normalised_scores(np.array([1.0, 2.0, 3.0]), np.array([True, False, False]))
-    array([0.4, 0.8, 1.2])
-    """
-    alive = scores[~already]
-    scale = alive.mean() if alive.size and alive.mean() > 0 else 1.0
-    return scores / scale
 
 
 def greedy_selection(score, family_of, cost, goal, n_families) -> np.ndarray:
