@@ -152,7 +152,8 @@ def state_channels(call, spec, layer) -> list:
     >>> [(t is state, c.tolist()) for t, c in state_channels(call, call.rule, call.layer)]
     [(True, [0, 1])]
     """
-    members = spec.members(layer) if spec.members else [(layer, np.arange(width(call.outputs[0])))]
+    whole = [(layer, np.arange(width(call.outputs[0])))]
+    members = spec.members.of(layer) if spec.members else whole
     pairs = []
     for tensors in (call.outputs[1:], call.inputs[1:]):
         tensors = [t for t in tensors if _carries_channels(t)]

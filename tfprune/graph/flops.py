@@ -1,7 +1,7 @@
 """FLOPs of the layers tfprune knows, counted from their weights and traced shapes.
 
 Attention layers count per head: the head's slices of the four projections and its share of
-the score and weighted-sum matmuls (`LayerSpec.unit_flops`); effective FLOPs count the heads
+the score and weighted-sum matmuls (`LayerSpec.units`); effective FLOPs count the heads
 whose value projection is not all zero.
 
 One multiply-add is 2 FLOPs. Each element of a weight listed in the layer's
@@ -105,7 +105,7 @@ def mask_positions(layer, node_layer) -> int | None:
     """
     spec = registry.spec_for(layer)
     if spec.members is not None:
-        layer = spec.members(layer)[0][0]
+        layer = spec.members.of(layer)[0][0]
         spec = registry.spec_for(layer)
     return weight_positions(layer, node_layer, spec.weight)
 
@@ -114,7 +114,7 @@ def unit_flops(layer, node_layer=None) -> int | None:
     """FLOPs per example of one unit of a layer with units inside it (an attention head).
 
     Args:
-        layer: the layer owning the weights; its spec has `unit_flops`.
+        layer: the layer owning the weights; its spec has `units`.
         node_layer: the layer that appears in the model graph, if different. Defaults to
             `None` (the layer itself).
 
@@ -132,7 +132,7 @@ def unit_flops(layer, node_layer=None) -> int | None:
     spec = registry.spec_for(layer)
     total = 0
     for inputs in keras_internals.operand_calls(node_layer or layer):
-        total += spec.unit_flops(layer, [reference.concrete_shape(t) for t in inputs])
+        total += spec.units.flops(layer, [reference.concrete_shape(t) for t in inputs])
     return total or None
 
 
@@ -140,7 +140,7 @@ def fixed_flops(layer, node_layer=None) -> int:
     """FLOPs per example of the part of a layer with units inside it that no unit owns.
 
     Args:
-        layer: the layer owning the weights; its spec has `unit_flops`.
+        layer: the layer owning the weights; its spec has `units`.
         node_layer: the layer that appears in the model graph, if different. Defaults to
             `None` (the layer itself).
 
@@ -156,10 +156,10 @@ def fixed_flops(layer, node_layer=None) -> int:
     0
     """
     spec = registry.spec_for(layer)
-    if spec.fixed_flops is None:
+    if spec.units.fixed_flops is None:
         return 0
     return sum(
-        spec.fixed_flops(layer, [reference.concrete_shape(t) for t in inputs])
+        spec.units.fixed_flops(layer, [reference.concrete_shape(t) for t in inputs])
         for inputs in keras_internals.operand_calls(node_layer or layer)
     )
 
@@ -188,7 +188,7 @@ def layer_flops(layer, node_layer=None, effective: bool = False) -> int | None:
     if spec is None:
         return None
     if spec.members is not None:  # a Bidirectional layer: its directions, on its calls
-        counts = [layer_flops(m, node_layer or layer, effective) for m, _ in spec.members(layer)]
+        counts = [layer_flops(m, node_layer or layer, effective) for m, _ in spec.members.of(layer)]
         return None if None in counts else sum(counts)
     if spec.internal_units:
         per_unit = unit_flops(layer, node_layer)

@@ -202,7 +202,7 @@ def covered(layer) -> bool:
     spec = registry.spec_for(layer)
     if not isinstance(spec, LayerSpec):
         return False
-    if spec.unit_flops or spec.members or spec.states or spec.gates > 1:
+    if spec.units or spec.members or spec.states or spec.gates > 1:
         return False
     if getattr(layer, "data_format", None) == "channels_first":
         return False

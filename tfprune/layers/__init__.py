@@ -31,7 +31,17 @@ from tfprune.layers import (
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
-        "spec": ["ChannelRule", "LayerSpec"],
+        "spec": [
+            "ChannelRule",
+            "LayerSpec",
+            "Units",
+            "Members",
+            "Fold",
+            "DeadOutput",
+            "Side",
+            "Role",
+            "RuleKind",
+        ],
         "registry": ["register_channel_rule", "register_layer", "register_unfolding"],
         "grouped_conv": ["GroupedConv2D"],
         "attention_mask": ["SelfAttentionMask"],

@@ -24,7 +24,7 @@ from tfprune.layers.registry import (
     spec_for,
     units_kept,
 )
-from tfprune.layers.spec import ChannelRule, LayerSpec
+from tfprune.layers.spec import ChannelRule, LayerSpec, Members, Units
 
 _SEPARABLE = (("depthwise_kernel", "output"), ("pointwise_kernel", "output"))
 
@@ -476,8 +476,7 @@ register_layer(
         bias="value/bias",
         flops_weights=(),
         config_key="num_heads",
-        unit_flops=attention_head_flops,
-        unit_slicer=_slice_heads,
+        units=Units(flops=attention_head_flops, slicer=_slice_heads),
     ),
 )
 
@@ -674,8 +673,7 @@ _BIDIRECTIONAL = {
         states=True,
         dead_output="zero",
         layout=_bidirectional_layout,
-        members=_bidirectional_members,
-        rebuilt_as=_bidirectional_class,
+        members=Members(of=_bidirectional_members, rebuilt_as=_bidirectional_class),
     )
     for gates in (1, 3, 4)
     for concat in (True, False)

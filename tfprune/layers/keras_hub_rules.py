@@ -38,7 +38,7 @@ from tfprune.layers.registry import (
     register_unfolding,
     units_kept,
 )
-from tfprune.layers.spec import LayerSpec
+from tfprune.layers.spec import LayerSpec, Units
 
 _INTERMEDIATE = "feedforward_intermediate_dense"
 _OUTPUT = "feedforward_output_dense"
@@ -100,9 +100,7 @@ def _inner_units(dense, config_key, **rules) -> LayerSpec:
 _FEEDFORWARD_UNITS = _inner_units(
     _INTERMEDIATE,
     "intermediate_dim",
-    unit_flops=_feedforward_unit_flops,
-    unit_slicer=_slice_feedforward,
-    fixed_flops=_attention_flops,
+    units=Units(_feedforward_unit_flops, _slice_feedforward, fixed_flops=_attention_flops),
     applies=_prunable,
     reason="its feed-forward activation does not map 0 to 0 (a masked unit would not output "
     "zero), or it is a decoder with cross-attention (whose FLOPs tfprune does not count)",
@@ -170,9 +168,7 @@ register_layer(
     _inner_units(
         "transformer_block_1/mlp/dense_1",
         "mlp_dim",
-        unit_flops=_vit_unit_flops,
-        unit_slicer=_slice_vit_mlp,
-        fixed_flops=_vit_attention_flops,
+        units=Units(_vit_unit_flops, _slice_vit_mlp, fixed_flops=_vit_attention_flops),
         layout=_vit_layout,
     ),
 )

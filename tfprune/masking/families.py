@@ -149,7 +149,7 @@ def family_multiple(wrapper, n_units: int) -> tuple[int, bool]:
     """
     if wrapper.round_to != "auto":
         return wrapper.round_to, False
-    if wrapper.rate is not None or wrapper.spec.unit_flops is not None:
+    if wrapper.rate is not None or wrapper.spec.units is not None:
         return 1, False  # units inside a layer (attention heads) are not channel tiles
     table = wrapper.latency_table
     return auto_multiple(n_units, table.tile if table is not None else DEFAULT_TILE), True

@@ -186,7 +186,7 @@ class StructuralFlops:
             in_ids = _group_ids(graph, index, call.inputs[0])
             out_ids = _group_ids(graph, index, call.outputs[0])
             # A Bidirectional layer's FLOPs are its directions', each on its own units.
-            members = spec.members(layer) if spec.members else [(layer, None)]
+            members = spec.members.of(layer) if spec.members else [(layer, None)]
             for member, filters in members:
                 member_out = out_ids if filters is None else out_ids[filters]
                 self._add_terms(member, call.layer, registry.spec_for(member), in_ids, member_out)

@@ -81,7 +81,7 @@ def removable_groups(graph: ChannelGraph, values: dict) -> set:
         [(tensor, c) for c in range(graph.width(tensor))] for tensor in graph.tensors.values()
     ]
     for call, spec in graph.producers():
-        for _, filters in spec.members(weights_owner(call.layer)) if spec.members else ():
+        for _, filters in spec.members.of(weights_owner(call.layer)) if spec.members else ():
             kept_whole.append([(call.outputs[0], int(f)) for f in filters])
     changed = True
     while changed:

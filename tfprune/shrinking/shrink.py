@@ -184,7 +184,7 @@ def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
     config = layer.get_config()
     weights, cuts, widths = {}, {}, []
     positions = {id(v): i for i, v in enumerate(layer.weights)}
-    for member, filters in spec.members(layer):
+    for member, filters in spec.members.of(layer):
         units = np.flatnonzero(np.isin(filters, channels.kept_out))
         widths.append(units.size)
         plan = _plan_channels(
@@ -199,7 +199,8 @@ def _plan_members(layer, spec, channels: _Channels) -> _LayerPlan:
             weights[positions[id(variable)]] = array
             if index in plan.cuts:
                 cuts[positions[id(variable)]] = plan.cuts[index]
-    layer_class = spec.rebuilt_as(layer, widths) if spec.rebuilt_as else type(layer)
+    rebuilt_as = spec.members.rebuilt_as
+    layer_class = rebuilt_as(layer, widths) if rebuilt_as else type(layer)
     return _LayerPlan(layer, layer_class, config, dict(sorted(weights.items())), cuts)
 
 
