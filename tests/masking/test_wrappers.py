@@ -41,7 +41,7 @@ def test_every_supported_layer_type_can_be_wrapped():
 def test_the_schedule_state_is_read_and_written_by_name():
     from tfprune.masking.wrappers import SCHEDULE_STATE
 
-    wrapper = tfprune.masking.PruneWrapper(keras.layers.Dense(4), schedule=0.5)
+    wrapper = tfprune.masking.PruneWrapper(keras.layers.Dense(4))
     wrapper.build((None, 3))
     assert wrapper.schedule_values() == dict.fromkeys(SCHEDULE_STATE, 0.0)
     wrapper.set_schedule_values({"steps_seen": 12.0})
@@ -52,3 +52,31 @@ def test_the_schedule_state_is_read_and_written_by_name():
     assert wrapper.steps_seen() == 12
     with pytest.raises(KeyError, match="steps"):
         wrapper.set_schedule_values({"steps": 3.0})
+
+
+def test_the_wrapper_takes_one_policy_and_the_settings_of_0_1_0_with_a_warning():
+    from tfprune.masking.policies import Policy
+
+    policy = Policy.from_settings({"granularity": "unstructured", "schedule": 0.3})
+    wrapper = tfprune.masking.PruneWrapper(keras.layers.Dense(4), policy=policy, min_filters=2)
+    assert wrapper.policy is policy and wrapper.min_filters == 2
+    with pytest.warns(DeprecationWarning, match="granularity=, schedule=.*policy="):
+        old = tfprune.masking.PruneWrapper(
+            keras.layers.Dense(4), granularity="unstructured", schedule=0.3
+        )
+    assert old.policy == policy
+    # Its config holds the policy once, and reads back to an equal wrapper.
+    config = wrapper.get_config()
+    assert not set(config) & {"granularity", "criterion", "schedule", "ranking", "target"}
+    assert tfprune.masking.PruneWrapper.from_config(config).policy == policy
+
+
+def test_a_policy_whose_settings_do_not_go_together_fails_when_built():
+    from tfprune.masking.policies import Policy
+
+    with pytest.raises(ValueError, match="ranking"):
+        Policy.from_settings({"ranking": "best"})
+    with pytest.raises(ValueError, match="2:4.*ends at sparsity 0.5"):
+        Policy.from_settings({"granularity": "2:4", "schedule": 0.3})
+    with pytest.raises(TypeError, match="latency_table"):
+        Policy.from_settings({"target": "latency"})

@@ -1,5 +1,5 @@
-"""Several pruning policies in one model: which layers `prune(policies=...)` gives which
-granularity, criterion, schedule, ranking and target.
+"""Pruning policies: `Policy`, what the layers pruned together share, and which layers
+`prune(policies=...)` gives which policy.
 
 Each policy is ranked and scheduled on its own (`tfprune.pruning_plans`): filter pruning on
 the convolutions can run alongside 1x4 blocks on the Dense layers (the pattern LiteRT's sparse
@@ -12,7 +12,7 @@ import dataclasses
 
 import keras
 
-from tfprune.core import modelwalk
+from tfprune.core import checks, modelwalk
 from tfprune.criteria import lookup as criteria
 from tfprune.graph import reference
 from tfprune.graph.latency import LatencyTable
@@ -20,18 +20,9 @@ from tfprune.masking import granularity as granularities
 from tfprune.masking import schedules
 from tfprune.masking.selection import as_list, matches
 
-#: The settings a policy can give, as `prune`'s arguments of the same names.
-SETTINGS = (
-    "granularity",
-    "criterion",
-    "schedule",
-    "ranking",
-    "target",
-    "min_filters",
-    "round_to",
-    "group_reduction",
-    "latency_table",
-)
+RANKINGS = ("local", "global")
+TARGETS = ("sparsity", "flops", "latency")
+GROUP_REDUCTIONS = ("sum", "mean", "max", "first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +48,12 @@ class Policy:
             (`tfprune.set_reference_size` when the model was pruned), so that a reloaded
             model prunes toward the same FLOPs in any process.
 
+    Raises:
+        ValueError: for an unknown ranking, target or group reduction, or settings that do
+            not go together (a latency target without filter granularity, N:M sparsity with
+            another schedule's final target, or ranked globally).
+        TypeError: for a latency target without a `tfprune.LatencyTable`.
+
     Example:
 
     >>> a = Policy.from_settings({"granularity": "filter", "criterion": "l1", "schedule": 0.5})
@@ -74,6 +71,15 @@ class Policy:
     latency_table: LatencyTable | None = None
     reference_size: int = 128
 
+    def __post_init__(self):
+        checks.check_choice("group_reduction", self.group_reduction, GROUP_REDUCTIONS)
+        checks.check_choice("ranking", self.ranking, RANKINGS)
+        checks.check_choice("target", self.target, TARGETS)
+        if self.target == "latency":
+            _check_latency_target(self.granularity, self.latency_table)
+        if isinstance(self.granularity, granularities.NM):
+            _check_nm(self.granularity, self.ranking, self.target, self.schedule)
+
     @classmethod
     def from_settings(cls, settings: dict) -> Policy:
         """A policy from `prune`'s settings of the same names (names, numbers or objects).
@@ -85,23 +91,17 @@ class Policy:
 
         Returns:
             A `Policy`.
+
+        Raises:
+            As `Policy`.
         """
         policy = normalized(
             {"granularity": "filter", "criterion": "l1", "schedule": None, **settings}
         )
-        table = policy.get("latency_table")
-        if isinstance(table, dict):
-            table = LatencyTable.from_config(table)
-        return cls(
-            granularity=policy["granularity"],
-            criterion=policy["criterion"],
-            schedule=policy["schedule"],
-            ranking=policy.get("ranking", "local"),
-            target=policy.get("target", "sparsity"),
-            group_reduction=policy.get("group_reduction", "sum"),
-            latency_table=table,
-            reference_size=int(policy.get("reference_size") or reference.reference_size()),
-        )
+        if isinstance(policy.get("latency_table"), dict):
+            policy["latency_table"] = LatencyTable.from_config(policy["latency_table"])
+        policy["reference_size"] = int(policy.get("reference_size") or reference.reference_size())
+        return cls(**{name: policy[name] for name in FIELDS if name in policy})
 
     def get_config(self) -> dict:
         """The policy as JSON-serializable settings.
@@ -109,18 +109,15 @@ class Policy:
         Returns:
             A dict that `from_config` reads back.
         """
-        return {
-            "granularity": str(self.granularity),
-            "criterion": criteria.name_of(self.criterion),
-            "schedule": keras.saving.serialize_keras_object(self.schedule),
-            "ranking": self.ranking,
-            "target": self.target,
-            "group_reduction": self.group_reduction,
-            "latency_table": None
-            if self.latency_table is None
-            else self.latency_table.get_config(),
-            "reference_size": self.reference_size,
-        }
+        config = {name: getattr(self, name) for name in FIELDS}
+        table = self.latency_table
+        config.update(
+            granularity=str(self.granularity),
+            criterion=criteria.name_of(self.criterion),
+            schedule=keras.saving.serialize_keras_object(self.schedule),
+            latency_table=None if table is None else table.get_config(),
+        )
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> Policy:
@@ -136,6 +133,74 @@ class Policy:
         config["criterion"] = criteria.from_name(config["criterion"])
         config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return cls.from_settings(config)
+
+
+#: What a policy holds, by name (`Policy`'s fields).
+FIELDS = tuple(field.name for field in dataclasses.fields(Policy))
+#: The settings that stay per layer, on each wrapper, although `prune` and `policies=` give
+#: them per policy.
+LAYER_SETTINGS = ("min_filters", "round_to")
+#: The settings a policy can give, as `prune`'s arguments of the same names.
+SETTINGS = tuple(name for name in FIELDS if name != "reference_size") + LAYER_SETTINGS
+
+
+def check_layer_settings(min_filters, round_to) -> None:
+    """Check the per-layer settings a policy gives.
+
+    Args:
+        min_filters: the fewest filters a filter mask keeps (an integer of at least 1).
+        round_to: a multiple of filters to keep (at least 1), `"auto"`, or
+            `{layer name: multiple or "auto"}`.
+
+    Raises:
+        ValueError: for a value below 1.
+        TypeError: for a value that is neither an integer nor `"auto"`.
+
+    Example:
+
+    >>> check_layer_settings(1, {"conv1": 8, "*": "auto"})
+    >>> check_layer_settings(0, "auto")
+    Traceback (most recent call last):
+    ...
+    ValueError: min_filters must be an integer >= 1, got 0.
+    """
+    values = [("min_filters", min_filters)]
+    values += (
+        [(f"round_to[{k!r}]", v) for k, v in round_to.items()]
+        if isinstance(round_to, dict)
+        else [("round_to", round_to)]
+    )
+    for name, value in values:
+        if value != "auto":
+            checks.check_integer(name, value, minimum=1)
+
+
+def _check_latency_target(granularity, latency_table) -> None:
+    if not isinstance(granularity, granularities.Filter):
+        raise ValueError(
+            f"target='latency' removes filters, and granularity '{granularity}' keeps the "
+            "kernels dense, so their latency does not change; use granularity='filter'."
+        )
+    if not isinstance(latency_table, LatencyTable):
+        raise TypeError(
+            "target='latency' needs latency_table=tfprune.measure_latency_table(model) "
+            "(measured here) or tfprune.LatencyTable.load(path) (measured on the device); "
+            f"got {type(latency_table).__name__}."
+        )
+
+
+def _check_nm(granularity, ranking, target, schedule) -> None:
+    if ranking == "global" or target != "sparsity":
+        raise ValueError(
+            f"granularity '{granularity}' fixes the sparsity of every group; use "
+            "ranking='local' and target='sparsity'."
+        )
+    expected = 1 - granularity.n / granularity.m
+    if abs(schedule.final_target - expected) > 1e-6:
+        raise ValueError(
+            f"granularity '{granularity}' ends at sparsity {expected:g}, but the schedule ends "
+            f"at {schedule.final_target:g}. Use a schedule whose final target is {expected:g}."
+        )
 
 
 def normalized(settings: dict) -> dict:

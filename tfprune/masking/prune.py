@@ -7,11 +7,10 @@ import keras
 from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.graph import tracing
 from tfprune.graph.channel_graph import ChannelGraph
-from tfprune.graph.latency import LatencyTable, covered
+from tfprune.graph.latency import covered
 from tfprune.layers import registry
 from tfprune.layers.mask_layout import pruned_shape
-from tfprune.masking import granularity as granularities
-from tfprune.masking.policies import SETTINGS, Policy, layer_policies
+from tfprune.masking.policies import Policy, check_layer_settings, layer_policies
 from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.selection import (
     as_list,
@@ -75,54 +74,6 @@ def _check_criterion(criterion, granularity, ranking_mode, target, model, select
         )
     if hasattr(criterion, "check"):
         criterion.check(model, selected)
-
-
-def _check_policy(
-    granularity,
-    ranking,
-    target,
-    min_filters,
-    round_to,
-    schedule,
-    group_reduction,
-    latency_table,
-):
-    checks.check_choice("group_reduction", group_reduction, ("sum", "mean", "max", "first"))
-    checks.check_choice("ranking", ranking, ("local", "global"))
-    checks.check_choice("target", target, ("sparsity", "flops", "latency"))
-    if target == "latency":
-        if not isinstance(granularity, granularities.Filter):
-            raise ValueError(
-                f"target='latency' removes filters, and granularity '{granularity}' keeps the "
-                "kernels dense, so their latency does not change; use granularity='filter'."
-            )
-        if not isinstance(latency_table, LatencyTable):
-            raise TypeError(
-                "target='latency' needs latency_table=tfprune.measure_latency_table(model) "
-                "(measured here) or tfprune.LatencyTable.load(path) (measured on the device); "
-                f"got {type(latency_table).__name__}."
-            )
-    values = [("min_filters", min_filters)]
-    values += (
-        [(f"round_to[{k!r}]", v) for k, v in round_to.items()]
-        if isinstance(round_to, dict)
-        else [("round_to", round_to)]
-    )
-    for name, value in values:
-        if value != "auto":
-            checks.check_integer(name, value, minimum=1)
-    if isinstance(granularity, granularities.NM):
-        if ranking == "global" or target != "sparsity":
-            raise ValueError(
-                f"granularity '{granularity}' fixes the sparsity of every group; use "
-                "ranking='local' and target='sparsity'."
-            )
-        expected = 1 - granularity.n / granularity.m
-        if abs(schedule.final_target - expected) > 1e-6:
-            raise ValueError(
-                f"granularity '{granularity}' ends at sparsity {expected:g}, but the schedule ends "
-                f"at {schedule.final_target:g}. Use a schedule whose final target is {expected:g}."
-            )
 
 
 def _nothing_to_prune(model, graph, candidates, refused) -> str:
@@ -310,8 +261,9 @@ def prune(
     )
     settings, policy_of = layer_policies(model, base, policies)
     for policy in settings:
-        _check_policy(**{k: policy[k] for k in SETTINGS if k != "criterion"})
-    # One value per policy, shared by its wrappers: equal policies are one plan.
+        check_layer_settings(policy["min_filters"], policy["round_to"])
+    # One value per policy, shared by its wrappers: equal policies are one plan. Building it
+    # checks that its settings go together.
     policy_objects = [Policy.from_settings(policy) for policy in settings]
     candidates = select_layers(model, layers, exclude, protect)
     structured = any(p["granularity"].structured for p in settings)

@@ -8,6 +8,8 @@ is as sparse as the mask. `assign_mask` zeroes the weights at the moment the mas
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -21,7 +23,7 @@ from tfprune.layers.mask_layout import (
     pruned_shape,
     pruned_variables,
 )
-from tfprune.masking.policies import Policy
+from tfprune.masking.policies import FIELDS, Policy
 
 
 class _MaskConstraint:
@@ -42,6 +44,9 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
+#: The policy's settings, which tfprune 0.1.0 gave the wrapper one by one.
+POLICY_SETTINGS = tuple(name for name in FIELDS if name != "reference_size")
+
 #: The entries of `PruneWrapper.schedule_state`, by name. One vector variable holds them, so
 #: that checkpoints and `.keras` files of 0.1.0 load unchanged: `paced` (1 once a callback that
 #: paces the schedule, `AdversarialAwarePruning`, has written its state), `accepted_target`
@@ -60,82 +65,58 @@ class PruneWrapper(keras.layers.Wrapper):
 
     Args:
         layer: a layer whose type is in the registry (`tfprune.register_layer`).
-        granularity: `"filter"`, `"unstructured"`, `"n:m"` / `"2:4"`, `"block"` /
-            `"block:1x4"`, or a `tfprune.masking.Granularity`. Defaults to `"filter"`.
-        criterion: a name (`"l1"`, `"lap"`...; see `tfprune.criteria`) or a callable
-            `(weight, layer) -> scores`. Defaults to `"l1"`.
-        schedule: a `tfprune` schedule, or a number meaning `ConstantSparsity(number)`.
-            Defaults to `None`, which means 0.5.
-        ranking: `"local"` (each layer to the target) or `"global"` (units ranked across
-            layers by normalised score). Defaults to `"local"`.
-        target: `"sparsity"` (fraction of prunable weights), `"flops"` (fraction of the
-            model's FLOPs to remove) or `"latency"` (fraction of its predicted LiteRT
-            latency). Defaults to `"sparsity"`.
+        policy: the pruning policy, a `tfprune.masking.policies.Policy` (or its config
+            dict): granularity, criterion, schedule, ranking, target, group reduction,
+            latency table and reference size, shared by the wrappers pruned together.
+            Defaults to `None`: `Policy.from_settings({})`, filters by L1 norm to 0.5 at the
+            current reference size.
         min_filters: the fewest filters a filter mask keeps. Defaults to 1.
         round_to: filter masks keep a multiple of this many filters, or `"auto"` (see
             `tfprune.prune`). Defaults to `"auto"`.
-        group_reduction: how the filter scores of one channel group combine: `"sum"`,
-            `"mean"`, `"max"` or `"first"`. Defaults to `"sum"`.
         rate: this layer's own final sparsity (from `tfprune.methods.layerwise_rates`), reached as
             the schedule reaches its final target; `None` follows the schedule. Defaults
             to `None`.
-        latency_table: the `tfprune.LatencyTable` (or its config dict) that a `"latency"`
-            target predicts with. Defaults to `None`.
-        policy: a `tfprune.masking.policies.Policy` (or its config dict) holding the
-            policy's settings at once; given, it replaces `granularity`, `criterion`,
-            `schedule`, `ranking`, `target`, `group_reduction` and `latency_table`. Defaults
-            to `None`: a policy of those arguments, at the current reference size.
         **kwargs: base `Layer` arguments (e.g. `name`).
+
+    The policy's settings given one by one (`granularity=`, `schedule=`...), as tfprune 0.1.0
+    took them, still work until 0.3, with a `DeprecationWarning`.
 
     Raises:
         TypeError: if `layer` is not a registered prunable layer.
+        ValueError: for settings of the policy that do not go together (see `Policy`).
 
     Example:
 
-    >>> wrapper = PruneWrapper(keras.layers.Dense(8), granularity="unstructured", schedule=0.5)
+    >>> from tfprune.masking.policies import FIELDS, Policy
+    >>> policy = Policy.from_settings({"granularity": "unstructured", "schedule": 0.5})
+    >>> wrapper = PruneWrapper(keras.layers.Dense(8), policy=policy)
     >>> wrapper.build((None, 4))
     >>> wrapper.assign_mask(np.tile([1.0, 0.0], (4, 4)))
     >>> wrapper.sparsity()
     0.5
     """
 
-    def __init__(
-        self,
-        layer,
-        granularity="filter",
-        criterion="l1",
-        schedule=None,
-        ranking="local",
-        target="sparsity",
-        min_filters=1,
-        round_to="auto",
-        group_reduction="sum",
-        rate=None,
-        latency_table=None,
-        policy=None,
-        **kwargs,
-    ):
+    def __init__(self, layer, policy=None, min_filters=1, round_to="auto", rate=None, **kwargs):
         self.spec = registry.spec_for(layer)
         if self.spec is None:
             raise TypeError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) cannot be pruned. Prunable types: "
                 f"{', '.join(registry.supported_types())}."
             )
+        settings = {name: kwargs.pop(name) for name in POLICY_SETTINGS if name in kwargs}
+        if settings:
+            warnings.warn(
+                f"PruneWrapper({', '.join(f'{k}=' for k in settings)}...): the policy's settings "
+                "one by one are deprecated and go in tfprune 0.3; pass policy=tfprune.masking."
+                "policies.Policy.from_settings({...}).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
         if isinstance(policy, dict):
             policy = Policy.from_config(policy)
-        self.policy = policy or Policy.from_settings(
-            {
-                "granularity": granularity,
-                "criterion": criterion,
-                "schedule": schedule,
-                "ranking": ranking,
-                "target": target,
-                "group_reduction": group_reduction,
-                "latency_table": latency_table,
-            }
-        )
+        self.policy = policy or Policy.from_settings(settings)
         self.min_filters = min_filters
         self.round_to = round_to
         self.rate = rate
@@ -357,8 +338,10 @@ class PruneWrapper(keras.layers.Wrapper):
     def from_config(cls, config):
         config = dict(config)
         if "policy" not in config:  # written by tfprune 0.1.0: the settings one by one
-            config["criterion"] = criteria.from_name(config["criterion"])
-            config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+            settings = {k: config.pop(k) for k in POLICY_SETTINGS if k in config}
+            settings["criterion"] = criteria.from_name(settings["criterion"])
+            settings["schedule"] = keras.saving.deserialize_keras_object(settings["schedule"])
+            config["policy"] = Policy.from_settings(settings)
         return super().from_config(config)
 
 
