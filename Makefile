@@ -12,12 +12,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# A stamp per extra, so that a change to pyproject.toml reinstalls and nothing else does.
-$(VENV)/.installed-%: pyproject.toml setup.py | $(PY)
+# A stamp per extra, so that a change to pyproject.toml or the version reinstalls and nothing
+# else does (the version lives in tfprune/__init__.py, which the metadata reads).
+$(VENV)/.installed-%: pyproject.toml setup.py tfprune/__init__.py | $(PY)
 	$(PY) -m pip install -q -e ".[$*]"
 	touch $@
 
-$(VENV)/.installed-core: pyproject.toml setup.py | $(PY)
+$(VENV)/.installed-core: pyproject.toml setup.py tfprune/__init__.py | $(PY)
 	$(PY) -m pip install -q -e .
 	touch $@
 

@@ -99,3 +99,7 @@ def test_the_version_is_set_once():
     pyproject = (pathlib.Path(tfprune.__file__).parents[1] / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject
     assert importlib.metadata.version("tfprune") == tfprune.__version__
+    # The changelog's newest release is this version.
+    changelog = (pathlib.Path(tfprune.__file__).parents[1] / "CHANGELOG.md").read_text()
+    releases = [line for line in changelog.splitlines() if line.startswith("## [0")]
+    assert releases[0].startswith(f"## [{tfprune.__version__}] - ")
