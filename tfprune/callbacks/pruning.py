@@ -7,11 +7,16 @@ import warnings
 import keras
 import numpy as np
 
-from tfprune.core import checks, modelwalk
+from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.recalibration import recalibrate_batchnorm
 from tfprune.masking.rounding import TOLERANCE
-from tfprune.masking.wrappers import followers_of, model_sparsity
+from tfprune.masking.wrappers import (
+    ChannelMaskWrapper,
+    PruneWrapper,
+    followers_of,
+    model_sparsity,
+)
 
 
 def relative_drop(before: float, after: float) -> float:
@@ -214,20 +219,37 @@ class PruningCallback(keras.callbacks.Callback):
         # With steps_per_execution > 1 Keras calls back only every few steps: catch up on
         # the steps in between, so an update planned there is applied now, not skipped.
         first = step if self.last_step is None else min(self.last_step + 1, step)
+        due = []
         for plan in self.plans:  # each policy on its own schedule
             targets = [
                 plan.schedule(s, self.epoch, self._epoch_start and s == step)
                 for s in range(first, step + 1)
             ]
             target = next((t for t in reversed(targets) if t is not None), None)
-            if target is None:
-                continue
+            if target is not None:
+                due.append((plan, target))
+        if due:
+            # On JAX the weights live in the trainer's state during an epoch: read them
+            # back, and the next step reads the new masks and weights from the variables.
+            keras_internals.sync_training_state(self.model)
+        for plan, target in due:
             if plan is self.plan:
                 self.on_planned_update(step, target)
             else:
                 self._update(plan, step, target)
+        if due:
+            self._mask_optimizer_state()
         self.last_step = step
         self._epoch_start = False
+
+    def _mask_optimizer_state(self) -> None:
+        """Zero the optimizer's slots where the masks are, where the forward pass applies
+        them (`PruneWrapper.mask_optimizer_state`)."""
+        if keras_internals.constraints_read_state():
+            return
+        optimizer = getattr(self.model, "optimizer", None)
+        for wrapper in modelwalk.layers_of_type(self.model, (PruneWrapper, ChannelMaskWrapper)):
+            wrapper.mask_optimizer_state(optimizer)
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

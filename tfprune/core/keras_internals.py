@@ -741,3 +741,75 @@ def convnext_layer_scale() -> type | None:
     except ImportError:
         return None
     return LayerScale
+
+
+def constraints_read_state() -> bool:
+    """Whether an optimizer's variable constraints can read the model's other variables.
+
+    Keras' JAX trainer applies the optimizer statelessly with only the trainable and the
+    optimizer variables, inside a jitted step where the others hold no value: a constraint
+    that reads a mask variable finds nothing there (or a constant frozen at tracing time).
+    TensorFlow and PyTorch apply constraints to live variables.
+
+    Returns:
+        False on the JAX backend, True on the others.
+
+    Example:
+
+    >>> constraints_read_state() == (keras.backend.backend() != "jax")
+    True
+    """
+    return keras.backend.backend() != "jax"
+
+
+def sync_training_state(model) -> None:
+    """Write the state a backend's `fit` holds apart back into the model's variables.
+
+    During `fit` on JAX the variables' values live in the trainer's state and the variables
+    themselves are emptied; a callback that reads or assigns variables mid-epoch first
+    syncs them (`jax_state_sync`), and the next step then reads the state back from the
+    variables, assignments included. Other backends train the variables themselves.
+
+    Args:
+        model: the model being trained (or any model; without pending state nothing
+            happens).
+
+    Example:
+
+    >>> sync_training_state(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
+def optimizer_slots(optimizer, variable) -> list:
+    """The optimizer's variables built from `variable` (momentums, velocities, averages).
+
+    Keras names each one `{variable.path with "/" as "_"}_{slot name}`
+    (`BaseOptimizer.add_variable_from_reference`), with the variable's shape.
+
+    Args:
+        optimizer: a built Keras optimizer, or `None`.
+        variable: a model variable.
+
+    Returns:
+        The slot variables, empty if the optimizer is `None` or not built yet.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(2, name="fc")
+    >>> dense.build((None, 3))
+    >>> optimizer = keras.optimizers.Adam()
+    >>> optimizer.build(dense.trainable_variables)
+    >>> [slot.name for slot in optimizer_slots(optimizer, dense.kernel)]
+    ['fc_kernel_momentum', 'fc_kernel_velocity']
+    """
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return []
+    prefix = variable.path.replace("/", "_") + "_"
+    return [
+        slot
+        for slot in optimizer.variables
+        if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(variable.shape)
+    ]

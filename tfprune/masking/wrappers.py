@@ -1,9 +1,17 @@
 """The pruning wrapper: a layer plus its mask and the policy that updates it.
 
-The mask is applied through the variable's constraint, which Keras' optimizers apply right
-after every update. The forward pass therefore calls the wrapped layer unchanged (no extra op
-per step), and the stored weights are exactly zero wherever the mask is, so every checkpoint
-is as sparse as the mask. `assign_mask` zeroes the weights at the moment the mask changes.
+On TensorFlow and PyTorch the mask is applied through the variable's constraint, which
+Keras' optimizers apply right after every update. The forward pass therefore calls the
+wrapped layer unchanged (no extra op per step), and the stored weights are exactly zero
+wherever the mask is, so every checkpoint is as sparse as the mask. `assign_mask` zeroes the
+weights at the moment the mask changes.
+
+On JAX the optimizer runs inside the jitted step without the mask (a non-trainable
+variable), so a constraint cannot read it. There the forward pass multiplies the covered
+variables by the mask, which the step carries as state: their gradient is exactly zero where
+the mask is, and once the weights and the optimizer's slots are zeroed there
+(`mask_optimizer_state`, which `PruningCallback` calls at every mask update), no optimizer
+step moves them. The weights stay exactly zero, as on the other backends.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfprune.core import keras_internals
 from tfprune.core.modelwalk import layers_of_type
 from tfprune.criteria import lookup as criteria
 from tfprune.layers import registry
@@ -44,6 +53,69 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
+def _call_with_values(layer, values: dict, *args, **kwargs):
+    """Call `layer` with some of its variables read as other values (`{id(variable): value}`),
+    keeping the updates its call makes to the others (BatchNormalization's statistics)."""
+    trainable = [values.get(id(v), v.value) for v in layer.trainable_variables]
+    non_trainable = [values.get(id(v), v.value) for v in layer.non_trainable_variables]
+    outputs, updated = layer.stateless_call(trainable, non_trainable, *args, **kwargs)
+    for variable, value in zip(layer.non_trainable_variables, updated):
+        if id(variable) not in values:
+            variable.assign(value)
+    return outputs
+
+
+class _MaskingWrapper(keras.layers.Wrapper):
+    """How a wrapper's masks reach the wrapped layer's variables, on every backend."""
+
+    def _masked_parts(self) -> list:
+        """`(variable, its part of the mask)` for every variable a mask of this wrapper covers."""
+        raise NotImplementedError
+
+    def _constrain(self, variable, mask, share=None) -> None:
+        """Zero `variable` where `mask` is after every optimizer step, where constraints can
+        read the mask (see the module docstring)."""
+        if keras_internals.constraints_read_state():
+            variable.constraint = _MaskConstraint(mask, variable.constraint, share)
+
+    def _masked_call(self, *args, **kwargs):
+        """The wrapped layer's call; on JAX with the covered variables times their masks."""
+        if keras_internals.constraints_read_state():
+            return self.layer(*args, **kwargs)
+        values = {
+            id(v): keras.ops.multiply(v.value, keras.ops.cast(part, v.dtype))
+            for v, part in self._masked_parts()
+        }
+        return _call_with_values(self.layer, values, *args, **kwargs)
+
+    def mask_optimizer_state(self, optimizer) -> None:
+        """Zero the optimizer's slots (momentums, velocities, averages) where the masks are.
+
+        Where the forward pass applies the mask (JAX), a masked weight's gradient is zero,
+        and with zero slots no optimizer step moves it off zero; a slot left over from before
+        the mask would (momentum). Elsewhere the constraint zeroes the weights anyway.
+
+        Args:
+            optimizer: the model's optimizer (`None` or unbuilt: nothing to zero).
+
+        Example:
+
+        >>> model = tfprune.prune(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+        ...                                         keras.layers.Dense(2, name="head")]))
+        >>> model.compile("adam", "mse")
+        >>> _ = model.fit(np.ones((4, 4)), np.ones((4, 2)), verbose=0)
+        >>> (wrapper,) = tfprune.wrappers_of(model)
+        >>> wrapper.assign_mask(np.tile([1.0, 0.0], (4, 4)))
+        >>> wrapper.mask_optimizer_state(model.optimizer)
+        >>> slots = keras_internals.optimizer_slots(model.optimizer, wrapper.pruned_variable)
+        >>> [float(np.abs(keras.ops.convert_to_numpy(s))[:, 1::2].max()) for s in slots]
+        [0.0, 0.0]
+        """
+        for variable, part in self._masked_parts():
+            for slot in keras_internals.optimizer_slots(optimizer, variable):
+                slot.assign(keras.ops.multiply(slot.value, keras.ops.cast(part, slot.dtype)))
+
+
 #: The policy's settings, which tfprune 0.1.0 gave the wrapper one by one.
 POLICY_SETTINGS = tuple(name for name in FIELDS if name != "reference_size")
 
@@ -56,7 +128,7 @@ SCHEDULE_STATE = ("paced", "accepted_target", "reference", "steps_seen")
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class PruneWrapper(keras.layers.Wrapper):
+class PruneWrapper(_MaskingWrapper):
     """Wraps a prunable layer, holding its mask and the pruning policy.
 
     Normally created by `tfprune.prune`, not by hand. The policy is stored in the wrapper's
@@ -144,7 +216,7 @@ class PruneWrapper(keras.layers.Wrapper):
             name="mask", shape=layout.shape, initializer="ones", trainable=False, dtype=dtype
         )
         for kernel, share in self._shares(layout, self.mask):
-            kernel.constraint = _MaskConstraint(self.mask, kernel.constraint, share)
+            self._constrain(kernel, self.mask, share)
         # The schedule's state (`SCHEDULE_STATE`), carried by checkpoints and .keras files
         # with the masks.
         self.schedule_state = self.add_weight(
@@ -163,7 +235,7 @@ class PruneWrapper(keras.layers.Wrapper):
                 dtype=layout.biases[0][0].dtype,
             )
             for bias, share in self._shares(layout, self.bias_mask, bias=True):
-                bias.constraint = _MaskConstraint(self.bias_mask, bias.constraint, share)
+                self._constrain(bias, self.bias_mask, share)
         self.built = True
 
     @staticmethod
@@ -209,7 +281,10 @@ class PruneWrapper(keras.layers.Wrapper):
         ]
 
     def call(self, inputs, *args, **kwargs):
-        return self.layer(inputs, *args, **kwargs)
+        return self._masked_call(inputs, *args, **kwargs)
+
+    def _masked_parts(self) -> list:
+        return self.mask_parts() + self.mask_parts(bias=True)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -346,7 +421,7 @@ class PruneWrapper(keras.layers.Wrapper):
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class ChannelMaskWrapper(keras.layers.Wrapper):
+class ChannelMaskWrapper(_MaskingWrapper):
     """Wraps a per-channel layer (BatchNormalization, LayerNormalization) after pruned filters.
 
     Filter pruning zeroes a filter's output, but BN then adds `beta - gamma * mean / std`,
@@ -401,12 +476,16 @@ class ChannelMaskWrapper(keras.layers.Wrapper):
             dtype=present[0].dtype,
         )
         for variable in present:
-            variable.constraint = _MaskConstraint(self.channel_mask, variable.constraint)
+            self._constrain(variable, self.channel_mask)
         self.built = True
 
     def call(self, inputs, training=None, **kwargs):
         # The graph may record extra call arguments of the inner layer (BN's `mask`).
-        return self.layer(inputs, training=training, **kwargs)
+        return self._masked_call(inputs, training=training, **kwargs)
+
+    def _masked_parts(self) -> list:
+        present = (named_variable(self.layer, name) for name in self.masked_names)
+        return [(v, self.channel_mask.value) for v in present if v is not None]
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
