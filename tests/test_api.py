@@ -103,3 +103,21 @@ def test_the_version_is_set_once():
     changelog = (pathlib.Path(tfprune.__file__).parents[1] / "CHANGELOG.md").read_text()
     releases = [line for line in changelog.splitlines() if line.startswith("## [0")]
     assert releases[0].startswith(f"## [{tfprune.__version__}] - ")
+
+
+def test_the_names_static_tools_read_are_the_ones_loaded_at_run_time():
+    """`tfprune/__init__.py` imports its top level under TYPE_CHECKING (for IDEs and the API
+    reference) and loads it from `_TOP_LEVEL` at run time: the two agree, name by name."""
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(tfprune.__file__).read_text())
+    static = {
+        alias.name: node.module
+        for block in tree.body
+        if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+        for node in block.body
+        for alias in node.names
+    }
+    assert sorted(static) == sorted(tfprune.__all__)
+    assert all(getattr(tfprune, name).__module__ == static[name] for name in static)

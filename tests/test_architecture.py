@@ -317,12 +317,12 @@ def test_tensorflow_is_imported_only_where_needed_and_one_way():
 
 
 def loaded_by(module) -> set:
-    """Every tfprune module that importing `module` runs (package inits included, the
-    top-level `tfprune/__init__.py` left out: it gathers the whole public API)."""
+    """Every tfprune module that importing `module` runs (package inits included; the
+    top-level `tfprune/__init__.py` loads its names on first use, `_EAGER` below)."""
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
-        if current in seen or current == "tfprune":
+        if current in seen:
             continue
         seen.add(current)
         parts = current.split(".")
@@ -334,3 +334,17 @@ def loaded_by(module) -> set:
 @pytest.mark.parametrize("module", CORE_PATH)
 def test_the_core_path_loads_no_tensorflow(module):
     assert not loaded_by(module) & TENSORFLOW_MODULES
+
+
+def test_import_tfprune_loads_no_tensorflow_off_tensorflow():
+    """What `tfprune/__init__.py` imports on JAX and PyTorch (its `_REGISTERING` modules),
+    and the top level itself, reach no module that imports TensorFlow; on TensorFlow it
+    imports everything. `test_backends.py` checks `sys.modules` under JAX."""
+    (registering,) = [
+        ast.literal_eval(node.value)
+        for node in TREES["tfprune"].body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_REGISTERING"
+    ]
+    eager = {"tfprune", *(f"tfprune.{m}" for m in registering)}
+    assert all(module in MODULES for module in eager)
+    assert not set().union(*(loaded_by(m) for m in eager)) & TENSORFLOW_MODULES

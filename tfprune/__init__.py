@@ -40,37 +40,85 @@ Example (examples in docstrings assume `import keras, numpy as np, tfprune`):
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
-from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
-from tfprune.callbacks.pruning import PruningCallback
-from tfprune.export.converter import export_tflite
-from tfprune.export.interpreter import benchmark_tflite, compare_latency, verify_tflite
-from tfprune.export.keras_file import save_model
-from tfprune.export.tflite_file import inspect_tflite
-from tfprune.graph.flops import count_flops
-from tfprune.graph.latency import LatencyTable
-from tfprune.graph.reference import reference_size, set_reference_size
-from tfprune.inspection.explain import explain
-from tfprune.inspection.summary import summary
-from tfprune.layers.registry import register_layer
-from tfprune.masking.prune import prune
-from tfprune.masking.ranking import apply_target, pruning_plans
-from tfprune.masking.recalibration import recalibrate_batchnorm
-from tfprune.masking.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay
-from tfprune.masking.strip import strip
-from tfprune.masking.unfold import unfold
-from tfprune.masking.wrappers import wrappers_of
-from tfprune.methods.latency_table import measure_latency_table
-from tfprune.robustness.accuracy import robust_accuracy
-from tfprune.robustness.apgd import APGD
-from tfprune.robustness.attacks import FGSM, PGD
-from tfprune.robustness.training import AdversarialTraining
-from tfprune.shrinking.shrink import shrink
+import keras
 
-# Registered with Keras for `.keras` files that use it (`tfprune.criteria` loads it lazily).
-from tfprune.criteria import taylor as _taylor  # noqa: E402, F401  isort: skip
+from tfprune.core.namespace import lazy_exports
+
+if TYPE_CHECKING:  # What IDEs and the API reference read; at run time, `_TOP_LEVEL` below.
+    from tfprune.callbacks.adversarial_aware import AdversarialAwarePruning
+    from tfprune.callbacks.pruning import PruningCallback
+    from tfprune.export.converter import export_tflite
+    from tfprune.export.interpreter import benchmark_tflite, compare_latency, verify_tflite
+    from tfprune.export.keras_file import save_model
+    from tfprune.export.tflite_file import inspect_tflite
+    from tfprune.graph.flops import count_flops
+    from tfprune.graph.latency import LatencyTable
+    from tfprune.graph.reference import reference_size, set_reference_size
+    from tfprune.inspection.explain import explain
+    from tfprune.inspection.summary import summary
+    from tfprune.layers.registry import register_layer
+    from tfprune.masking.prune import prune
+    from tfprune.masking.ranking import apply_target, pruning_plans
+    from tfprune.masking.recalibration import recalibrate_batchnorm
+    from tfprune.masking.schedules import ConstantSparsity, Iterative, OneShot, PolynomialDecay
+    from tfprune.masking.strip import strip
+    from tfprune.masking.unfold import unfold
+    from tfprune.masking.wrappers import wrappers_of
+    from tfprune.methods.latency_table import measure_latency_table
+    from tfprune.robustness.accuracy import robust_accuracy
+    from tfprune.robustness.apgd import APGD
+    from tfprune.robustness.attacks import FGSM, PGD
+    from tfprune.robustness.training import AdversarialTraining
+    from tfprune.shrinking.shrink import shrink
+
+# The top level, by the module each name lives in. Loaded on first use: on JAX and PyTorch
+# `import tfprune` loads no TensorFlow, which only export and the attacks need.
+_TOP_LEVEL = {
+    "masking.prune": ["prune"],
+    "callbacks.pruning": ["PruningCallback"],
+    "callbacks.adversarial_aware": ["AdversarialAwarePruning"],
+    "masking.strip": ["strip"],
+    "shrinking.shrink": ["shrink"],
+    "masking.unfold": ["unfold"],
+    "masking.schedules": ["ConstantSparsity", "PolynomialDecay", "Iterative", "OneShot"],
+    "masking.ranking": ["apply_target", "pruning_plans"],
+    "masking.wrappers": ["wrappers_of"],
+    "masking.recalibration": ["recalibrate_batchnorm"],
+    "export.converter": ["export_tflite"],
+    "export.interpreter": ["verify_tflite", "benchmark_tflite", "compare_latency"],
+    "export.tflite_file": ["inspect_tflite"],
+    "export.keras_file": ["save_model"],
+    "inspection.summary": ["summary"],
+    "inspection.explain": ["explain"],
+    "graph.flops": ["count_flops"],
+    "graph.reference": ["set_reference_size", "reference_size"],
+    "methods.latency_table": ["measure_latency_table"],
+    "graph.latency": ["LatencyTable"],
+    "layers.registry": ["register_layer"],
+    "robustness.training": ["AdversarialTraining"],
+    "robustness.attacks": ["FGSM", "PGD"],
+    "robustness.apgd": ["APGD"],
+    "robustness.accuracy": ["robust_accuracy"],
+}
+# Modules that hold what a `.keras` file may name (wrappers, schedules, criteria, layers),
+# imported now so that Keras finds them when it loads one; on TensorFlow every module is.
+_REGISTERING = (
+    "masking.wrappers",
+    "masking.schedules",
+    "masking.prune",
+    "callbacks.pruning",
+    "shrinking.shrink",
+    "graph.latency",
+    "criteria",
+    "layers",
+)
+_lazy_getattr, _lazy_dir, _ = lazy_exports(__name__, _TOP_LEVEL)
 
 # --- Compatibility: the module paths of tfprune 0.1.0 (one flat folder) ------------------
 # `from tfprune import granularity`, `tfprune.sparse_storage.BREAK_EVEN`, `import
@@ -102,11 +150,27 @@ _MOVED_MODULES = {
     "trainstep": "core.train_step",
     "wrappers": "masking.wrappers",
 }
-for _old, _new in _MOVED_MODULES.items():
-    globals()[_old] = sys.modules.setdefault(
-        f"{__name__}.{_old}", importlib.import_module(f"{__name__}.{_new}")
-    )
-del _old, _new
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import tfprune.<0.1.0 module>` gives the module where it lives now, loaded then."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, old = fullname.rpartition(".")
+        if package == __name__ and old in _MOVED_MODULES:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        # The import system returns whatever sys.modules holds once this returns.
+        new = f"{__name__}.{_MOVED_MODULES[module.__name__.rpartition('.')[2]]}"
+        sys.modules[module.__name__] = importlib.import_module(new)
+
+
+sys.meta_path.append(_MovedModules())
 # ------------------------------------------------------------------------------------------
 
 __version__ = "0.2.0"
@@ -208,7 +272,24 @@ _MOVED_NAMES = {
 }
 
 
+if keras.backend.backend() == "tensorflow":
+    # Keras loads TensorFlow anyway: everything that registers a class for `.keras` files
+    # is imported now, the methods and the taylor criterion included.
+    _EAGER = (*_TOP_LEVEL, *_MOVED_MODULES.values(), "criteria.taylor")
+else:
+    _EAGER = _REGISTERING
+for _module in _EAGER:
+    importlib.import_module(f"{__name__}.{_module}")
+del _module
+
+
+def __dir__():
+    return sorted({*globals(), *_lazy_dir()})
+
+
 def __getattr__(name):
+    if name in _MOVED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name in _MOVED_NAMES:
         namespace = f"{__name__}.{_MOVED_NAMES[name]}"
         warnings.warn(
@@ -217,4 +298,4 @@ def __getattr__(name):
             stacklevel=2,
         )
         return getattr(importlib.import_module(namespace), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _lazy_getattr(name)
