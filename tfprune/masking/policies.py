@@ -93,7 +93,8 @@ class Policy:
             A `Policy`.
 
         Raises:
-            As `Policy`.
+            ValueError: for settings that do not go together, as `Policy` raises.
+            TypeError: for a latency target without a `tfprune.LatencyTable`.
         """
         policy = normalized(
             {"granularity": "filter", "criterion": "l1", "schedule": None, **settings}
