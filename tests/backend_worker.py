@@ -6,8 +6,9 @@
 - `fit`: the data path on a small CNN with BatchNormalization, a residual Add and a Dense
   layer (prune -> fit -> strip -> shrink -> summary -> explain -> save and load `.keras`),
   with mask updates in the middle of epochs; after every optimizer step a callback reads the
-  weights back and records the largest masked weight. Writes `result.json`, the masks as
-  `masks.npz`, and reports whether TensorFlow was loaded by the end.
+  weights back and records the largest masked weight.
+
+Each writes `OUT_DIR/result.json`, with the backend and the tfprune modules loaded.
 """
 
 import json
@@ -17,33 +18,24 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-OUT, SCENARIO = pathlib.Path(sys.argv[1]), sys.argv[2]
-RUN_EAGERLY = os.environ.get("TFPRUNE_RUN_EAGERLY") == "1"
 
-
-def report(result):
+def report(out, result):
     result["backend"] = __import__("keras").backend.backend()
     result["tensorflow_loaded"] = "tensorflow" in sys.modules
     result["tfprune_modules"] = sorted(m for m in sys.modules if m.startswith("tfprune"))
-    (OUT / "result.json").write_text(json.dumps(result))
+    (out / "result.json").write_text(json.dumps(result))
 
 
-if SCENARIO == "import":
+def imported(out):
     import tfprune
 
     _ = (tfprune.prune, tfprune.PruningCallback, tfprune.strip, tfprune.shrink)
-    report({})
-    sys.exit(0)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tfprune  # noqa: E402
-from tfprune.core import keras_internals  # noqa: E402
-from tfprune.masking.wrappers import model_sparsity  # noqa: E402
+    report(out, {})
 
 
 def network():
+    import keras
+
     # Seeded initializers: keras.utils.set_random_seed would load TensorFlow where it is
     # installed, whatever the backend.
     seeded = {"kernel_initializer": keras.initializers.GlorotUniform(seed=0)}
@@ -58,80 +50,91 @@ def network():
     return keras.Model(inputs, keras.layers.Dense(3, name="head", **seeded)(x))
 
 
-class MaskedWeights(keras.callbacks.Callback):
-    """After every step: the largest weight where a mask is 0, and each update's sparsity."""
+def largest_masked(model) -> float:
+    """The largest weight of `model` where a mask is 0."""
+    import keras
+    import numpy as np
 
-    def __init__(self):
-        super().__init__()
-        self.largest, self.sparsity = [], []
+    import tfprune
 
-    def on_train_batch_end(self, batch, logs=None):
-        keras_internals.sync_training_state(self.model)
-        largest = 0.0
-        for wrapper in tfprune.wrappers_of(self.model):
-            for variable, part in wrapper.mask_parts() + wrapper.mask_parts(bias=True):
-                kept = keras.ops.convert_to_numpy(part)
-                value = keras.ops.convert_to_numpy(variable)
-                largest = max(largest, float(np.abs(value * (1 - kept)).max()))
-        self.largest.append(largest)
-        self.sparsity.append(model_sparsity(tfprune.wrappers_of(self.model)))
+    largest = 0.0
+    for wrapper in tfprune.wrappers_of(model):
+        for variable, part in wrapper.mask_parts() + wrapper.mask_parts(bias=True):
+            kept = keras.ops.convert_to_numpy(part)
+            value = keras.ops.convert_to_numpy(variable)
+            largest = max(largest, float(np.abs(value * (1 - kept)).max()))
+    return largest
 
 
-rng = np.random.default_rng(0)
-x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
-y = rng.integers(0, 3, 64)
-model = network()
-schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
-pruned = tfprune.prune(model, schedule=schedule, round_to=1)
-pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-pruned.run_eagerly = RUN_EAGERLY
-watch = MaskedWeights()
-checkpoint = OUT / "epoch.weights.h5"
-pruned.fit(
-    x,
-    y,
-    batch_size=8,
-    epochs=2,
-    verbose=0,
-    callbacks=[
+def fitted(out):
+    import keras
+    import numpy as np
+
+    import tfprune
+    from tfprune.core import keras_internals
+    from tfprune.masking.wrappers import model_sparsity
+
+    class MaskedWeights(keras.callbacks.Callback):
+        """After every step: the largest masked weight, and the model's sparsity."""
+
+        def __init__(self):
+            super().__init__()
+            self.largest, self.sparsity = [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            keras_internals.sync_training_state(self.model)
+            self.largest.append(largest_masked(self.model))
+            self.sparsity.append(model_sparsity(tfprune.wrappers_of(self.model)))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    model = network()
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
+    pruned = tfprune.prune(model, schedule=schedule, round_to=1)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.run_eagerly = os.environ.get("TFPRUNE_RUN_EAGERLY") == "1"
+    watch = MaskedWeights()
+    checkpoint = out / "epoch.weights.h5"
+    callbacks = [
         tfprune.PruningCallback(),
         watch,
         keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True),
-    ],
-)
-stripped = tfprune.strip(pruned)
-small = tfprune.shrink(stripped)
-masked_out = keras.ops.convert_to_numpy(pruned(x[:16]))
-stripped_out = keras.ops.convert_to_numpy(stripped(x[:16]))
-small_out = keras.ops.convert_to_numpy(small(x[:16]))
-tfprune.save_model(small, OUT / "small.keras")
-reloaded = keras.saving.load_model(OUT / "small.keras")
-masks = {w.layer.name: keras.ops.convert_to_numpy(w.mask) for w in tfprune.wrappers_of(pruned)}
-np.savez(OUT / "masks.npz", **masks)
-# The checkpoint written at the last epoch's end is as sparse as the masks.
-restored = tfprune.prune(network(), schedule=schedule, round_to=1)
-restored.load_weights(checkpoint)
-checkpoint_masked = max(
-    float(np.abs(keras.ops.convert_to_numpy(v) * (1 - keras.ops.convert_to_numpy(part))).max())
-    for w in tfprune.wrappers_of(restored)
-    for v, part in w.mask_parts() + w.mask_parts(bias=True)
-)
-report(
-    {
-        "largest_masked_per_step": watch.largest,
-        "checkpoint_largest_masked": checkpoint_masked,
-        "checkpoint_sparsity": model_sparsity(tfprune.wrappers_of(restored)),
-        "sparsity_per_step": watch.sparsity,
-        "stripped_vs_masked": float(np.abs(stripped_out - masked_out).max()),
-        "shrunk_vs_stripped": float(np.abs(small_out - stripped_out).max()),
-        "reloaded_vs_shrunk": float(
-            np.abs(keras.ops.convert_to_numpy(reloaded(x[:16])) - small_out).max()
-        ),
-        "filters": {
-            layer.name: layer.filters for layer in small.layers if hasattr(layer, "filters")
+    ]
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+    stripped = tfprune.strip(pruned)
+    small = tfprune.shrink(stripped)
+    masked_out = keras.ops.convert_to_numpy(pruned(x[:16]))
+    stripped_out = keras.ops.convert_to_numpy(stripped(x[:16]))
+    small_out = keras.ops.convert_to_numpy(small(x[:16]))
+    tfprune.save_model(small, out / "small.keras")
+    reloaded = keras.saving.load_model(out / "small.keras")
+    # The checkpoint written at the last epoch's end is as sparse as the masks.
+    restored = tfprune.prune(network(), schedule=schedule, round_to=1)
+    restored.load_weights(checkpoint)
+    report(
+        out,
+        {
+            "largest_masked_per_step": watch.largest,
+            "sparsity_per_step": watch.sparsity,
+            "checkpoint_largest_masked": largest_masked(restored),
+            "checkpoint_sparsity": model_sparsity(tfprune.wrappers_of(restored)),
+            "stripped_vs_masked": float(np.abs(stripped_out - masked_out).max()),
+            "shrunk_vs_stripped": float(np.abs(small_out - stripped_out).max()),
+            "reloaded_vs_shrunk": float(
+                np.abs(keras.ops.convert_to_numpy(reloaded(x[:16])) - small_out).max()
+            ),
+            "filters": {
+                layer.name: layer.filters for layer in small.layers if "conv" in layer.name
+            },
+            "summary_rows": len(tfprune.summary(pruned).rows),
+            "explained": len(tfprune.explain(pruned)),
+            "flops_ratio": tfprune.count_flops(small) / tfprune.count_flops(model),
         },
-        "summary_rows": len(tfprune.summary(pruned).rows),
-        "explained": len(tfprune.explain(pruned)),
-        "flops_ratio": tfprune.count_flops(small) / tfprune.count_flops(model),
-    }
-)
+    )
+
+
+SCENARIOS = {"import": imported, "fit": fitted}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[2]](pathlib.Path(sys.argv[1]))
