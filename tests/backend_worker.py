@@ -1,12 +1,15 @@
 """Run by test_backends.py under one Keras backend (KERAS_BACKEND is set by the caller):
 
-    python backend_worker.py OUT_DIR {import,fit}
+    python backend_worker.py OUT_DIR {import,fit,export}
 
 - `import`: imports tfprune and reports whether TensorFlow was loaded.
 - `fit`: the data path on a small CNN with BatchNormalization, a residual Add and a Dense
   layer (prune -> fit -> strip -> shrink -> summary -> explain -> save and load `.keras`),
   with mask updates in the middle of epochs; after every optimizer step a callback reads the
   weights back and records the largest masked weight.
+
+- `export`: `export_tflite` of a pruned and a shrunk CNN (float, sparse "auto" and int8), each
+  file verified against this backend's outputs, and an export with wrong input shapes.
 
 Each writes `OUT_DIR/result.json`, with the backend and the tfprune modules loaded.
 """
@@ -134,7 +137,41 @@ def fitted(out):
     )
 
 
-SCENARIOS = {"import": imported, "fit": fitted}
+def exported(out):
+    import numpy as np
+
+    import tfprune
+
+    x = np.random.default_rng(1).normal(size=(16, 8, 8, 3)).astype("float32")
+    pruned = tfprune.prune(network(), schedule=tfprune.OneShot(0.5), round_to=1)
+    tfprune.apply_target(pruned, 0.5)
+    small = tfprune.shrink(tfprune.strip(pruned))
+    paths = {
+        "pruned": tfprune.export_tflite(pruned, out / "pruned.tflite", verbose=False),
+        "small": tfprune.export_tflite(small, out / "small.tflite", sparse="auto", verbose=False),
+        "int8": tfprune.export_tflite(
+            small, out / "int8.tflite", quantize="int8", representative_data=x, verbose=False
+        ),
+    }
+    try:
+        tfprune.export_tflite(small, out / "bad.tflite", input_shapes=[(8, 8, 3), (4,)])
+        error = None
+    except ValueError as raised:
+        error = str(raised)
+    report(
+        out,
+        {
+            "pruned_vs_keras": tfprune.verify_tflite(paths["pruned"], pruned, x),
+            "small_vs_keras": tfprune.verify_tflite(paths["small"], small, x),
+            "int8_vs_keras": tfprune.verify_tflite(paths["int8"], small, x),
+            "magic": [p.read_bytes()[4:8].decode() for p in paths.values()],
+            "error": error,
+            "bad_written": (out / "bad.tflite").exists(),
+        },
+    )
+
+
+SCENARIOS = {"import": imported, "fit": fitted, "export": exported}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[2]](pathlib.Path(sys.argv[1]))

@@ -2,7 +2,8 @@
 `import tfprune` loads no TensorFlow, masks hold exactly after every optimizer step (compiled
 and eager, with mask updates in the middle of epochs), checkpoints stay sparse, and the data
 path (prune -> fit -> strip -> shrink -> summary -> explain -> save and load) keeps its
-numerical contract. The worker is `backend_worker.py`.
+numerical contract, and `export_tflite` called on JAX writes files that match JAX's outputs.
+The worker is `backend_worker.py`.
 
 PyTorch's PyPI wheel is a CUDA build of about 8.5 GB and is not installed by `make test`."""
 
@@ -59,3 +60,15 @@ def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract_on_jax
     # Nothing on the data path loaded tfprune's TensorFlow modules (Keras' own
     # serialization loads TensorFlow where it is installed).
     assert not set(result["tfprune_modules"]) & TENSORFLOW_MODULES
+
+
+def test_export_from_jax_writes_a_litert_file_that_matches_jax_outputs(tmp_path):
+    result = run(tmp_path, "export")
+    assert result["magic"] == ["TFL3"] * 3
+    # The TensorFlow process converts the weights JAX trained; LiteRT agrees with JAX.
+    assert result["pruned_vs_keras"] <= 1e-4
+    assert result["small_vs_keras"] <= 1e-4
+    assert result["int8_vs_keras"] <= 0.05  # the quantization step
+    # A conversion error reaches the caller as itself, in one line, and writes nothing.
+    assert result["error"].startswith("export_tflite: input_shapes has 2 shapes")
+    assert "\n" not in result["error"] and not result["bad_written"]

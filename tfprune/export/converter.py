@@ -22,7 +22,13 @@ import tensorflow as tf
 
 from tfprune.core import checks
 from tfprune.core.files import write_atomically
-from tfprune.export import depthwise, recurrent, sparse_storage, tflite_file
+from tfprune.export import (
+    depthwise,
+    recurrent,
+    sparse_storage,
+    tensorflow_process,
+    tflite_file,
+)
 from tfprune.masking.strip import strip
 from tfprune.masking.wrappers import wrappers_of
 
@@ -204,6 +210,16 @@ def _output_names(serving) -> list[str]:
     return [f"output_{i}" for i in range(len(tf.nest.flatten(structure)))]
 
 
+def _flatbuffer(model, quantize, data, split_depthwise=True, input_shapes=None) -> bytes:
+    """`convert` here on TensorFlow; on another backend in a TensorFlow child process, which
+    converts the same weights (`tfprune.export.tensorflow_process`)."""
+    if keras.backend.backend() == "tensorflow":
+        return convert(model, quantize, data, split_depthwise, input_shapes)
+    return tensorflow_process.convert_elsewhere(
+        model, quantize, data, split_depthwise, input_shapes
+    )
+
+
 def _prepare(model, sparse, quantize, caller):
     checks.check_model(model, caller)
     checks.check_choice("quantize", quantize, (None, "int8"))
@@ -243,7 +259,7 @@ def plan_sparse_storage(
     if sparse is False:
         raise ValueError("plan_sparse_storage needs sparse='auto' or True.")
     model = _prepare(model, sparse, quantize, "plan_sparse_storage")
-    flatbuffer = convert(model, quantize, representative_data)
+    flatbuffer = _flatbuffer(model, quantize, representative_data)
     report = sparse_storage.store(flatbuffer, SPARSE_MODES[sparse], threads)[1]
     report.xnnpack = sparse_storage.xnnpack_sparse_path(flatbuffer)
     return report
@@ -263,7 +279,10 @@ def export_tflite(
 
     A pruned model (with wrappers) is stripped first, on a copy. The file is written to a
     temporary name and renamed into place, so `path` is never left half-written, and it gets
-    the permissions the user's umask gives a new file.
+    the permissions the user's umask gives a new file. On the JAX and PyTorch backends the
+    model is converted in a TensorFlow child process, from a `.keras` copy with the same
+    weights (a few seconds more); `verify_tflite` compares the file with the calling
+    backend's outputs.
 
     Args:
         model: a Keras 3 functional or Sequential model, pruned or not.
@@ -317,7 +336,7 @@ def export_tflite(
         raise ValueError(
             f"export_tflite: directory '{path.parent}' does not exist; create it first."
         )
-    flatbuffer = convert(model, quantize, representative_data, split_depthwise, input_shapes)
+    flatbuffer = _flatbuffer(model, quantize, representative_data, split_depthwise, input_shapes)
     # XNNPACK finds the zeros of dense-stored float 1x1 convolutions itself.
     xnnpack = (
         sparse_storage.xnnpack_sparse_path(flatbuffer)
