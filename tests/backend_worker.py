@@ -1,6 +1,6 @@
 """Run by test_backends.py under one Keras backend (KERAS_BACKEND is set by the caller):
 
-    python backend_worker.py OUT_DIR {import,fit,export}
+    python backend_worker.py OUT_DIR {import,fit,families,masks,export}
 
 - `import`: imports tfprune and reports whether TensorFlow was loaded.
 - `fit`: the data path on a small CNN with BatchNormalization, a residual Add and a Dense
@@ -8,6 +8,10 @@
   with mask updates in the middle of epochs; after every optimizer step a callback reads the
   weights back and records the largest masked weight.
 
+- `families`: depthwise convolutions, attention heads, LSTM/GRU over an Embedding and a
+  KerasHub BERT backbone, each pruned to 40 % of its FLOPs during `fit`, stripped and shrunk.
+- `masks`: the same families' masks for 40 % of their FLOPs from the same NumPy weights,
+  before training, saved to `OUT_DIR/masks.npz`.
 - `export`: `export_tflite` of a pruned and a shrunk CNN (float, sparse "auto" and int8), each
   file verified against this backend's outputs, and an export with wrong input shapes.
 
@@ -171,7 +175,138 @@ def exported(out):
     )
 
 
-SCENARIOS = {"import": imported, "fit": fitted, "export": exported}
+def family_models():
+    """`{family: (model, inputs, number of classes)}`: depthwise convolutions, attention
+    heads, LSTM and GRU over an Embedding, and a KerasHub backbone (BERT, unfolded)."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    seeded = {"kernel_initializer": keras.initializers.GlorotUniform(seed=0)}
+    models = {}
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem", **seeded)(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(16, 1, activation="relu", name="pw", **seeded)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    images = rng.normal(size=(32, 8, 8, 3)).astype("float32")
+    models["depthwise"] = (keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), images)
+
+    inputs = keras.Input((6, 16))
+    attended = keras.layers.MultiHeadAttention(4, 4, name="attention")(inputs, inputs)
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([inputs, attended]))
+    x = keras.layers.Dense(32, activation="relu", name="ffn", **seeded)(x)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(16, name="proj", **seeded)(x))
+    sequences = rng.normal(size=(32, 6, 16)).astype("float32")
+    models["attention"] = (keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), sequences)
+
+    inputs = keras.Input((7,), dtype="int32")
+    x = keras.layers.Embedding(50, 16, name="embed")(inputs)
+    x = keras.layers.LSTM(12, return_sequences=True, name="lstm")(x)
+    x = keras.layers.GRU(8, name="gru")(x)
+    tokens = rng.integers(0, 50, (32, 7)).astype("int32")
+    models["recurrent"] = (keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), tokens)
+
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=8,
+    )
+    names = ("token_ids", "segment_ids", "padding_mask")
+    inputs = {n: keras.Input((8,), dtype="int32", name=n) for n in names}
+    pooled = backbone(inputs)["pooled_output"]
+    bert = keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
+    ids = {
+        "token_ids": rng.integers(1, 50, (32, 8)).astype("int32"),
+        "segment_ids": np.zeros((32, 8), "int32"),
+        "padding_mask": np.ones((32, 8), "int32"),
+    }
+    models["keras_hub_bert"] = (bert, ids)
+    return models
+
+
+def families(out):
+    import keras
+    import numpy as np
+
+    import tfprune
+    from tfprune.core import keras_internals
+    from tfprune.masking.wrappers import model_sparsity
+
+    class Largest(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.largest = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            keras_internals.sync_training_state(self.model)
+            self.largest.append(largest_masked(self.model))
+
+    results = {}
+    for name, (model, x) in family_models().items():
+        y = np.arange(32) % 3
+        schedule = tfprune.PolynomialDecay(0.0, 0.4, begin_step=0, end_step=6, frequency=2)
+        pruned = tfprune.prune(model, schedule=schedule, target="flops", round_to=1)
+        pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        watch = Largest()
+        pruned.fit(
+            x, y, batch_size=4, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback(), watch]
+        )
+        stripped = tfprune.strip(pruned)
+        small = tfprune.shrink(stripped)
+        batch = {k: v[:8] for k, v in x.items()} if isinstance(x, dict) else x[:8]
+        outputs = [keras.ops.convert_to_numpy(m(batch)) for m in (pruned, stripped, small)]
+        results[name] = {
+            "largest_masked": max(watch.largest),
+            "sparsity": model_sparsity(tfprune.wrappers_of(pruned)),
+            "flops_removed": 1 - tfprune.count_flops(small) / tfprune.count_flops(model),
+            "stripped_vs_masked": float(np.abs(outputs[1] - outputs[0]).max()),
+            "shrunk_vs_stripped": float(np.abs(outputs[2] - outputs[1]).max()),
+        }
+    report(out, {"families": results})
+
+
+def one_shot_masks(out):
+    """Each family's masks for 40 % of its FLOPs from the same weights (drawn with NumPy),
+    before any training: what every backend should choose alike."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    masks = {}
+    for name, (model, _) in family_models().items():
+        rng = np.random.default_rng(3)
+        model.set_weights(
+            [
+                (np.abs(rng.normal(size=w.shape)) * 0.1 + 0.01).astype(w.dtype)
+                if np.issubdtype(w.dtype, np.floating)
+                else w
+                for w in model.get_weights()
+            ]
+        )
+        pruned = tfprune.prune(model, schedule=0.4, target="flops", round_to=1)
+        tfprune.apply_target(pruned, 0.4)
+        for wrapper in tfprune.wrappers_of(pruned):
+            masks[f"{name}/{wrapper.layer.name}"] = keras.ops.convert_to_numpy(wrapper.mask)
+    np.savez(out / "masks.npz", **masks)
+    report(out, {"masks": sorted(masks)})
+
+
+SCENARIOS = {
+    "import": imported,
+    "fit": fitted,
+    "families": families,
+    "masks": one_shot_masks,
+    "export": exported,
+}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[2]](pathlib.Path(sys.argv[1]))

@@ -17,7 +17,7 @@ import pytest
 from test_architecture import TENSORFLOW_MODULES
 
 pytest.importorskip("jax")
-pytestmark = [pytest.mark.backend, pytest.mark.xdist_group("jax")]
+pytestmark = pytest.mark.backend
 WORKER = pathlib.Path(__file__).with_name("backend_worker.py")
 
 
@@ -72,3 +72,29 @@ def test_export_from_jax_writes_a_litert_file_that_matches_jax_outputs(tmp_path)
     # A conversion error reaches the caller as itself, in one line, and writes nothing.
     assert result["error"].startswith("export_tflite: input_shapes has 2 shapes")
     assert "\n" not in result["error"] and not result["bad_written"]
+
+
+def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit_on_jax(tmp_path):
+    families = run(tmp_path, "families")["families"]
+    assert sorted(families) == ["attention", "depthwise", "keras_hub_bert", "recurrent"]
+    for name, result in families.items():
+        assert result["largest_masked"] == 0.0, name
+        assert result["sparsity"] > 0.1 and result["flops_removed"] >= 0.38, name
+        assert result["stripped_vs_masked"] <= 1e-5, name
+        assert result["shrunk_vs_stripped"] <= 1e-5, name
+
+
+def test_jax_chooses_the_masks_tensorflow_chooses_from_the_same_weights(tmp_path):
+    import numpy as np
+
+    chosen = {}
+    for backend in ("jax", "tensorflow"):
+        (tmp_path / backend).mkdir()
+        run(tmp_path / backend, "masks", backend=backend)
+        with np.load(tmp_path / backend / "masks.npz") as masks:
+            chosen[backend] = {name: masks[name] for name in masks.files}
+    assert sorted(chosen["jax"]) == sorted(chosen["tensorflow"])
+    assert len(chosen["jax"]) >= 10  # heads, FFN units, depthwise, LSTM and GRU units...
+    for name, mask in chosen["jax"].items():
+        assert 0 < mask.mean() < 1, name
+        np.testing.assert_array_equal(mask, chosen["tensorflow"][name], err_msg=name)
