@@ -49,7 +49,8 @@ release-check: $(VENV)/.installed-release
 	$(RELEASE_VENV)/bin/pip install -q dist/*.whl
 	cd build && $(CURDIR)/$(RELEASE_VENV)/bin/python $(CURDIR)/tools/quickstart_check.py
 
-test-all: $(VENV)/.installed-test
+# Everything, the slow tests and the PyTorch backend's (the torch extra) included.
+test-all: $(VENV)/.installed-test,torch
 	$(PY) -m pytest -q -m ""
 
 bench: $(VENV)/.installed-bench

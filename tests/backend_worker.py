@@ -1,6 +1,6 @@
 """Run by test_backends.py under one Keras backend (KERAS_BACKEND is set by the caller):
 
-    python backend_worker.py OUT_DIR {import,fit,families,masks,export}
+    python backend_worker.py OUT_DIR {import,fit,load,families,masks,export}
 
 - `import`: imports tfprune and reports whether TensorFlow was loaded.
 - `fit`: the data path on a small CNN with BatchNormalization, a residual Add and a Dense
@@ -8,6 +8,8 @@
   with mask updates in the middle of epochs; after every optimizer step a callback reads the
   weights back and records the largest masked weight.
 
+- `load`: loads the shrunk model `fit` saved (maybe on another backend) and compares its
+  outputs with the saving backend's.
 - `families`: depthwise convolutions, attention heads, LSTM/GRU over an Embedding and a
   KerasHub BERT backbone, each pruned to 40 % of its FLOPs during `fit`, stripped and shrunk.
 - `masks`: the same families' masks for 40 % of their FLOPs from the same NumPy weights,
@@ -115,6 +117,7 @@ def fitted(out):
     stripped_out = keras.ops.convert_to_numpy(stripped(x[:16]))
     small_out = keras.ops.convert_to_numpy(small(x[:16]))
     tfprune.save_model(small, out / "small.keras")
+    np.savez(out / "small_io.npz", x=x[:16], y=small_out)
     reloaded = keras.saving.load_model(out / "small.keras")
     # The checkpoint written at the last epoch's end is as sparse as the masks.
     restored = tfprune.prune(network(), schedule=schedule, round_to=1)
@@ -300,8 +303,20 @@ def one_shot_masks(out):
     report(out, {"masks": sorted(masks)})
 
 
+def loaded(out):
+    """`small.keras` as `fit` saved it on another backend, loaded and run here."""
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(out / "small.keras")
+    with np.load(out / "small_io.npz") as io:
+        outputs = keras.ops.convert_to_numpy(model(io["x"]))
+        report(out, {"vs_saving_backend": float(np.abs(outputs - io["y"]).max())})
+
+
 SCENARIOS = {
     "import": imported,
+    "load": loaded,
     "fit": fitted,
     "families": families,
     "masks": one_shot_masks,

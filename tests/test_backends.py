@@ -1,12 +1,16 @@
-"""tfprune under Keras' JAX backend, each run in a subprocess (this process runs TensorFlow):
+"""tfprune under Keras' JAX and PyTorch backends, each run in a subprocess (this process runs
+TensorFlow):
 `import tfprune` loads no TensorFlow, masks hold exactly after every optimizer step (compiled
 and eager, with mask updates in the middle of epochs), checkpoints stay sparse, and the data
 path (prune -> fit -> strip -> shrink -> summary -> explain -> save and load) keeps its
 numerical contract, and `export_tflite` called on JAX writes files that match JAX's outputs.
 The worker is `backend_worker.py`.
 
-PyTorch's PyPI wheel is a CUDA build of about 8.5 GB and is not installed by `make test`."""
+JAX (CPU) is in the test extra, and its tests run in `make test`. PyTorch's PyPI wheel is a
+CUDA build of about 8.5 GB, so its tests are `slow`: `make test-all` installs the `torch`
+extra and runs them."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -16,12 +20,23 @@ import sys
 import pytest
 from test_architecture import TENSORFLOW_MODULES
 
-pytest.importorskip("jax")
 pytestmark = pytest.mark.backend
+BACKENDS = [
+    pytest.param("jax", marks=pytest.mark.skipif(not importlib.util.find_spec("jax"), reason="")),
+    pytest.param(
+        "torch",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.skipif(
+                not importlib.util.find_spec("torch"), reason="make test-all installs torch"
+            ),
+        ],
+    ),
+]
 WORKER = pathlib.Path(__file__).with_name("backend_worker.py")
 
 
-def run(tmp_path, scenario, backend="jax", **env):
+def run(tmp_path, scenario, backend, **env):
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     done = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path), scenario],
@@ -36,14 +51,16 @@ def run(tmp_path, scenario, backend="jax", **env):
     return result
 
 
-def test_import_tfprune_loads_no_tensorflow_on_jax(tmp_path):
-    result = run(tmp_path, "import")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_import_tfprune_loads_no_tensorflow(tmp_path, backend):
+    result = run(tmp_path, "import", backend)
     assert not result["tensorflow_loaded"]
 
 
 @pytest.mark.parametrize("eager", [False, True], ids=["compiled", "eager"])
-def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract_on_jax(tmp_path, eager):
-    result = run(tmp_path, "fit", TFPRUNE_RUN_EAGERLY="1" if eager else "0")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract(tmp_path, backend, eager):
+    result = run(tmp_path, "fit", backend, TFPRUNE_RUN_EAGERLY="1" if eager else "0")
     # Every optimizer step leaves every masked weight exactly zero.
     assert result["largest_masked_per_step"] == [0.0] * 16
     # Updates in the middle of the first epoch (8 steps) take effect at once.
@@ -60,10 +77,13 @@ def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract_on_jax
     # Nothing on the data path loaded tfprune's TensorFlow modules (Keras' own
     # serialization loads TensorFlow where it is installed).
     assert not set(result["tfprune_modules"]) & TENSORFLOW_MODULES
+    # The shrunk model saved here loads under TensorFlow (no other backend's compile state).
+    assert run(tmp_path, "load", "tensorflow")["vs_saving_backend"] <= 1e-5
 
 
-def test_export_from_jax_writes_a_litert_file_that_matches_jax_outputs(tmp_path):
-    result = run(tmp_path, "export")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_export_writes_a_litert_file_that_matches_the_backends_outputs(tmp_path, backend):
+    result = run(tmp_path, "export", backend)
     assert result["magic"] == ["TFL3"] * 3
     # The TensorFlow process converts the weights JAX trained; LiteRT agrees with JAX.
     assert result["pruned_vs_keras"] <= 1e-4
@@ -74,8 +94,9 @@ def test_export_from_jax_writes_a_litert_file_that_matches_jax_outputs(tmp_path)
     assert "\n" not in result["error"] and not result["bad_written"]
 
 
-def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit_on_jax(tmp_path):
-    families = run(tmp_path, "families")["families"]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit(tmp_path, backend):
+    families = run(tmp_path, "families", backend)["families"]
     assert sorted(families) == ["attention", "depthwise", "keras_hub_bert", "recurrent"]
     for name, result in families.items():
         assert result["largest_masked"] == 0.0, name
@@ -84,17 +105,18 @@ def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit_on_jax(tmp
         assert result["shrunk_vs_stripped"] <= 1e-5, name
 
 
-def test_jax_chooses_the_masks_tensorflow_chooses_from_the_same_weights(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend):
     import numpy as np
 
     chosen = {}
-    for backend in ("jax", "tensorflow"):
-        (tmp_path / backend).mkdir()
-        run(tmp_path / backend, "masks", backend=backend)
-        with np.load(tmp_path / backend / "masks.npz") as masks:
-            chosen[backend] = {name: masks[name] for name in masks.files}
-    assert sorted(chosen["jax"]) == sorted(chosen["tensorflow"])
-    assert len(chosen["jax"]) >= 10  # heads, FFN units, depthwise, LSTM and GRU units...
-    for name, mask in chosen["jax"].items():
-        assert 0 < mask.mean() < 1, name
-        np.testing.assert_array_equal(mask, chosen["tensorflow"][name], err_msg=name)
+    for name in (backend, "tensorflow"):
+        (tmp_path / name).mkdir()
+        run(tmp_path / name, "masks", name)
+        with np.load(tmp_path / name / "masks.npz") as masks:
+            chosen[name] = {layer: masks[layer] for layer in masks.files}
+    assert sorted(chosen[backend]) == sorted(chosen["tensorflow"])
+    assert len(chosen[backend]) >= 10  # heads, FFN units, depthwise, LSTM and GRU units...
+    for layer, mask in chosen[backend].items():
+        assert 0 < mask.mean() < 1, layer
+        np.testing.assert_array_equal(mask, chosen["tensorflow"][layer], err_msg=layer)
