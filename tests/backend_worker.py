@@ -1,6 +1,6 @@
 """Run by test_backends.py under one Keras backend (KERAS_BACKEND is set by the caller):
 
-    python backend_worker.py OUT_DIR {import,fit,load,families,masks,export}
+    python backend_worker.py OUT_DIR SCENARIO   (one of SCENARIOS below)
 
 - `import`: imports tfprune and reports whether TensorFlow was loaded.
 - `fit`: the data path on a small CNN with BatchNormalization, a residual Add and a Dense
@@ -16,6 +16,10 @@
   before training, saved to `OUT_DIR/masks.npz`.
 - `export`: `export_tflite` of a pruned and a shrunk CNN (float, sparse "auto" and int8), each
   file verified against this backend's outputs, and an export with wrong input shapes.
+- `attacks`: FGSM, PGD, DeepFool and CutoffScale on a small CNN with NumPy weights, and
+  `robust_accuracy` under each.
+- `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
+  over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
 
 Each writes `OUT_DIR/result.json`, with the backend and the tfprune modules loaded.
 """
@@ -314,8 +318,78 @@ def loaded(out):
         report(out, {"vs_saving_backend": float(np.abs(outputs - io["y"]).max())})
 
 
+def data_parallel(out):
+    """`fitted`'s CNN trained with pruning under `keras.distribution.DataParallel` over every
+    CPU device (or on one, without `TFPRUNE_DATA_PARALLEL=1`), same data and global batch."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    devices = keras.distribution.list_devices("cpu")
+    if os.environ.get("TFPRUNE_DATA_PARALLEL") == "1":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
+    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
+    pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
+    masks, per_device = {}, {}
+    for wrapper in tfprune.wrappers_of(pruned):
+        value = wrapper.mask.value
+        masks[wrapper.layer.name] = np.asarray(value)
+        per_device[wrapper.layer.name] = [
+            bool(np.array_equal(np.asarray(shard.data), masks[wrapper.layer.name]))
+            for shard in value.addressable_shards
+        ]
+    np.savez(out / "masks.npz", **masks)
+    report(
+        out,
+        {
+            "devices": len(devices),
+            "shards_equal_to_mask": per_device,
+            "largest_masked": largest_masked(pruned),
+        },
+    )
+
+
+def attacked(out):
+    """FGSM, PGD (L-inf and L2, no random start), DeepFool and CutoffScale on a small CNN with
+    NumPy weights, and `robust_accuracy` under each: adversarial inputs to `adversarial.npz`."""
+    import keras
+    import numpy as np
+
+    import tfprune
+    from tfprune.robustness.attacks import PGD, CutoffScale, DeepFool
+
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    x = rng.random((16, 6, 6, 1)).astype("float32")
+    y = np.arange(16) % 3
+    attacks = {
+        "fgsm": tfprune.FGSM(eps=0.03),
+        "pgd": PGD(eps=0.03, steps=5, random_start=False),
+        "pgd_l2": PGD(eps=0.1, steps=5, norm="l2", random_start=False),
+        "deepfool": DeepFool(),
+        "cutoff_scale": CutoffScale(),
+    }
+    adversarial = {k: keras.ops.convert_to_numpy(a(model, x, y)) for k, a in attacks.items()}
+    np.savez(out / "adversarial.npz", x=x, **adversarial)
+    accuracy = {k: tfprune.robust_accuracy(model, x, y, a) for k, a in attacks.items()}
+    accuracy["clean"] = tfprune.robust_accuracy(model, x, y, None)
+    report(out, {"accuracy": accuracy})
+
+
 SCENARIOS = {
     "import": imported,
+    "attacks": attacked,
+    "data_parallel": data_parallel,
     "load": loaded,
     "fit": fitted,
     "families": families,

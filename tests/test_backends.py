@@ -120,3 +120,49 @@ def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend):
     for layer, mask in chosen[backend].items():
         assert 0 < mask.mean() < 1, layer
         np.testing.assert_array_equal(mask, chosen["tensorflow"][layer], err_msg=layer)
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("jax"), reason="jax is in the test extra")
+def test_data_parallel_pruning_on_two_devices_matches_one_device(tmp_path):
+    import numpy as np
+
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    masks = {}
+    for name, parallel in (("one", "0"), ("two", "1")):
+        (tmp_path / name).mkdir()
+        result = run(
+            tmp_path / name, "data_parallel", "jax", TFPRUNE_DATA_PARALLEL=parallel, **two_devices
+        )
+        assert result["devices"] == 2
+        assert result["largest_masked"] == 0.0
+        # Every device holds the whole mask, the same one.
+        assert all(
+            all(shards) and len(shards) >= 1 for shards in result["shards_equal_to_mask"].values()
+        )
+        with np.load(tmp_path / name / "masks.npz") as saved:
+            masks[name] = {layer: saved[layer] for layer in saved.files}
+    assert len(next(iter(result["shards_equal_to_mask"].values()))) == 2
+    assert sorted(masks["one"]) == sorted(masks["two"])
+    for layer, mask in masks["two"].items():
+        assert 0 < mask.mean() < 1, layer
+        np.testing.assert_array_equal(mask, masks["one"][layer], err_msg=layer)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
+    import numpy as np
+
+    adversarial, accuracy = {}, {}
+    for name in (backend, "tensorflow"):
+        (tmp_path / name).mkdir()
+        accuracy[name] = run(tmp_path / name, "attacks", name)["accuracy"]
+        with np.load(tmp_path / name / "adversarial.npz") as saved:
+            adversarial[name] = {k: saved[k] for k in saved.files}
+    x = adversarial[backend].pop("x")
+    for attack, inputs in adversarial[backend].items():
+        reference = adversarial["tensorflow"][attack]
+        assert np.abs(inputs - x).max() > 0.01, attack  # the attack moved the inputs
+        # The same perturbation, but for gradient signs flipped by rounding near zero.
+        assert np.isclose(inputs, reference, atol=1e-4).mean() >= 0.99, attack
+        assert abs(accuracy[backend][attack] - accuracy["tensorflow"][attack]) <= 1 / 16
+        assert accuracy[backend][attack] <= accuracy[backend]["clean"], attack
