@@ -46,8 +46,9 @@ BELOW = {
 WHOLE = {"cli", "demo"}  # may import anything, `tfprune` itself included
 
 # The modules that import TensorFlow: the converter and sparse storage (TFLite), the
-# custom train steps, the attacks and the criteria that need gradients.
+# custom train steps, TensorFlow's input gradients and the criteria that need gradients.
 TENSORFLOW_MODULES = {
+    "tfprune.core.gradients_tensorflow",
     "tfprune.core.train_step",
     "tfprune.criteria.hydra",
     "tfprune.criteria.taylor",
@@ -57,7 +58,6 @@ TENSORFLOW_MODULES = {
     "tfprune.methods.dsp",
     "tfprune.methods.leap",
     "tfprune.robustness.apgd",
-    "tfprune.robustness.attacks",
     "tfprune.robustness.training",
 }
 # What `prune`, the callbacks, `strip`, `shrink`, the graph, the gradient-free criteria and
@@ -72,6 +72,7 @@ CORE_PATH = [
     "tfprune.inspection.summary",
     "tfprune.inspection.explain",
     "tfprune.robustness.accuracy",
+    "tfprune.robustness.attacks",
 ]
 
 

@@ -2,16 +2,17 @@
 
 Every attack is a serializable `tfprune.robustness.Attack` (see `tfprune.robustness.base` for the
 output kinds it handles); `attack(model, x, y)` returns adversarial inputs in the valid input
-range (`clip`), for a whole batch, with TensorFlow ops, so attacks also run inside a compiled
-`train_step`.
+range (`clip`), for a whole batch, with Keras ops and the backend's own input gradients
+(`tfprune.core.gradients`), so attacks run on TensorFlow, JAX and PyTorch, and inside a
+compiled `train_step`.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from tfprune.core.checks import check_choice, check_integer, check_number
+from tfprune.core.gradients import value_and_gradient
 from tfprune.robustness.base import Attack, check_attack
 
 
@@ -34,7 +35,7 @@ def scores(model, x, kind):
     (8, 3)
     """
     y = model(x, training=False)
-    return tf.math.log(tf.clip_by_value(y, 1e-12, 1.0)) if kind == "probabilities" else y
+    return keras.ops.log(keras.ops.clip(y, 1e-12, 1.0)) if kind == "probabilities" else y
 
 
 def loss_gradient(model, x, y, kind):
@@ -53,15 +54,22 @@ def loss_gradient(model, x, y, kind):
 
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-    >>> tuple(loss_gradient(model, tf.constant(x), tf.constant(y), "probabilities").shape)
+    >>> tuple(loss_gradient(model, x, y, "probabilities").shape)
     (8, 4)
     """
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = tf.keras.losses.sparse_categorical_crossentropy(
-            y, scores(model, x, kind), from_logits=True
+
+    def loss(inputs):
+        return keras.losses.sparse_categorical_crossentropy(
+            y, scores(model, inputs, kind), from_logits=True
         )
-    return tape.gradient(loss, x)
+
+    return value_and_gradient(loss, x)[1]
+
+
+def _flat_norm(t):
+    """Each example's L2 norm, shaped to broadcast against `t`."""
+    axes = tuple(range(1, len(t.shape)))
+    return keras.ops.sqrt(keras.ops.sum(keras.ops.square(t), axis=axes, keepdims=True)) + 1e-12
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -95,7 +103,7 @@ class FGSM(Attack):
 
     def generate(self, model, x, y, kind):
         gradient = loss_gradient(model, x, y, kind)
-        return self.project(x + self.eps * tf.sign(gradient))
+        return self.project(x + self.eps * keras.ops.sign(gradient))
 
     def get_config(self):
         return {"eps": self.eps, **super().get_config()}
@@ -154,31 +162,23 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.seed = seed
 
-    def _flat_norm(self, t):
-        return (
-            tf.sqrt(tf.reduce_sum(tf.square(t), axis=tf.range(1, tf.rank(t)), keepdims=True))
-            + 1e-12
-        )
-
     def _into_ball(self, delta):
         if self.norm == "linf":
-            return tf.clip_by_value(delta, -self.eps, self.eps)
-        return delta * tf.minimum(1.0, self.eps / self._flat_norm(delta))
+            return keras.ops.clip(delta, -self.eps, self.eps)
+        return delta * keras.ops.minimum(1.0, self.eps / _flat_norm(delta))
 
     def generate(self, model, x, y, kind):
-        delta = tf.zeros_like(x)
+        delta = keras.ops.zeros_like(x)
         if self.random_start and self.eps > 0:
-            delta = tf.random.stateless_uniform(
-                tf.shape(x), seed=[self.seed, 0], minval=-self.eps, maxval=self.eps
-            )
+            delta = keras.random.uniform(keras.ops.shape(x), -self.eps, self.eps, seed=self.seed)
             delta = self._into_ball(delta)
         x_adv = self.project(x + delta)
         for _ in range(self.steps):
             gradient = loss_gradient(model, x_adv, y, kind)
             if self.norm == "linf":
-                step = self.step_size * tf.sign(gradient)
+                step = self.step_size * keras.ops.sign(gradient)
             else:
-                step = self.step_size * gradient / self._flat_norm(gradient)
+                step = self.step_size * gradient / _flat_norm(gradient)
             x_adv = self.project(x + self._into_ball(x_adv + step - x))
         return x_adv
 
@@ -228,31 +228,45 @@ class DeepFool(Attack):
 
     def generate(self, model, x, y, kind):
         classes = model.outputs[0].shape[-1]
-        total = tf.zeros_like(x)
+        total = keras.ops.zeros_like(x)
+        batch_shape = (-1,) + (1,) * (len(x.shape) - 1)
+        class_shape = (-1, classes) + (1,) * (len(x.shape) - 1)  # (b, K) against (b, K, ...)
         for _ in range(self.steps):
             x_adv = self.project(x + (1 + self.overshoot) * total)
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(x_adv)
-                class_scores = scores(model, x_adv, kind)
-                per_class = [class_scores[:, k] for k in range(classes)]
-            gradients = tf.stack(
-                [tape.gradient(s, x_adv) for s in per_class], axis=1
-            )  # (b, K, ...)
-            del tape
-            true_score = tf.gather(class_scores, y, batch_dims=1)
-            true_grad = tf.gather(gradients, y, batch_dims=1)
-            w = gradients - tf.expand_dims(true_grad, 1)
-            f = class_scores - tf.expand_dims(true_score, 1)
-            w_norm = tf.sqrt(tf.reduce_sum(tf.square(w), axis=tf.range(2, tf.rank(w)))) + 1e-8
-            distance = tf.abs(f) / w_norm + tf.one_hot(y, classes) * 1e10  # never the true class
-            nearest = tf.argmin(distance, axis=1, output_type=tf.int32)
-            r = tf.gather(distance, nearest, batch_dims=1) + 1e-4
-            w_best = tf.gather(w, nearest, batch_dims=1)
-            w_best_norm = tf.gather(w_norm, nearest, batch_dims=1)
-            shape = tf.concat([[-1], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
-            step = tf.reshape(r / w_best_norm, shape) * w_best
-            still_correct = tf.equal(tf.argmax(class_scores, axis=1, output_type=tf.int32), y)
-            total += tf.where(tf.reshape(still_correct, shape), step, tf.zeros_like(step))
+            # One gradient per class: each row of the Jacobian of the scores.
+            per_class = [
+                value_and_gradient(lambda v, k=k: scores(model, v, kind)[:, k], x_adv)
+                for k in range(classes)
+            ]
+            class_scores = keras.ops.stack([value for value, _ in per_class], axis=1)
+            gradients = keras.ops.stack([gradient for _, gradient in per_class], axis=1)
+            true_class = keras.ops.one_hot(y, classes)  # (b, K)
+            true_score = keras.ops.sum(class_scores * true_class, axis=1, keepdims=True)
+            true_grad = keras.ops.sum(
+                gradients
+                * keras.ops.reshape(true_class, (-1, classes) + (1,) * (len(x.shape) - 1)),
+                axis=1,
+                keepdims=True,
+            )
+            w = gradients - true_grad
+            f = class_scores - true_score
+            w_norm = (
+                keras.ops.sqrt(
+                    keras.ops.sum(keras.ops.square(w), axis=tuple(range(2, len(w.shape))))
+                )
+                + 1e-8
+            )
+            distance = keras.ops.abs(f) / w_norm + true_class * 1e10  # never the true class
+            nearest = keras.ops.one_hot(keras.ops.argmin(distance, axis=1), classes)
+            r = keras.ops.sum(distance * nearest, axis=1) + 1e-4
+            w_best_norm = keras.ops.sum(w_norm * nearest, axis=1)
+            w_best = keras.ops.sum(w * keras.ops.reshape(nearest, class_shape), axis=1)
+            step = keras.ops.reshape(r / w_best_norm, batch_shape) * w_best
+            predicted = keras.ops.argmax(class_scores, axis=1)
+            still_correct = keras.ops.equal(keras.ops.cast(predicted, "int32"), y)
+            total += keras.ops.where(
+                keras.ops.reshape(still_correct, batch_shape), step, keras.ops.zeros_like(step)
+            )
         return self.project(x + (1 + self.overshoot) * total)
 
     def get_config(self):
@@ -271,7 +285,7 @@ def cutoff_scale(eta, rho=0.9, delta=None):
         delta: RMS cap (>= 0), or `None` for the adaptive batch mean. Defaults to `None`.
 
     Returns:
-        The transformed perturbations (a `tf.Tensor`).
+        The transformed perturbations (a backend tensor).
 
     Raises:
         ValueError: for rho outside (0, 1] or delta < 0.
@@ -284,11 +298,11 @@ def cutoff_scale(eta, rho=0.9, delta=None):
            [0.03  , 0.04  ]], dtype=float32)
     """
     rho = check_number("rho", rho, 0, 1, include_low=False)
-    eta = tf.convert_to_tensor(eta, tf.float32)
-    axes = tf.range(1, tf.rank(eta))
-    rms = tf.sqrt(tf.reduce_mean(tf.square(eta), axis=axes, keepdims=True))
-    cap = tf.reduce_mean(rms) if delta is None else check_number("delta", delta, low=0)
-    return rho * eta * tf.minimum(1.0, cap / (rms + 1e-12))
+    eta = keras.ops.convert_to_tensor(eta, "float32")
+    axes = tuple(range(1, len(eta.shape)))
+    rms = keras.ops.sqrt(keras.ops.mean(keras.ops.square(eta), axis=axes, keepdims=True))
+    cap = keras.ops.mean(rms) if delta is None else check_number("delta", delta, low=0)
+    return rho * eta * keras.ops.minimum(1.0, cap / (rms + 1e-12))
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -326,7 +340,7 @@ class CutoffScale(Attack):
             base = keras.saving.deserialize_keras_object(base)
         self.base = base if base is not None else DeepFool(clip=clip, output=output)
         check_attack(self.base, "base")
-        cutoff_scale(tf.zeros((1, 1)), rho, delta)  # validates rho and delta
+        cutoff_scale(keras.ops.zeros((1, 1)), rho, delta)  # validates rho and delta
         self.rho, self.delta = float(rho), None if delta is None else float(delta)
 
     def generate(self, model, x, y, kind):
