@@ -1,0 +1,141 @@
+"""tfprune on each Keras backend: `fit` with pruning against plain `fit`, step time against
+TensorFlow's, the cost of one mask update, and the exported file's latency.
+
+The digits CNN of `bench_fit_overhead.py` (16x16 inputs, three convolutions with
+BatchNormalization), the same data and epochs on every backend. Each backend runs in its own
+process (`KERAS_BACKEND`), one after another; within it, plain and pruned fits alternate for
+`--rounds` rounds (the fastest epoch of each fit, the first left out) with mask updates twice
+per epoch, in the middle of epochs (on JAX every update reads the trainer's state back). A
+mask update is timed alone after training (`PruningCallback`'s work: read the state, rank,
+install the masks, zero the optimizer's slots where JAX needs it), and the shrunk model is
+exported from that backend (on JAX and PyTorch through a TensorFlow child process) and timed
+in LiteRT.
+
+    python tools/bench_backends.py [--backends tensorflow jax torch] [--rounds 3]
+        [--epochs 4] [--json out/bench_backends.json]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from bench_fit_overhead import alternate, build, digits, plain_fit, schedule_steps, time_fit  # noqa: E402
+from benchreport import write_report  # noqa: E402
+
+
+def mask_update_ms(keras, tfprune, model, repeats=7) -> float:
+    """Median milliseconds of one mask update as the callback makes it, outside `fit`."""
+    from tfprune.core import keras_internals
+    from tfprune.masking.wrappers import wrappers_of
+
+    (plan,) = tfprune.pruning_plans(model)
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        keras_internals.sync_training_state(model)
+        plan.apply(0.3 + 0.02 * i)
+        if not keras_internals.constraints_read_state():
+            for wrapper in wrappers_of(model):
+                wrapper.mask_optimizer_state(model.optimizer)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def child(rounds, epochs):
+    """This backend's numbers (run with KERAS_BACKEND set)."""
+    import keras
+
+    import tfprune
+
+    x, y = digits()
+    end_step, frequency = schedule_steps(len(x), epochs, 0)
+    last = {}
+
+    def pruned(seed):
+        keras.utils.set_random_seed(seed)
+        schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, end_step, frequency=frequency)
+        last["model"] = tfprune.prune(build(keras), schedule=schedule)
+        callbacks = [tfprune.PruningCallback()]
+        return time_fit(keras, last["model"], x, y, epochs, callbacks)
+
+    plain, with_pruning = alternate(
+        rounds, ("plain", "pruned"), plain_fit(keras, x, y, epochs), pruned
+    )
+    model = last["model"]
+    update = mask_update_ms(keras, tfprune, model)
+    small = tfprune.shrink(tfprune.strip(model))
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        path = tfprune.export_tflite(small, pathlib.Path(work) / "small.tflite", verbose=False)
+        export_s = time.perf_counter() - start
+        error = tfprune.verify_tflite(path, small, x[:64])
+        latency = tfprune.benchmark_tflite(path, runs=300).median
+    steps = int(np.ceil(len(x) / 32))
+    return {
+        "backend": keras.backend.backend(),
+        "plain_epoch_s": plain,
+        "pruned_epoch_s": with_pruning,
+        "ratio": float(np.median(np.array(with_pruning) / np.array(plain))),
+        "step_ms": 1000 * float(np.median(plain)) / steps,
+        "mask_update_ms": update,
+        "export_s": export_s,
+        "litert_vs_keras": error,
+        "litert_latency_us": 1e6 * latency,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/pruned fits")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per fit (first untimed)")
+    parser.add_argument("--json", default="out/bench_backends.json")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args.rounds, args.epochs)), flush=True)
+        return
+
+    results = {}
+    for backend in args.backends:
+        print(f"{backend}:", flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--epochs",
+             str(args.epochs)],
+            env={**os.environ, "KERAS_BACKEND": backend},
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not lines:
+            print(f"  failed:\n{done.stderr[-2000:]}")
+            continue
+        print("\n".join(line for line in done.stdout.splitlines() if "round" in line))
+        results[backend] = json.loads(lines[-1][len("RESULT ") :])
+    reference = results.get("tensorflow", {}).get("step_ms")
+    print(
+        f"\n{'backend':<11} {'plain s/ep':>10} {'pruned s/ep':>11} {'ratio':>6} {'step ms':>8} "
+        f"{'vs TF':>6} {'update ms':>9} {'export s':>8} {'LiteRT us':>9} {'max diff':>9}"
+    )
+    for backend, r in results.items():
+        versus = r["step_ms"] / reference if reference else float("nan")
+        print(
+            f"{backend:<11} {min(r['plain_epoch_s']):>10.3f} {min(r['pruned_epoch_s']):>11.3f} "
+            f"{r['ratio']:>6.3f} {r['step_ms']:>8.2f} {versus:>6.2f} {r['mask_update_ms']:>9.1f} "
+            f"{r['export_s']:>8.1f} {r['litert_latency_us']:>9.1f} {r['litert_vs_keras']:>9.1e}"
+        )
+    write_report(args.json, {"results": results, "rounds": args.rounds, "epochs": args.epochs})
+
+
+if __name__ == "__main__":
+    main()
