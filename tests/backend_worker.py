@@ -18,6 +18,8 @@
   file verified against this backend's outputs, and an export with wrong input shapes.
 - `attacks`: FGSM, PGD, DeepFool and CutoffScale on a small CNN with NumPy weights, and
   `robust_accuracy` under each.
+- `adversarial`: the CNN pruned during `fit` inside `AdversarialTraining` with FGSM.
+- `taylor`: masks by the `taylor` and `robust_taylor` criteria from NumPy weights and data.
 - `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
   over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
 
@@ -383,11 +385,86 @@ def attacked(out):
     np.savez(out / "adversarial.npz", x=x, **adversarial)
     accuracy = {k: tfprune.robust_accuracy(model, x, y, a) for k, a in attacks.items()}
     accuracy["clean"] = tfprune.robust_accuracy(model, x, y, None)
-    report(out, {"accuracy": accuracy})
+    # APGD starts at random points, drawn by each backend's own generator: checked alone.
+    apgd = {}
+    for loss in ("ce", "dlr"):
+        attack = tfprune.APGD(eps=0.03, steps=10, loss=loss)
+        moved = np.abs(keras.ops.convert_to_numpy(attack(model, x, y)) - x).max()
+        apgd[loss] = {
+            "moved": float(moved),
+            "accuracy": tfprune.robust_accuracy(model, x, y, attack),
+        }
+    report(out, {"accuracy": accuracy, "apgd": apgd})
+
+
+def adversarially_trained(out):
+    """The CNN pruned during `fit` inside `AdversarialTraining` with FGSM."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
+    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
+    trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.05), weight=0.5)
+    trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = trainer.fit(
+        x, y, batch_size=8, epochs=3, verbose=0, callbacks=[tfprune.PruningCallback()]
+    )
+    attack = tfprune.FGSM(eps=0.05, output="logits")
+    report(
+        out,
+        {
+            "loss": history.history["loss"],
+            "sparsity": history.history["sparsity"],
+            "largest_masked": largest_masked(pruned),
+            "robust": tfprune.robust_accuracy(pruned, x, y, attack),
+        },
+    )
+
+
+def taylor_masks(out):
+    """The CNN's masks at half its filters by the `taylor` and `robust_taylor` criteria, from
+    NumPy weights and data: gradients of the loss with respect to the weights."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    rng = np.random.default_rng(5)
+    x = rng.random((32, 8, 8, 3)).astype("float32")
+    y = np.arange(32) % 3
+    from tfprune.criteria.taylor import RobustTaylor
+    from tfprune.robustness.attacks import PGD
+
+    # PGD's random start comes from each backend's own generator: none here.
+    criteria = {
+        "taylor": "taylor",
+        "robust_taylor": RobustTaylor(PGD(eps=0.1, steps=5, random_start=False)),
+    }
+    masks = {}
+    for name, criterion in criteria.items():
+        model = network()
+        model.set_weights(
+            [rng.normal(size=w.shape).astype("float32") * 0.3 for w in model.get_weights()]
+        )
+        model.get_layer("bn1").moving_variance.assign(np.ones(8, "float32"))
+        pruned = tfprune.prune(model, criterion=criterion, schedule=0.5, round_to=1)
+        tfprune.apply_target(pruned, 0.5, data=(x, y))
+        for wrapper in tfprune.wrappers_of(pruned):
+            mask = keras.ops.convert_to_numpy(wrapper.mask)
+            masks[f"{name}/{wrapper.layer.name}"] = mask
+    np.savez(out / "masks.npz", **masks)
+    report(out, {"masks": sorted(masks)})
 
 
 SCENARIOS = {
     "import": imported,
+    "taylor": taylor_masks,
+    "adversarial": adversarially_trained,
     "attacks": attacked,
     "data_parallel": data_parallel,
     "load": loaded,

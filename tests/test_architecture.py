@@ -51,14 +51,11 @@ TENSORFLOW_MODULES = {
     "tfprune.core.gradients_tensorflow",
     "tfprune.core.train_step",
     "tfprune.criteria.hydra",
-    "tfprune.criteria.taylor",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
     "tfprune.methods.distillation",
     "tfprune.methods.dsp",
     "tfprune.methods.leap",
-    "tfprune.robustness.apgd",
-    "tfprune.robustness.training",
 }
 # What `prune`, the callbacks, `strip`, `shrink`, the graph, the gradient-free criteria and
 # the inspection tools load: none of it may reach TensorFlow.
@@ -72,7 +69,9 @@ CORE_PATH = [
     "tfprune.inspection.summary",
     "tfprune.inspection.explain",
     "tfprune.robustness.accuracy",
+    "tfprune.robustness.apgd",
     "tfprune.robustness.attacks",
+    "tfprune.robustness.training",
 ]
 
 

@@ -57,7 +57,11 @@ def test_import_tfprune_loads_no_tensorflow(tmp_path, backend):
     assert not result["tensorflow_loaded"]
 
 
-@pytest.mark.parametrize("eager", [False, True], ids=["compiled", "eager"])
+# Eager on JAX and the families' fits are `slow` (make test-all): in `make test` the compiled
+# step covers the same masking, and the masks test covers the families on JAX.
+@pytest.mark.parametrize(
+    "eager", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["compiled", "eager"]
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract(tmp_path, backend, eager):
     result = run(tmp_path, "fit", backend, TFPRUNE_RUN_EAGERLY="1" if eager else "0")
@@ -94,6 +98,7 @@ def test_export_writes_a_litert_file_that_matches_the_backends_outputs(tmp_path,
     assert "\n" not in result["error"] and not result["bad_written"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit(tmp_path, backend):
     families = run(tmp_path, "families", backend)["families"]
@@ -105,18 +110,20 @@ def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit(tmp_path, 
         assert result["shrunk_vs_stripped"] <= 1e-5, name
 
 
+@pytest.mark.parametrize("scenario", ["masks", "taylor"], ids=["magnitude", "gradients"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend):
+def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend, scenario):
     import numpy as np
 
     chosen = {}
     for name in (backend, "tensorflow"):
         (tmp_path / name).mkdir()
-        run(tmp_path / name, "masks", name)
+        run(tmp_path / name, scenario, name)
         with np.load(tmp_path / name / "masks.npz") as masks:
             chosen[name] = {layer: masks[layer] for layer in masks.files}
     assert sorted(chosen[backend]) == sorted(chosen["tensorflow"])
-    assert len(chosen[backend]) >= 10  # heads, FFN units, depthwise, LSTM and GRU units...
+    # Heads, FFN units, depthwise, LSTM and GRU units; the taylor criteria's convolutions.
+    assert len(chosen[backend]) >= (10 if scenario == "masks" else 4)
     for layer, mask in chosen[backend].items():
         assert 0 < mask.mean() < 1, layer
         np.testing.assert_array_equal(mask, chosen["tensorflow"][layer], err_msg=layer)
@@ -152,12 +159,13 @@ def test_data_parallel_pruning_on_two_devices_matches_one_device(tmp_path):
 def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
     import numpy as np
 
-    adversarial, accuracy = {}, {}
+    adversarial, results = {}, {}
     for name in (backend, "tensorflow"):
         (tmp_path / name).mkdir()
-        accuracy[name] = run(tmp_path / name, "attacks", name)["accuracy"]
+        results[name] = run(tmp_path / name, "attacks", name)
         with np.load(tmp_path / name / "adversarial.npz") as saved:
             adversarial[name] = {k: saved[k] for k in saved.files}
+    accuracy = {name: result["accuracy"] for name, result in results.items()}
     x = adversarial[backend].pop("x")
     for attack, inputs in adversarial[backend].items():
         reference = adversarial["tensorflow"][attack]
@@ -166,3 +174,16 @@ def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
         assert np.isclose(inputs, reference, atol=1e-4).mean() >= 0.99, attack
         assert abs(accuracy[backend][attack] - accuracy["tensorflow"][attack]) <= 1 / 16
         assert accuracy[backend][attack] <= accuracy[backend]["clean"], attack
+    for loss, result in results[backend]["apgd"].items():
+        assert 0.01 < result["moved"] <= 0.03 + 1e-6, loss  # inside the L-inf ball
+        assert result["accuracy"] <= accuracy["tensorflow"]["fgsm"] + 1 / 16, loss
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adversarial_training_prunes_during_fit(tmp_path, backend):
+    result = run(tmp_path, "adversarial", backend)
+    assert result["sparsity"][-1] == pytest.approx(0.5, abs=0.02)
+    assert result["largest_masked"] == 0.0
+    assert all(0 < loss < 10 for loss in result["loss"])
+    assert result["loss"][-1] < result["loss"][0]
+    assert 0 <= result["robust"] <= 1

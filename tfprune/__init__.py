@@ -116,6 +116,7 @@ _REGISTERING = (
     "shrinking.shrink",
     "graph.latency",
     "criteria",
+    "criteria.taylor",
     "layers",
 )
 _lazy_getattr, _lazy_dir, _ = lazy_exports(__name__, _TOP_LEVEL)
@@ -274,8 +275,8 @@ _MOVED_NAMES = {
 
 if keras.backend.backend() == "tensorflow":
     # Keras loads TensorFlow anyway: everything that registers a class for `.keras` files
-    # is imported now, the methods and the taylor criterion included.
-    _EAGER = (*_TOP_LEVEL, *_MOVED_MODULES.values(), "criteria.taylor")
+    # is imported now, the methods included.
+    _EAGER = (*_TOP_LEVEL, *_MOVED_MODULES.values(), *_REGISTERING)
 else:
     _EAGER = _REGISTERING
 for _module in _EAGER:

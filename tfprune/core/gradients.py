@@ -16,15 +16,30 @@ import keras
 _BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def value_and_gradient(function, x):
+def _module():
+    """The gradient module of the backend in use."""
+    backend = keras.backend.backend()
+    if backend not in _BACKENDS:
+        raise NotImplementedError(
+            f"tfprune computes gradients on {', '.join(_BACKENDS)}; the Keras backend is "
+            f"'{backend}'."
+        )
+    return importlib.import_module(f"{__package__}.gradients_{backend}")
+
+
+def value_and_gradient(function, x, has_aux=False):
     """`function(x)` and the gradient of its sum with respect to `x`.
 
     Args:
-        function: `x -> tensor`, written with Keras ops (a model call, a loss per example).
+        function: `x -> tensor`, written with Keras ops (a model call, a loss per example);
+            with `has_aux`, `x -> (tensor, auxiliary)`, the auxiliary value not
+            differentiated (the scores a loss came from).
         x: the inputs, a tensor or array of floats.
+        has_aux: whether `function` returns an auxiliary value too. Defaults to `False`.
 
     Returns:
-        `(value, gradient)`: `function(x)` and a tensor of `x`'s shape, backend tensors.
+        `(value, gradient)`: `function(x)` and a tensor of `x`'s shape, backend tensors;
+        with `has_aux`, `((value, auxiliary), gradient)`.
 
     Raises:
         NotImplementedError: on a backend other than TensorFlow, JAX and PyTorch.
@@ -35,11 +50,32 @@ def value_and_gradient(function, x):
     >>> keras.ops.convert_to_numpy(gradient)
     array([2., 6.])
     """
-    backend = keras.backend.backend()
-    if backend not in _BACKENDS:
-        raise NotImplementedError(
-            f"tfprune computes input gradients on {', '.join(_BACKENDS)}; the Keras backend is "
-            f"'{backend}'."
-        )
-    module = importlib.import_module(f"{__package__}.gradients_{backend}")
-    return module.value_and_gradient(function, keras.ops.convert_to_tensor(x))
+    module = _module()
+    with_aux = function if has_aux else lambda inputs: (function(inputs), None)
+    (value, aux), gradient = module.value_and_gradient(with_aux, keras.ops.convert_to_tensor(x))
+    return ((value, aux) if has_aux else value), gradient
+
+
+def variable_gradients(function, variables) -> tuple:
+    """`function()` and its gradient with respect to each of `variables`.
+
+    Args:
+        function: `() -> scalar`, reading the variables (a model's loss on a batch).
+        variables: the Keras variables to differentiate with respect to.
+
+    Returns:
+        `(value, gradients)`: the scalar and one backend tensor per variable, of its shape.
+
+    Raises:
+        NotImplementedError: on a backend other than TensorFlow, JAX and PyTorch.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    >>> x = np.array([[1.0, 2.0]], "float32")
+    >>> _ = dense(x)
+    >>> value, (gradient,) = variable_gradients(lambda: keras.ops.sum(dense(x)), [dense.kernel])
+    >>> keras.ops.convert_to_numpy(gradient).ravel()
+    array([1., 2.], dtype=float32)
+    """
+    return _module().variable_gradients(function, list(variables))

@@ -7,22 +7,46 @@ import tensorflow as tf
 
 
 def value_and_gradient(function, x):
-    """`function(x)` and the gradient of its sum with respect to `x` (see `gradients`).
+    """`function(x)` and the gradient of the sum of its value with respect to `x` (see
+    `gradients`).
 
     Args:
-        function: `x -> tensor`.
+        function: `x -> (tensor, auxiliary)`.
         x: a float tensor.
 
     Returns:
-        `(value, gradient)`.
+        `((value, auxiliary), gradient)`.
 
     Example:
 
-    >>> value_and_gradient(lambda x: 3 * x, tf.constant([1.0]))[1].numpy()
+    >>> value_and_gradient(lambda x: (3 * x, None), tf.constant([1.0]))[1].numpy()
     array([3.], dtype=float32)
     """
     with tf.GradientTape() as tape:
         tape.watch(x)
-        value = function(x)
+        value, aux = function(x)
         total = tf.reduce_sum(value)
-    return value, tape.gradient(total, x)
+    return (value, aux), tape.gradient(total, x)
+
+
+def variable_gradients(function, variables) -> tuple:
+    """`function()` and its gradient with respect to each variable (see `gradients`).
+
+    Args:
+        function: `() -> scalar`, run under a gradient tape, which watches trainable
+            variables by itself.
+        variables: the Keras variables to ask the tape about.
+
+    Returns:
+        `(value, gradients)`: tensors, `None` for a variable the value does not depend on.
+
+    Example:
+
+    >>> import keras
+    >>> v = keras.Variable(2.0)
+    >>> float(variable_gradients(lambda: v * v, [v])[1][0])
+    4.0
+    """
+    with tf.GradientTape() as tape:
+        value = function()
+    return value, tape.gradient(value, variables)

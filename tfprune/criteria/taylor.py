@@ -4,18 +4,18 @@ From "Importance Estimation for Neural Network Pruning" (Molchanov et al., arXiv
 1906.10771). `RobustTaylor` takes the same first-order estimate on adversarial examples, so
 that it ranks weights by what they do for robust accuracy, as robustness-aware pruning does
 ("HYDRA: Pruning Adversarially Robust Neural Networks", Sehwag et al., arXiv 2002.10509,
-scores weights on the adversarial loss). They need the loss's gradients, so this is the one
-criterion module that imports TensorFlow; `tfprune.criteria.get("taylor")` loads it on first
-use.
+scores weights on the adversarial loss). They need the loss's gradients, which
+`tfprune.core.gradients` computes on each backend; `tfprune.criteria.get("taylor")` loads
+this module on first use.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfprune.core.classifier import output_kind
+from tfprune.core.gradients import variable_gradients
 from tfprune.core.modelwalk import all_layers
 from tfprune.criteria.base import ContextCriterion
 from tfprune.layers import registry
@@ -66,14 +66,15 @@ def mean_gradients(model, data, batch_size=64, batches=4) -> dict:
     count = 0
     for start in range(0, min(len(x), batch_size * batches), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        with tf.GradientTape() as tape:
+
+        def batch_loss(xb=xb, yb=yb):
             predictions = model(xb, training=False)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    yb, predictions, from_logits=from_logits
-                )
+            losses = keras.losses.sparse_categorical_crossentropy(
+                yb, predictions, from_logits=from_logits
             )
-        for total, gradient in zip(totals, tape.gradient(loss, variables)):
+            return keras.ops.mean(losses)
+
+        for total, gradient in zip(totals, variable_gradients(batch_loss, variables)[1]):
             total += keras.ops.convert_to_numpy(gradient)
         count += 1
     return {id(v): t / max(count, 1) for v, t in zip(variables, totals)}

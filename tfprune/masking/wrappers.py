@@ -59,9 +59,10 @@ def _call_with_values(layer, values: dict, *args, **kwargs):
     trainable = [values.get(id(v), v.value) for v in layer.trainable_variables]
     non_trainable = [values.get(id(v), v.value) for v in layer.non_trainable_variables]
     outputs, updated = layer.stateless_call(trainable, non_trainable, *args, **kwargs)
-    for variable, value in zip(layer.non_trainable_variables, updated):
-        if id(variable) not in values:
-            variable.assign(value)
+    for variable, before, after in zip(layer.non_trainable_variables, non_trainable, updated):
+        # Only what the call changed: an attack's gradient trace must leave no value behind.
+        if id(variable) not in values and after is not before:
+            variable.assign(after)
     return outputs
 
 

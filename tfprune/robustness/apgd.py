@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
 
 from tfprune.core.checks import check_choice, check_integer, check_number
+from tfprune.core.gradients import value_and_gradient
 from tfprune.robustness.attacks import scores
 from tfprune.robustness.base import Attack
 
@@ -62,7 +62,7 @@ def per_example_loss(model, x, y, kind, loss):
 
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     >>> x, y = np.random.rand(8, 4).astype("float32"), np.arange(8) % 3
-    >>> tuple(per_example_loss(model, tf.constant(x), tf.constant(y), "logits", "dlr").shape)
+    >>> tuple(per_example_loss(model, x, y, "logits", "dlr").shape)
     (8,)
     """
     return _loss_of_scores(scores(model, x, kind), y, loss)
@@ -70,14 +70,19 @@ def per_example_loss(model, x, y, kind, loss):
 
 def _loss_of_scores(z, y, loss):
     if loss == "ce":
-        return tf.keras.losses.sparse_categorical_crossentropy(y, z, from_logits=True)
+        return keras.losses.sparse_categorical_crossentropy(y, z, from_logits=True)
     # Log-probabilities differ from logits by a per-row constant, which DLR ignores.
-    ordered = tf.sort(z, axis=-1, direction="DESCENDING")
-    true = tf.gather(z, y, axis=1, batch_dims=1)
-    classes = tf.shape(z)[-1]
-    others = tf.where(tf.one_hot(y, classes) > 0, tf.fill(tf.shape(z), -math.inf), z)
-    best_other = tf.reduce_max(others, axis=-1)
-    return -(true - best_other) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+    ordered = keras.ops.sort(z, axis=-1)  # ascending: the largest last
+    true_class = keras.ops.one_hot(y, z.shape[-1])
+    true = keras.ops.sum(z * true_class, axis=-1)
+    others = keras.ops.where(true_class > 0, -math.inf, z)
+    best_other = keras.ops.max(others, axis=-1)
+    return -(true - best_other) / (ordered[:, -1] - ordered[:, -3] + 1e-12)
+
+
+def _per_example(values, x):
+    """One value per example, shaped to broadcast against `x`."""
+    return keras.ops.reshape(values, (-1,) + (1,) * (len(x.shape) - 1))
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -124,81 +129,85 @@ class APGD(Attack):
         self.seed = seed
 
     def _ball(self, x, point):
-        return self.project(x + tf.clip_by_value(point - x, -self.eps, self.eps))
+        return self.project(x + keras.ops.clip(point - x, -self.eps, self.eps))
 
     def _evaluate(self, model, x, y, kind):
         """Each example's loss, its gradient, and whether the example is misclassified."""
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            z = scores(model, x, kind)
+
+        def loss_and_scores(inputs):
+            z = scores(model, inputs, kind)
             if self.loss == "dlr" and z.shape[-1] is not None and z.shape[-1] < 3:
                 raise ValueError(
                     f"APGD(loss='dlr') needs 3 classes or more; the model has {z.shape[-1]}. "
                     "Use loss='ce'."
                 )
-            loss = _loss_of_scores(z, y, self.loss)
-        fooled = tf.not_equal(tf.argmax(z, axis=-1, output_type=tf.int32), y)
-        return loss, tape.gradient(loss, x), fooled
+            return _loss_of_scores(z, y, self.loss), z
+
+        (loss, z), gradient = value_and_gradient(loss_and_scores, x, has_aux=True)
+        predicted = keras.ops.cast(keras.ops.argmax(z, axis=-1), "int32")
+        return loss, gradient, keras.ops.not_equal(predicted, y)
 
     def _one_run(self, model, x, y, kind, restart):
-        shape = tf.shape(x)
-        per_example = tf.concat([shape[:1], tf.ones_like(shape[1:])], axis=0)
-
         def expand(v):
-            return tf.reshape(v, per_example)
+            return _per_example(v, x)
 
-        start = tf.random.stateless_uniform(
-            shape, seed=[self.seed, restart], minval=-self.eps, maxval=self.eps
+        # One seed per restart, as each restart starts elsewhere.
+        start = keras.random.uniform(
+            keras.ops.shape(x), -self.eps, self.eps, seed=self.seed * 7919 + restart
         )
         current = self._ball(x, x + start)
         loss, gradient, fooled = self._evaluate(model, current, y, kind)
-        step = tf.fill(shape[:1], 2.0 * self.eps)
+        step = keras.ops.ones_like(loss) * (2.0 * self.eps)
         best_loss, best = loss, current
         adversarial = current
         previous = current
-        rises = tf.zeros(shape[:1])
-        loss_at_checkpoint, step_was_halved = best_loss, tf.zeros(shape[:1], tf.bool)
+        rises = keras.ops.zeros_like(loss)
+        loss_at_checkpoint, step_was_halved = best_loss, keras.ops.zeros_like(fooled)
         marks = checkpoints(self.steps)
         last_mark = 0
         for k in range(self.steps):
-            z = self._ball(x, current + expand(step) * tf.sign(gradient))
+            z = self._ball(x, current + expand(step) * keras.ops.sign(gradient))
             momentum = _MOMENTUM if k > 0 else 1.0
             candidate = self._ball(
                 x, current + momentum * (z - current) + (1 - momentum) * (current - previous)
             )
             previous, current = current, candidate
             new_loss, gradient, now_fooled = self._evaluate(model, current, y, kind)
-            rises += tf.cast(new_loss > loss, tf.float32)
+            rises += keras.ops.cast(new_loss > loss, "float32")
             loss = new_loss
             improved = loss > best_loss
-            best = tf.where(expand(improved), current, best)
-            best_loss = tf.where(improved, loss, best_loss)
-            adversarial = tf.where(expand(now_fooled & ~fooled), current, adversarial)
-            fooled |= now_fooled
+            best = keras.ops.where(expand(improved), current, best)
+            best_loss = keras.ops.where(improved, loss, best_loss)
+            newly = keras.ops.logical_and(now_fooled, keras.ops.logical_not(fooled))
+            adversarial = keras.ops.where(expand(newly), current, adversarial)
+            fooled = keras.ops.logical_or(fooled, now_fooled)
             if k in marks and k > 0:
                 window = float(k - last_mark)
                 stalled = rises < _RISE_FRACTION * window
-                unchanged = (~step_was_halved) & (best_loss <= loss_at_checkpoint)
-                halve = stalled | unchanged
-                step = tf.where(halve, step / 2.0, step)
-                current = tf.where(expand(halve), best, current)
-                loss = tf.where(halve, best_loss, loss)
+                unchanged = keras.ops.logical_and(
+                    keras.ops.logical_not(step_was_halved), best_loss <= loss_at_checkpoint
+                )
+                halve = keras.ops.logical_or(stalled, unchanged)
+                step = keras.ops.where(halve, step / 2.0, step)
+                current = keras.ops.where(expand(halve), best, current)
+                loss = keras.ops.where(halve, best_loss, loss)
                 _, gradient, _ = self._evaluate(model, current, y, kind)
-                rises = tf.zeros_like(rises)
+                rises = keras.ops.zeros_like(rises)
                 loss_at_checkpoint, step_was_halved, last_mark = best_loss, halve, k
-        return tf.where(expand(fooled), adversarial, best), fooled, best_loss
+        return keras.ops.where(expand(fooled), adversarial, best), fooled, best_loss
 
     def generate(self, model, x, y, kind):
         if self.eps == 0:
             return self.project(x)
         result, fooled, best_loss = self._one_run(model, x, y, kind, 0)
-        per_example = tf.concat([tf.shape(x)[:1], tf.ones_like(tf.shape(x)[1:])], axis=0)
         for restart in range(1, self.restarts):
             candidate, now_fooled, loss = self._one_run(model, x, y, kind, restart)
-            better = (now_fooled & ~fooled) | ((now_fooled == fooled) & (loss > best_loss))
-            result = tf.where(tf.reshape(better, per_example), candidate, result)
-            best_loss = tf.where(better, loss, best_loss)
-            fooled |= now_fooled
+            newly = keras.ops.logical_and(now_fooled, keras.ops.logical_not(fooled))
+            higher = keras.ops.logical_and(keras.ops.equal(now_fooled, fooled), loss > best_loss)
+            better = keras.ops.logical_or(newly, higher)
+            result = keras.ops.where(_per_example(better, x), candidate, result)
+            best_loss = keras.ops.where(better, loss, best_loss)
+            fooled = keras.ops.logical_or(fooled, now_fooled)
         return result
 
     def get_config(self):

@@ -1,23 +1,23 @@
 """Adversarial training inside plain `model.fit`: a model that wraps yours.
 
-`AdversarialTraining(model, attack, weight)` is a Keras model whose `train_step` makes
+`AdversarialTraining(model, attack, weight)` is a Keras model whose training loss makes
 adversarial examples of each batch with `attack` (against the current weights, so also
-against the current masks) and minimises `(1 - weight) * loss(x) + weight * loss(x_adv)`.
-Everything else (`compile`, `fit`, callbacks, `evaluate`, `predict`) is Keras' own, and
-`PruningCallback` finds the pruned layers inside. Why a wrapping model and not a callback:
-a callback cannot change what a training step computes; a `train_step` override can, and
-wrapping keeps the user's functional model untouched and prunable. Wrapping a
-`Distillation` distils on both terms: the inner model blends the teacher's term into each.
+against the current masks) and is `(1 - weight) * loss(x) + weight * loss(x_adv)`.
+Everything else (`compile`, `fit`, the train step of each backend, callbacks, `evaluate`,
+`predict`) is Keras' own, and `PruningCallback` finds the pruned layers inside. Why a
+wrapping model and not a callback: a callback cannot change what a training step computes;
+`compute_loss` can, on TensorFlow, JAX and PyTorch alike, and wrapping keeps the user's
+functional model untouched and prunable. Wrapping a `Distillation` distils on both terms:
+the inner model blends the teacher's term into each.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from tfprune.core import checks, modelwalk
+from tfprune.core.blending import blended_loss, blended_metrics
 from tfprune.core.classifier import output_kind
-from tfprune.core.train_step import blended_loss, blended_metrics, track_loss
 from tfprune.robustness.attacks import CutoffScale
 from tfprune.robustness.base import check_attack
 
@@ -83,29 +83,36 @@ class AdversarialTraining(keras.Model):
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_flat = tf.cast(tf.reshape(y, [-1]), tf.int32)
-        x = tf.convert_to_tensor(x, tf.float32)
-        # Examples are made against the weights as they are now (no gradient through them).
-        x_adv = tf.stop_gradient(self.attack.generate(self.model, x, y_flat, self.kind))
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            clean = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            clean = blended_loss(self.model, x, y_pred, clean)
-            y_adv = self(x_adv, training=True)
-            adversarial = self.compute_loss(
-                x=x_adv, y=y, y_pred=y_adv, sample_weight=sample_weight, training=True
-            )
-            adversarial = blended_loss(self.model, x_adv, y_adv, adversarial)
-            loss = (1.0 - self.weight) * clean + self.weight * adversarial
-            track_loss(self, loss, x)
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`(1 - weight) * loss(x) + weight * loss(x_adv)` in training; the clean loss in
+        evaluation.
+
+        Keras' train step of each backend calls this with the clean batch's predictions;
+        the adversarial examples are made here, against the weights as they are (no
+        gradient flows through them), and predicted in training mode, so BatchNormalization
+        sees both batches.
+
+        Args:
+            x: the batch's inputs. Defaults to `None`.
+            y: the batch's labels. Defaults to `None`.
+            y_pred: the model's outputs on `x`. Defaults to `None`.
+            sample_weight: per-example weights. Defaults to `None`.
+            training: whether this is a training step. Defaults to `True`.
+
+        Returns:
+            The scalar loss.
+        """
+        clean = super().compute_loss(x, y, y_pred, sample_weight, training)
+        clean = blended_loss(self.model, x, y_pred, clean)
+        if not training:
+            return clean
+        inputs = keras.ops.cast(x, "float32")
+        labels = keras.ops.cast(keras.ops.reshape(y, (-1,)), "int32")
+        x_adv = keras.ops.stop_gradient(self.attack.generate(self.model, inputs, labels, self.kind))
+        y_adv = self(x_adv, training=True)
+        adversarial = super().compute_loss(x_adv, y, y_adv, sample_weight, training)
+        adversarial = blended_loss(self.model, x_adv, y_adv, adversarial)
+        return (1.0 - self.weight) * clean + self.weight * adversarial
 
     def get_config(self):
         return {
