@@ -18,7 +18,8 @@
   file verified against this backend's outputs, and an export with wrong input shapes.
 - `attacks`: FGSM, PGD, DeepFool and CutoffScale on a small CNN with NumPy weights, and
   `robust_accuracy` under each.
-- `adversarial`: the CNN pruned during `fit` inside `AdversarialTraining` with FGSM.
+- `adversarial`: the CNN pruned during `fit` inside `AdversarialTraining` with FGSM, by
+  `PruningCallback`, or by the adversarial-aware schedule with `TFPRUNE_AWARE=1`.
 - `taylor`: masks by the `taylor` and `robust_taylor` criteria from NumPy weights and data.
 - `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
   over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
@@ -411,9 +412,14 @@ def adversarially_trained(out):
     pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
     trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.05), weight=0.5)
     trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = trainer.fit(
-        x, y, batch_size=8, epochs=3, verbose=0, callbacks=[tfprune.PruningCallback()]
-    )
+    if os.environ.get("TFPRUNE_AWARE") == "1":  # the adversarial-aware schedule decides
+        probe = tfprune.PGD(eps=0.05, steps=3, output="logits")
+        callback = tfprune.AdversarialAwarePruning(
+            (x[:32], y[:32]), probe, tolerance=0.5, hard_limit=0.6
+        )
+    else:
+        callback = tfprune.PruningCallback()
+    history = trainer.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[callback])
     attack = tfprune.FGSM(eps=0.05, output="logits")
     report(
         out,
@@ -422,6 +428,7 @@ def adversarially_trained(out):
             "sparsity": history.history["sparsity"],
             "largest_masked": largest_masked(pruned),
             "robust": tfprune.robust_accuracy(pruned, x, y, attack),
+            "decisions": [event.get("decision") for event in getattr(callback, "events", [])],
         },
     )
 

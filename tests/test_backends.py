@@ -179,11 +179,16 @@ def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
         assert result["accuracy"] <= accuracy["tensorflow"]["fgsm"] + 1 / 16, loss
 
 
+@pytest.mark.parametrize(
+    "aware", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["unpaced", "aware"]
+)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_adversarial_training_prunes_during_fit(tmp_path, backend):
-    result = run(tmp_path, "adversarial", backend)
+def test_adversarial_training_prunes_during_fit(tmp_path, backend, aware):
+    result = run(tmp_path, "adversarial", backend, TFPRUNE_AWARE="1" if aware else "0")
     assert result["sparsity"][-1] == pytest.approx(0.5, abs=0.02)
     assert result["largest_masked"] == 0.0
     assert all(0 < loss < 10 for loss in result["loss"])
     assert result["loss"][-1] < result["loss"][0]
     assert 0 <= result["robust"] <= 1
+    if aware:  # the schedule probed and advanced (a tolerance of 50 points never holds)
+        assert result["decisions"] and all(d == "advance" for d in result["decisions"])
