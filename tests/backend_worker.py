@@ -21,6 +21,7 @@
 - `adversarial`: the CNN pruned during `fit` inside `AdversarialTraining` with FGSM, by
   `PruningCallback`, or by the adversarial-aware schedule with `TFPRUNE_AWARE=1`.
 - `taylor`: masks by the `taylor` and `robust_taylor` criteria from NumPy weights and data.
+- `distill`: the CNN pruned during `fit` inside `Distillation`, taught by a dense copy.
 - `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
   over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
 
@@ -46,7 +47,13 @@ def imported(out):
     import tfprune
 
     _ = (tfprune.prune, tfprune.PruningCallback, tfprune.strip, tfprune.shrink)
-    report(out, {})
+    # Namespaces load on first use; the attacks and adversarial training need no TensorFlow.
+    _ = (tfprune.robustness.CutoffScale, tfprune.robustness.AdversarialTraining, tfprune.APGD)
+    names = ("methods", "robustness", "export", "criteria")
+    namespaces = [
+        n for n in names if n in dir(tfprune) and hasattr(getattr(tfprune, n), "__path__")
+    ]
+    report(out, {"namespaces": namespaces})
 
 
 def network():
@@ -468,8 +475,42 @@ def taylor_masks(out):
     report(out, {"masks": sorted(masks)})
 
 
+def distilled(out):
+    """The CNN pruned during `fit` inside `Distillation`, taught by a dense copy (alpha 1)."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    teacher = network()
+    before = [w.copy() for w in teacher.get_weights()]
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
+    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
+    trainer = tfprune.methods.Distillation(pruned, teacher, temperature=2.0, alpha=1.0)
+    trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = trainer.fit(
+        x, y, batch_size=8, epochs=3, verbose=0, callbacks=[tfprune.PruningCallback()]
+    )
+    logged = history.history
+    unchanged = all(np.array_equal(a, b) for a, b in zip(before, teacher.get_weights()))
+    report(
+        out,
+        {
+            "loss": logged["loss"],
+            "distillation_loss": logged["distillation_loss"],
+            "sparsity": logged["sparsity"],
+            "largest_masked": largest_masked(pruned),
+            "teacher_unchanged": unchanged,
+        },
+    )
+
+
 SCENARIOS = {
     "import": imported,
+    "distill": distilled,
     "taylor": taylor_masks,
     "adversarial": adversarially_trained,
     "attacks": attacked,

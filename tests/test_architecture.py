@@ -53,7 +53,6 @@ TENSORFLOW_MODULES = {
     "tfprune.criteria.hydra",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
-    "tfprune.methods.distillation",
     "tfprune.methods.dsp",
     "tfprune.methods.leap",
 }

@@ -55,6 +55,7 @@ def run(tmp_path, scenario, backend, **env):
 def test_import_tfprune_loads_no_tensorflow(tmp_path, backend):
     result = run(tmp_path, "import", backend)
     assert not result["tensorflow_loaded"]
+    assert {"methods", "robustness", "export", "criteria"} <= set(result["namespaces"])
 
 
 # Eager on JAX and the families' fits are `slow` (make test-all): in `make test` the compiled
@@ -192,3 +193,14 @@ def test_adversarial_training_prunes_during_fit(tmp_path, backend, aware):
     assert 0 <= result["robust"] <= 1
     if aware:  # the schedule probed and advanced (a tolerance of 50 points never holds)
         assert result["decisions"] and all(d == "advance" for d in result["decisions"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_distillation_prunes_during_fit_and_trains_only_the_student(tmp_path, backend):
+    result = run(tmp_path, "distill", backend)
+    assert result["sparsity"][-1] == pytest.approx(0.5, abs=0.02)
+    assert result["largest_masked"] == 0.0
+    # alpha 1: the loss is the distillation term alone, and it falls as the student learns.
+    assert result["loss"] == pytest.approx(result["distillation_loss"], rel=1e-5)
+    assert result["distillation_loss"][-1] < result["distillation_loss"][0]
+    assert result["teacher_unchanged"]

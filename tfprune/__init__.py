@@ -285,10 +285,28 @@ del _module
 
 
 def __dir__():
-    return sorted({*globals(), *_lazy_dir()})
+    return sorted({*globals(), *_lazy_dir(), *_NAMESPACES})
+
+
+#: The namespaces, loaded on first use off TensorFlow (`tfprune.robustness.CutoffScale`).
+_NAMESPACES = (
+    "callbacks",
+    "core",
+    "criteria",
+    "export",
+    "graph",
+    "inspection",
+    "layers",
+    "masking",
+    "methods",
+    "robustness",
+    "shrinking",
+)
 
 
 def __getattr__(name):
+    if name in _NAMESPACES:
+        return importlib.import_module(f"{__name__}.{name}")
     if name in _MOVED_MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _MOVED_NAMES:

@@ -79,3 +79,23 @@ def variable_gradients(function, variables) -> tuple:
     array([1., 2.], dtype=float32)
     """
     return _module().variable_gradients(function, list(variables))
+
+
+def replicas_in_sync() -> int:
+    """How many replicas sum their gradients in the training step running now.
+
+    Under `tf.distribute`, Keras' `compute_loss` divides the loss by the replica count so
+    that the summed gradients are right; a loss term added beside it divides the same way.
+    Keras' JAX and PyTorch trainers take the mean over the global batch: 1 there.
+
+    Returns:
+        The replica count (1 outside a `tf.distribute` strategy).
+
+    Example:
+
+    >>> replicas_in_sync()
+    1
+    """
+    # Only TensorFlow's strategies split the loss by replica.
+    count = getattr(_module(), "replicas_in_sync", None)
+    return 1 if count is None else count()

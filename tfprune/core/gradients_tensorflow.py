@@ -50,3 +50,17 @@ def variable_gradients(function, variables) -> tuple:
     with tf.GradientTape() as tape:
         value = function()
     return value, tape.gradient(value, variables)
+
+
+def replicas_in_sync() -> int:
+    """The current `tf.distribute` strategy's replica count (1 without one).
+
+    Returns:
+        An integer.
+
+    Example:
+
+    >>> replicas_in_sync()
+    1
+    """
+    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -1,8 +1,9 @@
 """Knowledge distillation inside plain `model.fit`: the dense model teaches the pruned one.
 
-`Distillation(student, teacher, temperature, alpha)` is a Keras model whose `train_step`
-minimises `(1 - alpha) * loss(labels, student(x)) + alpha * T^2 * KL(p_T || q_T)`, where
-`p_T` and `q_T` are the teacher's and the student's class probabilities softened by the
+`Distillation(student, teacher, temperature, alpha)` is a Keras model whose training loss
+(`compute_loss`, which each backend's own train step calls) is
+`(1 - alpha) * loss(labels, student(x)) + alpha * T^2 * KL(p_T || q_T)`, where `p_T` and
+`q_T` are the teacher's and the student's class probabilities softened by the
 temperature `T`, as in "Distilling the Knowledge in a Neural Network" (Hinton, Vinyals and
 Dean, arXiv 1503.02531); the `T^2` keeps the soft term's gradients on the scale of the hard
 one's. The usual teacher is the dense model before pruning: it recovers accuracy that
@@ -18,11 +19,10 @@ alike (the adversarial training asks the inner model for its `blend_loss`).
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from tfprune.core import checks
 from tfprune.core.classifier import output_kind
-from tfprune.core.train_step import track_loss
+from tfprune.core.gradients import replicas_in_sync
 from tfprune.masking.wrappers import wrappers_of
 
 
@@ -30,8 +30,8 @@ def _log_probabilities(outputs, kind, temperature):
     """Log of the softened class probabilities, from logits or from probabilities."""
     if kind == "probabilities":
         # log(p) are logits up to a per-row constant, which the softmax removes.
-        outputs = tf.math.log(tf.clip_by_value(outputs, 1e-12, 1.0))
-    return tf.nn.log_softmax(outputs / temperature, axis=-1)
+        outputs = keras.ops.log(keras.ops.clip(outputs, 1e-12, 1.0))
+    return keras.ops.log_softmax(outputs / temperature, axis=-1)
 
 
 def _frozen_copy(teacher):
@@ -146,14 +146,14 @@ class Distillation(keras.Model):
         Returns:
             A scalar tensor.
         """
-        targets = tf.stop_gradient(
-            _log_probabilities(self.teacher(x, training=False), self.teacher_kind, self.temperature)
+        teacher = self.teacher(x, training=False)
+        targets = keras.ops.stop_gradient(
+            _log_probabilities(teacher, self.teacher_kind, self.temperature)
         )
         predicted = _log_probabilities(y_pred, self.student_kind, self.temperature)
-        divergence = tf.reduce_sum(tf.exp(targets) * (targets - predicted), axis=-1)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        divergence = keras.ops.sum(keras.ops.exp(targets) * (targets - predicted), axis=-1)
         # Divided by the replicas as compute_loss divides the label loss, so both sum right.
-        return self.temperature**2 * tf.reduce_mean(divergence) / replicas
+        return self.temperature**2 * keras.ops.mean(divergence) / replicas_in_sync()
 
     def blend_loss(self, x, y_pred, label_loss):
         """The training loss from the label loss: `(1 - alpha) * label + alpha * soft`.
@@ -170,25 +170,27 @@ class Distillation(keras.Model):
             A scalar tensor.
         """
         soft = self.distillation_loss(x, y_pred)
-        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, soft.dtype)
+        replicas = replicas_in_sync()
         self.label_tracker.update_state(label_loss * replicas)
         self.distillation_tracker.update_state(soft * replicas)
         return (1.0 - self.alpha) * label_loss + self.alpha * soft
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.student.trainable_variables
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            label_loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            loss = self.blend_loss(x, y_pred, label_loss)
-            track_loss(self, loss, x)
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The label loss blended with the distillation term in training (`blend_loss`);
+        the label loss alone in evaluation.
+
+        Args:
+            x: what the student and the teacher see. Defaults to `None`.
+            y: the labels of the hard term. Defaults to `None`.
+            y_pred: the student's outputs on `x`. Defaults to `None`.
+            sample_weight: weights of the label loss's examples. Defaults to `None`.
+            training: `True` in a train step, `False` in `evaluate`. Defaults to `True`.
+
+        Returns:
+            A scalar tensor.
+        """
+        label_loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        return self.blend_loss(x, y_pred, label_loss) if training else label_loss
 
     def get_config(self):
         return {
