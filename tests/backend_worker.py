@@ -20,7 +20,8 @@
   `robust_accuracy` under each.
 - `adversarial`: the CNN pruned during `fit` inside `AdversarialTraining` with FGSM, by
   `PruningCallback`, or by the adversarial-aware schedule with `TFPRUNE_AWARE=1`.
-- `taylor`: masks by the `taylor` and `robust_taylor` criteria from NumPy weights and data.
+- `taylor`: masks by the `taylor`, `robust_taylor` and `hydra` criteria from NumPy weights
+  and data.
 - `distill`: the CNN pruned during `fit` inside `Distillation`, taught by a dense copy.
 - `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
   over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
@@ -441,8 +442,9 @@ def adversarially_trained(out):
 
 
 def taylor_masks(out):
-    """The CNN's masks at half its filters by the `taylor` and `robust_taylor` criteria, from
-    NumPy weights and data: gradients of the loss with respect to the weights."""
+    """The CNN's masks at half its filters by the `taylor`, `robust_taylor` and `hydra`
+    criteria, from NumPy weights and data: gradients of the loss with respect to the
+    weights (HYDRA's: to its scores, which Adam trains for 5 steps)."""
     import keras
     import numpy as np
 
@@ -458,6 +460,8 @@ def taylor_masks(out):
     criteria = {
         "taylor": "taylor",
         "robust_taylor": RobustTaylor(PGD(eps=0.1, steps=5, random_start=False)),
+        "hydra": tfprune.criteria.Hydra(PGD(eps=0.1, steps=3, random_start=False), steps=5),
+        "l2": "l2",  # HYDRA's scores start as the filters' L2 norms
     }
     masks = {}
     for name, criterion in criteria.items():

@@ -50,7 +50,6 @@ WHOLE = {"cli", "demo"}  # may import anything, `tfprune` itself included
 TENSORFLOW_MODULES = {
     "tfprune.core.gradients_tensorflow",
     "tfprune.core.train_step",
-    "tfprune.criteria.hydra",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
     "tfprune.methods.dsp",

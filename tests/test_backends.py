@@ -128,6 +128,11 @@ def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend, scen
     for layer, mask in chosen[backend].items():
         assert 0 < mask.mean() < 1, layer
         np.testing.assert_array_equal(mask, chosen["tensorflow"][layer], err_msg=layer)
+    if scenario == "taylor":  # HYDRA learned: its masks left the L2 norms' it started from
+        learned = [name for name in chosen[backend] if name.startswith("hydra/")]
+        assert any(
+            (chosen[backend][name] != chosen[backend]["l2/" + name[6:]]).any() for name in learned
+        )
 
 
 @pytest.mark.skipif(not importlib.util.find_spec("jax"), reason="jax is in the test extra")

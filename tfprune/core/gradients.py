@@ -99,3 +99,24 @@ def replicas_in_sync() -> int:
     # Only TensorFlow's strategies split the loss by replica.
     count = getattr(_module(), "replicas_in_sync", None)
     return 1 if count is None else count()
+
+
+def compiled(function):
+    """`function` compiled as the backend compiles a training step, where that is safe for
+    a step that updates Keras variables: a `tf.function` on TensorFlow; as it is on JAX and
+    PyTorch, which run it eagerly.
+
+    Args:
+        function: a step of Keras ops, gradients and optimizer updates.
+
+    Returns:
+        A callable with `function`'s signature.
+
+    Example:
+
+    >>> double = compiled(lambda x: 2 * x)
+    >>> float(keras.ops.convert_to_numpy(double(keras.ops.ones(()))))
+    2.0
+    """
+    compile_step = getattr(_module(), "compiled", None)
+    return function if compile_step is None else compile_step(function)

@@ -29,10 +29,10 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfprune.core.checks import check_integer, check_number
 from tfprune.core.classifier import output_kind
+from tfprune.core.gradients import compiled, variable_gradients
 from tfprune.core.modelwalk import all_layers
 from tfprune.criteria.base import ContextCriterion, spread_over_filters
 from tfprune.criteria.taylor import mean_gradients
@@ -40,31 +40,32 @@ from tfprune.robustness.attacks import PGD
 from tfprune.robustness.base import check_attack
 
 
-@tf.custom_gradient
-def straight_through_top_k(scores, k):
-    """A 0/1 mask keeping the `k` largest scores (ties by index); the gradient passes to the
-    scores unchanged.
+def straight_through_top_k(scores, k, alive=None):
+    """A 0/1 mask keeping the `k` largest scores; the gradient passes to the scores
+    unchanged (straight through).
 
     Args:
-        scores: a 1-D float tensor.
-        k: how many to keep, a scalar integer tensor.
+        scores: a 1-D float tensor, finite.
+        k: how many to keep.
+        alive: which scores may be kept (the others never are, and get no gradient), or
+            `None` for all. Defaults to `None`.
 
     Returns:
-        A mask of the scores' shape.
+        A mask of the scores' shape: its value the 0/1 mask, its gradient the scores'.
 
     Example:
 
-    >>> mask = straight_through_top_k(tf.constant([0.2, 0.9, -1.0, 0.5]), tf.constant(2))
+    >>> mask = straight_through_top_k(np.array([0.2, 0.9, -1.0, 0.5], "float32"), 2)
     >>> keras.ops.convert_to_numpy(mask).tolist()
     [0.0, 1.0, 0.0, 1.0]
     """
-    ranks = tf.argsort(tf.argsort(-scores, stable=True), stable=True)
-    mask = tf.cast(ranks < k, scores.dtype)
-
-    def gradient(upstream):
-        return upstream, None
-
-    return mask, gradient
+    scores = keras.ops.convert_to_tensor(scores)
+    alive = keras.ops.ones_like(scores) if alive is None else keras.ops.cast(alive, scores.dtype)
+    ranked = keras.ops.where(alive > 0, scores, -np.inf)
+    ranks = keras.ops.argsort(keras.ops.argsort(-ranked))
+    mask = keras.ops.cast(ranks < k, scores.dtype)
+    # Adds exactly zero to the value, and the scores' gradient to the mask's.
+    return mask + alive * (scores - keras.ops.stop_gradient(scores))
 
 
 class _Layer:
@@ -80,7 +81,7 @@ class _Layer:
         self.already = granularity.pruned_units(wrapper.mask_array(), spec)
         magnitude = np.sqrt(np.square(canonical).reshape(n, -1).sum(axis=1))
         magnitude[self.already] = 0.0
-        self.scores = tf.Variable(
+        self.scores = keras.Variable(
             (magnitude / max(float(magnitude.max()), 1e-12)).astype(np.float32),
             name=f"hydra_{wrapper.layer.name}",
         )
@@ -97,16 +98,15 @@ class _Layer:
 
     def filter_mask(self):
         """This step's mask, one value per filter; pruned filters score below every other."""
-        scores = tf.where(self.already, -np.inf, tf.abs(self.scores))
-        return straight_through_top_k(scores, tf.constant(self.k))
+        return straight_through_top_k(keras.ops.abs(self.scores), self.k, ~self.already)
 
     def mapping(self, filter_mask):
         """`(variable, its value with the filter mask applied)` for the kernels and biases."""
-        parts = self.wrapper.mask_parts(mask=tf.gather(filter_mask, self.element_filter))
+        parts = self.wrapper.mask_parts(mask=keras.ops.take(filter_mask, self.element_filter))
         if self.bias_filter is not None:
-            bias = tf.gather(filter_mask, self.bias_filter)
+            bias = keras.ops.take(filter_mask, self.bias_filter)
             parts += self.wrapper.mask_parts(bias=True, mask=bias)
-        return [(v, v.value * tf.cast(part, v.dtype)) for v, part in parts]
+        return [(v, v.value * keras.ops.cast(part, v.dtype)) for v, part in parts]
 
     def learned(self) -> np.ndarray:
         """The learned filter scores (non-negative; 0 for the filters already pruned)."""
@@ -190,19 +190,20 @@ class Hydra(ContextCriterion):
         variables = [layer.scores for layer in layers]
         optimizer.build(variables)
 
-        @tf.function
+        def loss_of(x, y):
+            mapping = [pair for layer in layers for pair in layer.mapping(layer.filter_mask())]
+            with keras.StatelessScope(state_mapping=mapping):
+                x_adv = keras.ops.stop_gradient(self.attack(model, x, y))
+                predictions = model(x_adv, training=False)
+            losses = keras.losses.sparse_categorical_crossentropy(
+                y, predictions, from_logits=from_logits
+            )
+            return keras.ops.mean(losses)
+
+        @compiled
         def step(x, y):
-            with tf.GradientTape() as tape:
-                mapping = [pair for layer in layers for pair in layer.mapping(layer.filter_mask())]
-                with keras.StatelessScope(state_mapping=mapping):
-                    x_adv = tf.stop_gradient(self.attack(model, x, y))
-                    predictions = model(x_adv, training=False)
-                loss = tf.reduce_mean(
-                    keras.losses.sparse_categorical_crossentropy(
-                        y, predictions, from_logits=from_logits
-                    )
-                )
-            optimizer.apply(tape.gradient(loss, variables), variables)
+            loss, gradients = variable_gradients(lambda: loss_of(x, y), variables)
+            optimizer.apply(gradients, variables)
             return loss
 
         x, y = np.asarray(context.data[0], np.float32), np.asarray(context.data[1])
@@ -210,7 +211,7 @@ class Hydra(ContextCriterion):
         order = np.random.default_rng(0).permutation(len(x))
         for i in range(self.steps):
             chosen = order[np.arange(i * batch, (i + 1) * batch) % len(x)]
-            step(tf.constant(x[chosen]), tf.constant(y[chosen]))
+            step(keras.ops.convert_to_tensor(x[chosen]), keras.ops.convert_to_tensor(y[chosen]))
         return {id(layer.wrapper.layer): layer.learned() for layer in layers}
 
     def get_config(self):
