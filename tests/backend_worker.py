@@ -90,17 +90,16 @@ def largest_masked(model) -> float:
     return largest
 
 
-def fitted(out):
+def mask_watch():
+    """A callback that, after every step, reads the weights back and records the largest
+    masked weight and the model's sparsity (`largest`, `sparsity`)."""
     import keras
-    import numpy as np
 
     import tfprune
     from tfprune.core import keras_internals
     from tfprune.masking.wrappers import model_sparsity
 
-    class MaskedWeights(keras.callbacks.Callback):
-        """After every step: the largest masked weight, and the model's sparsity."""
-
+    class MaskWatch(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.largest, self.sparsity = [], []
@@ -110,15 +109,35 @@ def fitted(out):
             self.largest.append(largest_masked(self.model))
             self.sparsity.append(model_sparsity(tfprune.wrappers_of(self.model)))
 
+    return MaskWatch()
+
+
+def cnn_to_prune():
+    """`network()` pruned to half its filters over 10 steps (updates every 3, mid-epoch at
+    batch 8), and 64 inputs in [0, 1) with labels."""
+    import numpy as np
+
+    import tfprune
+
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    x = rng.random((64, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 3, 64)
-    model = network()
     schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
-    pruned = tfprune.prune(model, schedule=schedule, round_to=1)
+    return tfprune.prune(network(), schedule=schedule, round_to=1), x, y
+
+
+def fitted(out):
+    import keras
+    import numpy as np
+
+    import tfprune
+    from tfprune.masking.wrappers import model_sparsity
+
+    pruned, x, y = cnn_to_prune()
+    model = network()
     pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.run_eagerly = os.environ.get("TFPRUNE_RUN_EAGERLY") == "1"
-    watch = MaskedWeights()
+    watch = mask_watch()
     checkpoint = out / "epoch.weights.h5"
     callbacks = [
         tfprune.PruningCallback(),
@@ -135,7 +154,7 @@ def fitted(out):
     np.savez(out / "small_io.npz", x=x[:16], y=small_out)
     reloaded = keras.saving.load_model(out / "small.keras")
     # The checkpoint written at the last epoch's end is as sparse as the masks.
-    restored = tfprune.prune(network(), schedule=schedule, round_to=1)
+    restored = cnn_to_prune()[0]
     restored.load_weights(checkpoint)
     report(
         out,
@@ -255,17 +274,7 @@ def families(out):
     import numpy as np
 
     import tfprune
-    from tfprune.core import keras_internals
     from tfprune.masking.wrappers import model_sparsity
-
-    class Largest(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.largest = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            keras_internals.sync_training_state(self.model)
-            self.largest.append(largest_masked(self.model))
 
     results = {}
     for name, (model, x) in family_models().items():
@@ -273,7 +282,7 @@ def families(out):
         schedule = tfprune.PolynomialDecay(0.0, 0.4, begin_step=0, end_step=6, frequency=2)
         pruned = tfprune.prune(model, schedule=schedule, target="flops", round_to=1)
         pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        watch = Largest()
+        watch = mask_watch()
         pruned.fit(
             x, y, batch_size=4, epochs=1, verbose=0, callbacks=[tfprune.PruningCallback(), watch]
         )
@@ -340,11 +349,7 @@ def data_parallel(out):
     devices = keras.distribution.list_devices("cpu")
     if os.environ.get("TFPRUNE_DATA_PARALLEL") == "1":
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 3, 64)
-    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
-    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
+    pruned, x, y = cnn_to_prune()
     pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
     masks, per_device = {}, {}
@@ -409,15 +414,10 @@ def attacked(out):
 def adversarially_trained(out):
     """The CNN pruned during `fit` inside `AdversarialTraining` with FGSM."""
     import keras
-    import numpy as np
 
     import tfprune
 
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 3, 64)
-    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
-    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
+    pruned, x, y = cnn_to_prune()
     trainer = tfprune.AdversarialTraining(pruned, tfprune.FGSM(eps=0.05), weight=0.5)
     trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     if os.environ.get("TFPRUNE_AWARE") == "1":  # the adversarial-aware schedule decides
@@ -486,13 +486,9 @@ def distilled(out):
 
     import tfprune
 
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 3, 64)
+    pruned, x, y = cnn_to_prune()
     teacher = network()
     before = [w.copy() for w in teacher.get_weights()]
-    schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=10, frequency=3)
-    pruned = tfprune.prune(network(), schedule=schedule, round_to=1)
     trainer = tfprune.methods.Distillation(pruned, teacher, temperature=2.0, alpha=1.0)
     trainer.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = trainer.fit(

@@ -17,18 +17,23 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from test_architecture import TENSORFLOW_MODULES
 
 pytestmark = pytest.mark.backend
+NO_JAX = "jax is not installed: it comes with the test extra (pip install -e '.[test]')"
 BACKENDS = [
-    pytest.param("jax", marks=pytest.mark.skipif(not importlib.util.find_spec("jax"), reason="")),
+    pytest.param(
+        "jax", marks=pytest.mark.skipif(not importlib.util.find_spec("jax"), reason=NO_JAX)
+    ),
     pytest.param(
         "torch",
         marks=[
             pytest.mark.slow,
             pytest.mark.skipif(
-                not importlib.util.find_spec("torch"), reason="make test-all installs torch"
+                not importlib.util.find_spec("torch"),
+                reason="torch is not installed: make test-all installs the torch extra",
             ),
         ],
     ),
@@ -49,6 +54,14 @@ def run(tmp_path, scenario, backend, **env):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["backend"] == backend
     return result
+
+
+def run_and_load(path, scenario, backend, arrays, **env):
+    """`run` in a new directory `path`, and the arrays the scenario saved to `arrays`."""
+    path.mkdir()
+    result = run(path, scenario, backend, **env)
+    with np.load(path / arrays) as saved:
+        return result, {name: saved[name] for name in saved.files}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -114,14 +127,9 @@ def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit(tmp_path, 
 @pytest.mark.parametrize("scenario", ["masks", "taylor"], ids=["magnitude", "gradients"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend, scenario):
-    import numpy as np
-
     chosen = {}
     for name in (backend, "tensorflow"):
-        (tmp_path / name).mkdir()
-        run(tmp_path / name, scenario, name)
-        with np.load(tmp_path / name / "masks.npz") as masks:
-            chosen[name] = {layer: masks[layer] for layer in masks.files}
+        chosen[name] = run_and_load(tmp_path / name, scenario, name, "masks.npz")[1]
     assert sorted(chosen[backend]) == sorted(chosen["tensorflow"])
     # Heads, FFN units, depthwise, LSTM and GRU units; the taylor criteria's convolutions.
     assert len(chosen[backend]) >= (10 if scenario == "masks" else 4)
@@ -135,16 +143,18 @@ def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend, scen
         )
 
 
-@pytest.mark.skipif(not importlib.util.find_spec("jax"), reason="jax is in the test extra")
+@pytest.mark.skipif(not importlib.util.find_spec("jax"), reason=NO_JAX)
 def test_data_parallel_pruning_on_two_devices_matches_one_device(tmp_path):
-    import numpy as np
-
     two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     masks = {}
     for name, parallel in (("one", "0"), ("two", "1")):
-        (tmp_path / name).mkdir()
-        result = run(
-            tmp_path / name, "data_parallel", "jax", TFPRUNE_DATA_PARALLEL=parallel, **two_devices
+        result, masks[name] = run_and_load(
+            tmp_path / name,
+            "data_parallel",
+            "jax",
+            "masks.npz",
+            TFPRUNE_DATA_PARALLEL=parallel,
+            **two_devices,
         )
         assert result["devices"] == 2
         assert result["largest_masked"] == 0.0
@@ -152,8 +162,6 @@ def test_data_parallel_pruning_on_two_devices_matches_one_device(tmp_path):
         assert all(
             all(shards) and len(shards) >= 1 for shards in result["shards_equal_to_mask"].values()
         )
-        with np.load(tmp_path / name / "masks.npz") as saved:
-            masks[name] = {layer: saved[layer] for layer in saved.files}
     assert len(next(iter(result["shards_equal_to_mask"].values()))) == 2
     assert sorted(masks["one"]) == sorted(masks["two"])
     for layer, mask in masks["two"].items():
@@ -163,14 +171,11 @@ def test_data_parallel_pruning_on_two_devices_matches_one_device(tmp_path):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
-    import numpy as np
-
     adversarial, results = {}, {}
     for name in (backend, "tensorflow"):
-        (tmp_path / name).mkdir()
-        results[name] = run(tmp_path / name, "attacks", name)
-        with np.load(tmp_path / name / "adversarial.npz") as saved:
-            adversarial[name] = {k: saved[k] for k in saved.files}
+        results[name], adversarial[name] = run_and_load(
+            tmp_path / name, "attacks", name, "adversarial.npz"
+        )
     accuracy = {name: result["accuracy"] for name, result in results.items()}
     x = adversarial[backend].pop("x")
     for attack, inputs in adversarial[backend].items():

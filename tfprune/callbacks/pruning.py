@@ -11,12 +11,7 @@ from tfprune.core import checks, keras_internals, modelwalk
 from tfprune.masking.ranking import pruning_plans
 from tfprune.masking.recalibration import recalibrate_batchnorm
 from tfprune.masking.rounding import TOLERANCE
-from tfprune.masking.wrappers import (
-    ChannelMaskWrapper,
-    PruneWrapper,
-    followers_of,
-    model_sparsity,
-)
+from tfprune.masking.wrappers import followers_of, mask_optimizer_states, model_sparsity
 
 
 def relative_drop(before: float, after: float) -> float:
@@ -238,18 +233,9 @@ class PruningCallback(keras.callbacks.Callback):
             else:
                 self._update(plan, step, target)
         if due:
-            self._mask_optimizer_state()
+            mask_optimizer_states(self.model, getattr(self.model, "optimizer", None))
         self.last_step = step
         self._epoch_start = False
-
-    def _mask_optimizer_state(self) -> None:
-        """Zero the optimizer's slots where the masks are, where the forward pass applies
-        them (`PruneWrapper.mask_optimizer_state`)."""
-        if keras_internals.constraints_read_state():
-            return
-        optimizer = getattr(self.model, "optimizer", None)
-        for wrapper in modelwalk.layers_of_type(self.model, (PruneWrapper, ChannelMaskWrapper)):
-            wrapper.mask_optimizer_state(optimizer)
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))

@@ -11,11 +11,11 @@ def value_and_gradient(function, x):
     `gradients`).
 
     Args:
-        function: `x -> (array, auxiliary)`.
+        function: `x -> (array, auxiliary)`, traced by `jax.value_and_grad`.
         x: a float array.
 
     Returns:
-        `((value, auxiliary), gradient)`.
+        `((value, auxiliary), gradient)`; inside `jax.jit` as well.
 
     Example:
 

@@ -11,11 +11,11 @@ def value_and_gradient(function, x):
     `gradients`).
 
     Args:
-        function: `x -> (tensor, auxiliary)`.
-        x: a float tensor.
+        function: `x -> (tensor, auxiliary)`, run under a gradient tape that watches `x`.
+        x: a float tensor (a constant: the tape watches it itself).
 
     Returns:
-        `((value, auxiliary), gradient)`.
+        `((value, auxiliary), gradient)`; inside a `tf.function` as well.
 
     Example:
 

@@ -12,11 +12,11 @@ def value_and_gradient(function, x):
     `gradients`).
 
     Args:
-        function: `x -> (tensor, auxiliary)`.
-        x: a float tensor.
+        function: `x -> (tensor, auxiliary)`, run with autograd on.
+        x: a float tensor; a detached copy that requires gradients is differentiated.
 
     Returns:
-        `((value, auxiliary), gradient)`, detached.
+        `((value, auxiliary), gradient)`, detached from the graph.
 
     Example:
 

@@ -12,9 +12,7 @@ import sys
 
 import numpy as np
 
-#: The errors handed back to the caller's process as they are (the converter raises them
-#: for the user: bad input shapes, an unconvertible model).
-USER_ERRORS = (ValueError, TypeError)
+from tfprune.export.tensorflow_process import USER_ERRORS
 
 
 def _loaded_inputs(arrays, kind):
@@ -67,10 +65,8 @@ def main(job_dir) -> int:
             model, job["quantize"], data, job["split_depthwise"], _shapes(job["input_shapes"])
         )
     except USER_ERRORS as error:
-        failure = {
-            "type": "TypeError" if isinstance(error, TypeError) else "ValueError",
-            "message": str(error),
-        }
+        kind = next(e.__name__ for e in USER_ERRORS if isinstance(error, e))
+        failure = {"type": kind, "message": str(error)}
         (job_dir / "error.json").write_text(json.dumps(failure))
         return 2
     (job_dir / "model.tflite").write_bytes(flatbuffer)

@@ -26,8 +26,9 @@ import tempfile
 import numpy as np
 
 #: Errors the converter raises for the user (bad input shapes, an unconvertible model):
-#: the child hands them back to be raised in the caller's process as they are.
-_USER_ERRORS = {"ValueError": ValueError, "TypeError": TypeError}
+#: the child (`tfprune.export.conversion_job`) hands them back by name, to be raised in the
+#: caller's process as they are.
+USER_ERRORS = (ValueError, TypeError)
 
 
 def _saved_inputs(data) -> tuple[dict, str]:
@@ -87,7 +88,7 @@ def convert_elsewhere(
         )
         if (work / "error.json").exists():
             error = json.loads((work / "error.json").read_text())
-            raise _USER_ERRORS[error["type"]](error["message"])
+            raise {e.__name__: e for e in USER_ERRORS}[error["type"]](error["message"])
         if done.returncode != 0 or not (work / "model.tflite").exists():
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise RuntimeError(

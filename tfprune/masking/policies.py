@@ -141,8 +141,10 @@ FIELDS = tuple(field.name for field in dataclasses.fields(Policy))
 #: The settings that stay per layer, on each wrapper, although `prune` and `policies=` give
 #: them per policy.
 LAYER_SETTINGS = ("min_filters", "round_to")
+#: The settings a policy holds, as `prune` and tfprune 0.1.0's wrapper took them one by one.
+POLICY_SETTINGS = tuple(name for name in FIELDS if name != "reference_size")
 #: The settings a policy can give, as `prune`'s arguments of the same names.
-SETTINGS = tuple(name for name in FIELDS if name != "reference_size") + LAYER_SETTINGS
+SETTINGS = POLICY_SETTINGS + LAYER_SETTINGS
 
 
 def check_layer_settings(min_filters, round_to) -> None:

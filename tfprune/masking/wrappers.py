@@ -32,7 +32,7 @@ from tfprune.layers.mask_layout import (
     pruned_shape,
     pruned_variables,
 )
-from tfprune.masking.policies import FIELDS, Policy
+from tfprune.masking.policies import POLICY_SETTINGS, Policy
 
 
 class _MaskConstraint:
@@ -117,9 +117,6 @@ class _MaskingWrapper(keras.layers.Wrapper):
                 slot.assign(keras.ops.multiply(slot.value, keras.ops.cast(part, slot.dtype)))
 
 
-#: The policy's settings, which tfprune 0.1.0 gave the wrapper one by one.
-POLICY_SETTINGS = tuple(name for name in FIELDS if name != "reference_size")
-
 #: The entries of `PruneWrapper.schedule_state`, by name. One vector variable holds them, so
 #: that checkpoints and `.keras` files of 0.1.0 load unchanged: `paced` (1 once a callback that
 #: paces the schedule, `AdversarialAwarePruning`, has written its state), `accepted_target`
@@ -160,7 +157,7 @@ class PruneWrapper(_MaskingWrapper):
 
     Example:
 
-    >>> from tfprune.masking.policies import FIELDS, Policy
+    >>> from tfprune.masking.policies import POLICY_SETTINGS, Policy
     >>> policy = Policy.from_settings({"granularity": "unstructured", "schedule": 0.5})
     >>> wrapper = PruneWrapper(keras.layers.Dense(8), policy=policy)
     >>> wrapper.build((None, 4))
@@ -570,3 +567,26 @@ def model_sparsity(wrappers) -> float:
     masks = [w.mask_array() for w in wrappers]
     total = sum(m.size for m in masks)
     return float(sum(m.size - m.sum() for m in masks) / total) if total else 0.0
+
+
+def mask_optimizer_states(model, optimizer) -> None:
+    """Zero the optimizer's slots where `model`'s masks are, on backends whose forward pass
+    applies the masks (JAX; see the module docstring); elsewhere the constraints keep the
+    weights at zero and nothing is done.
+
+    Call it after masks change during training, as `PruningCallback` does.
+
+    Args:
+        model: a pruned model (nested models included).
+        optimizer: the optimizer training it (`None` or unbuilt: nothing to zero).
+
+    Example:
+
+    >>> model = tfprune.prune(keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+    ...                                         keras.layers.Dense(2, name="head")]))
+    >>> mask_optimizer_states(model, None)  # nothing to zero before training
+    """
+    if keras_internals.constraints_read_state():
+        return
+    for wrapper in layers_of_type(model, (PruneWrapper, ChannelMaskWrapper)):
+        wrapper.mask_optimizer_state(optimizer)

@@ -17,7 +17,7 @@ import keras
 
 from tfprune.core.checks import check_choice, check_integer, check_number
 from tfprune.core.gradients import value_and_gradient
-from tfprune.robustness.attacks import scores
+from tfprune.robustness.attacks import per_example, scores
 from tfprune.robustness.base import Attack
 
 _MOMENTUM = 0.75  # the paper's alpha
@@ -78,11 +78,6 @@ def _loss_of_scores(z, y, loss):
     others = keras.ops.where(true_class > 0, -math.inf, z)
     best_other = keras.ops.max(others, axis=-1)
     return -(true - best_other) / (ordered[:, -1] - ordered[:, -3] + 1e-12)
-
-
-def _per_example(values, x):
-    """One value per example, shaped to broadcast against `x`."""
-    return keras.ops.reshape(values, (-1,) + (1,) * (len(x.shape) - 1))
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -149,7 +144,7 @@ class APGD(Attack):
 
     def _one_run(self, model, x, y, kind, restart):
         def expand(v):
-            return _per_example(v, x)
+            return per_example(v, x)
 
         # One seed per restart, as each restart starts elsewhere.
         start = keras.random.uniform(
@@ -205,7 +200,7 @@ class APGD(Attack):
             newly = keras.ops.logical_and(now_fooled, keras.ops.logical_not(fooled))
             higher = keras.ops.logical_and(keras.ops.equal(now_fooled, fooled), loss > best_loss)
             better = keras.ops.logical_or(newly, higher)
-            result = keras.ops.where(_per_example(better, x), candidate, result)
+            result = keras.ops.where(per_example(better, x), candidate, result)
             best_loss = keras.ops.where(better, loss, best_loss)
             fooled = keras.ops.logical_or(fooled, now_fooled)
         return result

@@ -66,6 +66,24 @@ def loss_gradient(model, x, y, kind):
     return value_and_gradient(loss, x)[1]
 
 
+def per_example(values, x):
+    """One value per example of `x` (a batch), shaped to broadcast against `x`.
+
+    Args:
+        values: a `(batch,)` tensor.
+        x: the batch.
+
+    Returns:
+        `values` reshaped to `(batch, 1, ..., 1)`.
+
+    Example:
+
+    >>> tuple(per_example(np.arange(2.0), np.zeros((2, 4, 3))).shape)
+    (2, 1, 1)
+    """
+    return keras.ops.reshape(values, (-1,) + (1,) * (len(x.shape) - 1))
+
+
 def _flat_norm(t):
     """Each example's L2 norm, shaped to broadcast against `t`."""
     axes = tuple(range(1, len(t.shape)))
@@ -229,7 +247,6 @@ class DeepFool(Attack):
     def generate(self, model, x, y, kind):
         classes = model.outputs[0].shape[-1]
         total = keras.ops.zeros_like(x)
-        batch_shape = (-1,) + (1,) * (len(x.shape) - 1)
         class_shape = (-1, classes) + (1,) * (len(x.shape) - 1)  # (b, K) against (b, K, ...)
         for _ in range(self.steps):
             x_adv = self.project(x + (1 + self.overshoot) * total)
@@ -261,11 +278,11 @@ class DeepFool(Attack):
             r = keras.ops.sum(distance * nearest, axis=1) + 1e-4
             w_best_norm = keras.ops.sum(w_norm * nearest, axis=1)
             w_best = keras.ops.sum(w * keras.ops.reshape(nearest, class_shape), axis=1)
-            step = keras.ops.reshape(r / w_best_norm, batch_shape) * w_best
+            step = per_example(r / w_best_norm, x) * w_best
             predicted = keras.ops.argmax(class_scores, axis=1)
             still_correct = keras.ops.equal(keras.ops.cast(predicted, "int32"), y)
             total += keras.ops.where(
-                keras.ops.reshape(still_correct, batch_shape), step, keras.ops.zeros_like(step)
+                per_example(still_correct, x), step, keras.ops.zeros_like(step)
             )
         return self.project(x + (1 + self.overshoot) * total)
 
