@@ -23,6 +23,9 @@
 - `taylor`: masks by the `taylor`, `robust_taylor` and `hydra` criteria from NumPy weights
   and data.
 - `distill`: the CNN pruned during `fit` inside `Distillation`, taught by a dense copy.
+- `learned`: LEAP's row and head masks on a small attention model and DSP's groups on the
+  CNN, learned during `fit` from NumPy weights (what LEAP learned to `OUT_DIR/learned.npz`);
+  with `TFPRUNE_DEPLOY=1` also shrunk, deployed, saved and loaded.
 - `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
   over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
 
@@ -33,6 +36,7 @@ import json
 import os
 import pathlib
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -508,8 +512,98 @@ def distilled(out):
     )
 
 
+def attention_network():
+    """Attention over 8 tokens of 16 features, then a Dense block and a classifier: what LEAP
+    prunes (heads, rows). Zeros to start: the caller sets the weights, and JAX compiles a
+    random initializer for every shape."""
+    import keras
+
+    zeros = {"kernel_initializer": "zeros"}
+    inputs = keras.Input((8, 16))
+    x = keras.layers.MultiHeadAttention(2, 8, name="attention", **zeros)(inputs, inputs)
+    x = keras.layers.Dense(32, activation="relu", name="up", **zeros)(x)
+    x = keras.layers.Dense(16, name="down", **zeros)(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head", **zeros)(x))
+
+
+def learned(out):
+    """LEAP (rows, Adam at 0.05 for the scores) and DSP (groups, Adam at 1e-3 for the
+    logits) trained with `fit` from NumPy weights, beside the compiled Adam at 1e-2; with
+    `TFPRUNE_DEPLOY=1`, also shrunk, deployed, saved and loaded."""
+    import keras
+    import numpy as np
+
+    import tfprune
+
+    rng = np.random.default_rng(7)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = attention_network()
+    model.set_weights(
+        [rng.normal(size=w.shape).astype("float32") * 0.3 for w in model.get_weights()]
+    )
+    tokens = rng.normal(size=(64, 8, 16)).astype("float32")
+    labels = np.arange(64) % 3
+    leap = tfprune.methods.LEAP(
+        model, target_density=0.5, initial_threshold=1.0, score_learning_rate=0.05
+    )
+    leap.compile(keras.optimizers.Adam(1e-2), loss)
+    leap_logs = leap.fit(tokens, labels, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    cnn, x, y = network(), rng.random((64, 8, 8, 3)).astype("float32"), np.arange(64) % 3
+    dsp = tfprune.methods.DSP(cnn, groups=2, lam=1e-3, ramp_steps=4)
+    start = [keras.ops.convert_to_numpy(logits) for logits in dsp.logits]
+    dsp.compile(keras.optimizers.Adam(1e-2), loss)
+    dsp_logs = dsp.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    result = {
+        "leap": leap_logs.history,
+        "dsp": dsp_logs.history,
+        "dsp_step": float(keras.ops.convert_to_numpy(dsp.step)),
+        "dsp_iterations": int(keras.ops.convert_to_numpy(dsp.optimizer.iterations)),
+        "logits_moved": max(
+            float(np.abs(keras.ops.convert_to_numpy(logits) - before).max())
+            for logits, before in zip(dsp.logits, start)
+        ),
+    }
+    if os.environ.get("TFPRUNE_DEPLOY") == "1":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 3 epochs do not reach the target: not the point
+            masked = leap.pruned_model()
+        reference = keras.ops.convert_to_numpy(leap(tokens))
+
+        def distance(other, inputs, to):
+            return float(np.abs(keras.ops.convert_to_numpy(other(inputs)) - to).max())
+
+        leap.save(out / "leap.keras")
+        grouped = dsp.prune(flops_target=0.2, form="grouped", tolerance=0.05)
+        filters = dsp.prune(flops_target=0.2, form="filters")
+        result |= {
+            "leap_masked": distance(masked, tokens, reference),
+            "leap_shrunk": distance(tfprune.shrink(masked), tokens, reference),
+            "leap_loaded": distance(keras.saving.load_model(out / "leap.keras"), tokens, reference),
+            "dsp_deployed": [
+                distance(
+                    tfprune.methods.deploy_groups(plan),
+                    x,
+                    keras.ops.convert_to_numpy(plan.masked(x)),
+                )
+                for plan in (grouped, filters)
+            ],
+            "flops_removed": [grouped.flops_removed, filters.flops_removed],
+        }
+    np.savez(
+        out / "learned.npz",
+        **{
+            # By position: the wrapper's own name is not the same in every process.
+            f"{i}:{variable.name}": keras.ops.convert_to_numpy(variable)
+            for i, variable in enumerate(leap.scores + leap.thresholds + model.trainable_variables)
+        },
+    )
+    report(out, result)
+
+
 SCENARIOS = {
     "import": imported,
+    "learned": learned,
     "distill": distilled,
     "taylor": taylor_masks,
     "adversarial": adversarially_trained,

@@ -45,15 +45,12 @@ BELOW = {
 }
 WHOLE = {"cli", "demo"}  # may import anything, `tfprune` itself included
 
-# The modules that import TensorFlow: the converter and sparse storage (TFLite), the
-# custom train steps, TensorFlow's input gradients and the criteria that need gradients.
+# The modules that import TensorFlow: the converter and sparse storage (TFLite) and
+# TensorFlow's gradients.
 TENSORFLOW_MODULES = {
     "tfprune.core.gradients_tensorflow",
-    "tfprune.core.train_step",
     "tfprune.export.converter",
     "tfprune.export.sparse_storage",
-    "tfprune.methods.dsp",
-    "tfprune.methods.leap",
 }
 # What `prune`, the callbacks, `strip`, `shrink`, the graph, the gradient-free criteria and
 # the inspection tools load: none of it may reach TensorFlow.
@@ -70,6 +67,8 @@ CORE_PATH = [
     "tfprune.robustness.apgd",
     "tfprune.robustness.attacks",
     "tfprune.robustness.training",
+    "tfprune.methods.dsp",
+    "tfprune.methods.leap",
 ]
 
 

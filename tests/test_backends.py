@@ -4,7 +4,8 @@ TensorFlow):
 and eager, with mask updates in the middle of epochs), checkpoints stay sparse, and the data
 path (prune -> fit -> strip -> shrink -> summary -> explain -> save and load) keeps its
 numerical contract, and `export_tflite` called on JAX writes files that match JAX's outputs.
-The worker is `backend_worker.py`.
+LEAP and DSP learn their masks in each backend's own train step, as TensorFlow does. The
+worker is `backend_worker.py`.
 
 JAX (CPU) is in the test extra, and its tests run in `make test`. PyTorch's PyPI wheel is a
 CUDA build of about 8.5 GB, so its tests are `slow`: `make test-all` installs the `torch`
@@ -17,6 +18,7 @@ import pathlib
 import subprocess
 import sys
 
+import backend_worker
 import numpy as np
 import pytest
 from test_architecture import TENSORFLOW_MODULES
@@ -214,3 +216,38 @@ def test_distillation_prunes_during_fit_and_trains_only_the_student(tmp_path, ba
     assert result["loss"] == pytest.approx(result["distillation_loss"], rel=1e-5)
     assert result["distillation_loss"][-1] < result["distillation_loss"][0]
     assert result["teacher_unchanged"]
+
+
+# The deployment half (shrink, deploy_groups, save and load) is `slow` on JAX: in `make test`
+# the masks' contract after shrink and save is covered by the data path test above.
+@pytest.mark.parametrize(
+    "deploy", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["fit", "deploy"]
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_leap_and_dsp_learn_their_masks_in_the_backends_own_train_step(tmp_path, backend, deploy):
+    result, learned = run_and_load(
+        tmp_path / backend, "learned", backend, "learned.npz", TFPRUNE_DEPLOY=str(int(deploy))
+    )
+    # TensorFlow's run of the same scenario, in this process (which runs TensorFlow).
+    (tmp_path / "tensorflow").mkdir()
+    backend_worker.learned(tmp_path / "tensorflow")
+    reference = json.loads((tmp_path / "tensorflow" / "result.json").read_text())
+    with np.load(tmp_path / "tensorflow" / "learned.npz") as saved:
+        assert sorted(saved.files) == sorted(learned)
+        for name in saved.files:  # LEAP's scores, thresholds and the weights
+            np.testing.assert_allclose(learned[name], saved[name], atol=1e-3, err_msg=name)
+    for logged in ("density", "leap_lambda", "loss"):
+        assert result["leap"][logged] == pytest.approx(reference["leap"][logged], rel=1e-4)
+    assert result["leap"]["density"][-1] < result["leap"]["density"][0]  # the thresholds fell
+    # DSP: the ramp, one step counted per optimizer step, and the logits trained by their
+    # own Adam at 1e-3 (the model's Adam at 1e-2 would move them about 0.1 in 12 steps).
+    assert result["dsp"]["dsp_lambda"] == pytest.approx([7.5e-4, 1e-3, 1e-3])
+    assert result["dsp_step"] == result["dsp_iterations"] == 12
+    assert 0 < result["logits_moved"] < 0.03
+    assert all(np.isfinite(result["dsp"]["group_lasso"]))
+    if deploy:
+        assert result["leap_masked"] <= 1e-6
+        assert result["leap_shrunk"] <= 1e-5
+        assert result["leap_loaded"] <= 1e-6
+        assert max(result["dsp_deployed"]) <= 1e-5
+        assert result["flops_removed"] == pytest.approx([0.2, 0.2], abs=0.05)

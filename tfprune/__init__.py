@@ -148,7 +148,6 @@ _MOVED_MODULES = {
     "schedules": "masking.schedules",
     "sparse_storage": "export.sparse_storage",
     "tflite_file": "export.tflite_file",
-    "trainstep": "core.train_step",
     "wrappers": "masking.wrappers",
 }
 

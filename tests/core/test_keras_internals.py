@@ -106,15 +106,6 @@ def test_attention_projections_have_the_documented_kernels():
     assert tuple(projections["output"].kernel.shape) == (2, 5, 6)
 
 
-def test_loss_tracker_is_what_logs_loss():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
-    tracker = keras_internals.loss_tracker(model)
-    assert isinstance(tracker, keras.metrics.Mean)
-    history = model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0).history
-    assert float(tracker.result()) == pytest.approx(history["loss"][0])
-
-
 def test_op_classes_are_keras_operations():
     for op in (
         keras_internals.numpy_op("Add"),

@@ -133,3 +133,18 @@ def test_dsp_bad_input(cnn):
         tfprune.methods.DSP(cnn).prune(flops_target=0.3, form="fastest")
     with pytest.raises(ValueError, match="cover"):
         tfprune.layers.GroupedConv2D(4, 3, groups=[[[0], [0, 1]]])
+
+
+def test_a_saved_dsp_loads_compiled_with_both_optimizers_state(trained, data_module, tmp_path):
+    dsp, _ = trained
+    dsp.save(tmp_path / "dsp.keras")
+    loaded = keras.saving.load_model(tmp_path / "dsp.keras")
+    assert type(loaded.optimizer).__name__ == "PairedOptimizer"
+    assert int(loaded.optimizer.iterations) == int(dsp.optimizer.iterations) > 0
+    for saved, restored in zip(dsp.optimizer.variables, loaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored)
+        )
+    x, y = data_module
+    history = loaded.fit(x, y, batch_size=16, epochs=1, verbose=0).history  # resumes
+    assert history["dsp_lambda"] == [pytest.approx(1e-4)]

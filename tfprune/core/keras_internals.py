@@ -625,25 +625,6 @@ def keras_hub_vit_blocks(layer):
     return [(block, block.mha) for block in layer.encoder_layers]
 
 
-def loss_tracker(model):
-    """The metric behind `logs["loss"]` that a custom `train_step` must update.
-
-    Args:
-        model: a compiled `keras.Model`.
-
-    Returns:
-        Its `keras.metrics.Mean` loss tracker.
-
-    Example:
-
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> model.compile("sgd", "mse")
-    >>> type(loss_tracker(model)).__name__
-    'Mean'
-    """
-    return model._loss_tracker
-
-
 def numpy_op(name: str) -> type:
     """The class of a Keras numpy op as it appears in a graph (`"Add"` for `x + y`).
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from tfprune.core import keras_internals
 from tfprune.core.modelwalk import layers_of_type
+from tfprune.core.stateless import call_with_values
 from tfprune.criteria import lookup as criteria
 from tfprune.layers import registry
 from tfprune.layers.mask_layout import (
@@ -53,19 +54,6 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
-def _call_with_values(layer, values: dict, *args, **kwargs):
-    """Call `layer` with some of its variables read as other values (`{id(variable): value}`),
-    keeping the updates its call makes to the others (BatchNormalization's statistics)."""
-    trainable = [values.get(id(v), v.value) for v in layer.trainable_variables]
-    non_trainable = [values.get(id(v), v.value) for v in layer.non_trainable_variables]
-    outputs, updated = layer.stateless_call(trainable, non_trainable, *args, **kwargs)
-    for variable, before, after in zip(layer.non_trainable_variables, non_trainable, updated):
-        # Only what the call changed: an attack's gradient trace must leave no value behind.
-        if id(variable) not in values and after is not before:
-            variable.assign(after)
-    return outputs
-
-
 class _MaskingWrapper(keras.layers.Wrapper):
     """How a wrapper's masks reach the wrapped layer's variables, on every backend."""
 
@@ -87,7 +75,7 @@ class _MaskingWrapper(keras.layers.Wrapper):
             id(v): keras.ops.multiply(v.value, keras.ops.cast(part, v.dtype))
             for v, part in self._masked_parts()
         }
-        return _call_with_values(self.layer, values, *args, **kwargs)
+        return call_with_values(self.layer, values, *args, **kwargs)
 
     def mask_optimizer_state(self, optimizer) -> None:
         """Zero the optimizer's slots (momentums, velocities, averages) where the masks are.

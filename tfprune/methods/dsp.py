@@ -38,13 +38,13 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from tfprune.core import checks
-from tfprune.core.train_step import track_loss
+from tfprune.core.latest_value import LatestValue
+from tfprune.core.own_variables import TrainsOwnVariables
 from tfprune.criteria.base import ContextCriterion, spread_over_filters
 from tfprune.criteria.lap import neighbour_norms
-from tfprune.export.converter import convert
 from tfprune.export.interpreter import interleaved_latencies
 from tfprune.graph.flops import count_flops, layer_flops
 from tfprune.layers import registry
@@ -134,7 +134,7 @@ class _ChannelReads(ContextCriterion):
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class DSP(keras.Model):
+class DSP(TrainsOwnVariables, keras.Model):
     """Group learning for Dynamic Structure Pruning; `compile` and `fit` it like the model.
 
     Args:
@@ -194,20 +194,27 @@ class DSP(keras.Model):
         self.n_groups, self.lam, self.ramp_steps = groups, float(lam), ramp_steps
         self.temperature, self.logit_learning_rate = float(temperature), float(logit_learning_rate)
         self.layer_names = [layer.name for layer in self.convs]
-        # Small random logits, so that filters start spread over the groups.
+        # Small random logits, so that filters start spread over the groups. Trainable, so
+        # that each backend's train step differentiates them; `compile` gives them their
+        # own Adam.
         self.logits = [
             self.add_weight(
                 shape=(groups, layer.filters),
                 initializer=keras.initializers.RandomNormal(stddev=0.01),
-                trainable=False,
+                trainable=True,
                 name=f"logits_{i}",
             )
             for i, layer in enumerate(self.convs)
         ]
         self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="dsp_step")
-        self.logit_optimizer = keras.optimizers.Adam(self.logit_learning_rate)
-        self.logit_optimizer.build(self.logits)
+        self.gumbel_seed = keras.random.SeedGenerator()
+        self.lasso_tracker = LatestValue(name="group_lasso")
+        self.lambda_tracker = LatestValue(name="dsp_lambda")
         self.built = True
+
+    def own_training(self) -> tuple:
+        """`(Adam learning rate, variables)` of the group logits (see `TrainsOwnVariables`)."""
+        return self.logit_learning_rate, self.logits
 
     @property
     def inner_model(self):
@@ -218,47 +225,48 @@ class DSP(keras.Model):
         return self.model(inputs, training=training)
 
     def regulariser(self, sample=True):
-        """The group-lasso term R summed over the pruned convolutions (a scalar tensor)."""
+        """The group-lasso term R summed over the pruned convolutions (a scalar tensor).
+
+        Args:
+            sample: draw the soft assignment with Gumbel noise, as in training; `False`
+                for the noiseless softmax. Defaults to `True`.
+
+        Returns:
+            A scalar backend tensor.
+        """
         total = 0.0
         for layer, logits in zip(self.convs, self.logits):
             scaled = logits.value / self.temperature
             if sample:
-                uniform = tf.random.uniform(tf.shape(scaled), 1e-6, 1 - 1e-6)
-                scaled = scaled - tf.math.log(-tf.math.log(uniform))
-            assignment = tf.nn.softmax(scaled, axis=0)  # (G, filters)
-            kernel = layer.kernel.value  # (kh, kw, in, filters)
-            group_kernels = (
-                kernel[None] * assignment[:, None, None, None, :]
-            )  # (G, kh, kw, in, filters)
-            norms = tf.sqrt(
-                tf.reduce_sum(tf.square(group_kernels), axis=(1, 2, 4)) + 1e-12
-            )  # (G, in)
-            sizes = tf.square(tf.reduce_sum(tf.sqrt(assignment + 1e-12), axis=1))  # (G,)
-            total += tf.reduce_sum(sizes * tf.reduce_sum(norms, axis=1))
+                uniform = keras.random.uniform(
+                    tuple(logits.shape), 1e-6, 1 - 1e-6, seed=self.gumbel_seed
+                )
+                scaled = scaled - ops.log(-ops.log(uniform))
+            groups, filters = logits.shape
+            assignment = ops.softmax(scaled, axis=0)  # (G, filters)
+            # (G, kh, kw, in, filters): each group's share of the kernel.
+            group_kernels = ops.expand_dims(layer.kernel.value, 0) * ops.reshape(
+                assignment, (groups, 1, 1, 1, filters)
+            )
+            norms = ops.sqrt(ops.sum(ops.square(group_kernels), axis=(1, 2, 4)) + 1e-12)  # (G, in)
+            sizes = ops.square(ops.sum(ops.sqrt(assignment + 1e-12), axis=1))  # (G,)
+            total += ops.sum(sizes * ops.sum(norms, axis=1))
         return total
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        weights = self.model.trainable_variables
-        coefficient = self.lam * tf.minimum(1.0, self.step.value / float(self.ramp_steps))
-        with tf.GradientTape() as tape:
-            tape.watch([v.value for v in self.logits])
-            y_pred = self.model(x, training=True)
-            loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            penalty = self.regulariser()
-            total = loss + coefficient * penalty
-        gradients = tape.gradient(total, weights + self.logits)
-        self.optimizer.apply(gradients[: len(weights)], weights)
-        self.logit_optimizer.apply(gradients[len(weights) :], self.logits)
+    def penalty(self):
+        """The group lasso times its ramped coefficient, for this training step (see
+        `TrainsOwnVariables`); the ramp's step counter advances, and `group_lasso` and
+        `dsp_lambda` are logged.
+
+        Returns:
+            A scalar backend tensor.
+        """
+        coefficient = self.lam * ops.minimum(1.0, self.step.value / float(self.ramp_steps))
+        lasso = self.regulariser()
         self.step.assign_add(1.0)
-        track_loss(self, loss, x)
-        return {
-            **self.compute_metrics(x, y, y_pred, sample_weight=sample_weight),
-            "group_lasso": penalty,
-            "dsp_lambda": coefficient,
-        }
+        self.lasso_tracker.update_state(lasso)
+        self.lambda_tracker.update_state(coefficient)
+        return coefficient * lasso
 
     def assignments(self) -> dict:
         """`{layer name: group index per filter}` (the argmax of the logits)."""
@@ -349,6 +357,9 @@ class DSP(keras.Model):
             grouped = self._grouped_plan(flops_target, tolerance)
         except ValueError:  # whole channels reach further than channels within groups
             return filters
+        # The converter loads TensorFlow: only this choice needs it.
+        from tfprune.export.converter import convert
+
         seconds = interleaved_latencies(
             [convert(deploy_groups(plan)) for plan in (grouped, filters)], threads, rounds=5
         )

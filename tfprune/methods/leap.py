@@ -8,7 +8,8 @@ gradients pass straight through it (`dL/dS = dL/dM`, `dL/dT = sum(dL/dM * M)`). 
 pulls the density down to the target `r`: `R = (d - r)^2` while `d > r`, where `d` is the
 masks' density in value and the thresholds' sigmoid density in gradient, with coefficient
 `max(lambda_max * R / (1 - r)^2, 50)`, and 10 once `R < 3e-4`. Scores and thresholds train
-with their own Adam and learning rate.
+with their own Adam and learning rate (a `PairedOptimizer` beside the compiled one, so Keras'
+own train step runs LEAP on TensorFlow, JAX and PyTorch).
 
 Granularities:
 
@@ -29,11 +30,13 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from tfprune.core import checks, keras_internals
+from tfprune.core.latest_value import LatestValue
 from tfprune.core.modelwalk import all_layers
-from tfprune.core.train_step import track_loss
+from tfprune.core.own_variables import TrainsOwnVariables
+from tfprune.core.stateless import call_with_values
 
 GRANULARITIES = ("element", "row", "head")
 
@@ -55,7 +58,7 @@ def _along(axis, ndim):
     def expand(mask):
         shape = [1] * ndim
         shape[axis] = -1
-        return tf.reshape(mask, shape)
+        return ops.reshape(mask, shape)
 
     return expand
 
@@ -70,7 +73,7 @@ def _targets_of(layer, granularity):
                     d,
                     int(np.prod(d.kernel.shape)),
                     1,
-                    [(d.kernel, lambda m, s=tuple(d.kernel.shape): tf.reshape(m, s))],
+                    [(d.kernel, lambda m, s=tuple(d.kernel.shape): ops.reshape(m, s))],
                 )
                 for d in sub
             ]
@@ -95,7 +98,7 @@ def _targets_of(layer, granularity):
                 layer,
                 int(np.prod(kernel.shape)),
                 1,
-                [(kernel, lambda m, s=tuple(kernel.shape): tf.reshape(m, s))],
+                [(kernel, lambda m, s=tuple(kernel.shape): ops.reshape(m, s))],
             )
         ]
     units = int(kernel.shape[-1])
@@ -106,9 +109,12 @@ def _targets_of(layer, granularity):
     return [_Target(layer, units, int(np.prod(kernel.shape)) // units, masked)]
 
 
-@tf.custom_gradient
 def top_k_mask(scores, threshold):
     """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients.
+
+    Written with Keras ops, so it runs (and differentiates) on every backend: the value is
+    the 0/1 mask, and the gradient reaches the scores as if the mask were the scores, and the
+    threshold as if each kept unit were the threshold.
 
     Args:
         scores: a 1-D tensor of unit scores.
@@ -120,25 +126,29 @@ def top_k_mask(scores, threshold):
 
     Example:
 
-    >>> mask = top_k_mask(tf.constant([0.1, 0.9, 0.5, 0.3]), tf.constant(0.0))  # keep half
+    >>> mask = top_k_mask(keras.ops.convert_to_tensor([0.1, 0.9, 0.5, 0.3]), 0.0)  # keep half
     >>> keras.ops.convert_to_numpy(mask).tolist()
     [0.0, 1.0, 1.0, 0.0]
     """
-    n = tf.shape(scores)[0]
-    keep = tf.clip_by_value(
-        tf.cast(tf.math.ceil(tf.sigmoid(threshold) * tf.cast(n, tf.float32)), tf.int32), 1, n
+    scores = ops.convert_to_tensor(scores)
+    threshold = ops.convert_to_tensor(threshold, scores.dtype)
+    n = scores.shape[0]
+    keep = ops.clip(ops.cast(ops.ceil(ops.sigmoid(threshold) * n), "int32"), 1, n)
+    kth = ops.take(ops.flip(ops.sort(scores), axis=0), keep - 1)
+    above = ops.cast(scores > kth, scores.dtype)
+    tied = ops.cast(scores == kth, scores.dtype)
+    # Of the scores equal to the k-th highest, the first by index fill the places left.
+    places = ops.cast(keep, scores.dtype) - ops.sum(above)
+    mask = ops.stop_gradient(above + tied * ops.cast(ops.cumsum(tied) <= places, scores.dtype))
+    return (
+        mask
+        + (scores - ops.stop_gradient(scores))
+        + mask * (threshold - ops.stop_gradient(threshold))
     )
-    ranks = tf.argsort(tf.argsort(-scores, stable=True), stable=True)
-    mask = tf.cast(ranks < keep, scores.dtype)
-
-    def gradient(upstream):
-        return upstream, tf.reduce_sum(upstream * mask)
-
-    return mask, gradient
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class LEAP(keras.Model):
+class LEAP(TrainsOwnVariables, keras.Model):
     """Train a model with LEAP's learnable masks; `compile` and `fit` it like the model.
 
     The compiled optimizer trains the model's weights; scores and thresholds train with
@@ -217,11 +227,11 @@ class LEAP(keras.Model):
         self.score_learning_rate = float(score_learning_rate)
         self.lambda_max = float(lambda_max)
         self.initial_threshold = float(initial_threshold)
-        # Not trainable as far as Keras knows: the compiled optimizer must see the model's
-        # weights only (also when a saved model is loaded); LEAP's own Adam trains these.
+        # Trainable, so that each backend's train step differentiates them; `compile` gives
+        # them their own Adam (LEAP's second learning rate).
         self.scores = [
             self.add_weight(
-                shape=(t.n_units,), initializer="zeros", trainable=False, name=f"scores_{i}"
+                shape=(t.n_units,), initializer="zeros", trainable=True, name=f"scores_{i}"
             )
             for i, t in enumerate(self.targets)
         ]
@@ -229,7 +239,7 @@ class LEAP(keras.Model):
             self.add_weight(
                 shape=(),
                 initializer=keras.initializers.Constant(initial_threshold),
-                trainable=False,
+                trainable=True,
                 name=f"threshold_{i}",
             )
             for i in range(len(self.targets))
@@ -243,8 +253,8 @@ class LEAP(keras.Model):
         self._weights_per_target = np.array(
             [t.n_units * t.params_per_unit for t in self.targets], np.float32
         )
-        self.score_optimizer = keras.optimizers.Adam(self.score_learning_rate)
-        self.score_optimizer.build(self.scores + self.thresholds)
+        self.density_tracker = LatestValue(name="density")
+        self.lambda_tracker = LatestValue(name="leap_lambda")
         # The wrapped model is built, so this model is too (saving would warn otherwise).
         self.built = True
 
@@ -253,61 +263,62 @@ class LEAP(keras.Model):
         """The model whose weights LEAP masks (what tfprune's other tools act on)."""
         return self.model
 
+    def own_training(self) -> tuple:
+        """`(Adam learning rate, variables)` of the scores and thresholds (see
+        `TrainsOwnVariables`)."""
+        return self.score_learning_rate, self.scores + self.thresholds
+
     def _unit_masks(self):
         return [top_k_mask(s.value, t.value) for s, t in zip(self.scores, self.thresholds)]
 
-    def _mapping(self, unit_masks):
-        return [
-            (variable, variable.value * expand(mask))
+    def _masked_values(self, unit_masks) -> dict:
+        """`{id(variable): its value times its unit mask}` for every masked variable."""
+        return {
+            id(variable): variable.value * ops.cast(expand(mask), variable.dtype)
             for target, mask in zip(self.targets, unit_masks)
             for variable, expand in target.masked
-        ]
+        }
 
     def call(self, inputs, training=False):
-        with keras.StatelessScope(state_mapping=self._mapping(self._unit_masks())):
-            return self.model(inputs, training=training)
+        values = self._masked_values(self._unit_masks())
+        return call_with_values(self.model, values, inputs, training=training)
 
     def densities(self, unit_masks=None):
         """(hard density of the masks, soft density implied by the thresholds)."""
         unit_masks = self._unit_masks() if unit_masks is None else unit_masks
-        weights = tf.constant(self._weights_per_target)
-        hard = tf.stack([tf.reduce_mean(m) for m in unit_masks])
-        soft = tf.stack([tf.sigmoid(t) for t in self.thresholds])
-        total = tf.reduce_sum(weights)
-        return tf.reduce_sum(hard * weights) / total, tf.reduce_sum(soft * weights) / total
+        weights = ops.convert_to_tensor(self._weights_per_target)
+        hard = ops.stack([ops.mean(m) for m in unit_masks])
+        soft = ops.stack([ops.sigmoid(t.value) for t in self.thresholds])
+        total = ops.sum(weights)
+        return ops.sum(hard * weights) / total, ops.sum(soft * weights) / total
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        weights = self.model.trainable_variables
-        learnable = self.scores + self.thresholds
+    def penalty(self):
+        """The density regulariser times its coefficient, for this training step (see
+        `TrainsOwnVariables`); the coefficient of the next step is set, and `density` and
+        `leap_lambda` are logged.
+
+        Returns:
+            A scalar backend tensor.
+        """
         r = self.target_density
-        with tf.GradientTape() as tape:
-            tape.watch([v.value for v in learnable])
-            unit_masks = self._unit_masks()
-            with keras.StatelessScope(state_mapping=self._mapping(unit_masks)):
-                y_pred = self.model(x, training=True)
-            loss = self.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            hard, soft = self.densities(unit_masks)
-            # The value is the masks' real density (ceil per layer included), the gradient
-            # the thresholds' smooth one: the target is met by the masks, not the sigmoids.
-            density = soft + tf.stop_gradient(hard - soft)
-            regulariser = tf.square(tf.nn.relu(density - r))
-            total = loss + self.coefficient * regulariser
-        gradients = tape.gradient(total, weights + learnable)
-        self.optimizer.apply(gradients[: len(weights)], weights)
-        self.score_optimizer.apply(gradients[len(weights) :], learnable)
+        hard, soft = self.densities()
+        # The value is the masks' real density (ceil per layer included), the gradient
+        # the thresholds' smooth one: the target is met by the masks, not the sigmoids.
+        density = soft + ops.stop_gradient(hard - soft)
+        regulariser = ops.square(ops.relu(density - r))
+        # A copy of this step's coefficient, before it changes for the next (TensorFlow and
+        # PyTorch would read the variable at use, or find it changed for the backward pass).
+        coefficient = ops.copy(self.coefficient.value)
         self.coefficient.assign(
-            tf.where(
+            ops.where(
                 regulariser < 3e-4,
                 10.0,
-                tf.maximum(self.lambda_max * regulariser / (1 - r) ** 2, 50.0),
+                ops.maximum(self.lambda_max * ops.stop_gradient(regulariser) / (1 - r) ** 2, 50.0),
             )
         )
-        track_loss(self, loss, x)
-        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return {**logs, "density": hard, "leap_lambda": self.coefficient.value}
+        self.density_tracker.update_state(hard)
+        self.lambda_tracker.update_state(self.coefficient.value)
+        return coefficient * regulariser
 
     def pruned_model(self) -> keras.Model:
         """A plain copy of the model with the hard masks multiplied into its weights.
@@ -333,7 +344,8 @@ class LEAP(keras.Model):
         copy = keras.models.clone_model(self.model)
         copy.set_weights(self.model.get_weights())
         masked = {
-            id(v): keras.ops.convert_to_numpy(value) for v, value in self._mapping(unit_masks)
+            key: keras.ops.convert_to_numpy(value)
+            for key, value in self._masked_values(unit_masks).items()
         }
         for source, target in zip(self.model.weights, copy.weights):
             if id(source) in masked:
