@@ -58,10 +58,22 @@ def run(tmp_path, scenario, backend, **env):
     return result
 
 
+def run_here(path, scenario):
+    """`scenario` in this process, which runs TensorFlow: TensorFlow's side of a comparison
+    without the cost of another process."""
+    backend_worker.SCENARIOS[scenario](path)
+    return json.loads((path / "result.json").read_text())
+
+
 def run_and_load(path, scenario, backend, arrays, **env):
-    """`run` in a new directory `path`, and the arrays the scenario saved to `arrays`."""
+    """`run` in a new directory `path`, and the arrays the scenario saved to `arrays`; for
+    `"tensorflow"`, in this process (which runs TensorFlow), without starting another."""
     path.mkdir()
-    result = run(path, scenario, backend, **env)
+    if backend == "tensorflow":
+        assert not env, "a scenario run here reads this process's environment"
+        result = run_here(path, scenario)
+    else:
+        result = run(path, scenario, backend, **env)
     with np.load(path / arrays) as saved:
         return result, {name: saved[name] for name in saved.files}
 
@@ -98,20 +110,32 @@ def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract(tmp_pa
     # serialization loads TensorFlow where it is installed).
     assert not set(result["tfprune_modules"]) & TENSORFLOW_MODULES
     # The shrunk model saved here loads under TensorFlow (no other backend's compile state).
-    assert run(tmp_path, "load", "tensorflow")["vs_saving_backend"] <= 1e-5
+    assert run_here(tmp_path, "load")["vs_saving_backend"] <= 1e-5
 
 
+# Each file costs a TensorFlow process: in `make test` JAX exports the shrunk model; int8 and
+# the pruned (unstripped) model are `slow`.
+@pytest.mark.parametrize(
+    "every_kind", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["float", "all"]
+)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_export_writes_a_litert_file_that_matches_the_backends_outputs(tmp_path, backend):
-    result = run(tmp_path, "export", backend)
-    assert result["magic"] == ["TFL3"] * 3
+def test_export_writes_a_litert_file_that_matches_the_backends_outputs(
+    tmp_path, backend, every_kind
+):
+    result = run(tmp_path, "export", backend, TFPRUNE_EXPORT_ALL=str(int(every_kind)))
+    assert result["magic"] == ["TFL3"] * (3 if every_kind else 1)
     # The TensorFlow process converts the weights JAX trained; LiteRT agrees with JAX.
-    assert result["pruned_vs_keras"] <= 1e-4
     assert result["small_vs_keras"] <= 1e-4
-    assert result["int8_vs_keras"] <= 0.05  # the quantization step
-    # A conversion error reaches the caller as itself, in one line, and writes nothing.
-    assert result["error"].startswith("export_tflite: input_shapes has 2 shapes")
-    assert "\n" not in result["error"] and not result["bad_written"]
+    if every_kind:
+        assert result["pruned_vs_keras"] <= 1e-4
+        assert result["int8_vs_keras"] <= 0.05  # the quantization step
+    # A wrong argument is refused in one line before any conversion, and writes nothing;
+    # an error the TensorFlow process raises reaches the caller as itself.
+    errors = result["error"].split("\n")
+    assert errors[0].startswith("export_tflite: input_shapes has 2 shapes")
+    assert len(errors) == (2 if every_kind else 1) and not result["bad_written"]
+    if every_kind:
+        assert "representative_data" in errors[1], errors[1]
 
 
 @pytest.mark.slow
@@ -228,14 +252,10 @@ def test_leap_and_dsp_learn_their_masks_in_the_backends_own_train_step(tmp_path,
     result, learned = run_and_load(
         tmp_path / backend, "learned", backend, "learned.npz", TFPRUNE_DEPLOY=str(int(deploy))
     )
-    # TensorFlow's run of the same scenario, in this process (which runs TensorFlow).
-    (tmp_path / "tensorflow").mkdir()
-    backend_worker.learned(tmp_path / "tensorflow")
-    reference = json.loads((tmp_path / "tensorflow" / "result.json").read_text())
-    with np.load(tmp_path / "tensorflow" / "learned.npz") as saved:
-        assert sorted(saved.files) == sorted(learned)
-        for name in saved.files:  # LEAP's scores, thresholds and the weights
-            np.testing.assert_allclose(learned[name], saved[name], atol=1e-3, err_msg=name)
+    reference, saved = run_and_load(tmp_path / "tensorflow", "learned", "tensorflow", "learned.npz")
+    assert sorted(saved) == sorted(learned)
+    for name, value in saved.items():  # LEAP's scores, thresholds and the weights
+        np.testing.assert_allclose(learned[name], value, atol=1e-3, err_msg=name)
     for logged in ("density", "leap_lambda", "loss"):
         assert result["leap"][logged] == pytest.approx(reference["leap"][logged], rel=1e-4)
     assert result["leap"]["density"][-1] < result["leap"]["density"][0]  # the thresholds fell

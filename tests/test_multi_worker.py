@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-# One worker runs this module, so its module-scoped fixture runs once (make test's
-# --dist loadgroup).
+# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
+# session-scoped: the worker may interleave other modules' tests, which would tear a
+# module-scoped one down and build it again.
 pytestmark = pytest.mark.xdist_group("test_multi_worker")
 
 WORKER = pathlib.Path(__file__).with_name("multi_worker_worker.py")
@@ -29,7 +30,7 @@ def free_ports(count):
     return ports
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("multi_worker")
     ports = ",".join(map(str, free_ports(2)))

@@ -68,6 +68,24 @@ def test_a_layer_that_cannot_be_copied_is_named_with_what_to_add():
         clone_layer(layer)
 
 
+class BrokenConfig(keras.layers.Dense):
+    """A get_config that reads an attribute the constructor never set (a class's own bug)."""
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_a_layer_whose_get_config_fails_is_named_with_the_failure():
+    layer = BrokenConfig(2, name="broken")
+    layer.build((None, 3))  # with weights: a shallow copy would share them
+    with pytest.raises(
+        ValueError,
+        match=r"'broken' \(BrokenConfig\): its get_config\(\) fails "
+        r"\(AttributeError: .*factor",
+    ):
+        copy_layer(layer)
+
+
 class Stateless(keras.layers.Layer):
     """No weights, and a constructor argument the automatic config cannot describe."""
 

@@ -78,6 +78,14 @@ def test_int8_export_keeps_zeros_and_stays_close(tmp_path, data):
     assert np.abs(probabilities - reference).max() < 0.05
     with pytest.raises(ValueError, match="representative_data"):
         tfprune.export_tflite(plain, tmp_path / "r.tflite", quantize="int8")
+    # Examples of another shape: named before the calibrator fails in C++.
+    name, shape = plain.inputs[0].name, tuple(plain.inputs[0].shape[1:])
+    with pytest.raises(ValueError, match=rf"for input '{name}' holds examples of shape .*takes"):
+        tfprune.export_tflite(
+            plain, tmp_path / "r.tflite", quantize="int8", representative_data=data[0][:, :-1]
+        )
+    assert shape[0] is not None  # the cut axis has a size to disagree with
+    assert not (tmp_path / "r.tflite").exists()
 
 
 def test_multi_input_multi_output_models_map_by_order(tmp_path):

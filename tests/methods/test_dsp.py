@@ -9,12 +9,13 @@ from helpers import small_cnn
 
 import tfprune
 
-# One worker runs this module, so its module-scoped fixture runs once (make test's
-# --dist loadgroup).
+# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
+# session-scoped: the worker may interleave other modules' tests, which would tear a
+# module-scoped one down and build it again.
 pytestmark = pytest.mark.xdist_group("test_dsp")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(data_module):
     x, y = data_module
     keras.utils.set_random_seed(0)
@@ -24,7 +25,7 @@ def trained(data_module):
     return dsp, history
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_module():
     rng = np.random.default_rng(0)
     return rng.random((64, 12, 12, 1), dtype=np.float32), rng.integers(0, 4, 64)

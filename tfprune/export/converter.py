@@ -35,8 +35,9 @@ from tfprune.masking.wrappers import wrappers_of
 SPARSE_MODES = {False: None, True: "forced", "auto": "auto"}
 
 
-def _representative(data, model, limit=200):
-    """A converter calibration generator: one example at a time, as a list per input."""
+def _representative_arrays(data, model) -> list:
+    """`representative_data` as one array per model input, in the input's dtype, checked
+    against the inputs before any conversion (the calibrator's own error is a C++ one)."""
     if data is None:
         raise ValueError(
             "quantize='int8' needs representative_data=: a few hundred typical inputs (an array)."
@@ -49,6 +50,22 @@ def _representative(data, model, limit=200):
         )
     # Token ids stay integers: the converter feeds each input in its own dtype.
     arrays = [np.asarray(a).astype(t.dtype) for a, t in zip(arrays, model.inputs)]
+    for array, tensor in zip(arrays, model.inputs):
+        expected = tuple(tensor.shape[1:])
+        fits = array.ndim == len(expected) + 1 and all(
+            size is None or size == given for size, given in zip(expected, array.shape[1:])
+        )
+        if not fits:
+            raise ValueError(
+                f"representative_data for input '{tensor.name}' holds examples of shape "
+                f"{array.shape[1:]}; the model takes {expected} (None: any size)."
+            )
+    return arrays
+
+
+def _representative(data, model, limit=200):
+    """A converter calibration generator: one example at a time, as a list per input."""
+    arrays = _representative_arrays(data, model)
 
     def generate():
         for i in range(min(limit, len(arrays[0]))):
@@ -215,6 +232,10 @@ def _flatbuffer(model, quantize, data, split_depthwise=True, input_shapes=None) 
     converts the same weights (`tfprune.export.tensorflow_process`)."""
     if keras.backend.backend() == "tensorflow":
         return convert(model, quantize, data, split_depthwise, input_shapes)
+    # Checked here as well: a wrong argument should not cost a TensorFlow process.
+    checks.check_input_shapes(model, input_shapes, "export_tflite")
+    if quantize == "int8":
+        _representative_arrays(data, model)
     return tensorflow_process.convert_elsewhere(
         model, quantize, data, split_depthwise, input_shapes
     )
