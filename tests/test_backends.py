@@ -150,6 +150,10 @@ def test_depthwise_attention_recurrent_and_keras_hub_prune_during_fit(tmp_path, 
         assert result["shrunk_vs_stripped"] <= 1e-5, name
 
 
+# `slow` with the adversarial and distillation fits below (make test-all): in `make test`
+# the data path, the attacks (gradients), LEAP and DSP (training wrappers), export and data
+# parallelism stand for every item on JAX, within the 8 minutes.
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["masks", "taylor"], ids=["magnitude", "gradients"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_masks_are_tensorflows_from_the_same_weights(tmp_path, backend, scenario):
@@ -216,9 +220,8 @@ def test_attacks_and_robust_accuracy_agree_with_tensorflow(tmp_path, backend):
         assert result["accuracy"] <= accuracy["tensorflow"]["fgsm"] + 1 / 16, loss
 
 
-@pytest.mark.parametrize(
-    "aware", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["unpaced", "aware"]
-)
+@pytest.mark.parametrize("aware", [False, True], ids=["unpaced", "aware"])
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_adversarial_training_prunes_during_fit(tmp_path, backend, aware):
     result = run(tmp_path, "adversarial", backend, TFPRUNE_AWARE="1" if aware else "0")
@@ -231,6 +234,7 @@ def test_adversarial_training_prunes_during_fit(tmp_path, backend, aware):
         assert result["decisions"] and all(d == "advance" for d in result["decisions"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_distillation_prunes_during_fit_and_trains_only_the_student(tmp_path, backend):
     result = run(tmp_path, "distill", backend)

@@ -14,15 +14,14 @@ from helpers import small_cnn
 import tfprune
 from tfprune import cli
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_cli")
 
 SCRIPT = pathlib.Path(sys.executable).parent / "tfprune"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     model = tfprune.prune(small_cnn(), schedule=tfprune.OneShot(0.5))

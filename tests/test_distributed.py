@@ -12,15 +12,14 @@ import sys
 
 import pytest
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_distributed")
 
 WORKER = pathlib.Path(__file__).with_name("mirrored_worker.py")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def runs():
     result = subprocess.run(
         [sys.executable, str(WORKER), "plain", "adversarial", "aware"],

@@ -13,9 +13,8 @@ import tfprune
 from tfprune.graph import flops
 from tfprune.inspection.explain import UNFOLD_HINT
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_functional_subclasses")
 
 
@@ -118,7 +117,7 @@ def test_keras_hub_backbone_with_unknown_image_size(tmp_path):
     assert tfprune.verify_tflite(path, small, x) <= 1e-4
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def classifier():
     converter = keras_hub.layers.ResNetImageConverter(image_size=(32, 32), scale=1 / 255.0)
     preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)

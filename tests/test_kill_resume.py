@@ -15,9 +15,8 @@ import pytest
 
 import tfprune
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_kill_resume")
 
 WORKER = pathlib.Path(__file__).with_name("resume_worker.py")
@@ -41,7 +40,7 @@ def leftovers(out, name):
     return [p.name for p in out.iterdir() if p.name.startswith(f".{name}.")]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill_resume")
     straight, killed = root / "uninterrupted", root / "killed"

@@ -12,9 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_multi_worker")
 
 WORKER = pathlib.Path(__file__).with_name("multi_worker_worker.py")
@@ -30,7 +29,7 @@ def free_ports(count):
     return ports
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("multi_worker")
     ports = ",".join(map(str, free_ports(2)))

@@ -9,13 +9,12 @@ from helpers import small_cnn
 
 import tfprune
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_dsp")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(data_module):
     x, y = data_module
     keras.utils.set_random_seed(0)
@@ -25,7 +24,7 @@ def trained(data_module):
     return dsp, history
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def data_module():
     rng = np.random.default_rng(0)
     return rng.random((64, 12, 12, 1), dtype=np.float32), rng.integers(0, 4, 64)

@@ -14,9 +14,8 @@ from tfprune.graph.channel_graph import ChannelGraph
 from tfprune.graph.latency import auto_multiple, model_probes
 from tfprune.methods.latency_table import cache_path, measure_latency_table, tile_of
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_latency_table")
 
 
@@ -30,7 +29,7 @@ def plain_cnn(width=32, size=16):
     return keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = plain_cnn()

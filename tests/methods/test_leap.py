@@ -12,13 +12,12 @@ import tfprune
 from tfprune.methods.leap import top_k_mask, unit_density
 from tfprune.zoo import make_counting_task, tiny_transformer
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_leap")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def task():
     return make_counting_task(2048), make_counting_task(256, seed=1)
 

@@ -8,9 +8,8 @@ import tfprune
 from tfprune.robustness.apgd import checkpoints, per_example_loss
 from tfprune.zoo import digits_cnn
 
-# One worker runs this module (make test's --dist loadgroup), and its expensive fixture is
-# session-scoped: the worker may interleave other modules' tests, which would tear a
-# module-scoped one down and build it again.
+# One worker runs this module, so its module-scoped fixture runs once (make test's
+# --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_apgd")
 
 
@@ -21,7 +20,7 @@ def test_checkpoints_follow_the_papers_schedule():
     assert checkpoints(1) == [0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def robust_cnn(digits):
     x, y, _, _ = digits
     keras.utils.set_random_seed(0)
