@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import randomly_pruned
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tfprune
@@ -124,7 +124,11 @@ def test_random_transformer_blocks_shrink_to_the_same_function(
 ):
     keras.utils.set_random_seed(seed)
     model = block(heads, key_dim, value_dim, ffn, pre_norm)
-    pruned = randomly_pruned(model, target, seed)
+    try:
+        pruned = randomly_pruned(model, target, seed)
+    except ValueError as error:  # a block too small for the target: `prune` says so
+        assume("is impossible" not in str(error))
+        raise
     small = tfprune.shrink(pruned)
     assert small.count_params() <= pruned.count_params()
     x = inputs_of(model, seed)

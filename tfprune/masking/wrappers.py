@@ -49,8 +49,13 @@ class _MaskConstraint:
         self.share = share
 
     def __call__(self, value):
-        mask = self.mask if self.share is None else self.share(self.mask.value)
-        value = value * keras.ops.cast(mask, value.dtype)
+        mask = self.mask.value if self.share is None else self.share(self.mask.value)
+        # The backend's own tensors and operator: on PyTorch, where this runs eagerly after
+        # every step, each Keras op adds its dispatch (about a third of pruning's cost there).
+        raw = value.value if isinstance(value, keras.Variable) else value
+        if mask.dtype != raw.dtype:
+            mask = keras.ops.cast(mask, raw.dtype)
+        value = raw * mask
         return self.inner(value) if self.inner is not None else value
 
 
