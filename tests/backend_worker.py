@@ -27,8 +27,9 @@
 - `learned`: LEAP's row and head masks on a small attention model and DSP's groups on the
   CNN, learned during `fit` from NumPy weights (what LEAP learned to `OUT_DIR/learned.npz`);
   with `TFPRUNE_DEPLOY=1` also shrunk, deployed, saved and loaded.
-- `data_parallel` (JAX): the CNN pruned during `fit` under `keras.distribution.DataParallel`
-  over the host's CPU devices (`TFPRUNE_DATA_PARALLEL=1`) or on one; masks to `masks.npz`.
+- `data_parallel` (JAX): the CNN pruned during `fit` on one device, then under
+  `keras.distribution.DataParallel` over the host's CPU devices; masks to `masks_one.npz`
+  and `masks_two.npz`.
 
 Each writes `OUT_DIR/result.json`, with the backend and the tfprune modules loaded.
 """
@@ -355,28 +356,31 @@ def loaded(out):
 
 
 def data_parallel(out):
-    """`fitted`'s CNN trained with pruning under `keras.distribution.DataParallel` over every
-    CPU device (or on one, without `TFPRUNE_DATA_PARALLEL=1`), same data and global batch."""
+    """`fitted`'s CNN trained with pruning on one device, then under
+    `keras.distribution.DataParallel` over every CPU device, same data and global batch (one
+    process: JAX starts once); the masks to `masks_one.npz` and `masks_two.npz`."""
     import keras
     import numpy as np
 
     import tfprune
 
     devices = keras.distribution.list_devices("cpu")
-    if os.environ.get("TFPRUNE_DATA_PARALLEL") == "1":
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    pruned, x, y = cnn_to_prune()
-    pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
-    masks, per_device = {}, {}
-    for wrapper in tfprune.wrappers_of(pruned):
-        value = wrapper.mask.value
-        masks[wrapper.layer.name] = np.asarray(value)
-        per_device[wrapper.layer.name] = [
-            bool(np.array_equal(np.asarray(shard.data), masks[wrapper.layer.name]))
-            for shard in value.addressable_shards
-        ]
-    np.savez(out / "masks.npz", **masks)
+    per_device = {}
+    for name in ("one", "two"):
+        if name == "two":  # the models built from here on are distributed
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        pruned, x, y = cnn_to_prune()
+        pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfprune.PruningCallback()])
+        masks = {}
+        for wrapper in tfprune.wrappers_of(pruned):
+            value = wrapper.mask.value
+            masks[wrapper.layer.name] = np.asarray(value)
+            per_device[wrapper.layer.name] = [
+                bool(np.array_equal(np.asarray(shard.data), masks[wrapper.layer.name]))
+                for shard in value.addressable_shards
+            ]
+        np.savez(out / f"masks_{name}.npz", **masks)
     report(
         out,
         {
