@@ -109,6 +109,11 @@ def _targets_of(layer, granularity):
     return [_Target(layer, units, int(np.prod(kernel.shape)) // units, masked)]
 
 
+def _kept(threshold, n):
+    """How many of `n` units the threshold keeps: ceil(sigmoid(T) n), at least 1 (int32)."""
+    return ops.clip(ops.cast(ops.ceil(ops.sigmoid(threshold) * n), "int32"), 1, n)
+
+
 def top_k_mask(scores, threshold):
     """Keep the ceil(sigmoid(T) n) highest scores (ties by index); straight-through gradients.
 
@@ -133,7 +138,7 @@ def top_k_mask(scores, threshold):
     scores = ops.convert_to_tensor(scores)
     threshold = ops.convert_to_tensor(threshold, scores.dtype)
     n = scores.shape[0]
-    keep = ops.clip(ops.cast(ops.ceil(ops.sigmoid(threshold) * n), "int32"), 1, n)
+    keep = _kept(threshold, n)
     kth = ops.take(ops.flip(ops.sort(scores), axis=0), keep - 1)
     above = ops.cast(scores > kth, scores.dtype)
     tied = ops.cast(scores == kth, scores.dtype)
@@ -283,11 +288,16 @@ class LEAP(TrainsOwnVariables, keras.Model):
         values = self._masked_values(self._unit_masks())
         return call_with_values(self.model, values, inputs, training=training)
 
-    def densities(self, unit_masks=None):
+    def densities(self):
         """(hard density of the masks, soft density implied by the thresholds)."""
-        unit_masks = self._unit_masks() if unit_masks is None else unit_masks
         weights = ops.convert_to_tensor(self._weights_per_target)
-        hard = ops.stack([ops.mean(m) for m in unit_masks])
+        # A mask keeps exactly its threshold's count: no need to rank the scores again.
+        hard = ops.stack(
+            [
+                ops.cast(_kept(threshold.value, target.n_units), "float32") / target.n_units
+                for threshold, target in zip(self.thresholds, self.targets)
+            ]
+        )
         soft = ops.stack([ops.sigmoid(t.value) for t in self.thresholds])
         total = ops.sum(weights)
         return ops.sum(hard * weights) / total, ops.sum(soft * weights) / total
@@ -332,7 +342,7 @@ class LEAP(TrainsOwnVariables, keras.Model):
                 the thresholds had too few steps to come down from `initial_threshold`.
         """
         unit_masks = self._unit_masks()
-        hard = float(self.densities(unit_masks)[0])
+        hard = float(self.densities()[0])
         if hard > self.target_density + 0.02:
             warnings.warn(
                 f"LEAP: the masks keep {hard:.0%} of the pruned layers' parameters, above "
