@@ -162,9 +162,14 @@ def fitted(out):
     # The checkpoint written at the last epoch's end is as sparse as the masks.
     restored = cnn_to_prune()[0]
     restored.load_weights(checkpoint)
+    # In training mode too (batch statistics: `training` reaches the wrapped BatchNormalization).
+    training_out = [
+        keras.ops.convert_to_numpy(m(x[:16], training=True)) for m in (pruned, stripped)
+    ]
     report(
         out,
         {
+            "stripped_vs_masked_training": float(np.abs(training_out[1] - training_out[0]).max()),
             "largest_masked_per_step": watch.largest,
             "sparsity_per_step": watch.sparsity,
             "checkpoint_largest_masked": largest_masked(restored),

@@ -101,6 +101,7 @@ def test_masks_hold_after_every_step_and_the_data_path_keeps_its_contract(tmp_pa
     assert result["checkpoint_largest_masked"] == 0.0
     assert result["checkpoint_sparsity"] == pytest.approx(sparsity[-1])
     assert result["stripped_vs_masked"] <= 1e-5
+    assert result["stripped_vs_masked_training"] <= 1e-5
     assert result["shrunk_vs_stripped"] <= 1e-5
     assert result["reloaded_vs_shrunk"] <= 1e-6
     assert result["filters"] == {"conv1": 4, "conv2": 4}

@@ -190,3 +190,44 @@ def test_op_function_and_einsum_equation_read_op_nodes():
     einsum = keras_internals.node_calls(model)[0].operation
     assert keras_internals.einsum_equation(einsum) == "bqd,bkd->bqk"
     assert keras_internals.op_function(keras.layers.Dense(2)) is None
+
+
+class _CountedDense(keras.layers.Dense):
+    """A Dense layer that counts how often its `Layer.__call__` runs."""
+
+    calls = 0
+
+    def __call__(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().__call__(*args, **kwargs)
+
+
+def _wrapped(**settings):
+    inner = _CountedDense(3, **settings)
+    outer = keras.layers.Wrapper(inner)
+    outer.build((None, 4))
+    return outer, inner
+
+
+def test_call_inside_skips_the_inner_call_machinery_only_where_it_would_repeat_the_outer():
+    x = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(2, 4)), "float32")
+    outer, inner = _wrapped()
+    expected = keras.ops.convert_to_numpy(inner(x))
+    _CountedDense.calls = 0
+    out = keras_internals.call_inside(outer, inner, x, training=True)
+    assert _CountedDense.calls == 0
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), expected)
+
+    # Each of these needs Keras' own __call__: a mask to carry, a regulariser to record, a
+    # different dtype policy to cast to.
+    masked = keras.ops.convert_to_tensor(np.ones((2, 4)), "float32")
+    keras.src.backend.set_keras_mask(masked, keras.ops.ones((2,), "bool"))
+    keras_internals.call_inside(outer, inner, masked)
+    outer, inner = _wrapped(activity_regularizer="l2")
+    keras_internals.call_inside(outer, inner, x)
+    assert len(inner.losses) == 1
+    outer, inner = _wrapped(dtype="float16")
+    assert (
+        keras.ops.convert_to_numpy(keras_internals.call_inside(outer, inner, x)).dtype == "float16"
+    )
+    assert _CountedDense.calls == 3

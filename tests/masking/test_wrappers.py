@@ -1,5 +1,7 @@
 """PruneWrapper: every registered layer type wraps, and the bias follows its filter."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -80,3 +82,48 @@ def test_a_policy_whose_settings_do_not_go_together_fails_when_built():
         Policy.from_settings({"granularity": "2:4", "schedule": 0.3})
     with pytest.raises(TypeError, match="latency_table"):
         Policy.from_settings({"target": "latency"})
+
+
+def test_wrapped_layers_see_training_and_keras_masks_as_unwrapped_ones_do():
+    # The wrappers call their layer's `call` directly where its own __call__ would repeat
+    # theirs; `training` and a Keras mask (padding) must still arrive.
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, mask_zero=True, name="embed")(inputs)
+    x = keras.layers.LSTM(8, dropout=0.5, return_sequences=True, name="lstm")(x)
+    x = keras.layers.LSTM(8, name="last")(x)  # reads the mask the wrapped LSTM passes on
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*does not support masking")
+        pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
+    assert wrapped_names(pruned) == ["embed", "lstm", "last"]
+
+    def run(which, tokens, **kwargs):
+        return keras.ops.convert_to_numpy(which(np.asarray(tokens), **kwargs))
+
+    padded = np.array([[3, 4, 5, 0, 0], [7, 1, 2, 9, 0]], "int32")
+    unpadded = padded[:, :3]
+    np.testing.assert_allclose(run(pruned, padded), run(model, padded), atol=1e-6)
+    np.testing.assert_allclose(run(pruned, padded[:1]), run(pruned, unpadded[:1]), atol=1e-6)
+    assert np.abs(run(pruned, padded, training=True) - run(pruned, padded)).max() > 1e-3
+    # Without a Keras mask the wrapped layers' own __call__ is skipped: `training` still
+    # reaches BatchNormalization (batch statistics) and a layer's own use of it.
+    conv = keras.layers.Conv2D(8, 3, name="conv")
+    dense = _ShiftedWhenTraining(6, name="shifted")
+    layers = [keras.Input((4, 4, 3)), conv, keras.layers.BatchNormalization()]
+    layers += [keras.layers.Flatten(), dense, keras.layers.Dense(2)]
+    plain = keras.Sequential(layers)
+    pruned = tfprune.prune(plain, schedule=tfprune.OneShot(0.5))
+    assert wrapped_names(pruned) == ["conv", "shifted"]
+    images = np.random.default_rng(0).normal(size=(4, 4, 4, 3)).astype("float32")
+    for training in (False, True):
+        np.testing.assert_allclose(
+            run(pruned, images, training=training), run(plain, images, training=training), atol=1e-5
+        )
+    assert np.abs(run(pruned, images, training=True) - run(pruned, images)).max() > 1e-2
+
+
+class _ShiftedWhenTraining(keras.layers.Dense):
+    """A Dense layer whose call reads `training` (as a noise or dropout layer of a user's own)."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs) + (1.0 if training else 0.0)

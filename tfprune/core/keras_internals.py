@@ -17,10 +17,12 @@ import functools
 import re
 
 import keras
+from keras.src.backend import get_keras_mask
 from keras.src.models.functional import Functional
 from keras.src.ops import nn as nn_ops
 from keras.src.ops import numpy as numpy_ops
 from keras.src.saving.serialization_lib import SafeModeScope
+from keras.src.utils.python_utils import is_default
 
 
 def is_functional(model) -> bool:
@@ -794,3 +796,78 @@ def optimizer_slots(optimizer, variable) -> list:
         for slot in optimizer.variables
         if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(variable.shape)
     ]
+
+
+def call_inside(wrapper, layer, inputs, **kwargs):
+    """Call `layer` on `inputs` from inside `wrapper.call`, skipping `layer`'s own
+    `Layer.__call__` wherever it would only repeat what `wrapper`'s has just done.
+
+    `Layer.__call__` converts and autocasts the inputs under the layer's dtype policy,
+    resolves `training`, propagates Keras masks, enters a remat or quantized call, adds the
+    activity regulariser and lays the outputs out for a distribution. Inside a wrapper of
+    the same dtype policy, on one tensor without a Keras mask, with none of the rest in
+    play, that is all done already, and on PyTorch, which runs every step eagerly, it
+    costs about 0.1 ms a call. Anything else goes through `layer(...)`.
+
+    Args:
+        wrapper: the layer whose `call` is running (its `__call__` has prepared `inputs`).
+        layer: the wrapped layer, built.
+        inputs: the call's one positional argument.
+        **kwargs: keyword arguments for `layer` (`training`, as `wrapper` resolved it);
+            context arguments `layer.call` does not take are dropped, as Keras drops them.
+
+    Returns:
+        What `layer(inputs, **kwargs)` returns.
+
+    Example:
+
+    >>> inner = keras.layers.Dense(2, kernel_initializer="ones")
+    >>> outer = keras.layers.Wrapper(inner)
+    >>> outer.build((None, 3))
+    >>> x = keras.ops.ones((1, 3))
+    >>> keras.ops.convert_to_numpy(call_inside(outer, inner, x, training=True)).tolist()
+    [[3.0, 3.0]]
+    """
+    if not _only_repeats_outer_call(wrapper, layer, inputs):
+        return layer(inputs, **kwargs)
+    return layer.call(inputs, **call_arguments(layer, kwargs))
+
+
+def call_arguments(layer, kwargs: dict) -> dict:
+    """`kwargs` without the context arguments (`training`) that `layer.call` does not take.
+
+    `Layer.__call__` drops them; code that calls `layer.call` directly, or through
+    `stateless_call`, must drop them too.
+
+    Args:
+        layer: a Keras layer.
+        kwargs: keyword arguments meant for the layer.
+
+    Returns:
+        A new dict.
+
+    Example:
+
+    >>> call_arguments(keras.layers.LayerNormalization(), {"training": True})
+    {}
+    >>> call_arguments(keras.layers.Dropout(0.5), {"training": True})
+    {'training': True}
+    """
+    dropped = layer._call_context_args.difference(layer.call_signature_parameters)
+    return {name: value for name, value in kwargs.items() if name not in dropped}
+
+
+def _only_repeats_outer_call(wrapper, layer, inputs) -> bool:
+    """Whether `layer.__call__(inputs)` inside `wrapper.call` would do nothing but call."""
+    return (
+        layer.built
+        and keras.ops.is_tensor(inputs)  # a backend tensor, not a symbolic KerasTensor
+        and get_keras_mask(inputs) is None
+        and layer.dtype_policy.name == wrapper.dtype_policy.name
+        and layer.autocast == wrapper.autocast
+        and layer.activity_regularizer is None
+        and (not layer.supports_masking or is_default(layer.compute_mask))
+        and layer._remat_mode is None
+        and getattr(layer, "quantization_mode", None) is None
+        and keras.distribution.distribution() is None
+    )
