@@ -2,17 +2,20 @@
 TensorFlow's, the cost of one mask update, and the exported file's latency.
 
 The digits CNN of `bench_fit_overhead.py` (16x16 inputs, three convolutions with
-BatchNormalization), the same data and epochs on every backend. Each backend runs in its own
-process (`KERAS_BACKEND`), one after another; within it, plain and pruned fits alternate for
-`--rounds` rounds (the fastest epoch of each fit, the first left out) with mask updates twice
-per epoch, in the middle of epochs (on JAX every update reads the trainer's state back). A
-mask update is timed alone after training (`PruningCallback`'s work: read the state, rank,
+BatchNormalization), the same data on every backend. Each backend runs in its own process
+(`KERAS_BACKEND`), one after another. Within it, one plain and one pruned model train one
+epoch each in turn, `--pairs` times, the order swapping every pair; the pruned model's
+schedule runs over all its epochs with a mask update twice per epoch, in the middle of epochs
+(on JAX every update reads the trainer's state back). An epoch is timed from its start to its
+end (not `fit`'s own set-up); the overhead is the median over pairs of pruned / plain, so each
+ratio compares two epochs a second apart, which a shared machine's drift hardly separates.
+A mask update is timed alone after training (`PruningCallback`'s work: read the state, rank,
 install the masks, zero the optimizer's slots where JAX needs it), and the shrunk model is
 exported from that backend (on JAX and PyTorch through a TensorFlow child process) and timed
 in LiteRT.
 
-    python tools/bench_backends.py [--backends tensorflow jax torch] [--rounds 3]
-        [--epochs 4] [--json out/bench_backends.json]
+    python tools/bench_backends.py [--backends tensorflow jax torch] [--pairs 20]
+        [--json out/bench_backends.json]
 """
 
 import argparse
@@ -27,8 +30,31 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from bench_fit_overhead import alternate, build, digits, plain_fit, schedule_steps, time_fit  # noqa: E402
+from bench_fit_overhead import BATCH, EpochTimer, build, compile_digits, digits  # noqa: E402
 from benchreport import write_report  # noqa: E402
+
+
+def interleaved_epochs(keras, runs, x, y, pairs) -> list[list[float]]:
+    """Seconds of each epoch of each `(model, callbacks)` in `runs`, one epoch of each in
+    turn, `pairs` times (after one untimed epoch each, which compiles the step); the order
+    swaps every pair so that a machine slowing down favours neither."""
+    times = [[] for _ in runs]
+    for epoch in range(pairs + 1):
+        order = range(len(runs)) if epoch % 2 == 0 else reversed(range(len(runs)))
+        for i in order:
+            model, callbacks = runs[i]
+            timer = EpochTimer.make(keras)
+            model.fit(
+                x, y, batch_size=BATCH, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                callbacks=[*callbacks, timer],
+            )  # fmt: skip
+            if epoch:
+                times[i].append(timer.times[0])
+        if epoch:
+            print(
+                f"  pair {epoch}/{pairs}: " + ", ".join(f"{t[-1]:.3f} s" for t in times), flush=True
+            )
+    return times
 
 
 def mask_update_ms(keras, tfprune, model, repeats=7) -> float:
@@ -47,27 +73,23 @@ def mask_update_ms(keras, tfprune, model, repeats=7) -> float:
     return 1000 * float(np.median(times))
 
 
-def child(rounds, epochs):
+def child(pairs):
     """This backend's numbers (run with KERAS_BACKEND set)."""
     import keras
 
     import tfprune
 
     x, y = digits()
-    end_step, frequency = schedule_steps(len(x), epochs, 0)
-    last = {}
-
-    def pruned(seed):
-        keras.utils.set_random_seed(seed)
-        schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, end_step, frequency=frequency)
-        last["model"] = tfprune.prune(build(keras), schedule=schedule)
-        callbacks = [tfprune.PruningCallback()]
-        return time_fit(keras, last["model"], x, y, epochs, callbacks)
-
-    plain, with_pruning = alternate(
-        rounds, ("plain", "pruned"), plain_fit(keras, x, y, epochs), pruned
+    steps = int(np.ceil(len(x) / BATCH))
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, steps * (pairs + 1), frequency=steps // 2)
+    keras.utils.set_random_seed(0)
+    plain, model = build(keras), tfprune.prune(build(keras), schedule=schedule)
+    for each in (plain, model):
+        compile_digits(keras, each)
+    plain_s, pruned_s = interleaved_epochs(
+        keras, [(plain, []), (model, [tfprune.PruningCallback()])], x, y, pairs
     )
-    model = last["model"]
+    ratios = np.array(pruned_s) / np.array(plain_s)
     update = mask_update_ms(keras, tfprune, model)
     small = tfprune.shrink(tfprune.strip(model))
     with tempfile.TemporaryDirectory() as work:
@@ -76,13 +98,14 @@ def child(rounds, epochs):
         export_s = time.perf_counter() - start
         error = tfprune.verify_tflite(path, small, x[:64])
         latency = tfprune.benchmark_tflite(path, runs=300).median
-    steps = int(np.ceil(len(x) / 32))
     return {
         "backend": keras.backend.backend(),
-        "plain_epoch_s": plain,
-        "pruned_epoch_s": with_pruning,
-        "ratio": float(np.median(np.array(with_pruning) / np.array(plain))),
-        "step_ms": 1000 * float(np.median(plain)) / steps,
+        "plain_epoch_s": plain_s,
+        "pruned_epoch_s": pruned_s,
+        "ratio": float(np.median(ratios)),
+        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+        "final_sparsity": tfprune.masking.wrappers.model_sparsity(tfprune.wrappers_of(model)),
+        "step_ms": 1000 * float(np.median(plain_s)) / steps,
         "mask_update_ms": update,
         "export_s": export_s,
         "litert_vs_keras": error,
@@ -95,21 +118,19 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating plain/pruned fits")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per fit (first untimed)")
+    parser.add_argument("--pairs", type=int, default=20, help="timed plain/pruned epoch pairs")
     parser.add_argument("--json", default="out/bench_backends.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.rounds, args.epochs)), flush=True)
+        print("RESULT " + json.dumps(child(args.pairs)), flush=True)
         return
 
     results = {}
     for backend in args.backends:
         print(f"{backend}:", flush=True)
         done = subprocess.run(
-            [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--epochs",
-             str(args.epochs)],
+            [sys.executable, __file__, "--child", "--pairs", str(args.pairs)],
             env={**os.environ, "KERAS_BACKEND": backend},
             capture_output=True,
             text=True,
@@ -118,21 +139,25 @@ def main():
         if done.returncode != 0 or not lines:
             print(f"  failed:\n{done.stderr[-2000:]}")
             continue
-        print("\n".join(line for line in done.stdout.splitlines() if "round" in line))
+        print("\n".join(line for line in done.stdout.splitlines() if "pair" in line))
         results[backend] = json.loads(lines[-1][len("RESULT ") :])
     reference = results.get("tensorflow", {}).get("step_ms")
     print(
-        f"\n{'backend':<11} {'plain s/ep':>10} {'pruned s/ep':>11} {'ratio':>6} {'step ms':>8} "
-        f"{'vs TF':>6} {'update ms':>9} {'export s':>8} {'LiteRT us':>9} {'max diff':>9}"
+        f"\n{'backend':<11} {'plain s/ep':>10} {'pruned s/ep':>11} {'ratio':>6} {'quartiles':<11} "
+        f"{'sparsity':>8} {'step ms':>8} {'vs TF':>6} {'update ms':>9} {'export s':>8} "
+        f"{'LiteRT us':>9} {'max diff':>9}"
     )
     for backend, r in results.items():
         versus = r["step_ms"] / reference if reference else float("nan")
         print(
-            f"{backend:<11} {min(r['plain_epoch_s']):>10.3f} {min(r['pruned_epoch_s']):>11.3f} "
-            f"{r['ratio']:>6.3f} {r['step_ms']:>8.2f} {versus:>6.2f} {r['mask_update_ms']:>9.1f} "
+            f"{backend:<11} {np.median(r['plain_epoch_s']):>10.3f} "
+            f"{np.median(r['pruned_epoch_s']):>11.3f} {r['ratio']:>6.3f} "
+            f"{r['ratio_quartiles'][0]:.3f}-{r['ratio_quartiles'][1]:.3f} "
+            f"{r['final_sparsity']:>8.2f} {r['step_ms']:>8.2f} {versus:>6.2f} "
+            f"{r['mask_update_ms']:>9.1f} "
             f"{r['export_s']:>8.1f} {r['litert_latency_us']:>9.1f} {r['litert_vs_keras']:>9.1e}"
         )
-    write_report(args.json, {"results": results, "rounds": args.rounds, "epochs": args.epochs})
+    write_report(args.json, {"results": results, "pairs": args.pairs})
 
 
 if __name__ == "__main__":
