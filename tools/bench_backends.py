@@ -3,18 +3,19 @@ TensorFlow's, the cost of one mask update, and the exported file's latency.
 
 The digits CNN of `bench_fit_overhead.py` (16x16 inputs, three convolutions with
 BatchNormalization), the same data on every backend. Each backend runs in its own process
-(`KERAS_BACKEND`), one after another. Within it, one plain and one pruned model train one
-epoch each in turn, `--pairs` times, the order swapping every pair; the pruned model's
-schedule runs over all its epochs with a mask update twice per epoch, in the middle of epochs
-(on JAX every update reads the trainer's state back). An epoch is timed from its start to its
-end (not `fit`'s own set-up); the overhead is the median over pairs of pruned / plain, so each
-ratio compares two epochs a second apart, which a shared machine's drift hardly separates.
-A mask update is timed alone after training (`PruningCallback`'s work: read the state, rank,
-install the masks, zero the optimizer's slots where JAX needs it), and the shrunk model is
-exported from that backend (on JAX and PyTorch through a TensorFlow child process) and timed
-in LiteRT.
+(`KERAS_BACKEND`), one after another. Within it three models train one epoch each per
+round, in a new random order every round, `--rounds` times: a plain model, its twin (a second
+plain model: how far two identical fits differ on this machine) and the pruned model, whose
+schedule runs over all its epochs with a mask update twice per epoch, in the middle of
+epochs (on JAX every update reads the trainer's state back). An epoch is timed from its start
+to its end (not `fit`'s own set-up). The overhead is the median over rounds of pruned / plain,
+with a 90 % bootstrap interval: each ratio compares two epochs a second apart, which a shared
+machine's drift hardly separates. A mask update is timed alone after training
+(`PruningCallback`'s work: read the state, rank, install the masks, zero the optimizer's slots
+where JAX needs it), and the shrunk model is exported from that backend (on JAX and PyTorch
+through a TensorFlow child process) and timed in LiteRT.
 
-    python tools/bench_backends.py [--backends tensorflow jax torch] [--pairs 20]
+    python tools/bench_backends.py [--backends tensorflow jax torch] [--rounds 40]
         [--json out/bench_backends.json]
 """
 
@@ -34,14 +35,14 @@ from bench_fit_overhead import BATCH, EpochTimer, build, compile_digits, digits 
 from benchreport import write_report  # noqa: E402
 
 
-def interleaved_epochs(keras, runs, x, y, pairs) -> list[list[float]]:
-    """Seconds of each epoch of each `(model, callbacks)` in `runs`, one epoch of each in
-    turn, `pairs` times (after one untimed epoch each, which compiles the step); the order
-    swaps every pair so that a machine slowing down favours neither."""
+def interleaved_epochs(keras, runs, x, y, rounds, seed=0) -> list[list[float]]:
+    """Seconds of each epoch of each `(model, callbacks)` in `runs`: one epoch of each per
+    round, in a new random order every round so that a machine slowing down favours none,
+    `rounds` times (after one untimed epoch each, which compiles the step)."""
+    rng = np.random.default_rng(seed)
     times = [[] for _ in runs]
-    for epoch in range(pairs + 1):
-        order = range(len(runs)) if epoch % 2 == 0 else reversed(range(len(runs)))
-        for i in order:
+    for epoch in range(rounds + 1):
+        for i in rng.permutation(len(runs)):
             model, callbacks = runs[i]
             timer = EpochTimer.make(keras)
             model.fit(
@@ -51,10 +52,17 @@ def interleaved_epochs(keras, runs, x, y, pairs) -> list[list[float]]:
             if epoch:
                 times[i].append(timer.times[0])
         if epoch:
-            print(
-                f"  pair {epoch}/{pairs}: " + ", ".join(f"{t[-1]:.3f} s" for t in times), flush=True
-            )
+            print(f"  round {epoch}/{rounds}: " + ", ".join(f"{t[-1]:.3f} s" for t in times))
     return times
+
+
+def median_ratio(numerators, denominators, seed=0) -> dict:
+    """The median of the per-round ratios and its 90 % bootstrap interval."""
+    ratios = np.array(numerators) / np.array(denominators)
+    rng = np.random.default_rng(seed)
+    resampled = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
+    low, high = np.percentile(resampled, [5, 95])
+    return {"median": float(np.median(ratios)), "interval": [float(low), float(high)]}
 
 
 def mask_update_ms(keras, tfprune, model, repeats=7) -> float:
@@ -73,7 +81,7 @@ def mask_update_ms(keras, tfprune, model, repeats=7) -> float:
     return 1000 * float(np.median(times))
 
 
-def child(pairs):
+def child(rounds):
     """This backend's numbers (run with KERAS_BACKEND set)."""
     import keras
 
@@ -81,15 +89,15 @@ def child(pairs):
 
     x, y = digits()
     steps = int(np.ceil(len(x) / BATCH))
-    schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, steps * (pairs + 1), frequency=steps // 2)
+    schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, steps * (rounds + 1), frequency=steps // 2)
     keras.utils.set_random_seed(0)
-    plain, model = build(keras), tfprune.prune(build(keras), schedule=schedule)
-    for each in (plain, model):
+    # The twin, a second plain model, shows how far two identical fits differ here.
+    plain, twin = build(keras), build(keras)
+    model = tfprune.prune(build(keras), schedule=schedule)
+    for each in (plain, twin, model):
         compile_digits(keras, each)
-    plain_s, pruned_s = interleaved_epochs(
-        keras, [(plain, []), (model, [tfprune.PruningCallback()])], x, y, pairs
-    )
-    ratios = np.array(pruned_s) / np.array(plain_s)
+    runs = [(plain, []), (twin, []), (model, [tfprune.PruningCallback()])]
+    plain_s, twin_s, pruned_s = interleaved_epochs(keras, runs, x, y, rounds)
     update = mask_update_ms(keras, tfprune, model)
     small = tfprune.shrink(tfprune.strip(model))
     with tempfile.TemporaryDirectory() as work:
@@ -102,8 +110,9 @@ def child(pairs):
         "backend": keras.backend.backend(),
         "plain_epoch_s": plain_s,
         "pruned_epoch_s": pruned_s,
-        "ratio": float(np.median(ratios)),
-        "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+        "twin_epoch_s": twin_s,
+        "ratio": median_ratio(pruned_s, plain_s),
+        "twin_ratio": median_ratio(twin_s, plain_s),
         "final_sparsity": tfprune.masking.wrappers.model_sparsity(tfprune.wrappers_of(model)),
         "step_ms": 1000 * float(np.median(plain_s)) / steps,
         "mask_update_ms": update,
@@ -118,19 +127,19 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
-    parser.add_argument("--pairs", type=int, default=20, help="timed plain/pruned epoch pairs")
+    parser.add_argument("--rounds", type=int, default=40, help="timed epochs of each model")
     parser.add_argument("--json", default="out/bench_backends.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(args.pairs)), flush=True)
+        print("RESULT " + json.dumps(child(args.rounds)), flush=True)
         return
 
     results = {}
     for backend in args.backends:
         print(f"{backend}:", flush=True)
         done = subprocess.run(
-            [sys.executable, __file__, "--child", "--pairs", str(args.pairs)],
+            [sys.executable, __file__, "--child", "--rounds", str(args.rounds)],
             env={**os.environ, "KERAS_BACKEND": backend},
             capture_output=True,
             text=True,
@@ -139,25 +148,29 @@ def main():
         if done.returncode != 0 or not lines:
             print(f"  failed:\n{done.stderr[-2000:]}")
             continue
-        print("\n".join(line for line in done.stdout.splitlines() if "pair" in line))
+        print("\n".join(line for line in done.stdout.splitlines() if "round" in line))
         results[backend] = json.loads(lines[-1][len("RESULT ") :])
     reference = results.get("tensorflow", {}).get("step_ms")
     print(
-        f"\n{'backend':<11} {'plain s/ep':>10} {'pruned s/ep':>11} {'ratio':>6} {'quartiles':<11} "
-        f"{'sparsity':>8} {'step ms':>8} {'vs TF':>6} {'update ms':>9} {'export s':>8} "
-        f"{'LiteRT us':>9} {'max diff':>9}"
+        f"\n{'backend':<11} {'plain s/ep':>10} {'pruned s/ep':>11} {'pruned/plain (90 %)':<20} "
+        f"{'twin/plain (90 %)':<20} {'sparsity':>8} {'step ms':>8} {'vs TF':>6} "
+        f"{'update ms':>9} {'export s':>8} {'LiteRT us':>9} {'max diff':>9}"
     )
+
+    def interval(ratio):
+        low, high = ratio["interval"]
+        return f"{ratio['median']:.3f} ({low:.3f}-{high:.3f})"
+
     for backend, r in results.items():
         versus = r["step_ms"] / reference if reference else float("nan")
         print(
             f"{backend:<11} {np.median(r['plain_epoch_s']):>10.3f} "
-            f"{np.median(r['pruned_epoch_s']):>11.3f} {r['ratio']:>6.3f} "
-            f"{r['ratio_quartiles'][0]:.3f}-{r['ratio_quartiles'][1]:.3f} "
-            f"{r['final_sparsity']:>8.2f} {r['step_ms']:>8.2f} {versus:>6.2f} "
-            f"{r['mask_update_ms']:>9.1f} "
-            f"{r['export_s']:>8.1f} {r['litert_latency_us']:>9.1f} {r['litert_vs_keras']:>9.1e}"
+            f"{np.median(r['pruned_epoch_s']):>11.3f} {interval(r['ratio']):<20} "
+            f"{interval(r['twin_ratio']):<20} {r['final_sparsity']:>8.2f} {r['step_ms']:>8.2f} "
+            f"{versus:>6.2f} {r['mask_update_ms']:>9.1f} {r['export_s']:>8.1f} "
+            f"{r['litert_latency_us']:>9.1f} {r['litert_vs_keras']:>9.1e}"
         )
-    write_report(args.json, {"results": results, "pairs": args.pairs})
+    write_report(args.json, {"results": results, "rounds": args.rounds})
 
 
 if __name__ == "__main__":
