@@ -408,8 +408,9 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
         for g in (g for g, gone in zip(members, pruned) if gone):
             for follower, c in g.followers:
                 if id(follower) not in channel_keep:
-                    channel_keep[id(follower)] = (follower, follower.mask_array().copy())
-                channel_keep[id(follower)][1][c] = 0
+                    current = follower.mask_array()
+                    channel_keep[id(follower)] = (follower, current, current.copy())
+                channel_keep[id(follower)][2][c] = 0
         for key, was_pruned in pruned_filters().items():
             w = wrappers[key]
             keep = ~was_pruned
@@ -419,8 +420,9 @@ def _group_family(members, wrappers, first, costs, reduction, indices) -> Family
             shape = w.pruned_shape
             canonical_shape = w.spec.canonical_shape(shape)
             w.assign_mask(w.spec.from_canonical(w.granularity.expand(keep, canonical_shape), shape))
-        for follower, mask in channel_keep.values():
-            follower.assign_channel_mask(mask)
+        for follower, current, mask in channel_keep.values():
+            if not np.array_equal(mask, current):  # nothing new: no need to touch the weights
+                follower.assign_channel_mask(mask)
 
     rates = [w.rate for w in wrappers.values() if w.rate is not None]
     rate = max(rates) if rates else None

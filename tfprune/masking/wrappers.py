@@ -501,12 +501,12 @@ class ChannelMaskWrapper(_MaskingWrapper):
 
     def assign_channel_mask(self, mask: np.ndarray) -> None:
         """Install a per-channel mask (1 = kept) and zero the masked weights now."""
-        mask = np.asarray(mask, np.float32)
-        self.channel_mask.assign(mask)
-        for name in self.masked_names:
-            variable = named_variable(self.layer, name)
-            if variable is not None:
-                variable.assign(keras.ops.convert_to_numpy(variable) * mask)
+        self.channel_mask.assign(np.asarray(mask, np.float32))
+        # Multiplied where the weights live: no copy through NumPy.
+        for variable, part in self._masked_parts():
+            variable.assign(
+                keras.ops.multiply(variable.value, keras.ops.cast(part, variable.dtype))
+            )
 
     def mask_array(self) -> np.ndarray:
         """The channel mask as a NumPy array."""
