@@ -11,7 +11,7 @@ PACKAGE = ROOT / "tfprune"
 # Methods that Keras calls and documents itself.
 KERAS_HOOKS = {"call", "build", "get_config", "from_config", "compute_output_shape", "train_step"}
 KERAS_HOOKS |= {f"on_{event}" for event in ("train_begin", "train_end", "epoch_begin", "epoch_end")}
-KERAS_HOOKS |= {"on_train_batch_begin", "on_train_batch_end"}
+KERAS_HOOKS |= {"on_train_batch_begin", "on_train_batch_end", "compute_loss"}
 # Module-level code that is not part of the API: the demo script and the command line.
 SCRIPTS = {PACKAGE / "demo.py", PACKAGE / "cli.py"}
 

@@ -46,15 +46,7 @@ class TrainsOwnVariables:
         Keras' train step of each backend calls it and differentiates the sum with respect
         to the model's weights and the method's own variables.
 
-        Args:
-            x: the batch's inputs. Defaults to `None`.
-            y: the batch's labels. Defaults to `None`.
-            y_pred: the model's outputs on `x`. Defaults to `None`.
-            sample_weight: per-example weights. Defaults to `None`.
-            training: whether this is a training step. Defaults to `True`.
-
-        Returns:
-            The scalar loss.
+        Arguments and return value: those of `keras.Model.compute_loss`.
         """
         loss = super().compute_loss(x, y, y_pred, sample_weight, training)
         if not training:

@@ -92,15 +92,7 @@ class AdversarialTraining(keras.Model):
         gradient flows through them), and predicted in training mode, so BatchNormalization
         sees both batches.
 
-        Args:
-            x: the batch's inputs. Defaults to `None`.
-            y: the batch's labels. Defaults to `None`.
-            y_pred: the model's outputs on `x`. Defaults to `None`.
-            sample_weight: per-example weights. Defaults to `None`.
-            training: whether this is a training step. Defaults to `True`.
-
-        Returns:
-            The scalar loss.
+        Arguments and return value: those of `keras.Model.compute_loss`.
         """
         clean = super().compute_loss(x, y, y_pred, sample_weight, training)
         clean = blended_loss(self.model, x, y_pred, clean)
