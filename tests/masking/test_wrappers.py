@@ -127,3 +127,28 @@ class _ShiftedWhenTraining(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         return super().call(inputs) + (1.0 if training else 0.0)
+
+
+@pytest.mark.parametrize("wrapper_policy", ["mixed_float16", "float32"])
+def test_wrapped_layers_compute_in_their_own_mixed_precision(wrapper_policy):
+    # Built under mixed precision; pruned under it (the wrappers share the layers' policy, and
+    # skip their layers' own __call__) or after it was reset (they do not, and Keras casts).
+    try:
+        keras.config.set_dtype_policy("mixed_float16")
+        conv = keras.layers.Conv2D(8, 3, name="conv")
+        layers = [keras.Input((6, 6, 3)), conv, keras.layers.BatchNormalization()]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(2, name="head", dtype="float32")]
+        model = keras.Sequential(layers)
+        keras.config.set_dtype_policy(wrapper_policy)
+        pruned = tfprune.prune(model, schedule=tfprune.OneShot(0.5))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    (wrapper,) = tfprune.wrappers_of(pruned)
+    assert wrapper.dtype_policy.name == wrapper_policy
+    images = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
+    assert keras.ops.convert_to_numpy(wrapper(images)).dtype == np.float16
+    for training in (False, True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(pruned(images, training=training)),
+            keras.ops.convert_to_numpy(model(images, training=training)),
+        )
