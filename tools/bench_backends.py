@@ -31,38 +31,15 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from bench_fit_overhead import BATCH, EpochTimer, build, compile_digits, digits  # noqa: E402
+from bench_fit_overhead import (  # noqa: E402
+    BATCH,
+    build,
+    compile_digits,
+    digits,
+    interleaved_epochs,
+    median_ratio,
+)
 from benchreport import write_report  # noqa: E402
-
-
-def interleaved_epochs(keras, runs, x, y, rounds, seed=0) -> list[list[float]]:
-    """Seconds of each epoch of each `(model, callbacks)` in `runs`: one epoch of each per
-    round, in a new random order every round so that a machine slowing down favours none,
-    `rounds` times (after one untimed epoch each, which compiles the step)."""
-    rng = np.random.default_rng(seed)
-    times = [[] for _ in runs]
-    for epoch in range(rounds + 1):
-        for i in rng.permutation(len(runs)):
-            model, callbacks = runs[i]
-            timer = EpochTimer.make(keras)
-            model.fit(
-                x, y, batch_size=BATCH, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
-                callbacks=[*callbacks, timer],
-            )  # fmt: skip
-            if epoch:
-                times[i].append(timer.times[0])
-        if epoch:
-            print(f"  round {epoch}/{rounds}: " + ", ".join(f"{t[-1]:.3f} s" for t in times))
-    return times
-
-
-def median_ratio(numerators, denominators, seed=0) -> dict:
-    """The median of the per-round ratios and its 90 % bootstrap interval."""
-    ratios = np.array(numerators) / np.array(denominators)
-    rng = np.random.default_rng(seed)
-    resampled = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
-    low, high = np.percentile(resampled, [5, 95])
-    return {"median": float(np.median(ratios)), "interval": [float(low), float(high)]}
 
 
 def mask_update_ms(keras, tfprune, model, repeats=7) -> float:

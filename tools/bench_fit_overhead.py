@@ -1,12 +1,14 @@
 """Training-time overhead of pruning: `fit` with tfprune vs plain `fit`, and tfmot's ratio.
 
-Same model (the digits CNN), same data, same epochs, in one run. tfprune and plain Keras 3
-alternate in this process; tfmot (which needs tf_keras and TF_USE_LEGACY_KERAS=1) runs the
-same comparison on the tf_keras twin of the model in a subprocess. Reports the fastest epoch
-of each fit (the first epoch, which traces the graph, left out; noise on a shared machine
-only adds time) and the median over rounds of the per-round ratios.
+Same model (the digits CNN), same data, in one run. Three Keras 3 models train one epoch
+each per round, in a new random order every round: a plain model, its twin (a second plain
+model, which shows how far two identical fits differ on this machine) and the model pruned by
+tfprune, whose schedule (0 to 50 %) runs over all its epochs. tfmot (which needs tf_keras and
+TF_USE_LEGACY_KERAS=1) runs the same comparison on the tf_keras twin of the model in a
+subprocess. Each epoch is timed from its start to its end; reported, the median over rounds
+of pruned / plain with a 90 % bootstrap interval.
 
-    python tools/bench_fit_overhead.py [--rounds 10] [--epochs 8] [--frequency 100]
+    python tools/bench_fit_overhead.py [--rounds 40] [--frequency 100]
         [--json out/bench_fit_overhead.json]
 """
 
@@ -74,102 +76,94 @@ def compile_digits(keras, model) -> None:
     )
 
 
-def time_fit(keras, model, x, y, epochs, callbacks=()):
-    compile_digits(keras, model)
-    timer = EpochTimer.make(keras)
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[*callbacks, timer])
-    # The fastest epoch: on a shared machine noise only ever adds time, so the minimum is
-    # the steadiest estimate of what the training step itself costs.
-    return float(np.min(timer.times[1:]))
+def interleaved_epochs(keras, runs, x, y, rounds, seed=0) -> list[list[float]]:
+    """Seconds of each epoch of each `(model, callbacks)` in `runs`: one epoch of each per
+    round, in a new random order every round so that a machine slowing down favours none,
+    `rounds` times (after one untimed epoch each, which compiles the step)."""
+    rng = np.random.default_rng(seed)
+    times = [[] for _ in runs]
+    for epoch in range(rounds + 1):
+        for i in rng.permutation(len(runs)):
+            model, callbacks = runs[i]
+            timer = EpochTimer.make(keras)
+            model.fit(
+                x, y, batch_size=BATCH, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                callbacks=[*callbacks, timer],
+            )  # fmt: skip
+            if epoch:
+                times[i].append(timer.times[0])
+        if epoch:
+            print(f"  round {epoch}/{rounds}: " + ", ".join(f"{t[-1]:.3f} s" for t in times))
+    return times
 
 
-def schedule_steps(n, epochs, frequency):
-    """End step and update frequency: `frequency` steps, or 0 for twice per epoch."""
+def median_ratio(numerators, denominators, seed=0) -> dict:
+    """The median of the per-round ratios and its 90 % bootstrap interval."""
+    ratios = np.array(numerators) / np.array(denominators)
+    rng = np.random.default_rng(seed)
+    resampled = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
+    low, high = np.percentile(resampled, [5, 95])
+    return {"median": float(np.median(ratios)), "interval": [float(low), float(high)]}
+
+
+def schedule_steps(n, rounds, frequency):
+    """End step and update frequency over `rounds + 1` epochs: `frequency` steps, or 0 for
+    twice per epoch."""
     steps = int(np.ceil(n / BATCH))
-    return steps * epochs, frequency or max(1, steps // 2)
+    return steps * (rounds + 1), frequency or max(1, steps // 2)
 
 
-def alternate(rounds, labels, plain_fit, pruned_fit):
-    """Time plain and pruned fits `rounds` times, swapping which goes first every round so
-    that a machine slowing down (or speeding up) within a round favours neither side."""
-    plain_times, pruned_times = [], []
-    for r in range(rounds):
-        order = [(plain_times, plain_fit), (pruned_times, pruned_fit)]
-        for times, fit in order if r % 2 == 0 else reversed(order):
-            times.append(fit(r))
-        print(
-            f"  round {r + 1}/{rounds}: {labels[0]} {plain_times[-1]:.3f} s/epoch, {labels[1]} "
-            f"{pruned_times[-1]:.3f} s/epoch",
-            flush=True,
-        )
-    return plain_times, pruned_times
+def compared(keras, pruned, callbacks, rounds):
+    """Plain, twin and pruned epochs of the digits CNN, and the two ratios to plain."""
+    x, y = digits()
+    keras.utils.set_random_seed(0)
+    plain, twin = build(keras), build(keras)
+    for each in (plain, twin, pruned):
+        compile_digits(keras, each)
+    runs = [(plain, []), (twin, []), (pruned, callbacks)]
+    plain_s, twin_s, pruned_s = interleaved_epochs(keras, runs, x, y, rounds)
+    return {
+        "plain_s_per_epoch": float(np.median(plain_s)),
+        "pruned_s_per_epoch": float(np.median(pruned_s)),
+        "ratio": median_ratio(pruned_s, plain_s),
+        "twin_ratio": median_ratio(twin_s, plain_s),
+    }
 
 
-def plain_fit(keras, x, y, epochs):
-    """A function timing plain training of a fresh model, seeded per round."""
-
-    def fit(seed):
-        keras.utils.set_random_seed(seed)
-        return time_fit(keras, build(keras), x, y, epochs)
-
-    return fit
-
-
-def run_tfprune(rounds, epochs, frequency):
+def run_tfprune(rounds, frequency):
     import keras
 
     import tfprune
 
-    x, y = digits()
-    end_step, frequency = schedule_steps(len(x), epochs, frequency)
-
-    def pruned(seed):
-        keras.utils.set_random_seed(seed)
-        schedule = tfprune.PolynomialDecay(
-            0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
-        )
-        return time_fit(
-            keras,
-            tfprune.prune(build(keras), schedule=schedule),
-            x,
-            y,
-            epochs,
-            [tfprune.PruningCallback()],
-        )
-
-    return alternate(rounds, ("plain", "tfprune"), plain_fit(keras, x, y, epochs), pruned)
+    end_step, frequency = schedule_steps(len(digits()[0]), rounds, frequency)
+    keras.utils.set_random_seed(1)
+    schedule = tfprune.PolynomialDecay(
+        0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
+    )
+    pruned = tfprune.prune(build(keras), schedule=schedule)
+    return compared(keras, pruned, [tfprune.PruningCallback()], rounds)
 
 
-def run_tfmot(rounds, epochs, frequency):
+def run_tfmot(rounds, frequency):
     """Runs in the subprocess: tf_keras plain vs tfmot prune_low_magnitude."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
-    x, y = digits()
-    end_step, frequency = schedule_steps(len(x), epochs, frequency)
+    end_step, frequency = schedule_steps(len(digits()[0]), rounds, frequency)
     sparsity = tfmot.sparsity.keras
-
-    def pruned(seed):
-        keras.utils.set_random_seed(seed)
-        schedule = sparsity.PolynomialDecay(
-            0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
-        )
-        model = sparsity.prune_low_magnitude(build(keras), pruning_schedule=schedule)
-        return time_fit(keras, model, x, y, epochs, [sparsity.UpdatePruningStep()])
-
-    return alternate(rounds, ("tf_keras plain", "tfmot"), plain_fit(keras, x, y, epochs), pruned)
+    keras.utils.set_random_seed(1)
+    schedule = sparsity.PolynomialDecay(
+        0.0, 0.5, begin_step=0, end_step=end_step, frequency=frequency
+    )
+    pruned = sparsity.prune_low_magnitude(build(keras), pruning_schedule=schedule)
+    return compared(keras, pruned, [sparsity.UpdatePruningStep()], rounds)
 
 
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating plain/pruned repetitions"
-    )
-    parser.add_argument(
-        "--epochs", type=int, default=6, help="epochs per fit (the first is not timed)"
-    )
+    parser.add_argument("--rounds", type=int, default=40, help="timed epochs of each model")
     parser.add_argument(
         "--frequency",
         type=int,
@@ -183,51 +177,34 @@ def main():
     args = parser.parse_args()
 
     if args.tfmot_child:
-        print(json.dumps(run_tfmot(args.rounds, args.epochs, args.frequency)), flush=True)
+        print("RESULT " + json.dumps(run_tfmot(args.rounds, args.frequency)), flush=True)
         return
 
-    print(f"tfprune vs plain Keras 3 ({args.rounds} rounds x {args.epochs} epochs):")
-    plain, pruned = run_tfprune(args.rounds, args.epochs, args.frequency)
+    print(f"tfprune vs plain Keras 3 ({args.rounds} rounds; plain, twin, pruned):")
+    tfprune_result = run_tfprune(args.rounds, args.frequency)
     print("tfmot vs plain tf_keras, in a subprocess with TF_USE_LEGACY_KERAS=1:")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     child = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--tfmot-child",
-            "--rounds",
-            str(args.rounds),
-            "--epochs",
-            str(args.epochs),
-            "--frequency",
-            str(args.frequency),
-        ],
-        env=env,
+        [sys.executable, __file__, "--tfmot-child", "--rounds", str(args.rounds),
+         "--frequency", str(args.frequency)],
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
         capture_output=True,
         text=True,
-    )
-    if child.returncode:
+    )  # fmt: skip
+    lines = [line for line in child.stdout.splitlines() if line.strip()]
+    if child.returncode or not lines or not lines[-1].startswith("RESULT "):
         sys.stderr.write(child.stderr[-3000:])
         raise SystemExit("tfmot subprocess failed; install the extra: pip install -e '.[compare]'")
-    lines = child.stdout.strip().splitlines()
-    print("\n".join(lines[:-1]))
-    tf_plain, tf_pruned = json.loads(lines[-1])
+    print("\n".join(line for line in lines if "round" in line))
+    tfmot_result = json.loads(lines[-1][len("RESULT ") :])
 
-    result = {
-        "plain_s_per_epoch": float(np.median(plain)),
-        "tfprune_s_per_epoch": float(np.median(pruned)),
-        # The median of per-round ratios: each round's pair ran back to back, so a slow
-        # spell of this shared machine hits both sides of one ratio.
-        "tfprune_ratio": float(np.median(np.array(pruned) / np.array(plain))),
-        "tf_keras_plain_s_per_epoch": float(np.median(tf_plain)),
-        "tfmot_s_per_epoch": float(np.median(tf_pruned)),
-        "tfmot_ratio": float(np.median(np.array(tf_pruned) / np.array(tf_plain))),
-    }
-    print(
-        f"\ntfprune / plain Keras 3: {result['tfprune_ratio']:.3f}x   tfmot / plain tf_keras: "
-        f"{result['tfmot_ratio']:.3f}x"
-    )
-    write_report(args.json, result)
+    def interval(ratio):
+        low, high = ratio["interval"]
+        return f"{ratio['median']:.3f}x (90 %: {low:.3f}-{high:.3f})"
+
+    for name, result in (("tfprune / plain Keras 3", tfprune_result),
+                         ("tfmot / plain tf_keras", tfmot_result)):  # fmt: skip
+        print(f"\n{name}: {interval(result['ratio'])}; twin {interval(result['twin_ratio'])}")
+    write_report(args.json, {"tfprune": tfprune_result, "tfmot": tfmot_result})
 
 
 if __name__ == "__main__":
