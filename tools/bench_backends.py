@@ -33,11 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from bench_fit_overhead import (  # noqa: E402
     BATCH,
-    build,
-    compile_digits,
+    compared,
     digits,
-    interleaved_epochs,
-    median_ratio,
+    pruned_digits,
 )
 from benchreport import write_report  # noqa: E402
 
@@ -64,17 +62,9 @@ def child(rounds):
 
     import tfprune
 
-    x, y = digits()
-    steps = int(np.ceil(len(x) / BATCH))
-    schedule = tfprune.PolynomialDecay(0.0, 0.5, 0, steps * (rounds + 1), frequency=steps // 2)
-    keras.utils.set_random_seed(0)
-    # The twin, a second plain model, shows how far two identical fits differ here.
-    plain, twin = build(keras), build(keras)
-    model = tfprune.prune(build(keras), schedule=schedule)
-    for each in (plain, twin, model):
-        compile_digits(keras, each)
-    runs = [(plain, []), (twin, []), (model, [tfprune.PruningCallback()])]
-    plain_s, twin_s, pruned_s = interleaved_epochs(keras, runs, x, y, rounds)
+    x = digits()[0]
+    model = pruned_digits(keras, tfprune, rounds, 0)  # a mask update twice per epoch
+    timings = compared(keras, model, [tfprune.PruningCallback()], rounds)
     update = mask_update_ms(keras, tfprune, model)
     small = tfprune.shrink(tfprune.strip(model))
     with tempfile.TemporaryDirectory() as work:
@@ -85,13 +75,9 @@ def child(rounds):
         latency = tfprune.benchmark_tflite(path, runs=300).median
     return {
         "backend": keras.backend.backend(),
-        "plain_epoch_s": plain_s,
-        "pruned_epoch_s": pruned_s,
-        "twin_epoch_s": twin_s,
-        "ratio": median_ratio(pruned_s, plain_s),
-        "twin_ratio": median_ratio(twin_s, plain_s),
+        **timings,
         "final_sparsity": tfprune.masking.wrappers.model_sparsity(tfprune.wrappers_of(model)),
-        "step_ms": 1000 * float(np.median(plain_s)) / steps,
+        "step_ms": 1000 * float(np.median(timings["plain_epoch_s"])) / np.ceil(len(x) / BATCH),
         "mask_update_ms": update,
         "export_s": export_s,
         "litert_vs_keras": error,

@@ -59,6 +59,17 @@ class _MaskConstraint:
         return self.inner(value) if self.inner is not None else value
 
 
+def _masked_value(variable, part):
+    """`variable`'s value times its part of a mask, in the variable's dtype."""
+    return keras.ops.multiply(variable.value, keras.ops.cast(part, variable.dtype))
+
+
+def _zero_masked(variable, part) -> None:
+    """Zero `variable` where its part of a mask is 0, where the variable lives (no copy
+    through NumPy)."""
+    variable.assign(_masked_value(variable, part))
+
+
 class _MaskingWrapper(keras.layers.Wrapper):
     """How a wrapper's masks reach the wrapped layer's variables, on every backend."""
 
@@ -89,10 +100,7 @@ class _MaskingWrapper(keras.layers.Wrapper):
                 # PyTorch's eager steps 0.1 ms a call, most of what the wrappers cost).
                 return keras_internals.call_inside(self, self.layer, *args, **kwargs)
             return self.layer(*args, **kwargs)
-        values = {
-            id(v): keras.ops.multiply(v.value, keras.ops.cast(part, v.dtype))
-            for v, part in self._masked_parts()
-        }
+        values = {id(v): _masked_value(v, part) for v, part in self._masked_parts()}
         kwargs = keras_internals.call_arguments(self.layer, kwargs)
         return call_with_values(self.layer, values, *args, **kwargs)
 
@@ -121,7 +129,7 @@ class _MaskingWrapper(keras.layers.Wrapper):
         """
         for variable, part in self._masked_parts():
             for slot in keras_internals.optimizer_slots(optimizer, variable):
-                slot.assign(keras.ops.multiply(slot.value, keras.ops.cast(part, slot.dtype)))
+                _zero_masked(slot, part)
 
 
 #: The entries of `PruneWrapper.schedule_state`, by name. One vector variable holds them, so
@@ -346,14 +354,13 @@ class PruneWrapper(_MaskingWrapper):
                 f"{mask.shape}."
             )
         self.mask.assign(mask)
-        # Multiplied where the weights live: no copy of the kernel through NumPy.
         for kernel, share in self.mask_parts():
-            kernel.assign(keras.ops.multiply(kernel.value, share))
+            _zero_masked(kernel, share)
         if self.bias_mask is not None:
             kept = ~self.granularity.pruned_units(mask, self.spec)
             self.bias_mask.assign(self.spec.bias_mask(kept, tuple(self.bias_mask.shape)))
             for bias, share in self.mask_parts(bias=True):
-                bias.assign(keras.ops.multiply(bias.value, share))
+                _zero_masked(bias, share)
 
     def masked_weights(self) -> list:
         """The wrapped layer's weights (as `get_weights()`), with the masks applied."""
@@ -502,11 +509,8 @@ class ChannelMaskWrapper(_MaskingWrapper):
     def assign_channel_mask(self, mask: np.ndarray) -> None:
         """Install a per-channel mask (1 = kept) and zero the masked weights now."""
         self.channel_mask.assign(np.asarray(mask, np.float32))
-        # Multiplied where the weights live: no copy through NumPy.
         for variable, part in self._masked_parts():
-            variable.assign(
-                keras.ops.multiply(variable.value, keras.ops.cast(part, variable.dtype))
-            )
+            _zero_masked(variable, part)
 
     def mask_array(self) -> np.ndarray:
         """The channel mask as a NumPy array."""
